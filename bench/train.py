@@ -1,0 +1,230 @@
+"""Training throughput: one full epoch (forward, backward, optimiser step) on census-shaped data.
+
+199,523 rows of 7 continuous + 33 categorical columns (the real census cardinalities), two binary tasks, batch
+1024, MMoE at the paper's size (8 experts x 16, towers 8) and at the budget maximum (8 x 256, towers 64):
+
+* ``ours``: ``hpo.training.train`` (device-resident data, fused experts, sum-of-rows first layer);
+* ``tutorial``: the common implementation, a ``DataLoader`` over a one-hot ``TensorDataset`` and experts as a
+  Python loop over modules, Adam;
+* ``torch-rechub`` / ``deepctr-torch``: the peer libraries' MMoE on the same one-hot input, when installed
+  (``make bench`` installs them with ``--no-deps``, so torch stays as it is); torch-rechub through its
+  ``MTLTrainer`` (its data loader included, as its users run it), deepctr-torch through ``fit`` with its
+  per-call input concatenation left out;
+* ``seeds``: 16 seeds as one vectorised model against 16 sequential runs (paper size).
+
+Every candidate runs once per round, interleaved, and the median of the rounds is compared, so the ratios are
+measured in one run on one machine. ``--json`` prints one JSON object of ratios as the last line.
+
+    python bench/train.py [--rounds 3] [--device cpu|cuda] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _shapes import CENSUS_ROWS, CENSUS_SPEC, census_like, median_rounds, timed
+from models import LoopMMoE
+
+from hpo.data import Split, TabularDataset
+from hpo.models import TaskSpec, create_model
+from hpo.training import TrainConfig, train
+
+SIZES = {"paper": (8, 16, 8), "max": (8, 256, 64)}
+TASKS = (TaskSpec("income"), TaskSpec("marital"))
+
+
+def census_dataset(device: torch.device) -> TabularDataset:
+    feats, y = census_like(CENSUS_ROWS)
+    small, ys = census_like(2048, seed=1)
+    splits = {
+        "train": Split(feats.cont[0], feats.cat[0], y),
+        "valid": Split(small.cont[0], small.cat[0], ys),
+        "test": Split(small.cont[0], small.cat[0], ys),
+    }
+    return TabularDataset("census-shaped", CENSUS_SPEC, TASKS, splits).to(device)
+
+
+def ours(ds: TabularDataset, size: tuple[int, int, int], device: torch.device, seeds: int = 1) -> None:
+    e, h, t = size
+    model = create_model(
+        "mmoe",
+        ds.spec,
+        ds.tasks,
+        replicas=seeds,
+        seeds=list(range(seeds)),
+        n_experts=e,
+        expert_units=(h,),
+        tower_units=(t,),
+        device=device,
+    )
+    cfg = TrainConfig(lr=1e-3, batch_size=1024, epochs=1, patience=None, device=str(device))
+    train(model, ds, cfg, evaluate_splits=("valid",))
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def tutorial(onehot: torch.Tensor, y: torch.Tensor, size: tuple[int, int, int], device: torch.device) -> None:
+    e, h, t = size
+    model = LoopMMoE(onehot.shape[1], e, h, t).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(onehot, y), batch_size=1024, shuffle=True
+    )
+    loss_fn = nn.BCEWithLogitsLoss()
+    for xb, yb in loader:
+        xb, yb = xb.to(device), yb.to(device)
+        opt.zero_grad()
+        loss_fn(model(xb), yb).backward()
+        opt.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def rechub_runner(
+    onehot: torch.Tensor, y: torch.Tensor, size: tuple[int, int, int], device: torch.device
+) -> Any:
+    """torch-rechub 0.9.0's MMOE trained by its MTLTrainer for one epoch on the one-hot input."""
+    try:
+        from torch_rechub.basic.features import DenseFeature
+        from torch_rechub.models.multi_task import MMOE
+        from torch_rechub.trainers import MTLTrainer
+        from torch_rechub.utils.data import DataGenerator
+    except ImportError:
+        return None
+    e, h, t = size
+    d = onehot.shape[1]
+    x = {"x": onehot.numpy()}
+    features = [DenseFeature("x", embed_dim=d)]
+
+    def run() -> None:
+        model = MMOE(
+            features,
+            ["classification", "classification"],
+            e,
+            {"dims": [h]},
+            [{"dims": [t]}, {"dims": [t]}],
+        )
+        gen = DataGenerator(x, y.numpy())
+        train_dl, _, _ = gen.generate_dataloader(
+            x_val=x, y_val=y.numpy()[:2], x_test=None, y_test=None, batch_size=1024
+        )
+        trainer = MTLTrainer(
+            model,
+            ["classification", "classification"],
+            optimizer_params={"lr": 1e-3},
+            n_epoch=1,
+            earlystop_patience=10,
+            device=str(device),
+            model_path="/tmp",
+        )
+        trainer.train_one_epoch(train_dl)
+
+    return run
+
+
+def deepctr_runner(
+    onehot: torch.Tensor, y: torch.Tensor, size: tuple[int, int, int], device: torch.device
+) -> Any:
+    """deepctr-torch 0.3.0's MMOE.fit for one epoch on the one-hot input, linear+softmax gates."""
+    try:
+        from deepctr_torch.inputs import DenseFeat
+        from deepctr_torch.models import MMOE
+    except ImportError:
+        return None
+    e, h, t = size
+    cols = [DenseFeat(f"c{i}", 1) for i in range(onehot.shape[1])]
+    x = {f"c{i}": onehot[:, i].numpy() for i in range(onehot.shape[1])}
+
+    def run() -> float:
+        model = MMOE(
+            cols,
+            num_experts=e,
+            expert_dnn_hidden_units=(h,),
+            gate_dnn_hidden_units=(),
+            tower_dnn_hidden_units=(t,),
+            task_types=("binary", "binary"),
+            device=str(device),
+        )
+        model.compile("adam", ["binary_crossentropy", "binary_crossentropy"])
+        # fit() concatenates its inputs on every call; time that alone (epochs=0) and leave it out
+        prep = timed(lambda: model.fit(x, y.numpy(), batch_size=1024, epochs=0, verbose=0))
+        return timed(lambda: model.fit(x, y.numpy(), batch_size=1024, epochs=1, verbose=0)) - prep
+
+    return run
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--seeds", type=int, default=16)
+    ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    warnings.filterwarnings("ignore")
+    device = torch.device(args.device)
+    ds = census_dataset(device)
+    feats, y = census_like(CENSUS_ROWS)
+    onehot = feats.one_hot(CENSUS_SPEC)[0]
+    eps: dict[str, float] = {}
+    if device.type == "cuda":  # start CUDA, cuBLAS and the caching allocator outside the timed rounds
+        ours(ds, SIZES["paper"], device)
+        tutorial(onehot, y, SIZES["paper"], device)
+    for size_name, size in SIZES.items():
+        fns = {
+            f"{size_name}/ours": lambda s=size: timed(lambda: ours(ds, s, device)),
+            f"{size_name}/tutorial": lambda s=size: timed(lambda: tutorial(onehot, y, s, device)),
+        }
+        if not args.no_peers:
+            rechub = rechub_runner(onehot, y, size, device)
+            if rechub is not None:
+                fns[f"{size_name}/torch-rechub"] = lambda run=rechub: timed(run)
+            deepctr = deepctr_runner(onehot, y, size, device)
+            if deepctr is not None:
+                fns[f"{size_name}/deepctr-torch"] = deepctr
+        med = median_rounds(fns, args.rounds)
+        eps.update({k: CENSUS_ROWS / v for k, v in med.items()})
+    s = args.seeds
+    med = median_rounds(
+        {
+            "seeds/vectorised": lambda: timed(lambda: ours(ds, SIZES["paper"], device, seeds=s)),
+            "seeds/sequential": lambda: timed(lambda: [ours(ds, SIZES["paper"], device) for _ in range(s)]),
+        },
+        args.rounds,
+    )
+    eps.update({k: s * CENSUS_ROWS / v for k, v in med.items()})
+    ratios: dict[str, float] = {}
+    for size_name in SIZES:
+        ratios[f"{size_name}_vs_tutorial"] = eps[f"{size_name}/ours"] / eps[f"{size_name}/tutorial"]
+        peers = [
+            eps[k]
+            for k in eps
+            if k.startswith(f"{size_name}/") and k.split("/")[1] in ("torch-rechub", "deepctr-torch")
+        ]
+        if peers:
+            ratios[f"{size_name}_vs_best_peer"] = eps[f"{size_name}/ours"] / max(peers)
+    ratios["seeds_vs_sequential"] = eps["seeds/vectorised"] / eps["seeds/sequential"]
+    print(
+        f"one training epoch, {CENSUS_ROWS:,} census-shaped rows, batch 1024, device {device}, "
+        f"{torch.get_num_threads()} threads, median of {args.rounds} interleaved rounds"
+    )
+    print(f"{'candidate':<26} {'examples/s':>12}")
+    for k, v in eps.items():
+        print(f"{k:<26} {v:>12,.0f}")
+    for k, v in ratios.items():
+        print(f"{k:<26} {v:>11.2f}x")
+    if args.json:
+        print(json.dumps({k: round(v, 3) for k, v in ratios.items()}))
+
+
+if __name__ == "__main__":
+    main()

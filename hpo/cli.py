@@ -1,0 +1,340 @@
+"""The ``hpo`` command line. Each command is a thin layer over the package; user mistakes (``HpoError``) become
+one line on stderr and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from hpo.errors import HpoError, mask_secrets
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Tune and compare multi-task learning architectures under one hidden-unit budget.",
+)
+
+
+@app.callback()
+def _root() -> None:
+    """hpo: Optuna studies, multi-seed retraining and HTML comparison reports for multi-task models."""
+
+
+@app.command("models")
+def models_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="print a JSON list")] = False,
+) -> None:
+    """List the registered architectures and their tunable hyperparameters."""
+    from hpo.models import list_models
+
+    entries = list_models()
+    if as_json:
+        typer.echo(json.dumps([e.as_dict() for e in entries], indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="architectures")
+    table.add_column("name", style="bold")
+    table.add_column("description")
+    table.add_column("tunable parameters")
+    for e in entries:
+        table.add_row(e.name, e.description, ", ".join(p.name for p in e.params))
+    Console().print(table)
+
+
+data_app = typer.Typer(no_args_is_help=True, help="Prepare, inspect and fetch datasets.")
+app.add_typer(data_app, name="data")
+
+DataDirOpt = Annotated[
+    str | None, typer.Option("--data-dir", help="data directory (default: $HPO_DATA_DIR or ../shared/data)")
+]
+
+
+@data_app.command("info")
+def data_info_cmd(
+    dataset: Annotated[str, typer.Argument(help="census-income, synthetic, or a dataset YAML file")],
+    group: Annotated[int, typer.Option(help="census task group (1 or 2)")] = 1,
+    p: Annotated[float, typer.Option(help="synthetic: task correlation")] = 0.5,
+    seed: Annotated[int, typer.Option(help="synthetic: seed")] = 0,
+    data_dir: DataDirOpt = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Rows per split, feature counts, one-hot width, positive rates and the labels' Pearson correlation."""
+    from hpo.data.registry import load_dataset
+
+    ds = load_dataset(dataset, group=group, data_dir=data_dir, synthetic={"p": p, "seed": seed})
+    info = ds.info()
+    if as_json:
+        typer.echo(json.dumps(info, indent=2, default=str))
+        return
+    typer.echo(f"{info['name']}: rows {info['rows']}")
+    typer.echo(
+        f"  features: {info['continuous_features']} continuous, {info['categorical_features']} categorical, "
+        f"one-hot width {info['one_hot_width']}"
+    )
+    for t in info["tasks"]:
+        rate = t.get("positive_rate", {}).get("train")
+        typer.echo(
+            f"  task {t['name']} ({t['kind']})" + (f": positive rate {rate:.4f}" if rate is not None else "")
+        )
+    if info["label_pearson"] is not None:
+        typer.echo(f"  label Pearson (train): {info['label_pearson']:.3f}")
+    for note in info["provenance"].get("column_inference", []):
+        typer.echo(f"  inferred {note}")
+
+
+@data_app.command("fetch")
+def data_fetch_cmd(
+    dataset: Annotated[str, typer.Argument(help="census-income")],
+    data_dir: DataDirOpt = None,
+    url: Annotated[str | None, typer.Option(help="archive (.zip) or base URL to download from")] = None,
+) -> None:
+    """Download a public dataset into the data directory and verify its checksums."""
+    from hpo.data.census import UCI_URL, default_data_dir, fetch_census
+    from hpo.errors import DataError
+
+    if dataset != "census-income":
+        raise DataError(f"unknown dataset {dataset!r} to fetch; known: census-income")
+    target = data_dir or str(default_data_dir())
+    out = fetch_census(target, url or UCI_URL)
+    for stem, path in out.items():
+        typer.echo(f"{stem}: {path} (checksum verified)")
+
+
+StorageOpt = Annotated[
+    str | None, typer.Option("--storage", help="storage URL (default: $HPO_STORAGE or sqlite:///hpo.db)")
+]
+
+
+@app.command("validate")
+def validate_cmd(
+    path: Annotated[str, typer.Argument(help="a study, search-space or dataset YAML file")],
+    samples: Annotated[int, typer.Option(help="random configurations to build per architecture")] = 200,
+) -> None:
+    """Check a file; report every problem at once. Studies: sample and build configurations under the budget."""
+    from hpo.search.validate import validate_file
+
+    for line in validate_file(path, samples=samples):
+        typer.echo(line)
+
+
+@app.command("run")
+def run_cmd(
+    study: Annotated[str, typer.Argument(help="study YAML")],
+    storage: StorageOpt = None,
+    n_trials: Annotated[int | None, typer.Option("--n-trials", help="trials per architecture")] = None,
+    workers: Annotated[int, typer.Option(help="worker processes (0: only queue the trials)")] = 1,
+    devices: Annotated[
+        str, typer.Option(help="cpu, auto, or cuda:0,cuda:1,... (workers spread over them)")
+    ] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", help="no live progress")] = False,
+) -> None:
+    """Tune every architecture of a study: one Optuna study per architecture in the storage. Rerun to resume."""
+    from hpo.search.runner import run_study
+    from hpo.search.spec import load_study
+    from hpo.search.status import storage_status
+    from hpo.search.storage import mask_url, normalise_url
+
+    spec = load_study(study)
+    url = normalise_url(storage)
+    run_study(spec, url, n_trials=n_trials, workers=workers, devices=devices.split(","), quiet=quiet)
+    for entry in storage_status(url):
+        if entry["spec"] == spec.name and "best" in entry:
+            typer.echo(
+                f"{entry['architecture']}: best {entry['best']['value']:.4f} (trial {entry['best']['number']})"
+            )
+    typer.echo(f"storage: {mask_url(url)}")
+
+
+@app.command("worker")
+def worker_cmd(
+    study: Annotated[str, typer.Argument(help="study YAML")],
+    storage: StorageOpt = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N")] = "auto",
+    worker_index: Annotated[int, typer.Option(help="distinguishes workers' sampler seeds")] = 0,
+    deadline: Annotated[float | None, typer.Option(help="stop after this UNIX time")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet")] = False,
+) -> None:
+    """Join a study from any machine: run its queued trials until none is left."""
+    from hpo.search.runner import _with_signals, run_worker
+    from hpo.search.spec import load_study
+
+    spec = load_study(study)
+    stats = _with_signals(
+        lambda: run_worker(spec, storage, device=device, worker_index=worker_index, deadline=deadline)
+    )
+    if not quiet:
+        typer.echo(f"worker {worker_index}: ran {stats.trials_run} trials {stats.by_arch}")
+
+
+@app.command("status")
+def status_cmd(
+    storage: StorageOpt = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Studies in the storage: architecture, trials by state, best value and parameters."""
+    from hpo.search.status import storage_status
+
+    entries = storage_status(storage)
+    if as_json:
+        typer.echo(json.dumps(entries, indent=2, default=str))
+        return
+    if not entries:
+        typer.echo("no studies")
+    for e in entries:
+        counts = ", ".join(f"{k} {v}" for k, v in e["trials"].items() if v)
+        best = f"; best {e['best']['value']:.4f} (trial {e['best']['number']})" if "best" in e else ""
+        typer.echo(f"{e['study']}: {counts or 'no trials'}{best}")
+
+
+@app.command("dashboard")
+def dashboard_cmd(
+    storage: StorageOpt = None,
+    port: Annotated[int, typer.Option(help="port")] = 8080,
+    host: Annotated[str, typer.Option(help="address to bind; 127.0.0.1 keeps it local")] = "127.0.0.1",
+) -> None:
+    """Start the real optuna-dashboard on the same storage (bound to 127.0.0.1 unless told otherwise)."""
+    import optuna_dashboard
+
+    from hpo.search.storage import mask_url, open_storage
+
+    st = open_storage(storage, heartbeat=False)
+    typer.echo(f"optuna-dashboard on http://{host}:{port} for {mask_url(st.url)}")
+    optuna_dashboard.run_server(st, host=host, port=port)
+
+
+@app.command("retrain")
+def retrain_cmd(
+    study: Annotated[str, typer.Argument(help="study YAML")],
+    seeds: Annotated[
+        int | None, typer.Option(help="seeds per architecture (default: the spec's retrain.seeds)")
+    ] = None,
+    storage: StorageOpt = None,
+    workers: Annotated[int, typer.Option(help="worker processes")] = 1,
+    devices: Annotated[str, typer.Option(help="cpu, auto, or cuda:0,cuda:1,...")] = "auto",
+    join: Annotated[
+        bool, typer.Option("--join", help="only take queued chunks (another process queued them)")
+    ] = False,
+    worker_index: Annotated[int, typer.Option(help="picks this worker's device from --devices")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet")] = False,
+) -> None:
+    """Retrain each architecture's best configuration from scratch over many seeds; rerun to resume."""
+    from hpo.search.retrain import run_retrain
+    from hpo.search.spec import load_study
+
+    spec = load_study(study)
+    run_retrain(
+        spec,
+        storage,
+        seeds=seeds,
+        workers=workers,
+        devices=devices.split(","),
+        worker_index=worker_index,
+        join_only=join,
+    )
+    if not quiet:
+        typer.echo(f"retraining of {len(spec.architectures)} architectures done; next: hpo report {study}")
+
+
+@app.command("report")
+def report_cmd(
+    study: Annotated[str, typer.Argument(help="study YAML")],
+    out: Annotated[str | None, typer.Option(help="HTML file (default reports/NAME.html)")] = None,
+    storage: StorageOpt = None,
+) -> None:
+    """Write the self-contained HTML comparison report, and its tables as CSV beside it."""
+    from hpo.report.html import write_report
+    from hpo.search.spec import load_study
+
+    spec = load_study(study)
+    path = write_report(spec, out or f"reports/{spec.name}.html", storage)
+    typer.echo(f"report: {path}")
+
+
+@app.command("export")
+def export_cmd(
+    study: Annotated[str, typer.Argument(help="study YAML")],
+    fmt: Annotated[str, typer.Option("--format", help="csv or parquet")] = "csv",
+    out: Annotated[str, typer.Option(help="output directory")] = "reports",
+    storage: StorageOpt = None,
+) -> None:
+    """Write the tuning trials and the seed results as tables (CSV or Parquet)."""
+    from pathlib import Path
+
+    from hpo.errors import ConfigError
+    from hpo.report.collect import collect
+    from hpo.search.spec import load_study
+
+    if fmt not in ("csv", "parquet"):
+        raise ConfigError(f"--format must be csv or parquet, got {fmt!r}")
+    spec = load_study(study)
+    data = collect(spec, storage)
+    target = Path(out)
+    target.mkdir(parents=True, exist_ok=True)
+    for name, df in (
+        ("trials", data.trials),
+        ("seed_results", data.seed_results),
+        ("seed_metrics", data.seed_metrics),
+    ):
+        path = target / f"{spec.name}_{name}.{fmt}"
+        if fmt == "csv":
+            df.to_csv(path, index=False)
+        else:
+            df.astype({c: str for c in df.columns if df[c].dtype == object}).to_parquet(path, index=False)
+        typer.echo(f"{name}: {path} ({len(df)} rows)")
+
+
+@app.command("demo")
+def demo_cmd(
+    data_dir: DataDirOpt = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N")] = "auto",
+    storage: Annotated[str, typer.Option(help="storage URL")] = "sqlite:///hpo-demo.db",
+    out: Annotated[str, typer.Option(help="HTML report")] = "reports/demo.html",
+    quiet: Annotated[bool, typer.Option("--quiet")] = False,
+) -> None:
+    """The main job: tune Shared-Bottom, MMoE and PLE on census-income, retrain over seeds, write the report."""
+    from pathlib import Path
+
+    from hpo.demo import run_demo
+
+    run_demo(storage=storage, out=Path(out), device=device, data_dir=data_dir, quiet=quiet)
+
+
+_LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def one_line(message: str) -> str:
+    """The message with every line-breaking character escaped (a file name may hold one), so it stays one line."""
+    return "".join(c.encode("unicode_escape").decode() if c in _LINE_BREAKS else c for c in message)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point. Every error a user can cause — ours and the command line's — is one line on stderr (URL
+    passwords masked) with a non-zero exit; anything else is a bug and keeps its traceback."""
+    try:
+        rv = app(args=argv, prog_name="hpo", standalone_mode=False)
+    except HpoError as exc:
+        typer.echo(f"error: {mask_secrets(one_line(str(exc)))}", err=True)
+        return 2
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        return 130
+    except Exception as exc:
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # the command line's usage errors
+            msg = mask_secrets(one_line(exc.format_message()))
+            typer.echo(f"error: {msg} (see hpo --help)", err=True)
+            return int(exc.exit_code) or 2
+        if type(exc).__name__ == "Abort":
+            typer.echo("aborted", err=True)
+            return 1
+        raise
+    return rv if isinstance(rv, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

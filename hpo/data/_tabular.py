@@ -1,0 +1,199 @@
+"""The one in-memory form of every dataset: tensors per split, ready to live on a device.
+
+Continuous columns are standardised and categorical columns encoded with vocabularies fitted on the training rows
+only; code 0 of every categorical column is "unknown" (a category not seen in training). Codes are global (each
+column's codes are offset into one shared vocabulary), which is what the models' sum-of-rows first layer reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from hpo.errors import DataError
+from hpo.models import Features, InputSpec, TaskSpec
+
+__all__ = ["SPLITS", "Encoder", "Split", "TabularDataset", "fit_encoder", "split_indices"]
+
+SPLITS = ("train", "valid", "test")
+SCALINGS = ("standard", "none")
+
+
+@dataclass
+class Split:
+    """One split: ``cont`` ``(N, n_cont)`` float32, ``cat`` ``(N, n_cat)`` int64 global codes, ``y`` ``(N, K)``."""
+
+    cont: Tensor
+    cat: Tensor
+    y: Tensor
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def features(self, index: Tensor | None = None) -> Features:
+        """Features with a leading replica axis of 1; ``index`` ``(R, B)`` gathers a batch per replica."""
+        cont = self.cont if self.cont.shape[1] else None
+        cat = self.cat if self.cat.shape[1] else None
+        if index is None:
+            return Features(
+                None if cont is None else cont.unsqueeze(0), None if cat is None else cat.unsqueeze(0)
+            )
+        return Features(None if cont is None else cont[index], None if cat is None else cat[index])
+
+    def to(self, device: torch.device | str) -> Split:
+        return Split(self.cont.to(device), self.cat.to(device), self.y.to(device))
+
+
+@dataclass
+class TabularDataset:
+    """A prepared dataset: the model-facing :class:`InputSpec`, the tasks and the three splits."""
+
+    name: str
+    spec: InputSpec
+    tasks: tuple[TaskSpec, ...]
+    splits: dict[str, Split]
+    continuous: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in SPLITS:
+            if name not in self.splits:
+                raise DataError(f"dataset {self.name}: split {name!r} is missing")
+            if len(self.splits[name]) == 0:
+                raise DataError(
+                    f"dataset {self.name}: split {name!r} is empty; give it rows or change the split"
+                )
+
+    @property
+    def device(self) -> torch.device:
+        return self.splits["train"].y.device
+
+    def to(self, device: torch.device | str) -> TabularDataset:
+        return TabularDataset(
+            self.name,
+            self.spec,
+            self.tasks,
+            {k: v.to(device) for k, v in self.splits.items()},
+            self.continuous,
+            self.categorical,
+            self.provenance,
+        )
+
+    def label_pearson(self, split: str = "train") -> float | None:
+        """Pearson correlation of the first two tasks' labels on ``split`` (None with fewer than two tasks)."""
+        y = self.splits[split].y
+        if y.shape[1] < 2:
+            return None
+        return float(np.corrcoef(y[:, 0].double().cpu().numpy(), y[:, 1].double().cpu().numpy())[0, 1])
+
+    def info(self) -> dict[str, Any]:
+        """Facts a user checks before tuning: sizes, feature counts, label balance and correlation."""
+        tasks = []
+        for k, t in enumerate(self.tasks):
+            y = self.splits["train"].y[:, k].double()
+            entry: dict[str, Any] = {"name": t.name, "kind": t.kind}
+            if t.kind == "binary":
+                entry["positive_rate"] = {s: float(self.splits[s].y[:, k].double().mean()) for s in SPLITS}
+            else:
+                entry["mean"], entry["std"] = float(y.mean()), float(y.std())
+            tasks.append(entry)
+        return {
+            "name": self.name,
+            "rows": {s: len(self.splits[s]) for s in SPLITS},
+            "continuous_features": self.spec.n_continuous,
+            "categorical_features": self.spec.n_categorical,
+            "one_hot_width": self.spec.one_hot_width,
+            "tasks": tasks,
+            "label_pearson": self.label_pearson(),
+            "provenance": self.provenance,
+        }
+
+
+@dataclass(frozen=True)
+class Encoder:
+    """Scaling and vocabularies fitted on training rows; applied unchanged to every split."""
+
+    continuous: tuple[str, ...]
+    categorical: tuple[str, ...]
+    means: tuple[float, ...]
+    stds: tuple[float, ...]
+    vocabularies: tuple[tuple[str, ...], ...]
+
+    @property
+    def spec(self) -> InputSpec:
+        return InputSpec(len(self.continuous), tuple(len(v) + 1 for v in self.vocabularies))
+
+    def encode(self, df: pd.DataFrame, source: str) -> tuple[Tensor, Tensor]:
+        """``(cont float32 (N, n_cont), cat int64 (N, n_cat))``; unseen categories get code 0 (unknown)."""
+        cont = np.empty((len(df), len(self.continuous)), dtype=np.float32)
+        for j, col in enumerate(self.continuous):
+            values = numeric_column(df, col, source)
+            cont[:, j] = (values - self.means[j]) / self.stds[j]
+        cat = np.empty((len(df), len(self.categorical)), dtype=np.int64)
+        offset = 0
+        for j, (col, vocab) in enumerate(zip(self.categorical, self.vocabularies, strict=True)):
+            codes = pd.Index(vocab).get_indexer(df[col].astype(str)).astype(np.int64) + 1
+            cat[:, j] = codes + offset  # -1 for unseen: + 1 makes it 0, the unknown code
+            offset += len(vocab) + 1
+        return torch.from_numpy(cont), torch.from_numpy(cat)
+
+
+def numeric_column(df: pd.DataFrame, col: str, source: str) -> np.ndarray:
+    """A continuous column as float64, refusing unparseable or missing values with the row that holds one."""
+    raw = df[col]
+    values = pd.to_numeric(raw, errors="coerce")
+    bad = values.isna() | ~np.isfinite(values.to_numpy(dtype=np.float64, na_value=np.nan))
+    if bad.any():
+        pos = int(np.flatnonzero(bad.to_numpy())[0])
+        row = df.index[pos]
+        raise DataError(
+            f"{source}: column {col!r}, row {row}: expected a finite number, got {_show(raw.iloc[pos])}"
+        )
+    return values.to_numpy(dtype=np.float64)
+
+
+def _show(value: object) -> str:
+    """A cell as a user wrote it: ``'forty'`` for text, ``nan`` for a missing number."""
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def fit_encoder(
+    train: pd.DataFrame,
+    continuous: Sequence[str],
+    categorical: Sequence[str],
+    source: str,
+    scaling: str = "standard",
+) -> Encoder:
+    """Fit standardisation and vocabularies on the training rows only."""
+    if scaling not in SCALINGS:
+        raise DataError(f"{source}: scaling must be one of {SCALINGS}, got {scaling!r}")
+    means, stds = [], []
+    for col in continuous:
+        v = numeric_column(train, col, source)
+        if scaling == "standard":
+            sd = float(v.std())
+            means.append(float(v.mean()))
+            stds.append(sd if sd > 0 else 1.0)
+        else:
+            means.append(0.0)
+            stds.append(1.0)
+    vocabs = tuple(tuple(sorted(train[col].astype(str).unique())) for col in categorical)
+    return Encoder(tuple(continuous), tuple(categorical), tuple(means), tuple(stds), vocabs)
+
+
+def split_indices(n: int, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
+    """Shuffle ``range(n)`` with ``seed`` and cut it into consecutive parts of the given fractions (sum <= 1;
+    the last part takes the remainder)."""
+    perm = np.random.default_rng(seed).permutation(n)
+    cuts, acc = [], 0.0
+    for f in fractions[:-1]:
+        acc += f
+        cuts.append(round(acc * n))
+    return [np.sort(p) for p in np.split(perm, cuts)]

@@ -1,0 +1,43 @@
+"""One place that turns a dataset name (or a declaration file) and options into a prepared dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hpo.data._tabular import TabularDataset
+from hpo.errors import DataError
+
+__all__ = ["DATASETS", "load_dataset"]
+
+DATASETS = ("census-income", "synthetic")
+
+
+def load_dataset(
+    name: str,
+    *,
+    group: int = 1,
+    data_dir: str | Path | None = None,
+    synthetic: dict[str, Any] | None = None,
+    split_seed: int | None = None,
+) -> TabularDataset:
+    """``census-income`` (with ``group``), ``synthetic`` (with generator settings), or a YAML declaration path."""
+    if name == "census-income":
+        from hpo.data.census import DEFAULT_SPLIT_SEED, load_census
+
+        return load_census(
+            group, data_dir, split_seed=DEFAULT_SPLIT_SEED if split_seed is None else split_seed
+        )
+    if name == "synthetic":
+        from hpo.data.synthetic import SyntheticConfig, make_synthetic
+
+        try:
+            cfg = SyntheticConfig(**(synthetic or {}))
+        except TypeError as exc:
+            raise DataError(f"synthetic: {exc}") from None
+        return make_synthetic(cfg)
+    if name.endswith((".yaml", ".yml")):
+        from hpo.data.user import load_user_dataset
+
+        return load_user_dataset(name)
+    raise DataError(f"unknown dataset {name!r}; use one of {DATASETS} or a dataset YAML file")

@@ -1,0 +1,345 @@
+"""Fused building blocks shared by every architecture.
+
+Every parameter carries two leading "parallel" axes that the papers' implementations express as Python loops:
+
+* a **replica** axis ``R``: independent copies of the whole model (one per seed) trained as one vectorised model;
+* a **block** axis ``E``: the experts of a layer, the task columns, the towers.
+
+A layer of ``E`` parallel blocks is then one batched matrix product over ``R * E`` matrices instead of ``R * E``
+module calls. Activations of parallel blocks are laid out ``(R, E, B, width)`` so that ``torch.baddbmm`` consumes
+them without copies.
+
+The first layer of every block reads tabular input: continuous columns through a dense product and categorical
+columns (integer codes into one global vocabulary) as a *sum of rows* of the weight matrix, which equals the product
+of the one-hot encoding with the weights without ever building the one-hot matrix. All consumers of the input
+(experts, gates, columns) share one fused first layer, so the input is read once per batch.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+__all__ = [
+    "Features",
+    "InputLayer",
+    "InputSpec",
+    "ParallelLinear",
+    "ParallelMLP",
+    "Part",
+    "TaskSpec",
+    "sum_of_rows",
+]
+
+TASK_KINDS = ("binary", "regression")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One prediction target: a name and whether it is a binary (logit output) or a regression task."""
+
+    name: str
+    kind: str = "binary"
+
+    def __post_init__(self) -> None:
+        if self.kind not in TASK_KINDS:
+            raise ValueError(f"task {self.name!r}: kind must be one of {TASK_KINDS}, got {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """The shape of tabular input: continuous columns plus categorical columns with their cardinalities.
+
+    Categorical codes fed to a model are *global*: column ``j`` uses codes ``offsets[j] .. offsets[j] +
+    cardinalities[j] - 1`` of one shared vocabulary of size :attr:`vocab_size`.
+    """
+
+    n_continuous: int
+    cardinalities: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.n_continuous < 0 or any(c < 1 for c in self.cardinalities):
+            raise ValueError(f"invalid input spec {self!r}")
+        if self.n_continuous == 0 and not self.cardinalities:
+            raise ValueError("input spec has no features")
+
+    @property
+    def n_categorical(self) -> int:
+        return len(self.cardinalities)
+
+    @property
+    def vocab_size(self) -> int:
+        return sum(self.cardinalities)
+
+    @property
+    def one_hot_width(self) -> int:
+        """Width of the equivalent dense input: continuous columns plus one column per category."""
+        return self.n_continuous + self.vocab_size
+
+    @property
+    def offsets(self) -> tuple[int, ...]:
+        out, acc = [], 0
+        for c in self.cardinalities:
+            out.append(acc)
+            acc += c
+        return tuple(out)
+
+
+class Features(NamedTuple):
+    """A batch of inputs for ``R`` replicas: ``cont`` is ``(R, B, n_cont)``; ``cat`` is ``(R, B, n_cat)`` codes."""
+
+    cont: Tensor | None
+    cat: Tensor | None
+
+    @property
+    def replicas(self) -> int:
+        t = self.cont if self.cont is not None else self.cat
+        assert t is not None
+        return int(t.shape[0])
+
+    @property
+    def batch_size(self) -> int:
+        t = self.cont if self.cont is not None else self.cat
+        assert t is not None
+        return int(t.shape[1])
+
+    def one_hot(self, spec: InputSpec, dtype: torch.dtype = torch.float32) -> Tensor:
+        """The explicit dense encoding ``[cont, one_hot(cat)]`` of shape ``(R, B, spec.one_hot_width)``.
+
+        Only references and tests use it: models never build it.
+        """
+        parts = []
+        if self.cont is not None:
+            parts.append(self.cont.to(dtype))
+        if self.cat is not None:
+            r, b, _ = self.cat.shape
+            oh = torch.zeros(r, b, spec.vocab_size, dtype=dtype, device=self.cat.device)
+            parts.append(
+                oh.scatter_add_(2, self.cat, torch.ones(self.cat.shape, dtype=dtype, device=oh.device))
+            )
+        return torch.cat(parts, dim=-1)
+
+
+class _SumOfRows(torch.autograd.Function):
+    """``out[n] = sum_j weight[codes[n, j]]``: forward by ``embedding_bag``, backward by per-column ``index_add_``.
+
+    PyTorch's own ``embedding_bag`` backward was measured 2-3x slower at narrow widths on CPU than one
+    ``index_add_`` per categorical column, which computes the same gradient (docs/performance.md).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, codes: Tensor, weight: Tensor) -> Tensor:
+        ctx.save_for_backward(codes)
+        ctx.n_rows = weight.shape[0]
+        return F.embedding_bag(codes, weight, mode="sum")
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[None, Tensor | None]:
+        if not ctx.needs_input_grad[1]:
+            return None, None
+        (codes,) = ctx.saved_tensors
+        grad_w = grad_out.new_zeros(ctx.n_rows, grad_out.shape[1])
+        grad_out = grad_out.contiguous()
+        for j in range(codes.shape[1]):
+            grad_w.index_add_(0, codes[:, j], grad_out)
+        return None, grad_w
+
+
+def sum_of_rows(codes: Tensor, weight: Tensor) -> Tensor:
+    """Sum of the rows of ``weight`` (``(V, T)``) selected by each row of ``codes`` (``(N, C)``) -> ``(N, T)``."""
+    out: Tensor = _SumOfRows.apply(codes, weight)
+    return out
+
+
+@dataclass(frozen=True)
+class Part:
+    """A consumer of the fused input layer: ``n`` parallel blocks of ``width`` outputs each.
+
+    ``hidden`` marks hidden units (experts, columns, bottoms), which count against the budget; gate logits and
+    low-rank projections do not.
+    """
+
+    n: int
+    width: int
+    hidden: bool = True
+
+    @property
+    def size(self) -> int:
+        return self.n * self.width
+
+
+def _uniform_(t: Tensor, bound: float, generators: Sequence[torch.Generator]) -> None:
+    """Fill replica ``r`` of ``t`` from ``generators[r]``, so a lone model with the same seed gets equal values."""
+    if t.is_meta:
+        return
+    with torch.no_grad():
+        for r, g in enumerate(generators):
+            if t.device.type == "cpu":
+                t[r].uniform_(-bound, bound, generator=g)
+            else:  # draw on the CPU so that CPU and CUDA models start from the same weights
+                t[r].copy_(torch.empty(t[r].shape, dtype=t.dtype).uniform_(-bound, bound, generator=g))
+
+
+class InputLayer(nn.Module):
+    """The first layer of every block, fused: ``x_cont @ W_cont + sum_j W_cat[x_cat_j] (+ b)``.
+
+    Its outputs are split into named :class:`Part` s. Weights are initialised like ``nn.Linear`` on the one-hot
+    input (uniform in ``+-1/sqrt(one_hot_width)``), so the fused layer and a dense reference start alike.
+    """
+
+    def __init__(
+        self,
+        spec: InputSpec,
+        parts: Mapping[str, Part],
+        replicas: int,
+        *,
+        bias: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.spec = spec
+        self.parts = dict(parts)
+        self.replicas = replicas
+        t = sum(p.size for p in self.parts.values())
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
+        self.weight_cont = (
+            nn.Parameter(torch.empty(replicas, spec.n_continuous, t, **kw)) if spec.n_continuous else None
+        )
+        self.weight_cat = (
+            nn.Parameter(torch.empty(replicas, spec.vocab_size, t, **kw)) if spec.vocab_size else None
+        )
+        self.bias = nn.Parameter(torch.empty(replicas, t, **kw)) if bias else None
+        self.out_features = t
+
+    def reset_parameters(self, generators: Sequence[torch.Generator]) -> None:
+        bound = 1.0 / math.sqrt(self.spec.one_hot_width)
+        for p in (self.weight_cont, self.weight_cat, self.bias):
+            if p is not None:
+                _uniform_(p, bound, generators)
+
+    def part_shape(self, name: str) -> tuple[int, int]:
+        """``(n, width)`` of a part, checked against the built weight so that accounting follows the modules."""
+        w = self.weight_cont if self.weight_cont is not None else self.weight_cat
+        assert w is not None and w.shape[-1] == self.out_features
+        p = self.parts[name]
+        return p.n, p.width
+
+    def dense_weight(self) -> Tensor:
+        """``(R, one_hot_width, T)``: the weight as it would multiply the explicit one-hot input."""
+        ws: list[Tensor] = [w for w in (self.weight_cont, self.weight_cat) if w is not None]
+        return torch.cat(ws, dim=1)
+
+    def forward(self, x: Features) -> dict[str, Tensor]:
+        """Return each part as ``(R, B, n * width)``; callers reshape to their own layout."""
+        out = self._project(x)
+        return dict(zip(self.parts, out.split([p.size for p in self.parts.values()], dim=-1), strict=True))
+
+    def _project(self, x: Features) -> Tensor:
+        r = self.replicas
+        out: Tensor | None = None
+        if self.weight_cont is not None:
+            assert x.cont is not None, "model expects continuous features"
+            cont = x.cont.expand(r, -1, -1)
+            if self.bias is not None:
+                out = torch.baddbmm(self.bias.unsqueeze(1), cont, self.weight_cont)
+            else:
+                out = torch.bmm(cont, self.weight_cont)
+        if self.weight_cat is not None:
+            assert x.cat is not None, "model expects categorical features"
+            cat = x.cat.expand(r, -1, -1)
+            _, b, c = cat.shape
+            v = self.spec.vocab_size
+            if r > 1:
+                cat = cat + torch.arange(r, device=cat.device).view(r, 1, 1) * v
+            s = sum_of_rows(cat.reshape(r * b, c), self.weight_cat.view(r * v, -1)).view(r, b, -1)
+            out = (s if self.bias is None else s + self.bias.unsqueeze(1)) if out is None else out + s
+        assert out is not None
+        return out
+
+
+def blocks_first(t: Tensor, n: int) -> Tensor:
+    """``(R, B, n * w)`` -> ``(R, n, B, w)``: the layout of parallel blocks."""
+    r, b, nw = t.shape
+    return t.view(r, b, n, nw // n).transpose(1, 2).contiguous()
+
+
+class ParallelLinear(nn.Module):
+    """``E`` parallel linear maps for ``R`` replicas: ``(R, E|1, B, i) -> (R, E, B, o)`` in one ``baddbmm``."""
+
+    def __init__(
+        self,
+        replicas: int,
+        n: int,
+        in_features: int,
+        out_features: int,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
+        self.replicas, self.n, self.in_features, self.out_features = replicas, n, in_features, out_features
+        self.weight = nn.Parameter(torch.empty(replicas, n, in_features, out_features, **kw))
+        self.bias = nn.Parameter(torch.empty(replicas, n, out_features, **kw))
+
+    def reset_parameters(self, generators: Sequence[torch.Generator]) -> None:
+        bound = 1.0 / math.sqrt(self.in_features)
+        _uniform_(self.weight, bound, generators)
+        _uniform_(self.bias, bound, generators)
+
+    def forward(self, x: Tensor) -> Tensor:
+        r, n, i, o = self.weight.shape
+        b = x.shape[2]
+        x = x.expand(r, n, b, i).reshape(r * n, b, i)
+        out = torch.baddbmm(self.bias.view(r * n, 1, o), x, self.weight.view(r * n, i, o))
+        return out.view(r, n, b, o)
+
+
+class ParallelMLP(nn.Module):
+    """``E`` parallel multilayer perceptrons with ReLU: ``(R, E|1, B, in) -> (R, E, B, widths[-1])``.
+
+    With ``output_features`` set, a final linear layer (no activation) maps to that many outputs per block:
+    that is how towers and task columns end.
+    """
+
+    def __init__(
+        self,
+        replicas: int,
+        n: int,
+        in_features: int,
+        widths: Sequence[int],
+        *,
+        output_features: int | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        dims = [in_features, *widths]
+        self.hidden = nn.ModuleList(
+            ParallelLinear(replicas, n, a, b, device=device, dtype=dtype) for a, b in itertools.pairwise(dims)
+        )
+        self.output: ParallelLinear | None = (
+            ParallelLinear(replicas, n, dims[-1], output_features, device=device, dtype=dtype)
+            if output_features is not None
+            else None
+        )
+        self.n = n
+
+    def linears(self) -> list[ParallelLinear]:
+        """The hidden layers, typed."""
+        return [m for m in self.hidden if isinstance(m, ParallelLinear)]
+
+    def forward(self, x: Tensor) -> Tensor:
+        for layer in self.hidden:
+            x = torch.relu(layer(x))
+        if self.output is not None:
+            x = self.output(x)
+        return x

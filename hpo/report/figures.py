@@ -1,0 +1,313 @@
+"""Tables and figures of a report: compute plain data first, then draw it (Optuna's visualisation pattern).
+Figure functions return plotly figures and write nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from hpo.report.collect import ReportData
+from hpo.report.stats import compare_pairs, summarise
+from hpo.training.metrics import HIGHER_IS_BETTER
+
+__all__ = [
+    "comparison_table",
+    "convergence_figure",
+    "cost_table",
+    "distribution_figure",
+    "gate_figure",
+    "importance_figure",
+    "pairs_table",
+    "size_figures",
+    "test_metric",
+]
+
+COLORS = [
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+    "#9467bd",
+    "#ff7f0e",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+    "#bcbd22",
+    "#7f7f7f",
+]
+
+
+def _layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
+    fig.update_layout(
+        title=title, template="plotly_white", height=height, margin={"l": 60, "r": 20, "t": 60, "b": 50}
+    )
+    return fig
+
+
+def test_metric(data: ReportData) -> dict[str, str]:
+    """The headline metric per task: AUC for binary tasks, MSE for regression (from the seed metrics present)."""
+    out = {}
+    sm = data.seed_metrics
+    for task in sm["task"].unique() if len(sm) else []:
+        metrics = set(sm.loc[sm.task == task, "metric"])
+        out[str(task)] = "auc" if "auc" in metrics else "mse"
+    return out
+
+
+def seed_values(data: ReportData, task: str, metric: str, split: str = "test") -> dict[str, np.ndarray]:
+    sm = data.seed_metrics
+    sel = sm[(sm.split == split) & (sm.task == task) & (sm.metric == metric)]
+    ok = data.seed_results.loc[data.seed_results.status == "ok", ["architecture", "seed"]]
+    sel = sel.merge(ok, on=["architecture", "seed"])
+    archs = [a.name for a in data.spec.architectures]
+    return {
+        a: sel.loc[sel.architecture == a, "value"].to_numpy(dtype=float)
+        for a in archs
+        if (sel.architecture == a).any()
+    }
+
+
+def comparison_table(data: ReportData) -> pd.DataFrame:
+    """Per architecture and task: n, mean, std, median, IQM and the bootstrap 95% interval of the mean."""
+    rows = []
+    for task, metric in test_metric(data).items():
+        for arch, x in seed_values(data, task, metric).items():
+            s = summarise(x)
+            rows.append(
+                {
+                    "architecture": arch,
+                    "task": task,
+                    "metric": metric,
+                    "seeds": s.n,
+                    "mean": s.mean,
+                    "std": s.std,
+                    "median": s.median,
+                    "iqm": s.iqm,
+                    "ci95_low": s.ci_low,
+                    "ci95_high": s.ci_high,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def pairs_table(data: ReportData) -> pd.DataFrame:
+    rows = []
+    for task, metric in test_metric(data).items():
+        for r in compare_pairs(seed_values(data, task, metric), higher_is_better=HIGHER_IS_BETTER[metric]):
+            rows.append(
+                {
+                    "task": task,
+                    "metric": metric,
+                    "a": r.a,
+                    "b": r.b,
+                    "p_a_beats_b": r.p_a_beats_b,
+                    "ci95_low": r.ci_low,
+                    "ci95_high": r.ci_high,
+                    "mann_whitney_p": r.p_value,
+                    "holm_p": r.p_holm,
+                    "significant_at_0.05": r.significant,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def cost_table(data: ReportData) -> pd.DataFrame:
+    rows = []
+    sr = data.seed_results
+    for arch in (a.name for a in data.spec.architectures):
+        ra = data.retrain_attrs.get(arch, {})
+        t = data.trials[(data.trials.architecture == arch) & (data.trials.number == ra.get("tuning_trial"))]
+        s = sr[sr.architecture == arch]
+        rows.append(
+            {
+                "architecture": arch,
+                "tuned_trial": ra.get("tuning_trial"),
+                "parameters": int(s.parameter_count.iloc[0]) if len(s) else None,
+                "units_per_layer": t.units_per_layer.iloc[0] if len(t) else "",
+                "model_config": ", ".join(f"{k}={v}" for k, v in (ra.get("model_config") or {}).items()),
+                "seeds": len(s),
+                "mean_epochs": float(s.epochs_run.mean()) if len(s) else None,
+                "train_seconds_per_seed": float((s.wall_time / s.replicas_in_run).mean()) if len(s) else None,
+                "tuning_trials": int(
+                    ((data.trials.architecture == arch) & (data.trials.state == "COMPLETE")).sum()
+                ),
+                "tuning_seconds": float(data.trials.loc[data.trials.architecture == arch, "wall_time"].sum()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def distribution_figure(data: ReportData, task: str, metric: str) -> go.Figure:
+    """Each architecture's test metric over seeds: violin, box and every seed (the trainability histogram)."""
+    fig = go.Figure()
+    for i, (arch, x) in enumerate(seed_values(data, task, metric).items()):
+        fig.add_trace(
+            go.Violin(
+                y=x,
+                name=arch,
+                box_visible=True,
+                meanline_visible=True,
+                points="all",
+                line_color=COLORS[i % len(COLORS)],
+                jitter=0.3,
+            )
+        )
+    return _layout(fig, f"test {metric.upper()} of {task} over seeds", 460)
+
+
+def histogram_figure(data: ReportData, task: str, metric: str) -> go.Figure:
+    fig = go.Figure()
+    for i, (arch, x) in enumerate(seed_values(data, task, metric).items()):
+        fig.add_trace(
+            go.Histogram(x=x, name=arch, opacity=0.6, marker_color=COLORS[i % len(COLORS)], nbinsx=30)
+        )
+    fig.update_layout(barmode="overlay", xaxis_title=f"test {metric.upper()} ({task})", yaxis_title="seeds")
+    return _layout(fig, f"trainability: histogram of final test {metric.upper()} ({task})")
+
+
+def convergence_figure(data: ReportData) -> go.Figure:
+    """Best objective so far against trial number, per architecture (the study's sampler)."""
+    fig = go.Figure()
+    maximize = data.directions[:1] == ["maximize"]
+    tr = data.trials
+    for i, arch in enumerate(a.name for a in data.spec.architectures):
+        t = tr[(tr.architecture == arch) & (tr.state == "COMPLETE")].sort_values("number")
+        if "value_0" not in t or t.empty:
+            continue
+        best = t.value_0.cummax() if maximize else t.value_0.cummin()
+        c = COLORS[i % len(COLORS)]
+        fig.add_trace(
+            go.Scatter(
+                x=t.number,
+                y=t.value_0,
+                mode="markers",
+                name=f"{arch} trials",
+                marker_color=c,
+                opacity=0.35,
+                showlegend=False,
+            )
+        )
+        fig.add_trace(
+            go.Scatter(x=t.number, y=best, mode="lines", name=arch, line={"color": c, "shape": "hv"})
+        )
+    name = data.metric_names[0] if data.metric_names else "objective"
+    fig.update_layout(xaxis_title="trial", yaxis_title=name)
+    return _layout(fig, f"tuning convergence ({data.spec.sampler.name} sampler): best {name} so far")
+
+
+def importance_figure(data: ReportData) -> go.Figure | None:
+    items = {a: imp for a, imp in data.importances.items() if imp}
+    if not items:
+        return None
+    fig = make_subplots(rows=1, cols=len(items), subplot_titles=list(items))
+    for j, (_arch, imp) in enumerate(items.items(), start=1):
+        names, vals = list(imp)[::-1], list(imp.values())[::-1]
+        fig.add_trace(
+            go.Bar(x=vals, y=names, orientation="h", showlegend=False, marker_color=COLORS[j - 1]), 1, j
+        )
+    return _layout(fig, "hyperparameter importance (fANOVA on the tuning trials)", 380)
+
+
+def size_figures(data: ReportData) -> go.Figure:
+    """Objective against parameters, units per layer and training time, every complete tuning trial."""
+    fig = make_subplots(
+        rows=1,
+        cols=3,
+        subplot_titles=("parameters", "max units per layer", "training seconds"),
+        shared_yaxes=True,
+    )
+    tr = data.trials
+    for i, arch in enumerate(a.name for a in data.spec.architectures):
+        t = tr[(tr.architecture == arch) & (tr.state == "COMPLETE")]
+        if t.empty or "value_0" not in t:
+            continue
+        for col, key in enumerate(("parameter_count", "max_units_per_layer", "wall_time"), start=1):
+            fig.add_trace(
+                go.Scatter(
+                    x=t[key],
+                    y=t.value_0,
+                    mode="markers",
+                    name=arch,
+                    legendgroup=arch,
+                    showlegend=col == 1,
+                    marker={"color": COLORS[i % len(COLORS)], "size": 7},
+                    text=[f"trial {n}" for n in t.number],
+                ),
+                1,
+                col,
+            )
+    fig.update_xaxes(type="log")
+    name = data.metric_names[0] if data.metric_names else "objective"
+    fig.update_yaxes(title_text=name, row=1, col=1)
+    return _layout(fig, "score against size and cost (tuning trials)")
+
+
+def gate_figure(data: ReportData, arch: str) -> go.Figure | None:
+    use = data.gate_use.get(arch)
+    if use is None or use.empty:
+        return None
+    pivot = use.pivot_table(index="gate", columns="expert", values="mean", sort=False)
+    fig = go.Figure(
+        go.Heatmap(
+            z=pivot.to_numpy(),
+            x=list(pivot.columns),
+            y=list(pivot.index),
+            colorscale="Blues",
+            zmin=0,
+            colorbar={"title": "mean weight"},
+            hoverongaps=False,
+        )
+    )
+    fig.update_layout(xaxis_title="expert", yaxis_title="gate")
+    return _layout(
+        fig,
+        f"{arch}: gate utilisation on the test split (mean weight, averaged over seeds)",
+        max(300, 40 * len(pivot.index) + 140),
+    )
+
+
+def pairs_figure(pairs: pd.DataFrame, task: str) -> go.Figure | None:
+    p = pairs[pairs.task == task]
+    if p.empty:
+        return None
+    names = list(dict.fromkeys([*p.a, *p.b]))
+    z = np.full((len(names), len(names)), np.nan)
+    for _, r in p.iterrows():
+        i, j = names.index(r.a), names.index(r.b)
+        z[i, j], z[j, i] = r.p_a_beats_b, 1 - r.p_a_beats_b
+    text = [["" if np.isnan(v) else f"{v:.2f}" for v in row] for row in z]
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=names,
+            y=names,
+            zmin=0,
+            zmax=1,
+            colorscale="RdBu",
+            text=text,
+            texttemplate="%{text}",
+            colorbar={"title": "P(row beats column)"},
+            hoverongaps=False,
+        )
+    )
+    fig.update_yaxes(autorange="reversed")
+    return _layout(
+        fig, f"probability that the row's architecture beats the column's on one random seed ({task})", 420
+    )
+
+
+def figure_list(data: ReportData, pairs: pd.DataFrame) -> list[tuple[str, go.Figure]]:
+    figs: list[tuple[str, Any]] = []
+    for task, metric in test_metric(data).items():
+        figs.append((f"Distribution over seeds: {task}", distribution_figure(data, task, metric)))
+        figs.append((f"Trainability histogram: {task}", histogram_figure(data, task, metric)))
+        figs.append((f"Pairwise: {task}", pairs_figure(pairs, task)))
+    figs.append(("Tuning convergence", convergence_figure(data)))
+    figs.append(("Hyperparameter importance", importance_figure(data)))
+    figs.append(("Score against size and cost", size_figures(data)))
+    for arch in (a.name for a in data.spec.architectures):
+        figs.append((f"Gate utilisation: {arch}", gate_figure(data, arch)))
+    return [(t, f) for t, f in figs if f is not None]

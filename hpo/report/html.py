@@ -1,0 +1,166 @@
+"""Write one self-contained HTML report (plotly's JavaScript inlined once: it works opened from disk with no
+network) and its tables as CSV beside it. Every string that comes from a user file is escaped."""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import plotly.offline
+
+from hpo.report.collect import ReportData, collect
+from hpo.report.figures import comparison_table, cost_table, figure_list, pairs_table, test_metric
+from hpo.search.retrain import DATA_SEED_OFFSET
+from hpo.search.spec import StudySpec
+from hpo.training.metrics import HIGHER_IS_BETTER
+
+__all__ = ["write_report"]
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;color:#222;
+padding:0 1rem}h1{margin-bottom:.2rem}h2{border-bottom:1px solid #ddd;padding-bottom:.3rem;margin-top:2.2rem}
+table{border-collapse:collapse;margin:.6rem 0;font-size:.9rem}th,td{border:1px solid #ddd;padding:.3rem .6rem;
+text-align:right}th{background:#f5f5f5}td:first-child,th:first-child{text-align:left}.best{font-weight:700;
+background:#e8f4e8}.muted{color:#666}.note{background:#f8f8f8;border-left:3px solid #1f77b4;padding:.5rem 1rem}
+code{background:#f3f3f3;padding:0 .2rem}.fig{margin:1rem 0}
+"""
+
+
+def esc(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return "" if math.isnan(v) else f"{v:.4f}"
+    if v is None:
+        return ""
+    return str(v)
+
+
+def table_html(df: pd.DataFrame, *, best: dict[str, bool] | None = None, group: str | None = None) -> str:
+    """A table; with ``best`` ({column: higher_is_better}), the best value of each column (per ``group``) is bold."""
+    if df.empty:
+        return '<p class="muted">no rows</p>'
+    marks: set[tuple[int, str]] = set()
+    for col, higher in (best or {}).items():
+        groups = df.groupby(group) if group else [(None, df)]
+        for _, g in groups:
+            values = pd.to_numeric(g[col], errors="coerce").dropna()
+            if values.empty:
+                continue
+            target = values.max() if higher else values.min()
+            marks |= {(int(i), col) for i in values.index[values == target]}
+    head = "".join(f"<th>{esc(c)}</th>" for c in df.columns)
+    rows = []
+    for i, r in df.iterrows():
+        cells = "".join(
+            f'<td class="best">{esc(_fmt(r[c]))}</td>'
+            if (int(i), c) in marks
+            else f"<td>{esc(_fmt(r[c]))}</td>"
+            for c in df.columns
+        )
+        rows.append(f"<tr>{cells}</tr>")
+    return (
+        f'<div style="overflow-x:auto"><table class="results"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
+    )
+
+
+def _provenance(data: ReportData) -> str:
+    first = next(iter(data.study_attrs.values()), {})
+    prov = first.get("provenance", {})
+    seeds = sorted(data.seed_results.seed.unique().tolist()) if len(data.seed_results) else []
+    items = [
+        ("dataset", prov.get("dataset", data.spec.dataset.kind)),
+        (
+            "files",
+            "; ".join(
+                f"{k}: {v.get('path')} sha256 {v.get('sha256')}" for k, v in prov.get("files", {}).items()
+            )
+            or "generated in memory",
+        ),
+        ("split", prov.get("split", prov.get("config", ""))),
+        ("labels", prov.get("labels", "")),
+        ("retrain seeds", f"{len(seeds)} seeds ({seeds[0]}..{seeds[-1]})" if seeds else "none yet"),
+        (
+            "randomised per seed",
+            "weight initialisation (seed s) and data order (seed s + "
+            f"{DATA_SEED_OFFSET}); the train/validation/test split is fixed (seed above), identical for all seeds",
+        ),
+        ("storage", data.storage),
+        ("code revision", ", ".join(data.code_revisions) or "unknown"),
+        ("package versions", ", ".join(f"{k} {v}" for k, v in data.versions.items())),
+        ("generated", dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
+    ]
+    rows = "".join(f"<tr><th>{esc(k)}</th><td style='text-align:left'>{esc(v)}</td></tr>" for k, v in items)
+    return f'<table class="results provenance">{rows}</table>'
+
+
+def write_report(spec: StudySpec, out: str | Path, storage_url: str | None = None) -> Path:
+    """Collect, compute, draw and write ``out`` (HTML) plus ``<stem>_*.csv`` beside it; return the HTML path."""
+    data = collect(spec, storage_url)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    comp, pairs, cost = comparison_table(data), pairs_table(data), cost_table(data)
+    stem = out.with_suffix("")
+    comp.to_csv(f"{stem}_comparison.csv", index=False)
+    pairs.to_csv(f"{stem}_pairs.csv", index=False)
+    cost.to_csv(f"{stem}_cost.csv", index=False)
+    data.trials.to_csv(f"{stem}_trials.csv", index=False)
+    figs = figure_list(data, pairs)
+    parts = []
+    for i, (title, fig) in enumerate(figs):
+        div = fig.to_html(
+            full_html=False, include_plotlyjs=False, div_id=f"fig{i}", config={"displaylogo": False}
+        )
+        parts.append(f'<div class="fig"><h3>{esc(title)}</h3>{div}</div>')
+    metrics = test_metric(data)
+    comp_sections = []
+    for task, metric in metrics.items():
+        sub = comp[comp.task == task].reset_index(drop=True)
+        hib = HIGHER_IS_BETTER[metric]
+        comp_sections.append(
+            f"<h3>{esc(task)}: test {esc(metric.upper())} ({'higher' if hib else 'lower'} is better)</h3>"
+            + table_html(
+                sub, best={"mean": hib, "median": hib, "iqm": hib, "ci95_low": hib, "ci95_high": hib}
+            )
+        )
+    n_seeds = int(data.seed_results.groupby("architecture").size().min()) if len(data.seed_results) else 0
+    obj = data.metric_names[0] if data.metric_names else "objective"
+    plotly_js = plotly.offline.get_plotlyjs()
+    body = f"""
+<h1>{esc(spec.name)}: comparison of {len(spec.architectures)} architectures</h1>
+<p class="muted">dataset {esc(data.spec.dataset.kind)} · objective {esc(obj)} · sampler {esc(spec.sampler.name)} ·
+pruner {esc(spec.pruner.name)} · budget {spec.budget} hidden units per layer · {n_seeds} seeds per architecture</p>
+<div class="note">Each architecture was tuned on the validation split; its best configuration was then retrained from
+random initialisation with every seed below and evaluated once on the test split. Intervals are percentile
+bootstrap 95% intervals of the mean over seeds; the best value of each column is in bold.</div>
+<h2>Test results over seeds</h2>{"".join(comp_sections) or '<p class="muted">no retrain results yet: run hpo retrain</p>'}
+<h2>Pairwise comparisons</h2>
+<p>P(A beats B): the probability that A's test metric beats B's for one random seed of each, with a bootstrap 95%
+interval; p-values are two-sided Mann-Whitney U tests, Holm-corrected over all pairs and tasks of a metric.</p>
+{table_html(pairs)}
+<h2>Cost</h2>{table_html(cost)}
+<h2>Figures</h2>{"".join(parts)}
+<h2>Provenance</h2>{_provenance(data)}
+<h2>Study specification</h2><pre>{esc(json.dumps(next(iter(data.study_attrs.values()), {}).get("spec", {}), indent=2))}</pre>
+"""
+    doc = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{esc(spec.name)} report</title>
+<style>{CSS}</style>
+<script>window.__hpoErrors=[];window.addEventListener('error',function(e){{window.__hpoErrors.push(String(e.message))}});</script>
+<script type="text/javascript">{plotly_js}</script></head>
+<body data-expected-plots="{len(figs)}">{body}
+<script>window.addEventListener('load',function(){{setTimeout(function(){{
+document.body.setAttribute('data-rendered-plots',document.querySelectorAll('.js-plotly-plot .main-svg').length>0?
+document.querySelectorAll('.js-plotly-plot').length:0);
+document.body.setAttribute('data-js-errors',window.__hpoErrors.length);}},500)}});</script>
+</body></html>"""
+    out.write_text(doc, encoding="utf-8")
+    return out

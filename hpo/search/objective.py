@@ -1,0 +1,222 @@
+"""The Optuna objective: sample a configuration, build the model under the budget, train it, record everything.
+
+Each trial stores, as user attributes, what is needed to understand it without rerunning it: the derived model
+configuration, units per layer, parameter count, per-task metrics on every split, epochs, wall time, device,
+seeds, package versions and code revision. A diverging run or an out-of-memory error is recorded as a pruned
+trial with its reason (the worker goes on, and a NaN never becomes the best value).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import platform
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+
+from hpo.data._tabular import TabularDataset
+from hpo.errors import ConfigError
+from hpo.models import create_model
+from hpo.search.spec import StudySpec
+from hpo.training import EpochReport, TrainConfig, train
+from hpo.training.metrics import HIGHER_IS_BETTER
+
+__all__ = ["Objective", "code_revision", "objective_directions", "objective_names", "package_versions"]
+
+
+@functools.cache
+def package_versions() -> dict[str, str]:
+    import numpy
+    import sklearn
+
+    import hpo
+
+    return {
+        "hpo": hpo.__version__,
+        "torch": torch.__version__,
+        "optuna": optuna.__version__,
+        "numpy": numpy.__version__,
+        "scikit-learn": sklearn.__version__,
+        "python": platform.python_version(),
+    }
+
+
+@functools.cache
+def code_revision() -> str:
+    """The git commit of the hpo checkout (with ``-dirty`` when it has uncommitted changes), else ``unknown``."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+        return rev + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _metric_for(spec: StudySpec, kind: str) -> str:
+    return spec.objective.metric or ("auc" if kind == "binary" else "mse")
+
+
+def objective_targets(spec: StudySpec, ds: TabularDataset) -> list[tuple[str, str]]:
+    """The (task, metric) pairs the objective is made of, in order."""
+    names = [t.name for t in ds.tasks]
+    if spec.objective.task is not None and spec.objective.task not in names:
+        raise ConfigError(
+            f"{spec.source}: objective.task {spec.objective.task!r} is not a task of the dataset; "
+            f"tasks: {names}"
+        )
+    main = spec.objective.task or names[0]
+    kind_of = {t.name: t.kind for t in ds.tasks}
+    if spec.objective.kind == "main":
+        targets = [(main, _metric_for(spec, kind_of[main]))]
+    else:
+        if len({kind_of[n] for n in names}) > 1 and spec.objective.metric is None:
+            raise ConfigError(
+                f"{spec.source}: objective {spec.objective.kind!r} over binary and regression tasks "
+                "needs an explicit objective.metric"
+            )
+        targets = [(n, _metric_for(spec, kind_of[n])) for n in names]
+    for task, metric in targets:
+        allowed = ("auc", "logloss") if kind_of[task] == "binary" else ("mse", "r2")
+        if metric not in allowed:
+            raise ConfigError(
+                f"{spec.source}: objective.metric {metric!r} does not apply to {kind_of[task]} task "
+                f"{task!r}; allowed: {allowed}"
+            )
+    return targets
+
+
+def objective_directions(spec: StudySpec, ds: TabularDataset) -> list[str]:
+    targets = objective_targets(spec, ds)
+    if spec.objective.kind == "mean":
+        targets = targets[:1]
+    return ["maximize" if HIGHER_IS_BETTER[m] else "minimize" for _, m in targets]
+
+
+def objective_names(spec: StudySpec, ds: TabularDataset) -> list[str]:
+    targets = objective_targets(spec, ds)
+    if spec.objective.kind == "mean":
+        return [f"valid mean {targets[0][1].upper()} over tasks"]
+    return [f"valid {task} {metric.upper()}" for task, metric in targets]
+
+
+class TrialPrunedWithReason(optuna.TrialPruned):
+    pass
+
+
+class Objective:
+    """Callable objective for one architecture of a study; ``on_epoch`` feeds live progress."""
+
+    def __init__(
+        self,
+        spec: StudySpec,
+        arch: str,
+        dataset: TabularDataset,
+        device: str,
+        on_epoch: Callable[[optuna.Trial, EpochReport], None] | None = None,
+        worker: int = 0,
+    ) -> None:
+        self.worker = worker
+        self.spec, self.arch, self.ds, self.device = spec, arch, dataset, device
+        self.space = spec.spaces()[arch]
+        self.opt_space = spec.optimizer_space_loaded()
+        self.targets = objective_targets(spec, dataset)
+        self.on_epoch = on_epoch
+        self.multi = spec.objective.kind == "multi"
+
+    def _train_config(self, sampled: dict[str, Any]) -> TrainConfig:
+        base = self.spec.training.model_dump()
+        base["device"] = self.device
+        known = set(TrainConfig.model_fields)
+        for k, v in sampled.items():
+            if k not in known:
+                raise ConfigError(
+                    f"optimizer space parameter {k!r} is not a training setting; known: {sorted(known)}"
+                )
+            base[k] = v
+        main_task, main_metric = self.targets[0]
+        base["early_stopping_metric"] = f"{main_task}.{main_metric}"
+        return TrainConfig(**base)
+
+    def __call__(self, trial: optuna.Trial) -> float | list[float]:
+        sampled_model = self.space.suggest(trial)
+        sampled_opt = self.opt_space.suggest(trial)
+        hyper = self.space.derive(sampled_model, len(self.ds.tasks))
+        cfg = self._train_config(sampled_opt)
+        seed = self.spec.seed * 100_003 + trial.number
+        trial.set_user_attr("architecture", self.arch)
+        trial.set_user_attr(
+            "model_config", {k: list(v) if isinstance(v, tuple) else v for k, v in hyper.items()}
+        )
+        trial.set_user_attr("train_config", cfg.model_dump())
+        trial.set_user_attr("init_seed", seed)
+        trial.set_user_attr("data_seed", seed)
+        trial.set_user_attr("versions", package_versions())
+        trial.set_user_attr("code_revision", code_revision())
+        model = create_model(
+            self.arch, self.ds.spec, self.ds.tasks, seeds=[seed], budget=self.spec.budget, **hyper
+        )
+        trial.set_user_attr("units_per_layer", [u.units for u in model.layer_units()])
+        trial.set_user_attr("parameter_count", model.parameter_count())
+
+        trial.set_user_attr("live", {"worker": self.worker, "epoch": 0})
+
+        def callback(rep: EpochReport) -> None:
+            if self.on_epoch is not None:
+                self.on_epoch(trial, rep)
+            value = rep.valid_metric[0]
+            # what a coordinator elsewhere shows as this worker's live line
+            trial.set_user_attr(
+                "live",
+                {
+                    "worker": self.worker,
+                    "epoch": rep.epoch,
+                    "metric": rep.metric_name,
+                    "value": value if math.isfinite(value) else None,
+                },
+            )
+            if not self.multi and math.isfinite(value):
+                trial.report(value, rep.epoch)
+                if trial.should_prune():
+                    trial.set_user_attr("pruned_reason", f"pruner stopped it at epoch {rep.epoch}")
+                    raise optuna.TrialPruned(f"epoch {rep.epoch}: {rep.metric_name} {value:.4f}")
+
+        try:
+            (result,) = train(model, self.ds, cfg, init_seeds=[seed], data_seeds=[seed], callback=callback)
+        except torch.cuda.OutOfMemoryError as exc:
+            trial.set_user_attr(
+                "pruned_reason", f"out of memory on {self.device}: {str(exc).splitlines()[0]}"
+            )
+            raise TrialPrunedWithReason("out of memory") from None
+        trial.set_user_attr("metrics", result.metrics)
+        trial.set_user_attr("epochs_run", result.epochs_run)
+        trial.set_user_attr("best_epoch", result.best_epoch)
+        trial.set_user_attr("wall_time", result.wall_time)
+        trial.set_user_attr("device", result.device)
+        trial.set_user_attr("curve", result.curve)
+        if result.status != "ok":
+            trial.set_user_attr("pruned_reason", result.reason)
+            raise TrialPrunedWithReason(result.reason)
+        values = [result.metric("valid", task, metric) for task, metric in self.targets]
+        if not all(math.isfinite(v) for v in values):
+            trial.set_user_attr("pruned_reason", f"non-finite objective {values}")
+            raise TrialPrunedWithReason("non-finite objective")
+        if self.spec.objective.kind == "mean":
+            return float(sum(values) / len(values))
+        return values if self.multi else values[0]

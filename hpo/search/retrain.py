@@ -1,0 +1,243 @@
+"""Retrain each architecture's best configuration from scratch over many seeds, through the same database.
+
+Per architecture a retrain study ``SPEC/ARCH/retrain`` holds one enqueued trial per chunk of seeds (tickets, as
+for tuning), so any worker on any machine can take chunks, a dead worker's chunk is retried by the heartbeat
+machinery, and running again resumes. A chunk trains its seeds as one vectorised model (the chunk size is chosen
+from the device's free memory unless the spec fixes it) and stores every seed's metrics in the results tables,
+keyed by (spec, architecture, seed): a retried chunk can never double a result.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+
+from hpo.data._tabular import TabularDataset
+from hpo.errors import ConfigError
+from hpo.models import create_model, gate_utilisation, probe_model
+from hpo.search.objective import objective_targets
+from hpo.search.results import write_seed_results
+from hpo.search.runner import _with_signals, drain, load_study_dataset
+from hpo.search.spec import StudySpec
+from hpo.search.storage import is_sqlite, mask_url, normalise_url, open_storage
+from hpo.training import TrainConfig, resolve_device, train
+from hpo.training.memory import bytes_per_replica, replicas_that_fit
+
+__all__ = ["best_trial", "prepare_retrain", "retrain_study_name", "run_retrain", "seeds_of"]
+
+DATA_SEED_OFFSET = 7919  # data order is its own random stream, distinct from initialisation
+
+
+def retrain_study_name(spec: StudySpec, arch: str) -> str:
+    return f"{spec.study_name(arch)}/retrain"
+
+
+def seeds_of(seed: int) -> tuple[int, int]:
+    """(initialisation seed, data-order seed) of retrain seed ``seed``."""
+    return seed, seed + DATA_SEED_OFFSET
+
+
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
+    """The best complete trial; for a multi-objective study, the Pareto trial best on the first objective."""
+    complete = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if t.values is not None and all(map(math.isfinite, t.values))
+    ]
+    if not complete:
+        raise ConfigError(f"study {study.study_name} has no complete trial to retrain; run `hpo run` first")
+    if len(study.directions) == 1:
+        return study.best_trial
+    front = study.best_trials
+    sign = 1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else -1
+    return max(front, key=lambda t: sign * t.values[0])
+
+
+def prepare_retrain(
+    spec: StudySpec,
+    storage: optuna.storages.BaseStorage,
+    ds: TabularDataset,
+    n_seeds: int,
+    device: torch.device,
+) -> dict[str, optuna.Study]:
+    """Create the retrain studies and queue the chunks of seeds ``0 .. n_seeds - 1``."""
+    out = {}
+    for arch in (a.name for a in spec.architectures):
+        tuning = optuna.load_study(study_name=spec.study_name(arch), storage=storage)
+        best = best_trial(tuning)
+        main_dir = tuning.directions[0]
+        study = optuna.create_study(
+            storage=storage,
+            study_name=retrain_study_name(spec, arch),
+            direction=main_dir,
+            load_if_exists=True,
+        )
+        attrs = study.user_attrs
+        if "tuning_trial" not in attrs:
+            hyper = best.user_attrs["model_config"]
+            cfg = TrainConfig(**{**best.user_attrs["train_config"], "device": str(device)})
+            probe = probe_model(
+                arch,
+                ds.spec,
+                ds.tasks,
+                budget=spec.budget,
+                **{k: tuple(v) if isinstance(v, list) else v for k, v in hyper.items()},
+            )
+            per = bytes_per_replica(
+                best.user_attrs["parameter_count"], [u.units for u in probe.layer_units()], cfg.batch_size
+            )
+            chunk = spec.retrain.replicas_per_run or replicas_that_fit(per, device, wanted=n_seeds)
+            study.set_user_attr("tuning_trial", best.number)
+            study.set_user_attr("tuning_values", best.values)
+            study.set_user_attr("model_config", hyper)
+            study.set_user_attr("train_config", best.user_attrs["train_config"])
+            study.set_user_attr("architecture", arch)
+            study.set_user_attr("spec_name", spec.name)
+            study.set_user_attr("chunk_size", chunk)
+            study.set_metric_names(
+                [
+                    f"test {objective_targets(spec, ds)[0][0]} {objective_targets(spec, ds)[0][1].upper()}"
+                    " (mean over the chunk's seeds)"
+                ]
+            )
+        chunk = int(study.user_attrs["chunk_size"])
+        n_chunks = math.ceil(n_seeds / chunk)
+        _queue_chunks(study, n_chunks, chunk, n_seeds)
+        out[arch] = study
+    return out
+
+
+def _queue_chunks(study: optuna.Study, n_chunks: int, chunk: int, n_seeds: int) -> None:
+    live = {
+        t.user_attrs.get("ticket")
+        for t in study.get_trials(deepcopy=False)
+        if t.state != optuna.trial.TrialState.FAIL
+    }
+    for c in range(n_chunks):
+        if c not in live:
+            seeds = list(range(c * chunk, min(n_seeds, (c + 1) * chunk)))
+            study.enqueue_trial({}, user_attrs={"ticket": c, "seeds": seeds})
+
+
+class RetrainObjective:
+    def __init__(self, spec: StudySpec, arch: str, ds: TabularDataset, url: str, device: str) -> None:
+        self.spec, self.arch, self.ds, self.url, self.device = spec, arch, ds, url, device
+        self.task, self.metric = objective_targets(spec, ds)[0]
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        study_attrs = trial.study.user_attrs
+        seeds: list[int] = list(trial.user_attrs["seeds"])
+        hyper: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in study_attrs["model_config"].items()
+        }
+        cfg = TrainConfig(**{**study_attrs["train_config"], "device": self.device})
+        init = [seeds_of(s)[0] for s in seeds]
+        data = [seeds_of(s)[1] for s in seeds]
+        model = create_model(
+            self.arch,
+            self.ds.spec,
+            self.ds.tasks,
+            replicas=len(seeds),
+            seeds=init,
+            budget=self.spec.budget,
+            **hyper,
+        )
+        results = train(model, self.ds, cfg, init_seeds=init, data_seeds=data)
+        test = self.ds.splits["test"]
+        n = min(len(test), 4096)
+        use = gate_utilisation(model, test.features(torch.arange(n, device=test.y.device).unsqueeze(0)))
+        trial.set_user_attr("gate_utilisation", [u.__dict__ for u in use])
+        trial.set_user_attr("replicas", len(seeds))
+        trial.set_user_attr("wall_time", results[0].wall_time)
+        write_seed_results(
+            self.url,
+            self.spec.name,
+            self.arch,
+            int(study_attrs["tuning_trial"]),
+            list(zip(seeds, results, strict=True)),
+            len(seeds),
+        )
+        values = [r.metric("test", self.task, self.metric) for r in results if r.status == "ok"]
+        if not values:
+            trial.set_user_attr("pruned_reason", "every seed of the chunk diverged")
+            raise optuna.TrialPruned("every seed diverged")
+        return float(np.mean(values))
+
+
+def run_retrain(
+    spec: StudySpec,
+    storage_url: str | None = None,
+    *,
+    seeds: int | None = None,
+    workers: int = 1,
+    devices: Sequence[str] = ("auto",),
+    worker_index: int = 0,
+    join_only: bool = False,
+    quiet: bool = True,
+) -> dict[str, Any]:
+    """Queue (unless ``join_only``) and run the retraining of every architecture's best configuration."""
+    url = normalise_url(storage_url)
+    n_seeds = seeds or spec.retrain.seeds
+    if workers > 1 and is_sqlite(url):
+        raise ConfigError(
+            f"{workers} retrain workers on SQLite ({mask_url(url)}) are refused; use PostgreSQL "
+            "(--storage postgresql://USER@HOST:5432/DB) or --workers 1"
+        )
+    storage = open_storage(url)
+    device = resolve_device(devices[worker_index % len(devices)])
+    ds = load_study_dataset(spec).to(device)  # once per worker: every chunk trains on device-resident data
+    if join_only:
+        studies = {
+            a.name: optuna.load_study(study_name=retrain_study_name(spec, a.name), storage=storage)
+            for a in spec.architectures
+        }
+    else:
+        studies = prepare_retrain(spec, storage, ds, n_seeds, device)
+    if workers > 1:
+        import subprocess
+        import sys
+
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "hpo.cli",
+                    "retrain",
+                    spec.source,
+                    "--storage",
+                    url,
+                    "--join",
+                    "--worker-index",
+                    str(i),
+                    "--devices",
+                    ",".join(devices),
+                    "--quiet",
+                ]
+            )
+            for i in range(workers)
+        ]
+        for p in procs:
+            p.wait()
+        bad = [p.returncode for p in procs if p.returncode]
+        if bad:
+            raise ConfigError(f"a retrain worker exited with code {bad[0]}")
+    else:
+        from hpo.search.progress import StudyProgress
+
+        queues = {a: (study, RetrainObjective(spec, a, ds, url, str(device))) for a, study in studies.items()}
+        with StudyProgress(
+            spec, studies, None, quiet=quiet, title=f"retraining {spec.name}: seed chunks"
+        ) as progress:
+            _with_signals(
+                lambda: drain(
+                    url, queues, progress=progress, heartbeat=storage.get_heartbeat_interval() or 10
+                )
+            )
+
+    return studies

@@ -1,0 +1,198 @@
+"""Search spaces with the budget built in.
+
+A search space is YAML: ``params`` are sampled quantities, each with a range that is the same in every trial (so
+that Optuna's GP sampler models every dimension: it samples at random any parameter whose range changes between
+trials); ``model`` maps each model hyperparameter to an expression over the sampled values and ``n_tasks``. Widths
+are derived (``layer_units // n_experts``), never searched directly, so no configuration the sampler can propose
+exceeds the budget when the ranges' upper ends respect it; :func:`check_space` proves that by building the
+worst cases and a sample of configurations on the meta device.
+
+.. code-block:: yaml
+
+    architecture: mmoe
+    params:
+      layer_units: {type: int, low: 16, high: 2048, log: true}   # all experts of a layer together
+      n_experts: {type: int, low: 2, high: 16}
+      tower_units: {type: int, low: 2, high: 1024, log: true}    # all towers together
+    model:
+      n_experts: n_experts
+      expert_units: "[max(1, layer_units // n_experts)]"
+      tower_units: "[max(1, tower_units // n_tasks)]"
+
+Expressions allow numbers, the sampled names, ``n_tasks``, ``+ - * / // %``, lists, and ``min``, ``max``, ``int``,
+``round``; nothing else is evaluated.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import operator
+import random
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import optuna
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from hpo.errors import ConfigError
+
+__all__ = ["ParamRange", "SearchSpace", "evaluate", "load_space"]
+
+
+class ParamRange(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["int", "float", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ParamRange:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical parameter needs `choices`")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError(f"an {self.type} parameter needs `low` and `high`")
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log-scaled range needs low > 0, got {self.low}")
+        if self.type == "int" and (self.low != int(self.low) or self.high != int(self.high)):
+            raise ValueError(f"an int range needs integer bounds, got {self.low}..{self.high}")
+        return self
+
+    def distribution(self) -> optuna.distributions.BaseDistribution:
+        if self.type == "categorical":
+            assert self.choices is not None
+            return optuna.distributions.CategoricalDistribution(self.choices)
+        assert self.low is not None and self.high is not None
+        if self.type == "int":
+            return optuna.distributions.IntDistribution(
+                int(self.low), int(self.high), log=self.log, step=int(self.step or 1)
+            )
+        return optuna.distributions.FloatDistribution(self.low, self.high, log=self.log, step=self.step)
+
+    def extremes(self) -> list[Any]:
+        if self.type == "categorical":
+            assert self.choices is not None
+            return list(self.choices)
+        assert self.low is not None and self.high is not None
+        cast: Callable[[float], Any] = int if self.type == "int" else float
+        return [cast(self.low), cast(self.high)]
+
+    def random(self, rng: random.Random) -> Any:
+        if self.type == "categorical":
+            assert self.choices is not None
+            return rng.choice(self.choices)
+        assert self.low is not None and self.high is not None
+        if self.log:
+            v = math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
+        else:
+            v = rng.uniform(self.low, self.high)
+        return min(int(self.high), max(int(self.low), round(v))) if self.type == "int" else v
+
+
+class SearchSpace(BaseModel):
+    """Sampled parameters with fixed ranges, and how the model's hyperparameters derive from them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    architecture: str | None = None
+    params: dict[str, ParamRange] = Field(default_factory=dict)
+    model: dict[str, Any] = Field(default_factory=dict)
+    source: str = ""
+
+    def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, r in self.params.items():
+            if r.type == "categorical":
+                assert r.choices is not None
+                out[name] = trial.suggest_categorical(name, r.choices)
+            elif r.type == "int":
+                assert r.low is not None and r.high is not None
+                out[name] = trial.suggest_int(name, int(r.low), int(r.high), log=r.log, step=int(r.step or 1))
+            else:
+                assert r.low is not None and r.high is not None
+                out[name] = trial.suggest_float(name, r.low, r.high, log=r.log, step=r.step)
+        return out
+
+    def derive(self, sampled: Mapping[str, Any], n_tasks: int) -> dict[str, Any]:
+        """Model hyperparameters from sampled values (lists become tuples)."""
+        env = {**sampled, "n_tasks": n_tasks}
+        out = {}
+        for key, expr in self.model.items():
+            value = evaluate(expr, env, f"{self.source}: model.{key}")
+            out[key] = tuple(value) if isinstance(value, list) else value
+        return out
+
+
+_BINOPS: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+}
+_FUNCS: dict[str, Callable[..., Any]] = {"min": min, "max": max, "int": int, "round": round}
+
+
+def evaluate(expr: Any, env: Mapping[str, Any], where: str) -> Any:
+    """Evaluate a derivation: a literal, a name, or a restricted arithmetic expression over ``env``."""
+    if isinstance(expr, bool | int | float) or expr is None:
+        return expr
+    if isinstance(expr, list):
+        return [evaluate(e, env, where) for e in expr]
+    if not isinstance(expr, str):
+        raise ConfigError(f"{where}: expected a number, a list or an expression, got {expr!r}")
+    try:
+        tree = ast.parse(expr, mode="eval")
+    except SyntaxError:
+        raise ConfigError(f"{where}: {expr!r} is not a valid expression") from None
+
+    def ev(node: ast.AST) -> Any:
+        if isinstance(node, ast.Expression):
+            return ev(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+            return node.value
+        if isinstance(node, ast.Name):
+            if node.id not in env:
+                raise ConfigError(f"{where}: unknown name {node.id!r} in {expr!r}; known: {sorted(env)}")
+            return env[node.id]
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+            return _BINOPS[type(node.op)](ev(node.left), ev(node.right))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -ev(node.operand)
+        if isinstance(node, ast.List | ast.Tuple):
+            return [ev(e) for e in node.elts]
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCS:
+            return _FUNCS[node.func.id](*[ev(a) for a in node.args])
+        raise ConfigError(
+            f"{where}: {expr!r} uses something other than numbers, names, arithmetic, lists, "
+            "min/max/int/round"
+        )
+
+    try:
+        return ev(tree)
+    except (ZeroDivisionError, TypeError) as exc:
+        raise ConfigError(f"{where}: {expr!r} cannot be evaluated ({exc})") from None
+
+
+def load_space(path: str | Path) -> SearchSpace:
+    from hpo.data.user import format_validation_error, read_yaml
+
+    path = Path(path)
+    try:
+        raw = read_yaml(path)
+    except Exception as exc:  # DataError from the shared YAML reader: same message, config family
+        raise ConfigError(str(exc)) from None
+    try:
+        return SearchSpace.model_validate({**raw, "source": str(path)})
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(str(path), exc)) from None

@@ -1,0 +1,206 @@
+"""Study specifications (``studies/*.yaml``): what to tune, on which data, with which sampler, for how long.
+
+Validation reports every problem of a file at once, on one line, naming the file and the field; search-space
+files are resolved relative to the study file (default ``../search_spaces/<architecture>.yaml``).
+
+.. code-block:: yaml
+
+    name: smoke
+    dataset: {kind: synthetic, p: 0.7, d: 16, n_train: 2000}   # or {kind: census-income, group: 1}
+                                                                 # or {kind: file, path: my_table.yaml}
+    architectures: [shared_bottom, mmoe]                         # or [{name: mmoe, search_space: x.yaml}]
+    optimizer_space: ../search_spaces/optimizer.yaml
+    objective: {kind: main, metric: auc}                         # main | mean | multi
+    sampler: {name: gp, seed: 0, options: {n_startup_trials: 4}}
+    pruner: {name: none}
+    trials: 8                                                    # per architecture
+    timeout_minutes: null
+    seed: 0
+    budget: 2048
+    training: {epochs: 5, patience: 2, batch_size: 256, device: auto}
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from hpo.errors import ConfigError
+from hpo.models import list_models
+from hpo.search.space import SearchSpace, load_space
+
+__all__ = ["StudySpec", "load_study"]
+
+SAMPLERS = ("gp", "tpe", "random", "cmaes", "qmc")
+PRUNERS = ("none", "median", "hyperband", "successive_halving")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetSpec(_Strict):
+    kind: Literal["census-income", "synthetic", "file"]
+    group: int = Field(1, ge=1, le=2)
+    data_dir: str | None = None
+    split_seed: int | None = Field(None, ge=0)
+    path: str | None = None
+    # synthetic generator settings
+    p: float = Field(0.5, ge=-1, le=1)
+    d: int = Field(100, ge=2)
+    c: float = Field(1.0, gt=0)
+    m: int = Field(10, ge=0)
+    noise: float = Field(0.1, ge=0)
+    n_train: int = Field(10_000, ge=1)
+    n_valid: int = Field(1_000, ge=1)
+    n_test: int = Field(1_000, ge=1)
+    seed: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _path_for_files(self) -> DatasetSpec:
+        if self.kind == "file" and not self.path:
+            raise ValueError("a dataset of kind 'file' needs `path` (a dataset YAML)")
+        return self
+
+
+class ArchitectureSpec(_Strict):
+    name: str
+    search_space: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        known = [e.name for e in list_models()]
+        if v not in known:
+            raise ValueError(f"unknown architecture {v!r}; known: {', '.join(known)}")
+        return v
+
+
+class ObjectiveSpec(_Strict):
+    """``main``: the first task's validation metric; ``mean``: the mean over tasks; ``multi``: one objective per
+    task (a multi-objective study). ``metric`` defaults to AUC for binary tasks and MSE for regression."""
+
+    kind: Literal["main", "mean", "multi"] = "main"
+    metric: Literal["auc", "logloss", "mse", "r2"] | None = None
+    task: str | None = None
+
+
+class SamplerSpec(_Strict):
+    name: Literal["gp", "tpe", "random", "cmaes", "qmc"] = "gp"
+    seed: int | None = Field(0, ge=0)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class PrunerSpec(_Strict):
+    name: Literal["none", "median", "hyperband", "successive_halving"] = "none"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainingSpec(_Strict):
+    """Training settings; searched values (lr, epochs, ...) from the optimiser space override these."""
+
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    batch_size: int = Field(1024, ge=1)
+    epochs: int = Field(10, ge=1)
+    max_steps: int | None = Field(None, ge=1)
+    patience: int | None = Field(3, ge=1)
+    loss_weighting: Literal["equal", "fixed", "uncertainty", "gradnorm"] = "equal"
+    loss_weights: list[float] | None = None
+    grad_clip: float | None = Field(None, gt=0)
+    device: str = "auto"
+    amp: bool = False
+
+
+class RetrainSpec(_Strict):
+    seeds: int = Field(12, ge=1)
+    replicas_per_run: int | None = Field(None, ge=1)
+
+
+class StudySpec(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    dataset: DatasetSpec
+    architectures: list[ArchitectureSpec] = Field(min_length=1)
+    optimizer_space: str | None = None
+    objective: ObjectiveSpec = Field(default_factory=lambda: ObjectiveSpec())
+    sampler: SamplerSpec = Field(default_factory=lambda: SamplerSpec())
+    pruner: PrunerSpec = Field(default_factory=lambda: PrunerSpec())
+    trials: int | None = Field(20, ge=1)
+    timeout_minutes: float | None = Field(None, gt=0)
+    seed: int = Field(0, ge=0)
+    budget: int = Field(2048, ge=1)
+    training: TrainingSpec = Field(default_factory=lambda: TrainingSpec())
+    retrain: RetrainSpec = Field(default_factory=lambda: RetrainSpec())
+    source: str = ""
+
+    @field_validator("architectures", mode="before")
+    @classmethod
+    def _names_to_specs(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            return [{"name": a} if isinstance(a, str) else a for a in v]
+        return v
+
+    @model_validator(mode="after")
+    def _unique_and_bounded(self) -> StudySpec:
+        names = [a.name for a in self.architectures]
+        if len(set(names)) != len(names):
+            raise ValueError(f"architectures are listed more than once: {names}")
+        if self.trials is None and self.timeout_minutes is None:
+            raise ValueError("give `trials` (per architecture), `timeout_minutes`, or both")
+        return self
+
+    # -- resolution ----------------------------------------------------------------------------------------------
+    @property
+    def base_dir(self) -> Path:
+        return Path(self.source).parent if self.source else Path.cwd()
+
+    def space_path(self, arch: ArchitectureSpec) -> Path:
+        if arch.search_space:
+            return self.base_dir / arch.search_space
+        return self.base_dir.parent / "search_spaces" / f"{arch.name}.yaml"
+
+    def spaces(self) -> dict[str, SearchSpace]:
+        """Each architecture's search space, loaded and checked to belong to it."""
+        out = {}
+        for arch in self.architectures:
+            space = load_space(self.space_path(arch))
+            if space.architecture not in (None, arch.name):
+                raise ConfigError(
+                    f"{space.source}: architecture is {space.architecture!r}, but the study uses it "
+                    f"for {arch.name!r}"
+                )
+            out[arch.name] = space
+        return out
+
+    def optimizer_space_loaded(self) -> SearchSpace:
+        return load_space(self.base_dir / self.optimizer_space) if self.optimizer_space else SearchSpace()
+
+    def study_name(self, arch: str) -> str:
+        return f"{self.name}/{arch}"
+
+    def resolved(self) -> dict[str, Any]:
+        """The spec with every search space inlined: stored on the study, enough to reproduce it."""
+        data = self.model_dump(exclude={"source"})
+        data["search_spaces"] = {k: v.model_dump(exclude={"source"}) for k, v in self.spaces().items()}
+        data["optimizer_space_resolved"] = self.optimizer_space_loaded().model_dump(exclude={"source"})
+        return json.loads(json.dumps(data, default=str))
+
+
+def load_study(path: str | Path) -> StudySpec:
+    """Read and validate a study file; every problem is reported at once in one :class:`ConfigError`."""
+    from hpo.data.user import format_validation_error, read_yaml
+
+    path = Path(path)
+    try:
+        raw = read_yaml(path)
+    except Exception as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        spec = StudySpec.model_validate({**raw, "source": str(path)})
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(str(path), exc)) from None
+    return spec

@@ -1,0 +1,51 @@
+"""``hpo status``: every study in a storage, its architecture, trials by state, best value and parameters."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import optuna
+
+from hpo.search.storage import open_storage
+
+__all__ = ["storage_status"]
+
+
+def storage_status(storage_url: str | None = None) -> list[dict[str, Any]]:
+    storage = open_storage(storage_url, heartbeat=False)
+    out = []
+    for frozen in storage.get_all_studies():
+        study = optuna.load_study(study_name=frozen.study_name, storage=storage)
+        trials = study.get_trials(deepcopy=False)
+        counts = {s.name.lower(): 0 for s in optuna.trial.TrialState}
+        for t in trials:
+            counts[t.state.name.lower()] += 1
+        entry: dict[str, Any] = {
+            "study": frozen.study_name,
+            "spec": study.user_attrs.get("spec_name"),
+            "architecture": study.user_attrs.get("architecture"),
+            "directions": [d.name.lower() for d in study.directions],
+            "objectives": study.metric_names,
+            "trials": counts,
+            "surplus": sum(1 for t in trials if t.user_attrs.get("surplus")),
+        }
+        complete = [
+            t
+            for t in trials
+            if t.state == optuna.trial.TrialState.COMPLETE
+            and t.values is not None
+            and all(map(math.isfinite, t.values))
+        ]
+        if complete and len(study.directions) == 1:
+            best = study.best_trial
+            entry["best"] = {
+                "number": best.number,
+                "value": best.value,
+                "params": best.params,
+                "model_config": best.user_attrs.get("model_config"),
+            }
+        elif complete:
+            entry["pareto_front"] = [{"number": t.number, "values": t.values} for t in study.best_trials]
+        out.append(entry)
+    return out

@@ -1,0 +1,135 @@
+"""``hpo validate``: check a study, search-space or dataset file, reporting every problem at once.
+
+For a study, each architecture's search space is sampled (its corners, where the budget is tightest, plus random
+points) and every configuration is built on the meta device, so an over-budget or invalid proposal is found
+before any trial runs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hpo.errors import ConfigError, HpoError
+from hpo.models import InputSpec, TaskSpec, probe_model
+from hpo.search.space import SearchSpace, load_space
+from hpo.search.spec import StudySpec, load_study
+
+__all__ = ["SpaceReport", "check_space", "validate_file"]
+
+MAX_CORNERS = 4096
+
+
+@dataclass
+class SpaceReport:
+    architecture: str
+    configurations: int
+    max_units: int
+    problems: list[str]
+
+
+def _configurations(space: SearchSpace, samples: int, seed: int) -> list[dict[str, Any]]:
+    names = list(space.params)
+    corners = list(
+        itertools.islice(itertools.product(*(space.params[n].extremes() for n in names)), MAX_CORNERS)
+    )
+    out = [dict(zip(names, c, strict=True)) for c in corners]
+    rng = random.Random(seed)
+    out += [{n: space.params[n].random(rng) for n in names} for _ in range(samples)]
+    return out
+
+
+def check_space(
+    space: SearchSpace, arch: str, n_tasks: int, *, budget: int = 2048, samples: int = 200, seed: int = 0
+) -> SpaceReport:
+    """Build every corner and ``samples`` random configurations of ``space`` for ``arch`` on the meta device."""
+    spec = InputSpec(n_continuous=4, cardinalities=(3, 5))
+    tasks = [TaskSpec(f"t{i}") for i in range(n_tasks)]
+    problems: list[str] = []
+    max_units = 0
+    configs = _configurations(space, samples, seed)
+    for cfg in configs:
+        try:
+            hyper = space.derive(cfg, n_tasks)
+            model = probe_model(arch, spec, tasks, budget=budget, **hyper)
+            max_units = max(max_units, max(u.units for u in model.layer_units()))
+        except HpoError as exc:
+            msg = f"{space.source or arch}: sampled {cfg} -> {exc}"
+            if msg not in problems:
+                problems.append(msg)
+            if len(problems) >= 5:
+                break
+    return SpaceReport(arch, len(configs), max_units, problems)
+
+
+def _n_tasks(spec: StudySpec) -> int:
+    if spec.dataset.kind == "file":
+        from hpo.data.user import read_yaml
+
+        assert spec.dataset.path is not None
+        raw = read_yaml(spec.base_dir / spec.dataset.path)
+        return max(1, len(raw.get("tasks") or []))
+    return 2
+
+
+def validate_file(path: str | Path, *, samples: int = 200) -> list[str]:
+    """Validate ``path``; return the lines to print, or raise one :class:`ConfigError` with every problem."""
+    path = Path(path)
+    from hpo.data.user import read_yaml
+
+    try:
+        raw = read_yaml(path)
+    except HpoError as exc:
+        raise ConfigError(str(exc)) from None
+    if "tasks" in raw and "architectures" not in raw:
+        from hpo.data.user import load_user_dataset
+
+        ds = load_user_dataset(path)
+        return [f"{path}: dataset {ds.name} ok: rows {ds.info()['rows']}"]
+    if "architectures" not in raw:
+        space = load_space(path)
+        arch = space.architecture
+        if arch is None:
+            return [f"{path}: optimiser space ok ({', '.join(space.params)})"]
+        rep = check_space(space, arch, 2, samples=samples)
+        if rep.problems:
+            raise ConfigError("; ".join(rep.problems))
+        return [
+            f"{path}: {arch} ok: {rep.configurations} configurations built, max {rep.max_units} units per layer"
+        ]
+    spec = load_study(path)
+    problems: list[str] = []
+    lines = []
+    n_tasks = _n_tasks(spec)
+    try:
+        opt = spec.optimizer_space_loaded()
+        from hpo.training import TrainConfig
+
+        unknown = sorted(set(opt.params) - set(TrainConfig.model_fields))
+        if unknown:
+            problems.append(
+                f"{opt.source}: {unknown} are not training settings; known: {sorted(TrainConfig.model_fields)}"
+            )
+    except HpoError as exc:
+        problems.append(str(exc))
+    for arch_spec in spec.architectures:
+        try:
+            space = load_space(spec.space_path(arch_spec))
+        except HpoError as exc:
+            problems.append(str(exc))
+            continue
+        rep = check_space(space, arch_spec.name, n_tasks, budget=spec.budget, samples=samples, seed=spec.seed)
+        problems += rep.problems
+        lines.append(
+            f"  {arch_spec.name}: {rep.configurations} configurations built, max {rep.max_units} units per layer "
+            f"(budget {spec.budget})"
+        )
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return [
+        f"{path}: study {spec.name} ok ({len(spec.architectures)} architectures, {n_tasks} tasks)",
+        *lines,
+    ]

@@ -1,0 +1,44 @@
+"""Training configuration: validated once, frozen, and stored with every result."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = ["TrainConfig"]
+
+
+class TrainConfig(BaseModel):
+    """Everything the trainer needs besides the model and the data.
+
+    ``early_stopping_metric`` names ``TASK.METRIC`` on the validation split (``income.auc``, ``y1.mse``) or
+    ``loss``; empty means the first task's AUC (binary) or MSE (regression). Its direction follows the metric.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    batch_size: int = Field(1024, ge=1)
+    epochs: int = Field(10, ge=1)
+    max_steps: int | None = Field(None, ge=1)
+    patience: int | None = Field(3, ge=1)
+    early_stopping_metric: str = ""
+    loss_weighting: Literal["equal", "fixed", "uncertainty", "gradnorm"] = "equal"
+    loss_weights: list[float] | None = None
+    gradnorm_alpha: float = Field(1.5, ge=0)
+    grad_clip: float | None = Field(None, gt=0)
+    device: str = "auto"
+    amp: bool = False
+    eval_batch_size: int = Field(16384, ge=1)
+
+    @model_validator(mode="after")
+    def _weights_match_strategy(self) -> TrainConfig:
+        if self.loss_weighting == "fixed" and not self.loss_weights:
+            raise ValueError("loss_weighting 'fixed' needs loss_weights (one per task)")
+        if self.loss_weights is not None and any(w < 0 for w in self.loss_weights):
+            raise ValueError(f"loss_weights must be >= 0, got {self.loss_weights}")
+        return self

@@ -1,0 +1,111 @@
+"""Shared fixtures: an isolated cache directory, census-format files generated on the fly, service URLs."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import random
+from pathlib import Path
+
+import pytest
+import sqlalchemy
+
+from hpo.data.census import COLUMNS
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HPO_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "hpo-cache"))
+
+
+def census_row(rng: random.Random, label_rich: bool | None = None) -> list[str]:
+    """One row in the real file's format (42 fields), with values drawn from the real categories' style."""
+    rich = rng.random() < 0.1 if label_rich is None else label_rich
+    married = rng.choice(["Never married", "Married-civilian spouse present", "Divorced", "Widowed"])
+    row = {c: "Not in universe" for c in COLUMNS}
+    row.update(
+        {
+            "age": str(rng.randint(0, 90)),
+            "class of worker": rng.choice(["Private", "Self-employed-incorporated", "Not in universe"]),
+            "detailed industry recode": str(rng.randint(0, 51)),
+            "detailed occupation recode": str(rng.randint(0, 46)),
+            "education": rng.choice(
+                [
+                    "High school graduate",
+                    "Bachelors degree(BA AB BS)",
+                    "10th grade",
+                    "Masters degree(MA MS MEng MEd MSW MBA)",
+                ]
+            ),
+            "wage per hour": str(rng.choice([0, 0, 500, 1200])),
+            "marital stat": married,
+            "race": rng.choice(["White", "Black", "Asian or Pacific Islander"]),
+            "sex": rng.choice(["Male", "Female"]),
+            "capital gains": str(rng.choice([0, 0, 0, 15024])),
+            "capital losses": str(rng.choice([0, 0, 1902])),
+            "dividends from stocks": str(rng.choice([0, 0, 100, 2000])),
+            "tax filer stat": rng.choice(["Nonfiler", "Joint both under 65", "Single"]),
+            "instance weight": f"{rng.uniform(500, 3000):.2f}",
+            "migration code-change in msa": rng.choice(["?", "Nonmover"]),
+            "num persons worked for employer": str(rng.randint(0, 6)),
+            "own business or self employed": str(rng.randint(0, 2)),
+            "veterans benefits": str(rng.randint(0, 2)),
+            "weeks worked in year": str(rng.randint(0, 52)),
+            "year": rng.choice(["94", "95"]),
+            "income": "50000+." if rich else "- 50000.",
+        }
+    )
+    return [row[c] for c in COLUMNS]
+
+
+def write_census_files(directory: Path, n_train: int = 400, n_test: int = 200, seed: int = 0) -> Path:
+    """Census-format ``.gz`` files (not the real content: checksums differ) under ``directory/census-income``."""
+    rng = random.Random(seed)
+    target = directory / "census-income"
+    target.mkdir(parents=True, exist_ok=True)
+    for name, n in (("census-income.data.gz", n_train), ("census-income.test.gz", n_test)):
+        with gzip.open(target / name, "wt") as f:
+            for _ in range(n):
+                f.write(", ".join(census_row(rng)) + "\n")
+    return directory
+
+
+@pytest.fixture
+def census_dir(tmp_path: Path) -> Path:
+    return write_census_files(tmp_path)
+
+
+def require(env_flag: str, reason: str) -> None:
+    """Skip on a user's machine, fail in CI (where ``env_flag`` is set) when a service is missing."""
+    if os.environ.get(env_flag):
+        pytest.fail(f"{reason} (required because {env_flag} is set)")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    url = os.environ.get("HPO_TEST_POSTGRES_URL")
+    if not url:
+        require("HPO_REQUIRE_POSTGRES", "HPO_TEST_POSTGRES_URL is not set")
+    assert url is not None
+    try:
+        engine = sqlalchemy.create_engine(
+            url.replace("postgresql://", "postgresql+psycopg://"), connect_args={"connect_timeout": 5}
+        )
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT 1"))
+        engine.dispose()
+    except sqlalchemy.exc.OperationalError as exc:
+        require("HPO_REQUIRE_POSTGRES", f"PostgreSQL at {url} is not reachable: {exc.orig}")
+    return url
+
+
+SUMMARY_LINES: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
+    """Lines tests want in CI's output whatever the capture mode (the reliability suite's summary)."""
+    for line in SUMMARY_LINES:
+        terminalreporter.write_line(line)

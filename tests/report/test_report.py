@@ -1,0 +1,174 @@
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from hpo.cli import main
+from hpo.search.results import read_seed_metrics, read_seed_results
+from hpo.search.spec import load_study
+from hpo.search.storage import open_storage
+from tests.browser import dump_dom, screenshot
+from tests.search.conftest import make_study
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def tuned(tmp_path: Path, **overrides: object) -> tuple[Path, str]:
+    path = make_study(tmp_path, **overrides)
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    assert main(["run", str(path), "--storage", url, "--n-trials", "3", "--devices", "cpu", "--quiet"]) == 0
+    return path, url
+
+
+def test_run_retrain_report_export_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path, url = tuned(tmp_path, retrain={"seeds": 6, "replicas_per_run": 4})
+    assert main(["retrain", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
+    spec = load_study(path)
+    results = read_seed_results(url, spec.name)
+    assert sorted(results.groupby("architecture").seed.apply(sorted).tolist()) == [list(range(6))] * 2
+    assert set(results.replicas_in_run) == {4, 2}  # chunks of 4 and 2 seeds, trained vectorised
+    assert (results.status == "ok").all()
+    # a rerun queues nothing and trains nothing: every seed is there once
+    assert main(["retrain", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
+    assert len(read_seed_results(url, spec.name)) == 12
+    # queryable with SQL
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT architecture, count(*) FROM hpo_seed_metrics WHERE split = 'test' "
+                "AND metric = 'mse' AND task = 'y1' GROUP BY architecture"
+            )
+        ).all()
+    assert sorted(rows) == [("mmoe", 6), ("shared_bottom", 6)]
+    out = tmp_path / "rep" / "smoke.html"
+    assert main(["report", str(path), "--storage", url, "--out", str(out)]) == 0
+    comp = pd.read_csv(tmp_path / "rep" / "smoke_comparison.csv")
+    assert set(comp.columns) >= {"mean", "std", "median", "iqm", "ci95_low", "ci95_high"}
+    assert len(comp) == 4 and (comp.seeds == 6).all()
+    pairs = pd.read_csv(tmp_path / "rep" / "smoke_pairs.csv")
+    assert set(pairs.columns) >= {"p_a_beats_b", "holm_p", "significant_at_0.05"}
+    for fmt in ("csv", "parquet"):
+        assert (
+            main(["export", str(path), "--storage", url, "--format", fmt, "--out", str(tmp_path / fmt)]) == 0
+        )
+    assert len(pd.read_parquet(tmp_path / "parquet" / f"{spec.name}_seed_results.parquet")) == 12
+
+
+@pytest.mark.browser
+def test_report_renders_offline_in_chromium(tmp_path: Path) -> None:
+    path, url = tuned(tmp_path, retrain={"seeds": 5})
+    assert main(["retrain", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
+    out = tmp_path / "report.html"
+    assert main(["report", str(path), "--storage", url, "--out", str(out)]) == 0
+    html = out.read_text()
+    assert not re.search(r"<(script|link|img)[^>]+(src|href)=", html)  # nothing to fetch: all inline
+    dom = dump_dom(out.as_uri(), budget_ms=20000)
+    body = re.search(r"<body[^>]*>", dom)
+    assert body is not None, dom[:500]
+    attrs = dict(re.findall(r'(data-[a-z-]+)="(\d+)"', body.group(0)))
+    assert attrs["data-js-errors"] == "0"
+    assert int(attrs["data-expected-plots"]) >= 9
+    assert attrs["data-rendered-plots"] == attrs["data-expected-plots"]
+    assert dom.count('<table class="results') >= 5  # per-task tables, pairs, cost, provenance
+    assert "Provenance" in dom and "code revision" in dom
+    shot = screenshot(out.as_uri(), tmp_path / "report.png", size="1300,3000")
+    assert shot.stat().st_size > 50_000
+    Path("reports").mkdir(exist_ok=True)
+    (Path("reports") / "test-report.png").write_bytes(shot.read_bytes())
+
+
+def test_user_text_is_escaped_in_the_report(tmp_path: Path) -> None:
+    ds = tmp_path / "data.yaml"
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"x": rng.normal(size=300), "c": rng.choice(["a", "b"], 300)})
+    df["<script>alert(1)</script>"] = (df.x + rng.normal(size=300) > 0).astype(int)
+    df.to_csv(tmp_path / "t.csv", index=False)
+    ds.write_text(
+        "name: evil\nfile: t.csv\ncontinuous: [x]\ncategorical: [c]\ntasks:\n"
+        "  - {name: '<script>alert(1)</script>', column: '<script>alert(1)</script>', kind: binary, equals: 1}\n"
+        "  - {name: x, column: x, kind: regression}\n"
+    )
+    path, url = tuned(tmp_path, dataset={"kind": "file", "path": str(ds)}, retrain={"seeds": 3})
+    assert main(["retrain", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
+    out = tmp_path / "evil.html"
+    assert main(["report", str(path), "--storage", url, "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    body = text.split("</head>", 1)[1]
+    assert "<script>alert(1)</script>" not in body  # never raw: HTML-escaped in text, \\u003c-escaped in JSON
+
+
+def test_killed_retrain_worker_then_rerun_gives_every_seed_exactly_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from hpo.search.retrain import prepare_retrain
+    from hpo.search.runner import load_study_dataset
+
+    path, url = tuned(tmp_path, architectures=["mmoe"], retrain={"seeds": 6, "replicas_per_run": 2})
+    spec = load_study(path)
+    storage = open_storage(url, heartbeat=False)
+    (study,) = prepare_retrain(spec, storage, load_study_dataset(spec), 6, torch.device("cpu")).values()
+    # a long configuration, so that the kill lands in the middle of a chunk
+    study.set_user_attr(
+        "train_config", {**study.user_attrs["train_config"], "epochs": 25, "patience": None, "batch_size": 32}
+    )
+    env = {**os.environ, "HPO_HEARTBEAT_SECONDS": "1"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hpo.cli",
+            "retrain",
+            str(path),
+            "--storage",
+            url,
+            "--devices",
+            "cpu",
+            "--quiet",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    t0 = time.time()
+    while time.time() - t0 < 180:
+        trials = study.get_trials()
+        if any(t.state == optuna.trial.TrialState.COMPLETE for t in trials) and any(
+            t.state == optuna.trial.TrialState.RUNNING for t in trials
+        ):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    before = read_seed_results(url, spec.name)
+    assert 0 < len(before) < 6  # killed midway
+    monkeypatch.setattr("hpo.search.storage.HEARTBEAT_SECONDS", 1)
+    time.sleep(3.5)  # the dead worker's heartbeat goes stale
+    assert main(["retrain", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
+    after = read_seed_results(url, spec.name)
+    assert sorted(after.seed) == list(range(6))  # every seed exactly once (primary key: spec, arch, seed)
+    metrics = read_seed_metrics(url, spec.name)
+    assert not metrics.duplicated(["architecture", "seed", "split", "task", "metric"]).any()
+    assert len(metrics) == 6 * 3 * 2 * 2  # seeds x splits x tasks x metrics
+    trials = study.get_trials()
+    failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
+    assert len(failed) == 1
+    assert [t.state for t in trials if t.system_attrs.get("failed_trial") == failed[0].number] == [
+        optuna.trial.TrialState.COMPLETE
+    ]

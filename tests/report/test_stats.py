@@ -1,0 +1,52 @@
+"""Small arrays whose answers can be worked out by hand (rliable's testing style)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hpo.report.stats import bootstrap_ci, compare_pairs, holm, iqm, probability_of_improvement, summarise
+
+
+def test_iqm_is_the_mean_of_the_middle_half() -> None:
+    assert iqm(np.array([0, 1, 2, 3, 4, 5, 6, 100.0])) == pytest.approx(np.mean([2, 3, 4, 5]))
+
+
+def test_probability_of_improvement_by_hand() -> None:
+    a, b = np.array([1.0, 3.0]), np.array([2.0, 2.0])
+    assert probability_of_improvement(a, b) == 0.5  # 3 > 2 twice, 1 < 2 twice
+    assert probability_of_improvement(np.array([2.0]), np.array([2.0])) == 0.5  # a tie counts half
+    assert probability_of_improvement(np.array([1.0]), np.array([2.0]), higher_is_better=False) == 1.0
+
+
+def test_holm_by_hand() -> None:
+    # sorted p: 0.01 (x3 = 0.03), 0.02 (x2 = 0.04), 0.04 (x1 = 0.04, monotone)
+    assert holm([0.04, 0.01, 0.02]) == pytest.approx([0.04, 0.03, 0.04])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+def test_bootstrap_interval_is_reproducible_and_covers_the_mean() -> None:
+    x = np.random.default_rng(1).normal(0.9, 0.01, 40)
+    lo, hi = bootstrap_ci(x, seed=3)
+    assert (lo, hi) == bootstrap_ci(x, seed=3)
+    assert lo < x.mean() < hi and hi - lo < 0.01
+
+
+def test_summary_ignores_non_finite_seeds() -> None:
+    s = summarise([0.9, 0.92, float("nan"), 0.91])
+    assert s.n == 3 and s.mean == pytest.approx(0.91) and s.median == pytest.approx(0.91)
+
+
+def test_compare_pairs_detects_a_clear_winner_and_corrects_for_many_pairs() -> None:
+    rng = np.random.default_rng(0)
+    samples = {
+        "good": rng.normal(0.95, 0.005, 30),
+        "bad": rng.normal(0.90, 0.005, 30),
+        "bad2": rng.normal(0.90, 0.005, 30),
+    }
+    rows = {(r.a, r.b): r for r in compare_pairs(samples, n_resamples=300)}
+    win = rows[("good", "bad")]
+    assert win.p_a_beats_b == 1.0 and win.significant and win.p_holm >= win.p_value
+    tie = rows[("bad", "bad2")]
+    assert 0.2 < tie.p_a_beats_b < 0.8 and not tie.significant
+    assert tie.ci_low < tie.p_a_beats_b < tie.ci_high

@@ -1,0 +1,283 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+
+from hpo.cli import main
+from hpo.errors import StorageError
+from hpo.search.runner import create_studies, ensure_tickets, load_study_dataset, run_study
+from hpo.search.spec import load_study
+from hpo.search.storage import mask_url, open_storage
+from tests.search.conftest import make_study
+
+S = optuna.trial.TrialState
+SLOW_TRAINING = {"epochs": 40, "patience": None, "batch_size": 64, "device": "cpu"}
+
+
+def check_study(url: str, spec_path: Path, n: int) -> dict[str, list[optuna.trial.FrozenTrial]]:
+    """Every architecture: exactly n complete trials, one per ticket, nothing left running, budget held."""
+    spec = load_study(spec_path)
+    storage = open_storage(url, heartbeat=False)
+    out = {}
+    for arch in spec.architectures:
+        trials = optuna.load_study(study_name=spec.study_name(arch.name), storage=storage).get_trials()
+        complete = [t for t in trials if t.state == S.COMPLETE]
+        assert len(complete) == n, (arch.name, Counter(t.state.name for t in trials))
+        assert sorted(t.user_attrs["ticket"] for t in complete) == list(range(n))  # none ran twice
+        assert not [t for t in trials if t.state in (S.RUNNING, S.WAITING)]
+        assert not [t for t in trials if t.user_attrs.get("surplus")]
+        for t in complete:
+            assert max(t.user_attrs["units_per_layer"]) <= 2048
+            for key in (
+                "metrics",
+                "parameter_count",
+                "epochs_run",
+                "wall_time",
+                "device",
+                "versions",
+                "code_revision",
+                "model_config",
+                "init_seed",
+            ):
+                assert key in t.user_attrs, key
+            assert set(t.user_attrs["metrics"]) == {"train", "valid", "test"}
+        out[arch.name] = trials
+    return out
+
+
+@pytest.mark.parametrize("sampler", ["gp", "tpe"])
+def test_sqlite_study_end_to_end(tmp_path: Path, sampler: str) -> None:
+    path = make_study(tmp_path, sampler={"name": sampler, "seed": 1, "options": {"n_startup_trials": 2}})
+    url = f"sqlite:///{tmp_path / 'hpo.db'}"
+    studies = run_study(load_study(path), url, n_trials=4, devices=["cpu"], quiet=True)
+    trials = check_study(url, path, 4)
+    study = studies["mmoe"]
+    assert study.user_attrs["spec"]["name"] == load_study(path).name
+    assert study.user_attrs["spec"]["search_spaces"]["mmoe"]["params"]["n_experts"]["high"] == 16
+    assert study.metric_names == ["valid y1 MSE"]
+    assert all(t.params.keys() == {"layer_units", "n_experts", "tower_units", "lr"} for t in trials["mmoe"])
+    # running again with more trials resumes: the first four are kept, two more run
+    run_study(load_study(path), url, n_trials=6, devices=["cpu"], quiet=True)
+    check_study(url, path, 6)
+
+
+def test_gp_sampler_never_falls_back_to_independent_sampling(tmp_path: Path) -> None:
+    path = make_study(tmp_path, sampler={"name": "gp", "seed": 0, "options": {"n_startup_trials": 2}})
+    with pytest.warns() as record:
+        import warnings
+
+        warnings.warn("sentinel", UserWarning, stacklevel=1)
+        run_study(load_study(path), f"sqlite:///{tmp_path / 'a.db'}", n_trials=5, devices=["cpu"], quiet=True)
+    assert not [w for w in record if "independent" in str(w.message).lower()]
+
+
+def test_several_workers_on_sqlite_are_refused(tmp_path: Path) -> None:
+    path = make_study(tmp_path)
+    with pytest.raises(StorageError, match="workers on SQLite .* are refused.*Use PostgreSQL"):
+        run_study(load_study(path), f"sqlite:///{tmp_path / 'x.db'}", workers=2)
+
+
+def test_status_json_lists_studies_with_trial_counts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = make_study(tmp_path)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    assert main(["run", str(path), "--storage", url, "--n-trials", "2", "--devices", "cpu", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["status", "--storage", url, "--json"]) == 0
+    entries = json.loads(capsys.readouterr().out)
+    assert {e["architecture"] for e in entries} == {"shared_bottom", "mmoe"}
+    for e in entries:
+        assert e["trials"]["complete"] == 2 and e["trials"]["running"] == 0
+        assert "value" in e["best"] and "params" in e["best"]
+
+
+def test_unreachable_storage_is_a_clear_error_within_seconds(capsys: pytest.CaptureFixture[str]) -> None:
+    t0 = time.time()
+    rc = main(["status", "--storage", "postgresql://postgres:secret@127.0.0.1:1/nowhere"])
+    assert rc == 2 and time.time() - t0 < 15
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot open storage postgresql+psycopg://postgres:***@127.0.0.1:1/nowhere")
+    assert "secret" not in err and err.count("\n") == 1
+
+
+def test_mask_url_hides_passwords() -> None:
+    assert mask_url("postgresql+psycopg://u:pw@h/db") == "postgresql+psycopg://u:***@h/db"
+
+
+def _worker(
+    path: Path, url: str, index: int = 0, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    env = {**os.environ, "HPO_HEARTBEAT_SECONDS": "1", **(extra_env or {})}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hpo.cli",
+            "worker",
+            str(path),
+            "--storage",
+            url,
+            "--device",
+            "cpu",
+            "--worker-index",
+            str(index),
+            "--quiet",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for_running(url: str, name: str, timeout: float = 60) -> optuna.trial.FrozenTrial:
+    storage = open_storage(url, heartbeat=False)
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        try:
+            trials = optuna.load_study(study_name=name, storage=storage).get_trials()
+        except KeyError:  # the study is not created yet
+            time.sleep(0.2)
+            continue
+        running = [t for t in trials if t.state == S.RUNNING]
+        if running:
+            return running[0]
+        time.sleep(0.2)
+    raise AssertionError("no trial started")
+
+
+def test_ctrl_c_leaves_nothing_running_and_rerun_resumes(tmp_path: Path) -> None:
+    path = make_study(tmp_path, architectures=["mmoe"], training=SLOW_TRAINING)
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hpo.cli",
+            "run",
+            str(path),
+            "--storage",
+            url,
+            "--n-trials",
+            "3",
+            "--devices",
+            "cpu",
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    name = load_study(path).study_name("mmoe")
+    _wait_for_running(url, name)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    trials = optuna.load_study(study_name=name, storage=open_storage(url, heartbeat=False)).get_trials()
+    assert not [t for t in trials if t.state == S.RUNNING]
+    assert [t for t in trials if t.state == S.FAIL]
+    fast = make_study(tmp_path, architectures=["mmoe"])
+    fast.write_text(path.read_text().replace("epochs: 40", "epochs: 2"))
+    assert main(["run", str(fast), "--storage", url, "--n-trials", "3", "--devices", "cpu", "--quiet"]) == 0
+    complete = [
+        t
+        for t in optuna.load_study(study_name=name, storage=open_storage(url, heartbeat=False)).get_trials()
+        if t.state == S.COMPLETE
+    ]
+    assert sorted(t.user_attrs["ticket"] for t in complete) == [0, 1, 2]
+
+
+@pytest.mark.postgres
+def test_postgres_four_workers_run_every_trial_once(tmp_path: Path, postgres_url: str) -> None:
+    path = make_study(tmp_path, sampler={"name": "tpe", "seed": 0})
+    assert (
+        main(
+            [
+                "run",
+                str(path),
+                "--storage",
+                postgres_url,
+                "--n-trials",
+                "6",
+                "--workers",
+                "4",
+                "--devices",
+                "cpu",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    check_study(postgres_url, path, 6)
+
+
+@pytest.mark.postgres
+def test_postgres_killed_worker_trial_is_failed_and_retried(
+    tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = make_study(tmp_path, architectures=["mmoe"], training=SLOW_TRAINING)
+    spec = load_study(path)
+    monkeypatch.setattr("hpo.search.storage.HEARTBEAT_SECONDS", 1)
+    storage = open_storage(postgres_url)
+    (study,) = create_studies(spec, storage, load_study_dataset(spec)).values()
+    ensure_tickets(study, 3)
+    victim = _worker(path, postgres_url, 0)
+    killed = _wait_for_running(postgres_url, study.study_name)
+    time.sleep(1.0)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=30)
+    fast = make_study(tmp_path, architectures=["mmoe"])
+    fast.write_text(path.read_text().replace("epochs: 40", "epochs: 2"))
+    survivor = _worker(fast, postgres_url, 1)
+    _, err = survivor.communicate(timeout=300)
+    assert survivor.returncode == 0, err
+    trials = check_study(postgres_url, fast, 3)["mmoe"]
+    failed = [t for t in trials if t.state == S.FAIL]
+    assert [t.number for t in failed] == [killed.number]
+    retried = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
+    assert len(retried) == 1 and retried[0].state == S.COMPLETE
+    assert (
+        retried[0].params == killed.params and retried[0].user_attrs["ticket"] == killed.user_attrs["ticket"]
+    )
+
+
+def test_diverging_and_out_of_memory_trials_are_pruned_with_their_reason(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The worker goes on, the reason is recorded, and the best value is never a NaN."""
+    import torch
+
+    import hpo.search.objective as objective_module
+
+    path = make_study(tmp_path, architectures=["mmoe"], sampler={"name": "random", "seed": 0})
+    real_train = objective_module.train
+    calls = {"n": 0}
+
+    def faulty_train(model, ds, cfg, **kw):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 1:  # a diverging run: weights blow up to NaN
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.fill_(float("nan"))
+        if calls["n"] == 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_train(model, ds, cfg, **kw)
+
+    monkeypatch.setattr(objective_module, "train", faulty_train)
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    (study,) = run_study(load_study(path), url, n_trials=4, devices=["cpu"], quiet=True).values()
+    trials = study.get_trials()
+    pruned = [t for t in trials if t.state == S.PRUNED]
+    reasons = sorted(t.user_attrs["pruned_reason"] for t in pruned)
+    assert len(pruned) == 2 and len([t for t in trials if t.state == S.COMPLETE]) == 2
+    assert reasons[0].startswith("non-finite training loss") or "never finite" in reasons[0]
+    assert reasons[1].startswith("out of memory on cpu: CUDA out of memory")
+    assert study.best_value == study.best_value  # not NaN

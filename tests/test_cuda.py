@@ -1,0 +1,42 @@
+"""GPU paths: run where CUDA is present (the lent GPU machine); CI has no GPU, so they skip there."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hpo.models import create_model, list_models
+from hpo.training import TrainConfig, train
+from tests.models.test_zoo import DEEP, SPEC, TASKS, features
+from tests.training.test_trainer import binary_data
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.parametrize("name", [e.name for e in list_models()])
+def test_cuda_model_matches_cpu(name: str) -> None:
+    cpu = create_model(name, SPEC, TASKS, replicas=2, seeds=[1, 2], dtype=torch.float64, **DEEP[name])
+    gpu = create_model(
+        name, SPEC, TASKS, replicas=2, seeds=[1, 2], dtype=torch.float64, device="cuda", **DEEP[name]
+    )
+    x = features(2, 33)
+    xg = type(x)(x.cont.cuda(), x.cat.cuda())
+    out_c, out_g = cpu(x), gpu(xg)
+    torch.testing.assert_close(out_g.cpu(), out_c, rtol=1e-9, atol=1e-10)
+    out_c.sum().backward()
+    out_g.sum().backward()
+    for (n, p), q in zip(cpu.named_parameters(), gpu.parameters()):
+        torch.testing.assert_close(q.grad.cpu(), p.grad, rtol=1e-8, atol=1e-10, msg=n)
+
+
+@pytest.mark.parametrize("amp", [False, True])
+def test_cuda_training_with_replicas(amp: bool) -> None:
+    ds = binary_data()
+    model = create_model(
+        "ple", ds.spec, ds.tasks, replicas=3, seeds=[0, 1, 2], n_levels=2, expert_units=(16,)
+    )
+    cfg = TrainConfig(lr=5e-3, batch_size=64, epochs=4, patience=2, device="cuda", amp=amp)
+    res = train(model, ds, cfg, init_seeds=[0, 1, 2])
+    assert all(r.status == "ok" and r.device.startswith("cuda") for r in res)
+    assert all(r.metric("test", "a", "auc") > 0.75 for r in res)
+    assert next(model.parameters()).device.type == "cuda"
