@@ -92,13 +92,19 @@ class Chaos:
         self,
         done: Callable[[], bool],
         working: Callable[[], bool],
+        idle: Callable[[], bool],
         *,
         chaos_seconds: float,
         restart_at: float | None,
         late: int = 2,
-        timeout: float = 400,
+        timeout: float = 600,
     ) -> int:
-        """Chaos starts once trials are running (``working``) and lasts ``chaos_seconds``."""
+        """Chaos starts once trials are running (``working``) and lasts ``chaos_seconds``.
+
+        The run ends when the work is ``done``, or when the chaos is over and the queue is ``idle`` (nothing
+        WAITING or RUNNING): a ticket killed in its first run and again in its one retry is left for the rerun
+        that follows, exactly as a user would rerun ``hpo run``.
+        """
         for _ in range(WORKERS - late):
             self.spawn()
         t0, restarts, next_kill = time.time(), 0, 0.0
@@ -110,13 +116,15 @@ class Chaos:
             if chaos_start is None and working():
                 chaos_start = time.time()
             since = time.time() - chaos_start if chaos_start is not None else -1.0
+            if since >= chaos_seconds and idle():
+                break
             if 0 <= since < chaos_seconds and time.time() > next_kill:
                 self.kill_one()
                 next_kill = time.time() + self.rng.uniform(0.4, 1.5)
             if restart_at is not None and restarts == 0 and since > restart_at:
                 restart_postgres()
                 restarts = 1
-            while len(self.alive()) < WORKERS and self.started < 60:
+            while len(self.alive()) < WORKERS and self.started < 200:
                 self.spawn()  # replace the dead, as a cluster scheduler would
             time.sleep(0.2)
         for p in self.alive():
@@ -172,7 +180,12 @@ def test_faults_lose_nothing_and_double_nothing(tmp_path: Path, postgres_url: st
     def tuning_running() -> bool:
         return any(s.get_trials(deepcopy=False, states=(S.RUNNING,)) for s in studies.values())
 
-    restarts = tune.run(tuning_done, tuning_running, chaos_seconds=12, restart_at=5)
+    def tuning_idle() -> bool:
+        return not any(s.get_trials(deepcopy=False, states=(S.RUNNING, S.WAITING)) for s in studies.values())
+
+    t_start = time.time()
+    restarts = tune.run(tuning_done, tuning_running, tuning_idle, chaos_seconds=12, restart_at=5)
+    print(f"[timing] tuning chaos {time.time() - t_start:.0f}s")
     # whatever the chaos left (tickets whose retry was killed too) is queued again by a rerun, as a user would
     assert (
         main(
@@ -191,6 +204,7 @@ def test_faults_lose_nothing_and_double_nothing(tmp_path: Path, postgres_url: st
         == 0
     )
 
+    print(f"[timing] rerun done {time.time() - t_start:.0f}s")
     trials_checked = failed_trials = 0
     for study in studies.values():
         trials = study.get_trials()
@@ -240,9 +254,14 @@ def test_faults_lose_nothing_and_double_nothing(tmp_path: Path, postgres_url: st
     def retrain_running() -> bool:
         return any(s.get_trials(deepcopy=False, states=(S.RUNNING,)) for s in retrain_studies)
 
-    retrain.run(retrain_done, retrain_running, chaos_seconds=10, restart_at=None)
+    def retrain_idle() -> bool:
+        return not any(s.get_trials(deepcopy=False, states=(S.RUNNING, S.WAITING)) for s in retrain_studies)
+
+    print(f"[timing] retrain start {time.time() - t_start:.0f}s")
+    retrain.run(retrain_done, retrain_running, retrain_idle, chaos_seconds=10, restart_at=None)
     assert main(["retrain", str(path), "--storage", postgres_url, "--devices", "cpu", "--quiet"]) == 0
 
+    print(f"[timing] retrain done {time.time() - t_start:.0f}s")
     failed_chunks = sum(t.state == S.FAIL for s in retrain_studies for t in s.get_trials())
     assert failed_chunks > 0, "no kill landed inside a retrain chunk: the test would prove nothing"
     results = read_seed_results(postgres_url, spec.name)
