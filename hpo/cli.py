@@ -140,13 +140,17 @@ def run_cmd(
     from hpo.search.status import storage_status
     from hpo.search.storage import mask_url, normalise_url
 
-    spec = load_study(study)
+    specs = load_study(study).expand()
     url = normalise_url(storage)
-    run_study(spec, url, n_trials=n_trials, workers=workers, devices=devices.split(","), quiet=quiet)
+    for spec in specs:
+        run_study(spec, url, n_trials=n_trials, workers=workers, devices=devices.split(","), quiet=quiet)
+    names = {spec.name for spec in specs}
     for entry in storage_status(url):
-        if entry["spec"] == spec.name and "best" in entry:
+        if entry["spec"] in names and "best" in entry:
+            where = f"{entry['spec']} " if len(specs) > 1 else ""
             typer.echo(
-                f"{entry['architecture']}: best {entry['best']['value']:.4f} (trial {entry['best']['number']})"
+                f"{where}{entry['architecture']}: best {entry['best']['value']:.4f} "
+                f"(trial {entry['best']['number']})"
             )
     typer.echo(f"storage: {mask_url(url)}")
 
@@ -164,12 +168,14 @@ def worker_cmd(
     from hpo.search.runner import _with_signals, run_worker
     from hpo.search.spec import load_study
 
-    spec = load_study(study)
-    stats = _with_signals(
-        lambda: run_worker(spec, storage, device=device, worker_index=worker_index, deadline=deadline)
-    )
-    if not quiet:
-        typer.echo(f"worker {worker_index}: ran {stats.trials_run} trials {stats.by_arch}")
+    for spec in load_study(study).expand():
+        stats = _with_signals(
+            lambda spec=spec: run_worker(
+                spec, storage, device=device, worker_index=worker_index, deadline=deadline
+            )
+        )
+        if not quiet:
+            typer.echo(f"worker {worker_index}: {spec.name}: ran {stats.trials_run} trials {stats.by_arch}")
 
 
 @app.command("status")
@@ -227,18 +233,22 @@ def retrain_cmd(
     from hpo.search.retrain import run_retrain
     from hpo.search.spec import load_study
 
-    spec = load_study(study)
-    run_retrain(
-        spec,
-        storage,
-        seeds=seeds,
-        workers=workers,
-        devices=devices.split(","),
-        worker_index=worker_index,
-        join_only=join,
-    )
+    specs = load_study(study).expand()
+    for spec in specs:
+        run_retrain(
+            spec,
+            storage,
+            seeds=seeds,
+            workers=workers,
+            devices=devices.split(","),
+            worker_index=worker_index,
+            join_only=join,
+        )
     if not quiet:
-        typer.echo(f"retraining of {len(spec.architectures)} architectures done; next: hpo report {study}")
+        typer.echo(
+            f"retraining of {len(specs[0].architectures)} architectures x {len(specs)} studies done; "
+            f"next: hpo report {study}"
+        )
 
 
 @app.command("report")
@@ -252,7 +262,12 @@ def report_cmd(
     from hpo.search.spec import load_study
 
     spec = load_study(study)
-    path = write_report(spec, out or f"reports/{spec.name}.html", storage)
+    if spec.sweep is not None:
+        from hpo.report.sweep import write_sweep_report
+
+        path = write_sweep_report(spec, out or f"reports/{spec.name}.html", storage)
+    else:
+        path = write_report(spec, out or f"reports/{spec.name}.html", storage)
     typer.echo(f"report: {path}")
 
 
@@ -272,21 +287,21 @@ def export_cmd(
 
     if fmt not in ("csv", "parquet"):
         raise ConfigError(f"--format must be csv or parquet, got {fmt!r}")
-    spec = load_study(study)
-    data = collect(spec, storage)
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
-    for name, df in (
-        ("trials", data.trials),
-        ("seed_results", data.seed_results),
-        ("seed_metrics", data.seed_metrics),
-    ):
-        path = target / f"{spec.name}_{name}.{fmt}"
-        if fmt == "csv":
-            df.to_csv(path, index=False)
-        else:
-            df.astype({c: str for c in df.columns if df[c].dtype == object}).to_parquet(path, index=False)
-        typer.echo(f"{name}: {path} ({len(df)} rows)")
+    for spec in load_study(study).expand():
+        data = collect(spec, storage)
+        for name, df in (
+            ("trials", data.trials),
+            ("seed_results", data.seed_results),
+            ("seed_metrics", data.seed_metrics),
+        ):
+            path = target / f"{spec.name}_{name}.{fmt}"
+            if fmt == "csv":
+                df.to_csv(path, index=False)
+            else:
+                df.astype({c: str for c in df.columns if df[c].dtype == object}).to_parquet(path, index=False)
+            typer.echo(f"{name}: {path} ({len(df)} rows)")
 
 
 @app.command("demo")

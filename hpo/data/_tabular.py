@@ -8,7 +8,7 @@ column's codes are offset into one shared vocabulary), which is what the models'
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -27,24 +27,60 @@ SCALINGS = ("standard", "none")
 
 @dataclass
 class Split:
-    """One split: ``cont`` ``(N, n_cont)`` float32, ``cat`` ``(N, n_cat)`` int64 global codes, ``y`` ``(N, K)``."""
+    """One split: ``cont`` ``(N, n_cont)`` float32, ``cat`` ``(N, n_cat)`` int64 global codes, ``y`` ``(N, K)``.
+
+    A *replicated* split carries one dataset per replica, with a leading replica axis on all three tensors
+    (``(R, N, ...)``): the paper's synthetic protocol draws fresh data for every run, and the vectorised trainer
+    then trains R runs on R datasets at once. Every replica has the same number of rows.
+    """
 
     cont: Tensor
     cat: Tensor
     y: Tensor
 
+    @property
+    def replicated(self) -> bool:
+        return self.y.dim() == 3
+
     def __len__(self) -> int:
-        return int(self.y.shape[0])
+        return int(self.y.shape[-2])
 
     def features(self, index: Tensor | None = None) -> Features:
-        """Features with a leading replica axis of 1; ``index`` ``(R, B)`` gathers a batch per replica."""
-        cont = self.cont if self.cont.shape[1] else None
-        cat = self.cat if self.cat.shape[1] else None
+        """Features with a leading replica axis (1 unless replicated); ``index`` ``(R, B)`` gathers a batch per
+        replica (from replica r's own rows when the split is replicated)."""
+        cont = self.cont if self.cont.shape[-1] else None
+        cat = self.cat if self.cat.shape[-1] else None
         if index is None:
+            if self.replicated:
+                return Features(cont, cat)
             return Features(
                 None if cont is None else cont.unsqueeze(0), None if cat is None else cat.unsqueeze(0)
             )
-        return Features(None if cont is None else cont[index], None if cat is None else cat[index])
+        rows = self._rows(index)
+        return Features(None if cont is None else cont[rows], None if cat is None else cat[rows])
+
+    def labels(self, index: Tensor) -> Tensor:
+        """Labels ``(R, B, K)`` of the rows ``index`` ``(R, B)`` gathers."""
+        return self.y[self._rows(index)]
+
+    def _rows(self, index: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+        if not self.replicated:
+            return index
+        r = torch.arange(index.shape[0], device=index.device).unsqueeze(1)
+        return (r, index)
+
+    def rows(self, start: int, stop: int) -> Split:
+        """Rows ``start:stop`` (of every replica)."""
+        if self.replicated:
+            return Split(self.cont[:, start:stop], self.cat[:, start:stop], self.y[:, start:stop])
+        return Split(self.cont[start:stop], self.cat[start:stop], self.y[start:stop])
+
+    def select_replicas(self, keep: Sequence[int]) -> Split:
+        """The datasets of replicas ``keep`` (a shared split is returned as is)."""
+        if not self.replicated:
+            return self
+        idx = torch.as_tensor(list(keep), device=self.y.device)
+        return Split(self.cont[idx], self.cat[idx], self.y[idx])
 
     def to(self, device: torch.device | str) -> Split:
         return Split(self.cont.to(device), self.cat.to(device), self.y.to(device))
@@ -75,6 +111,37 @@ class TabularDataset:
     def device(self) -> torch.device:
         return self.splits["train"].y.device
 
+    @property
+    def replicas(self) -> int | None:
+        """The number of per-replica datasets a replicated dataset holds; None for one shared dataset."""
+        y = self.splits["train"].y
+        return int(y.shape[0]) if y.dim() == 3 else None
+
+    def select_replicas(self, keep: Sequence[int]) -> TabularDataset:
+        if self.replicas is None:
+            return self
+        return replace(self, splits={k: v.select_replicas(keep) for k, v in self.splits.items()})
+
+    @staticmethod
+    def stack(datasets: Sequence[TabularDataset]) -> TabularDataset:
+        """One replicated dataset from R datasets of the same shape (replica r trains on ``datasets[r]``)."""
+        if not datasets:
+            raise DataError("cannot stack zero datasets")
+        first = datasets[0]
+        for other in datasets[1:]:
+            if other.spec != first.spec or other.tasks != first.tasks:
+                raise DataError(f"cannot stack {other.name} onto {first.name}: inputs or tasks differ")
+        splits = {
+            s: Split(
+                torch.stack([d.splits[s].cont for d in datasets]),
+                torch.stack([d.splits[s].cat for d in datasets]),
+                torch.stack([d.splits[s].y for d in datasets]),
+            )
+            for s in SPLITS
+        }
+        provenance = {**first.provenance, "replicas": [d.provenance for d in datasets]}
+        return replace(first, name=f"{first.name} (x{len(datasets)})", splits=splits, provenance=provenance)
+
     def to(self, device: torch.device | str) -> TabularDataset:
         return TabularDataset(
             self.name,
@@ -88,19 +155,24 @@ class TabularDataset:
 
     def label_pearson(self, split: str = "train") -> float | None:
         """Pearson correlation of the first two tasks' labels on ``split`` (None with fewer than two tasks)."""
-        y = self.splits[split].y
+        y = self._labels(split)
         if y.shape[1] < 2:
             return None
         return float(np.corrcoef(y[:, 0].double().cpu().numpy(), y[:, 1].double().cpu().numpy())[0, 1])
+
+    def _labels(self, split: str) -> Tensor:
+        """Labels ``(rows, K)``, the replicas' rows pooled for a replicated dataset."""
+        y = self.splits[split].y
+        return y.reshape(-1, y.shape[-1])
 
     def info(self) -> dict[str, Any]:
         """Facts a user checks before tuning: sizes, feature counts, label balance and correlation."""
         tasks = []
         for k, t in enumerate(self.tasks):
-            y = self.splits["train"].y[:, k].double()
+            y = self._labels("train")[:, k].double()
             entry: dict[str, Any] = {"name": t.name, "kind": t.kind}
             if t.kind == "binary":
-                entry["positive_rate"] = {s: float(self.splits[s].y[:, k].double().mean()) for s in SPLITS}
+                entry["positive_rate"] = {s: float(self._labels(s)[:, k].double().mean()) for s in SPLITS}
             else:
                 entry["mean"], entry["std"] = float(y.mean()), float(y.std())
             tasks.append(entry)

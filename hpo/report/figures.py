@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from hpo.report.collect import ReportData
-from hpo.report.stats import compare_pairs, summarise
+from hpo.report.stats import PairComparison, compare_pairs, summarise
 from hpo.training.metrics import HIGHER_IS_BETTER
 
 __all__ = [
@@ -75,42 +75,45 @@ def comparison_table(data: ReportData) -> pd.DataFrame:
     rows = []
     for task, metric in test_metric(data).items():
         for arch, x in seed_values(data, task, metric).items():
-            s = summarise(x)
-            rows.append(
-                {
-                    "architecture": arch,
-                    "task": task,
-                    "metric": metric,
-                    "seeds": s.n,
-                    "mean": s.mean,
-                    "std": s.std,
-                    "median": s.median,
-                    "iqm": s.iqm,
-                    "ci95_low": s.ci_low,
-                    "ci95_high": s.ci_high,
-                }
-            )
+            rows.append(summary_row(x, architecture=arch, task=task, metric=metric))
     return pd.DataFrame(rows)
+
+
+def summary_row(x: np.ndarray, **keys: Any) -> dict[str, Any]:
+    """One row of a results table: ``keys`` first, then n, mean, std, median, IQM and the bootstrap interval."""
+    s = summarise(x)
+    return {
+        **keys,
+        "seeds": s.n,
+        "mean": s.mean,
+        "std": s.std,
+        "median": s.median,
+        "iqm": s.iqm,
+        "ci95_low": s.ci_low,
+        "ci95_high": s.ci_high,
+    }
+
+
+def pair_row(r: PairComparison, **keys: Any) -> dict[str, Any]:
+    """One row of a pairwise table: ``keys`` (task, swept value, ...) first, then the comparison."""
+    return {
+        **keys,
+        "a": r.a,
+        "b": r.b,
+        "p_a_beats_b": r.p_a_beats_b,
+        "ci95_low": r.ci_low,
+        "ci95_high": r.ci_high,
+        "mann_whitney_p": r.p_value,
+        "holm_p": r.p_holm,
+        "significant_at_0.05": r.significant,
+    }
 
 
 def pairs_table(data: ReportData) -> pd.DataFrame:
     rows = []
     for task, metric in test_metric(data).items():
         for r in compare_pairs(seed_values(data, task, metric), higher_is_better=HIGHER_IS_BETTER[metric]):
-            rows.append(
-                {
-                    "task": task,
-                    "metric": metric,
-                    "a": r.a,
-                    "b": r.b,
-                    "p_a_beats_b": r.p_a_beats_b,
-                    "ci95_low": r.ci_low,
-                    "ci95_high": r.ci_high,
-                    "mann_whitney_p": r.p_value,
-                    "holm_p": r.p_holm,
-                    "significant_at_0.05": r.significant,
-                }
-            )
+            rows.append(pair_row(r, task=task, metric=metric))
     return pd.DataFrame(rows)
 
 

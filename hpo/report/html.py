@@ -43,7 +43,9 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def table_html(df: pd.DataFrame, *, best: dict[str, bool] | None = None, group: str | None = None) -> str:
+def table_html(
+    df: pd.DataFrame, *, best: dict[str, bool] | None = None, group: str | list[str] | None = None
+) -> str:
     """A table; with ``best`` ({column: higher_is_better}), the best value of each column (per ``group``) is bold."""
     if df.empty:
         return '<p class="muted">no rows</p>'
@@ -88,11 +90,7 @@ def _provenance(data: ReportData) -> str:
         ("split", prov.get("split", prov.get("config", ""))),
         ("labels", prov.get("labels", "")),
         ("retrain seeds", f"{len(seeds)} seeds ({seeds[0]}..{seeds[-1]})" if seeds else "none yet"),
-        (
-            "randomised per seed",
-            "weight initialisation (seed s) and data order (seed s + "
-            f"{DATA_SEED_OFFSET}); the train/validation/test split is fixed (seed above), identical for all seeds",
-        ),
+        ("randomised per seed", randomised(data)),
         ("storage", data.storage),
         ("code revision", ", ".join(data.code_revisions) or "unknown"),
         ("package versions", ", ".join(f"{k} {v}" for k, v in data.versions.items())),
@@ -100,6 +98,17 @@ def _provenance(data: ReportData) -> str:
     ]
     rows = "".join(f"<tr><th>{esc(k)}</th><td style='text-align:left'>{esc(v)}</td></tr>" for k, v in items)
     return f'<table class="results provenance">{rows}</table>'
+
+
+def randomised(data: ReportData) -> str:
+    """What varied between seeds, in words (science.md section 6 asks every comparison to say it)."""
+    base = f"weight initialisation (seed s) and data order (seed s + {DATA_SEED_OFFSET})"
+    if any(a.get("fresh_data") for a in data.retrain_attrs.values()):
+        return (
+            f"{base}, and the data itself: every seed draws a fresh synthetic dataset (generator seed "
+            "SeedSequence([dataset seed, s]), recorded on each retrain chunk as dataset_seeds)"
+        )
+    return f"{base}; the train/validation/test split is fixed (seed above), identical for all seeds"
 
 
 def write_report(spec: StudySpec, out: str | Path, storage_url: str | None = None) -> Path:
@@ -114,12 +123,7 @@ def write_report(spec: StudySpec, out: str | Path, storage_url: str | None = Non
     cost.to_csv(f"{stem}_cost.csv", index=False)
     data.trials.to_csv(f"{stem}_trials.csv", index=False)
     figs = figure_list(data, pairs)
-    parts = []
-    for i, (title, fig) in enumerate(figs):
-        div = fig.to_html(
-            full_html=False, include_plotlyjs=False, div_id=f"fig{i}", config={"displaylogo": False}
-        )
-        parts.append(f'<div class="fig"><h3>{esc(title)}</h3>{div}</div>')
+    parts = figures_html(figs)
     metrics = test_metric(data)
     comp_sections = []
     for task, metric in metrics.items():
@@ -133,7 +137,6 @@ def write_report(spec: StudySpec, out: str | Path, storage_url: str | None = Non
         )
     n_seeds = int(data.seed_results.groupby("architecture").size().min()) if len(data.seed_results) else 0
     obj = data.metric_names[0] if data.metric_names else "objective"
-    plotly_js = plotly.offline.get_plotlyjs()
     body = f"""
 <h1>{esc(spec.name)}: comparison of {len(spec.architectures)} architectures</h1>
 <p class="muted">dataset {esc(data.spec.dataset.kind)} · objective {esc(obj)} · sampler {esc(spec.sampler.name)} ·
@@ -147,20 +150,37 @@ bootstrap 95% intervals of the mean over seeds; the best value of each column is
 interval; p-values are two-sided Mann-Whitney U tests, Holm-corrected over all pairs and tasks of a metric.</p>
 {table_html(pairs)}
 <h2>Cost</h2>{table_html(cost)}
-<h2>Figures</h2>{"".join(parts)}
+<h2>Figures</h2>{parts}
 <h2>Provenance</h2>{_provenance(data)}
 <h2>Study specification</h2><pre>{esc(json.dumps(next(iter(data.study_attrs.values()), {}).get("spec", {}), indent=2))}</pre>
 """
-    doc = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{esc(spec.name)} report</title>
+    out.write_text(render_page(f"{spec.name} report", body, len(figs)), encoding="utf-8")
+    return out
+
+
+def figures_html(figs: list[tuple[str, Any]]) -> str:
+    """Each figure as a titled div (plotly's JavaScript is inlined once, by :func:`render_page`)."""
+    parts = []
+    for i, (title, fig) in enumerate(figs):
+        div = fig.to_html(
+            full_html=False, include_plotlyjs=False, div_id=f"fig{i}", config={"displaylogo": False}
+        )
+        parts.append(f'<div class="fig"><h3>{esc(title)}</h3>{div}</div>')
+    return "".join(parts)
+
+
+def render_page(title: str, body: str, n_figs: int) -> str:
+    """The self-contained page: plotly inlined, and the body's attributes the browser test reads (plots
+    expected and rendered, JavaScript errors)."""
+    plotly_js = plotly.offline.get_plotlyjs()
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>
 <style>{CSS}</style>
 <script>window.__hpoErrors=[];window.addEventListener('error',function(e){{window.__hpoErrors.push(String(e.message))}});</script>
 <script type="text/javascript">{plotly_js}</script></head>
-<body data-expected-plots="{len(figs)}">{body}
+<body data-expected-plots="{n_figs}">{body}
 <script>window.addEventListener('load',function(){{setTimeout(function(){{
 document.body.setAttribute('data-rendered-plots',document.querySelectorAll('.js-plotly-plot .main-svg').length>0?
 document.querySelectorAll('.js-plotly-plot').length:0);
 document.body.setAttribute('data-js-errors',window.__hpoErrors.length);}},500)}});</script>
 </body></html>"""
-    out.write_text(doc, encoding="utf-8")
-    return out

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from typing import Any
 
 import optuna
 
 from hpo.errors import ConfigError
+from hpo.search.space import SearchSpace
 from hpo.search.spec import PrunerSpec, SamplerSpec
 
-__all__ = ["make_pruner", "make_sampler"]
+__all__ = ["grid_points", "make_pruner", "make_sampler"]
 
 
 def make_sampler(
@@ -31,6 +34,9 @@ def make_sampler(
                     "sampler 'cmaes' does not support multi-objective studies; use gp, tpe or random"
                 )
             return optuna.samplers.CmaEsSampler(seed=seed, **opts)
+        if spec.name == "grid":
+            # every grid point is carried by its ticket (see grid_points); nothing is left to sample
+            return optuna.samplers.RandomSampler(seed=seed)
         return optuna.samplers.QMCSampler(seed=seed, **opts)
     except TypeError as exc:
         raise ConfigError(f"sampler {spec.name}: bad option ({exc})") from None
@@ -48,3 +54,23 @@ def make_pruner(spec: PrunerSpec) -> optuna.pruners.BasePruner:
         return optuna.pruners.SuccessiveHalvingPruner(**opts)
     except TypeError as exc:
         raise ConfigError(f"pruner {spec.name}: bad option ({exc})") from None
+
+
+def grid_points(spaces: Sequence[SearchSpace]) -> list[dict[str, Any]]:
+    """Every combination of the categorical choices of ``spaces``, in a fixed order: ticket ``i`` runs point ``i``.
+
+    Optuna's own ``GridSampler`` refuses enqueued trials without parameters, and our tickets are enqueued trials;
+    carrying the point on the ticket also makes the assignment of points to tickets exact under many workers.
+    """
+    names: list[str] = []
+    choices: list[list[Any]] = []
+    for space in spaces:
+        for name, r in space.params.items():
+            if r.type != "categorical" or not r.choices:
+                raise ConfigError(
+                    f"{space.source}: params.{name} is {r.type}; the grid sampler needs categorical "
+                    "parameters (type: categorical, choices: [...])"
+                )
+            names.append(name)
+            choices.append(list(r.choices))
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*choices)]

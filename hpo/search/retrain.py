@@ -42,6 +42,26 @@ def seeds_of(seed: int) -> tuple[int, int]:
     return seed, seed + DATA_SEED_OFFSET
 
 
+def dataset_seed_of(spec: StudySpec, seed: int) -> int:
+    """The generator seed of retrain seed ``seed``'s own dataset (``retrain.fresh_data``): a pure function of the
+    spec's dataset seed and the retrain seed, so a retried chunk regenerates exactly the same data."""
+    return int(np.random.SeedSequence([spec.dataset.seed, seed]).generate_state(1)[0])
+
+
+def fresh_datasets(spec: StudySpec, seeds: Sequence[int]) -> TabularDataset:
+    """One freshly drawn synthetic dataset per retrain seed, stacked for the vectorised trainer."""
+    return TabularDataset.stack(
+        [
+            load_study_dataset(
+                spec.model_copy(
+                    update={"dataset": spec.dataset.model_copy(update={"seed": dataset_seed_of(spec, s)})}
+                )
+            )
+            for s in seeds
+        ]
+    )
+
+
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
     """The best complete trial; for a multi-objective study, the Pareto trial best on the first objective."""
     complete = [
@@ -99,6 +119,7 @@ def prepare_retrain(
             study.set_user_attr("architecture", arch)
             study.set_user_attr("spec_name", spec.name)
             study.set_user_attr("chunk_size", chunk)
+            study.set_user_attr("fresh_data", spec.retrain.fresh_data)
             study.set_metric_names(
                 [
                     f"test {objective_targets(spec, ds)[0][0]} {objective_targets(spec, ds)[0][1].upper()}"
@@ -138,19 +159,24 @@ class RetrainObjective:
         cfg = TrainConfig(**{**study_attrs["train_config"], "device": self.device})
         init = [seeds_of(s)[0] for s in seeds]
         data = [seeds_of(s)[1] for s in seeds]
+        ds = self.ds
+        if self.spec.retrain.fresh_data:
+            ds = fresh_datasets(self.spec, seeds).to(self.ds.device)
+            trial.set_user_attr("dataset_seeds", [dataset_seed_of(self.spec, s) for s in seeds])
         model = create_model(
             self.arch,
-            self.ds.spec,
-            self.ds.tasks,
+            ds.spec,
+            ds.tasks,
             replicas=len(seeds),
             seeds=init,
             budget=self.spec.budget,
             **hyper,
         )
-        results = train(model, self.ds, cfg, init_seeds=init, data_seeds=data)
-        test = self.ds.splits["test"]
+        results = train(model, ds, cfg, init_seeds=init, data_seeds=data)
+        test = ds.splits["test"]
         n = min(len(test), 4096)
-        use = gate_utilisation(model, test.features(torch.arange(n, device=test.y.device).unsqueeze(0)))
+        rows = torch.arange(n, device=test.y.device).unsqueeze(0)
+        use = gate_utilisation(model, test.features(rows.expand(len(seeds), -1) if test.replicated else rows))
         trial.set_user_attr("gate_utilisation", [u.__dict__ for u in use])
         trial.set_user_attr("replicas", len(seeds))
         trial.set_user_attr("wall_time", results[0].wall_time)
@@ -192,10 +218,14 @@ def run_retrain(
     device = resolve_device(devices[worker_index % len(devices)])
     ds = load_study_dataset(spec).to(device)  # once per worker: every chunk trains on device-resident data
     if join_only:
+        queued = {s.study_name for s in storage.get_all_studies()}
         studies = {
             a.name: optuna.load_study(study_name=retrain_study_name(spec, a.name), storage=storage)
             for a in spec.architectures
+            if retrain_study_name(spec, a.name) in queued  # a sweep's later sub-studies may not be queued yet
         }
+        if not studies:
+            return {}
     else:
         studies = prepare_retrain(spec, storage, ds, n_seeds, device)
     if workers > 1:

@@ -26,7 +26,7 @@ import sqlalchemy
 
 from hpo.data._tabular import TabularDataset
 from hpo.errors import ConfigError, StorageError
-from hpo.search.factories import make_pruner, make_sampler
+from hpo.search.factories import grid_points, make_pruner, make_sampler
 from hpo.search.objective import Objective, objective_directions, objective_names
 from hpo.search.spec import StudySpec
 from hpo.search.storage import is_sqlite, mask_url, normalise_url, open_storage
@@ -100,14 +100,34 @@ def create_studies(
     return studies
 
 
-def ensure_tickets(study: optuna.Study, n: int) -> int:
-    """Queue tickets ``0 .. n-1`` that have no live trial (none yet, or only failed ones); return how many."""
+def ensure_tickets(study: optuna.Study, n: int, params: Sequence[dict[str, Any]] | None = None) -> int:
+    """Queue tickets ``0 .. n-1`` that have no live trial (none yet, or only failed ones); return how many.
+
+    ``params[i]``, when given, fixes ticket ``i``'s parameters (a grid point)."""
     trials = study.get_trials(deepcopy=False)
     live = {t.user_attrs.get("ticket") for t in trials if t.state in LIVE}
     missing = [i for i in range(n) if i not in live]
     for i in missing:
-        study.enqueue_trial({}, user_attrs={"ticket": i}, skip_if_exists=False)
+        fixed = dict(params[i]) if params is not None else {}
+        study.enqueue_trial(fixed, user_attrs={"ticket": i}, skip_if_exists=False)
     return len(missing)
+
+
+def tickets_of(
+    spec: StudySpec, arch: str, n_trials: int | None
+) -> tuple[int | None, list[dict[str, Any]] | None]:
+    """How many tickets an architecture's study gets, and their fixed parameters (grid studies only)."""
+    n = n_trials if n_trials is not None else spec.trials
+    if spec.sampler.name != "grid":
+        return n, None
+    space = next(s for name, s in spec.spaces().items() if name == arch)
+    points = grid_points([space, spec.optimizer_space_loaded()])
+    if n is not None and n != len(points):
+        raise ConfigError(
+            f"{spec.source}: trials is {n}, but the grid of {arch} has {len(points)} points; "
+            f"give trials: {len(points)} or leave it out"
+        )
+    return len(points), points
 
 
 @dataclass
@@ -277,12 +297,14 @@ def run_study(
     spec.spaces()
     spec.optimizer_space_loaded()
     objective_directions(spec, ds)
+    tickets = {a.name: tickets_of(spec, a.name, n_trials) for a in spec.architectures}
     storage = open_storage(url)
     studies = create_studies(spec, storage, ds)
-    n = n_trials if n_trials is not None else spec.trials
-    if n is not None:
-        for study in studies.values():
-            ensure_tickets(study, n)
+    for arch, study in studies.items():
+        count, points = tickets[arch]
+        if count is not None:
+            ensure_tickets(study, count, points)
+    n = max((c for c, _ in tickets.values() if c is not None), default=None)
     if workers == 0:  # queue only: workers elsewhere (`hpo worker`) take the tickets
         return studies
     deadline = time.time() + 60 * spec.timeout_minutes if spec.timeout_minutes else None

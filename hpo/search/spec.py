@@ -34,7 +34,8 @@ from hpo.search.space import SearchSpace, load_space
 
 __all__ = ["StudySpec", "load_study"]
 
-SAMPLERS = ("gp", "tpe", "random", "cmaes", "qmc")
+SAMPLERS = ("gp", "tpe", "random", "cmaes", "qmc", "grid")
+SWEEPABLE = ("p", "c", "m", "noise", "d", "n_train", "seed")
 PRUNERS = ("none", "median", "hyperband", "successive_halving")
 
 
@@ -89,7 +90,10 @@ class ObjectiveSpec(_Strict):
 
 
 class SamplerSpec(_Strict):
-    name: Literal["gp", "tpe", "random", "cmaes", "qmc"] = "gp"
+    """``grid`` runs every combination of the (categorical) choices of the search spaces once, one per ticket:
+    the paper's learning-rate grid. The others are Optuna's samplers of the same names."""
+
+    name: Literal["gp", "tpe", "random", "cmaes", "qmc", "grid"] = "gp"
     seed: int | None = Field(0, ge=0)
     options: dict[str, Any] = Field(default_factory=dict)
 
@@ -117,8 +121,21 @@ class TrainingSpec(_Strict):
 
 
 class RetrainSpec(_Strict):
+    """``fresh_data``: every seed also draws its own dataset (synthetic data only), as the MMoE paper's synthetic
+    experiments do ("fresh data and initialisation" per run); otherwise every seed trains on the same data."""
+
     seeds: int = Field(12, ge=1)
     replicas_per_run: int | None = Field(None, ge=1)
+    fresh_data: bool = False
+
+
+class SweepSpec(_Strict):
+    """One sub-study per value of a synthetic generator setting (the paper's loss-against-correlation curves).
+
+    Sub-study ``i`` is named ``NAME.<key><value>`` and is an ordinary study in every other respect."""
+
+    key: Literal["p", "c", "m", "noise", "d", "n_train", "seed"]
+    values: list[float] = Field(min_length=1)
 
 
 class StudySpec(_Strict):
@@ -135,6 +152,8 @@ class StudySpec(_Strict):
     budget: int = Field(2048, ge=1)
     training: TrainingSpec = Field(default_factory=lambda: TrainingSpec())
     retrain: RetrainSpec = Field(default_factory=lambda: RetrainSpec())
+    sweep: SweepSpec | None = None
+    sweep_point: dict[str, Any] | None = None  # set on the sub-studies of a sweep: {"of", "key", "value"}
     source: str = ""
 
     @field_validator("architectures", mode="before")
@@ -149,9 +168,40 @@ class StudySpec(_Strict):
         names = [a.name for a in self.architectures]
         if len(set(names)) != len(names):
             raise ValueError(f"architectures are listed more than once: {names}")
-        if self.trials is None and self.timeout_minutes is None:
+        if self.trials is None and self.timeout_minutes is None and self.sampler.name != "grid":
             raise ValueError("give `trials` (per architecture), `timeout_minutes`, or both")
+        if self.sweep is not None:
+            if self.dataset.kind != "synthetic":
+                raise ValueError(
+                    f"`sweep` varies a synthetic generator setting; the dataset is {self.dataset.kind}"
+                )
+            if len(set(self.sweep.values)) != len(self.sweep.values):
+                raise ValueError(f"sweep.values repeat a value: {self.sweep.values}")
+            for v in self.sweep.values:
+                DatasetSpec.model_validate({**self.dataset.model_dump(), self.sweep.key: v})
+        if self.retrain.fresh_data and self.dataset.kind != "synthetic":
+            raise ValueError("retrain.fresh_data draws a new dataset per seed: only for synthetic data")
         return self
+
+    def expand(self) -> list[StudySpec]:
+        """The studies this spec stands for: itself, or one sub-study per value of its sweep."""
+        if self.sweep is None:
+            return [self]
+        out = []
+        key = self.sweep.key
+        for v in self.sweep.values:
+            value: float | int = int(v) if key in ("m", "d", "n_train", "seed") else float(v)
+            out.append(
+                self.model_copy(
+                    update={
+                        "name": f"{self.name}.{key}{value:g}",
+                        "dataset": self.dataset.model_copy(update={key: value}),
+                        "sweep": None,
+                        "sweep_point": {"of": self.name, "key": key, "value": value},
+                    }
+                )
+            )
+        return out
 
     # -- resolution ----------------------------------------------------------------------------------------------
     @property

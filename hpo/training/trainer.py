@@ -152,11 +152,7 @@ def _outputs(model: MTLModel, split: Split, batch: int, amp: bool) -> Tensor:
     model.eval()
     outs = []
     for i in range(0, len(split), batch):
-        idx = slice(i, i + batch)
-        feats = split.features().__class__(
-            None if split.cont.shape[1] == 0 else split.cont[idx].unsqueeze(0),
-            None if split.cat.shape[1] == 0 else split.cat[idx].unsqueeze(0),
-        )
+        feats = split.rows(i, i + batch).features()
         with torch.autocast(split.y.device.type, dtype=torch.bfloat16, enabled=amp):
             outs.append(model(feats).float())
     model.train()
@@ -170,12 +166,12 @@ def _evaluate(
     split = ds.splits[split_name]
     out = _outputs(model, split, batch, amp)
     kinds = [t.kind for t in ds.tasks]
-    y = split.y.unsqueeze(0).expand(out.shape[0], -1, -1)
+    y = split.y if split.replicated else split.y.unsqueeze(0).expand(out.shape[0], -1, -1)
     losses = _task_losses(out, y, kinds).sum(dim=1).cpu().numpy()
-    out_np, y_np = out.cpu().numpy(), split.y.cpu().numpy()
+    out_np, y_np = out.cpu().numpy(), y.cpu().numpy()
     res = []
     for r in range(out.shape[0]):
-        m = {t.name: task_metrics(t.kind, y_np[:, k], out_np[r, :, k]) for k, t in enumerate(ds.tasks)}
+        m = {t.name: task_metrics(t.kind, y_np[r, :, k], out_np[r, :, k]) for k, t in enumerate(ds.tasks)}
         m["_all"] = {"loss": float(losses[r])}
         res.append(m)
     return res
@@ -209,6 +205,10 @@ def train(
     data_seeds = list(data_seeds) if data_seeds is not None else list(init_seeds)
     if len(init_seeds) != n_rep or len(data_seeds) != n_rep:
         raise ConfigError(f"need one init and one data seed per replica ({n_rep})")
+    if dataset.replicas is not None and dataset.replicas != n_rep:
+        raise ConfigError(
+            f"dataset {dataset.name} holds {dataset.replicas} replicas' data, the model {n_rep}"
+        )
     if len(dataset.tasks) != model.n_tasks:
         raise ConfigError(
             f"model has {model.n_tasks} task heads, dataset {dataset.name} has {len(dataset.tasks)}"
@@ -222,6 +222,7 @@ def train(
     model.to(device)
     weighting.to(device)
     ds = dataset if dataset.device == device else dataset.to(device)
+    ds_active = ds  # the active replicas' data (all of it unless the dataset is replicated)
     train_split = ds.splits["train"]
     n = len(train_split)
     kinds = [t.kind for t in ds.tasks]
@@ -251,7 +252,7 @@ def train(
                 break
             idx = perm[:, i : i + config.batch_size]
             feats = train_split.features(idx)
-            y = train_split.y[idx]
+            y = train_split.labels(idx)
             opt.zero_grad(set_to_none=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 out = model(feats)
@@ -269,7 +270,7 @@ def train(
             batches += 1
             step += 1
         train_loss = (loss_sum / max(batches, 1)).tolist()
-        evals = _evaluate(model, ds, "valid", config.eval_batch_size, amp)
+        evals = _evaluate(model, ds_active, "valid", config.eval_batch_size, amp)
         keep: list[int] = []
         for row, r in enumerate(active):
             epochs_run[r], steps_run[r] = epoch, step
@@ -306,6 +307,8 @@ def train(
             select_replicas(weighting, keep, opt)
             params = list(model.parameters()) + list(weighting.parameters())
             active = [active[row] for row in keep]
+            ds_active = ds.select_replicas(active)
+            train_split = ds_active.splits["train"]
         if step >= max_steps:
             break
     wall = time.perf_counter() - t0

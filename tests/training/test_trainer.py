@@ -123,6 +123,38 @@ def test_vectorised_replicas_equal_separate_runs(name: str) -> None:
                 )
 
 
+def test_replicas_on_their_own_data_equal_separate_runs() -> None:
+    """Fresh data per run (the paper's synthetic protocol): replica r of a run on a replicated dataset equals a
+    lone run on dataset r, through early stopping and compaction of the finished replicas."""
+    sets = [
+        make_synthetic(SyntheticConfig(d=8, p=p, n_train=600, n_valid=150, n_test=150, seed=s))
+        for p, s in ((0.2, 5), (0.9, 6), (0.5, 7))
+    ]
+    f64 = torch.float64
+    sets = [
+        dataclasses.replace(
+            d, splits={k: Split(v.cont.to(f64), v.cat, v.y.to(f64)) for k, v in d.splits.items()}
+        )
+        for d in sets
+    ]
+    ds = TabularDataset.stack(sets)
+    assert ds.replicas == 3 and len(ds.splits["train"]) == 600
+    cfg = TrainConfig(lr=0.05, batch_size=50, epochs=40, patience=2, device="cpu")
+    kw = {"n_experts": 2, "expert_units": (8,), "tower_units": (4,)}
+    seeds = [0, 1, 2]
+    _, res = run("omoe", ds, seeds, cfg, f64, **kw)
+    for r, s in enumerate(seeds):
+        _, (lone,) = run("omoe", sets[r], [s], cfg, f64, **kw)
+        assert res[r].epochs_run == lone.epochs_run and res[r].best_epoch == lone.best_epoch
+        for split in ("valid", "test"):
+            assert res[r].metric(split, "y1", "mse") == pytest.approx(
+                lone.metric(split, "y1", "mse"), rel=1e-9
+            )
+    assert len({r.epochs_run for r in res}) > 1, "early stopping should have compacted the run"
+    with pytest.raises(ConfigError, match="3 replicas' data"):
+        run("omoe", ds, [0, 1], cfg, f64, **kw)
+
+
 def test_early_stopping_per_replica_and_compaction() -> None:
     ds = binary_data()
     cfg = TrainConfig(lr=0.05, batch_size=64, epochs=12, patience=2, device="cpu")

@@ -1,0 +1,229 @@
+"""The report of a sweep study: the MMoE paper's synthetic experiments (test loss against task correlation p).
+
+A sweep is one ordinary study per value of a generator setting (see ``StudySpec.expand``). Its report sets the
+sub-studies side by side: test loss against the swept value per architecture with bootstrap intervals (the paper's
+figure 4), the trainability histograms per value (figure 6: how often a run ends in a bad minimum), the learning
+rate each architecture's grid chose per value, and the pairwise comparisons at each value.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from hpo.report.collect import ReportData, collect
+from hpo.report.figures import COLORS, _layout, pair_row, summary_row
+from hpo.report.html import esc, figures_html, randomised, render_page, table_html
+from hpo.report.stats import compare_pairs
+from hpo.search.spec import StudySpec
+
+__all__ = ["sweep_losses", "write_sweep_report"]
+
+MEAN = "mean over tasks"
+
+
+def sweep_losses(data: ReportData, value: float) -> pd.DataFrame:
+    """Per architecture and seed, the test MSE of every task and their mean (``MEAN``): one row per seed."""
+    sm = data.seed_metrics
+    sel = sm[(sm.split == "test") & (sm.metric == "mse")]
+    ok = data.seed_results.loc[data.seed_results.status == "ok", ["architecture", "seed"]]
+    sel = sel.merge(ok, on=["architecture", "seed"])
+    if sel.empty:
+        return pd.DataFrame(columns=["architecture", "seed", MEAN, "value"])
+    wide = sel.pivot_table(index=["architecture", "seed"], columns="task", values="value").reset_index()
+    tasks = [c for c in wide.columns if c not in ("architecture", "seed")]
+    wide[MEAN] = wide[tasks].mean(axis=1)
+    wide["value"] = value
+    return wide
+
+
+def _summary_table(losses: pd.DataFrame, key: str, archs: list[str]) -> pd.DataFrame:
+    rows = []
+    tasks = [MEAN] + [c for c in losses.columns if c not in ("architecture", "seed", MEAN, "value")]
+    for value, per_value in losses.groupby("value", sort=True):
+        for arch in archs:
+            x_all = per_value[per_value.architecture == arch]
+            for task in tasks:
+                x = x_all[task].dropna().to_numpy(dtype=float)
+                if not len(x):
+                    continue
+                rows.append(summary_row(x, **{key: value}, task=task, architecture=arch))
+    return pd.DataFrame(rows)
+
+
+def _pairs_table(losses: pd.DataFrame, key: str, archs: list[str]) -> pd.DataFrame:
+    rows = []
+    for value, per_value in losses.groupby("value", sort=True):
+        values = {
+            a: per_value.loc[per_value.architecture == a, MEAN].to_numpy(dtype=float)
+            for a in archs
+            if (per_value.architecture == a).any()
+        }
+        for r in compare_pairs(values, higher_is_better=False):
+            rows.append(pair_row(r, **{key: value}))
+    return pd.DataFrame(rows)
+
+
+def _chosen_table(datas: list[tuple[float, ReportData]], key: str) -> pd.DataFrame:
+    """Per value and architecture: the grid's trials (validation objective per learning rate) and the winner."""
+    rows = []
+    for value, data in datas:
+        for arch, attrs in data.retrain_attrs.items():
+            t = data.trials[(data.trials.architecture == arch) & (data.trials.state == "COMPLETE")]
+            params = [c for c in t.columns if c.startswith("param_")]
+            grid = "; ".join(
+                ", ".join(
+                    f"{c[6:]}={r[c]:g}" if isinstance(r[c], float) else f"{c[6:]}={r[c]}" for c in params
+                )
+                + f": {r['value_0']:.4f}"
+                for _, r in t.sort_values("number").iterrows()
+            )
+            rows.append(
+                {
+                    key: value,
+                    "architecture": arch,
+                    "chosen": ", ".join(
+                        f"{k}={v}" for k, v in (attrs.get("train_config") or {}).items() if k == "lr"
+                    ),
+                    "validation objective": (attrs.get("tuning_values") or [float("nan")])[0],
+                    "grid (validation objective per point)": grid,
+                    "parameters": int(t.parameter_count.iloc[0]) if len(t) else None,
+                    "units_per_layer": t.units_per_layer.iloc[0] if len(t) else "",
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def loss_curve_figure(summary: pd.DataFrame, key: str, archs: list[str]) -> go.Figure:
+    """Test loss against the swept value, one line per architecture, bootstrap 95% intervals as error bars."""
+    tasks = list(dict.fromkeys(summary.task))
+    fig = make_subplots(rows=1, cols=len(tasks), subplot_titles=[f"test MSE: {t}" for t in tasks])
+    for i, arch in enumerate(archs):
+        for j, task in enumerate(tasks):
+            s = summary[(summary.architecture == arch) & (summary.task == task)].sort_values(key)
+            if s.empty:
+                continue
+            fig.add_trace(
+                go.Scatter(
+                    x=s[key],
+                    y=s["mean"],
+                    mode="lines+markers",
+                    name=arch,
+                    legendgroup=arch,
+                    showlegend=j == 0,
+                    line_color=COLORS[i % len(COLORS)],
+                    error_y={
+                        "type": "data",
+                        "symmetric": False,
+                        "array": (s.ci95_high - s["mean"]).to_numpy(),
+                        "arrayminus": (s["mean"] - s.ci95_low).to_numpy(),
+                    },
+                ),
+                row=1,
+                col=j + 1,
+            )
+            fig.update_xaxes(title_text=key, row=1, col=j + 1)
+    return _layout(fig, f"test loss against {key} (mean over seeds, bootstrap 95% interval)", 460)
+
+
+def trainability_figure(losses: pd.DataFrame, key: str, archs: list[str]) -> go.Figure:
+    """One panel per swept value: the histogram of final test losses over runs, per architecture."""
+    values = sorted(losses.value.unique())
+    cols = min(len(values), 3)
+    rows = -(-len(values) // cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"{key} = {v:g}" for v in values])
+    hi = float(np.nanpercentile(losses[MEAN], 99)) if len(losses) else 1.0
+    lo = float(np.nanmin(losses[MEAN])) if len(losses) else 0.0
+    size = (hi - lo) / 30 if hi > lo else None
+    for k, v in enumerate(values):
+        for i, arch in enumerate(archs):
+            x = losses.loc[(losses.value == v) & (losses.architecture == arch), MEAN]
+            fig.add_trace(
+                go.Histogram(
+                    x=x,
+                    name=arch,
+                    legendgroup=arch,
+                    showlegend=k == 0,
+                    opacity=0.55,
+                    marker_color=COLORS[i % len(COLORS)],
+                    xbins={"start": lo, "end": hi, "size": size} if size else None,
+                ),
+                row=k // cols + 1,
+                col=k % cols + 1,
+            )
+    fig.update_layout(barmode="overlay")
+    fig.update_xaxes(title_text="final test loss (mean MSE over tasks)")
+    return _layout(fig, "trainability: histograms of final test loss over runs", 320 * rows + 80)
+
+
+def write_sweep_report(spec: StudySpec, out: str | Path, storage_url: str | None = None) -> Path:
+    """Collect every sub-study of the sweep and write ``out`` (HTML) plus ``<stem>_*.csv`` beside it."""
+    assert spec.sweep is not None
+    key = spec.sweep.key
+    archs = [a.name for a in spec.architectures]
+    subs = spec.expand()
+    datas = [(float(sub.sweep_point["value"]), collect(sub, storage_url)) for sub in subs if sub.sweep_point]
+    losses = pd.concat([sweep_losses(d, v) for v, d in datas], ignore_index=True)
+    summary = _summary_table(losses, key, archs)
+    pairs = _pairs_table(losses, key, archs)
+    chosen = _chosen_table(datas, key)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stem = out.with_suffix("")
+    summary.to_csv(f"{stem}_comparison.csv", index=False)
+    pairs.to_csv(f"{stem}_pairs.csv", index=False)
+    chosen.to_csv(f"{stem}_chosen.csv", index=False)
+    losses.to_csv(f"{stem}_seed_losses.csv", index=False)
+    pd.concat([d.trials.assign(**{key: v}) for v, d in datas], ignore_index=True).to_csv(
+        f"{stem}_trials.csv", index=False
+    )
+    figs: list[tuple[str, Any]] = []
+    if len(losses):
+        figs = [
+            (f"Test loss against {key}", loss_curve_figure(summary, key, archs)),
+            ("Trainability histograms", trainability_figure(losses, key, archs)),
+        ]
+    first = datas[0][1]
+    n_seeds = int(losses.groupby(["value", "architecture"]).size().min()) if len(losses) else 0
+    mean_table = summary[summary.task == MEAN].drop(columns="task").reset_index(drop=True)
+    task_tables = summary[summary.task != MEAN].reset_index(drop=True)
+    low = {c: False for c in ("mean", "median", "iqm", "ci95_low", "ci95_high")}
+    prov = first.study_attrs.get(archs[0], {}).get("provenance", {})
+    items = [
+        ("generator", f"{prov.get('generator', 'synthetic')}; settings {json.dumps(prov.get('config', {}))}"),
+        ("swept", f"{key} in {', '.join(f'{v:g}' for v, _ in datas)} (one study per value)"),
+        ("randomised per run", randomised(first)),
+        ("storage", first.storage),
+        ("code revision", ", ".join(first.code_revisions) or "unknown"),
+        ("package versions", ", ".join(f"{k} {v}" for k, v in first.versions.items())),
+    ]
+    prov_rows = "".join(
+        f"<tr><th>{esc(k)}</th><td style='text-align:left'>{esc(v)}</td></tr>" for k, v in items
+    )
+    body = f"""
+<h1>{esc(spec.name)}: test loss against {esc(key)}</h1>
+<p class="muted">architectures {esc(", ".join(archs))} · sampler {esc(spec.sampler.name)} ·
+{n_seeds} runs per architecture and value · budget {spec.budget} hidden units per layer</p>
+<div class="note">For every value of {esc(key)}, each architecture's hyperparameters were chosen on the validation
+split ({esc(spec.sampler.name)} sampler over its search space), then that configuration was trained again once per
+run and its loss measured on the test split. Intervals are percentile bootstrap 95% intervals of the mean over runs;
+the lowest loss at each value is in bold.</div>
+<h2>Test loss (mean MSE over tasks)</h2>{table_html(mean_table, best=low, group=key)}
+<h2>Per task</h2>{table_html(task_tables, best=low, group=[key, "task"])}
+<h2>Pairwise comparisons at each value</h2>
+<p>P(A beats B): the probability that a random run of A ends with a lower test loss than a random run of B, with a
+bootstrap 95% interval; Mann-Whitney U p-values, Holm-corrected over the pairs at each value.</p>
+{table_html(pairs)}
+<h2>Chosen hyperparameters</h2>{table_html(chosen)}
+<h2>Figures</h2>{figures_html(figs) or '<p class="muted">no retrain results yet: run hpo retrain</p>'}
+<h2>Provenance</h2><table class="results provenance">{prov_rows}</table>
+<h2>Study specification</h2><pre>{esc(json.dumps(spec.model_dump(exclude={"source"}), indent=2, default=str))}</pre>
+"""
+    out.write_text(render_page(f"{spec.name} report", body, len(figs)), encoding="utf-8")
+    return out

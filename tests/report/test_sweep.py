@@ -1,0 +1,133 @@
+"""The paper's synthetic experiments as sweep studies: grid tickets, fresh data per run, and the sweep report."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+
+from hpo.cli import main
+from hpo.errors import ConfigError
+from hpo.search.results import read_seed_results
+from hpo.search.retrain import dataset_seed_of, retrain_study_name
+from hpo.search.spec import load_study
+from hpo.search.storage import open_storage
+from tests.browser import dump_dom, screenshot
+from tests.search.conftest import ROOT
+
+S = optuna.trial.TrialState
+
+
+def sweep_study(tmp_path: Path, **overrides: object) -> Path:
+    """The quick synthetic study, made tiny: two values of p, two architectures, a two-point learning-rate grid."""
+    spec = yaml.safe_load((ROOT / "studies" / "paper_synthetic_correlation_quick.yaml").read_text())
+    spec.update(
+        name="sweep-t",
+        dataset={"kind": "synthetic", "d": 10, "n_train": 300, "n_valid": 100, "n_test": 100, "seed": 3},
+        sweep={"key": "p", "values": [0.2, 1.0]},
+        architectures=[a for a in spec["architectures"] if a["name"] in ("shared_bottom", "mmoe")],
+        training={"epochs": 4, "patience": 2, "batch_size": 64, "device": "cpu"},
+        retrain={"seeds": 5, "replicas_per_run": 3, "fresh_data": True},
+    )
+    spec.update(overrides)
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "search_spaces" / "paper_synthetic").mkdir(parents=True)
+    for f in (ROOT / "search_spaces" / "paper_synthetic").glob("*.yaml"):
+        text = f.read_text().replace("[1.0e-4, 1.0e-3, 1.0e-2]", "[1.0e-3, 1.0e-2]")
+        (tmp_path / "search_spaces" / "paper_synthetic" / f.name).write_text(text)
+    path = tmp_path / "studies" / "sweep.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_shipped_paper_synthetic_studies_expand_into_one_study_per_p() -> None:
+    spec = load_study(ROOT / "studies" / "paper_synthetic_correlation.yaml")
+    subs = spec.expand()
+    assert [s.dataset.p for s in subs] == [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+    assert subs[0].name == "paper_synthetic_correlation.p0.5"
+    assert {a.name for a in spec.architectures} == {"shared_bottom", "omoe", "mmoe"}
+    assert spec.retrain.fresh_data and spec.retrain.seeds == 200 and spec.sampler.name == "grid"
+    sb = load_study(ROOT / "studies" / "paper_synthetic_shared_bottom.yaml")
+    assert [a.name for a in sb.architectures] == ["shared_bottom"] and sb.training.lr == 1e-3
+
+
+def test_sweep_runs_grid_and_fresh_data_end_to_end(tmp_path: Path) -> None:
+    path = sweep_study(tmp_path)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    assert main(["run", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
+    spec = load_study(path)
+    storage = open_storage(url, heartbeat=False)
+    for sub in spec.expand():
+        for arch in ("shared_bottom", "mmoe"):
+            study = optuna.load_study(study_name=sub.study_name(arch), storage=storage)
+            trials = study.get_trials(states=(S.COMPLETE,))
+            # the grid: every learning rate exactly once, carried by its ticket
+            assert sorted(t.params["lr"] for t in trials) == [1e-3, 1e-2]
+            assert sorted(t.user_attrs["ticket"] for t in trials) == [0, 1]
+        assert study.user_attrs["spec"]["dataset"]["p"] == sub.dataset.p
+    # a rerun queues nothing new
+    assert main(["run", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
+    assert len(optuna.load_study(study_name=spec.expand()[0].study_name("mmoe"), storage=storage).trials) == 2
+
+    assert main(["retrain", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
+    for sub in spec.expand():
+        results = read_seed_results(url, sub.name)
+        assert sorted(results.groupby("architecture").seed.apply(sorted).tolist()) == [list(range(5))] * 2
+        chunks = optuna.load_study(study_name=retrain_study_name(sub, "mmoe"), storage=storage).trials
+        seeds = sorted(s for t in chunks for s in t.user_attrs["dataset_seeds"])
+        assert seeds == sorted(dataset_seed_of(sub, s) for s in range(5))  # every run drew its own data
+        assert len(set(seeds)) == 5
+
+    out = tmp_path / "rep" / "sweep.html"
+    assert main(["report", str(path), "--storage", url, "--out", str(out)]) == 0
+    comp = pd.read_csv(tmp_path / "rep" / "sweep_comparison.csv")
+    assert set(comp.p) == {0.2, 1.0} and set(comp.task) == {"mean over tasks", "y1", "y2"}
+    assert (comp.seeds == 5).all() and len(comp) == 2 * 2 * 3
+    chosen = pd.read_csv(tmp_path / "rep" / "sweep_chosen.csv")
+    assert len(chosen) == 4 and chosen.chosen.str.startswith("lr=").all()
+    losses = pd.read_csv(tmp_path / "rep" / "sweep_seed_losses.csv")
+    assert len(losses) == 2 * 2 * 5
+    html = out.read_text()
+    assert "test loss against p" in html and "Trainability" in html and "fresh synthetic dataset" in html
+
+    dom = dump_dom(out.as_uri(), budget_ms=20000)
+    body = re.search(r"<body[^>]*>", dom)
+    assert body is not None, dom[:500]
+    attrs = dict(re.findall(r'(data-[a-z-]+)="(\d+)"', body.group(0)))
+    assert attrs["data-js-errors"] == "0"
+    assert attrs["data-expected-plots"] == "2" and attrs["data-rendered-plots"] == "2"
+    shot = screenshot(out.as_uri(), tmp_path / "sweep.png", size="1300,2600")
+    assert shot.stat().st_size > 30_000
+    Path("reports").mkdir(exist_ok=True)
+    (Path("reports") / "test-sweep-report.png").write_bytes(shot.read_bytes())
+
+
+def test_grid_and_sweep_errors_are_clear(tmp_path: Path) -> None:
+    path = sweep_study(tmp_path, trials=5)
+    with pytest.raises(ConfigError, match=r"trials is 5, but the grid of shared_bottom has 2 points"):
+        from hpo.search.runner import run_study
+
+        run_study(
+            load_study(path).expand()[0], f"sqlite:///{tmp_path / 'x.db'}", devices=("cpu",), quiet=True
+        )
+    assert not (tmp_path / "x.db").exists()  # refused before the storage was opened
+    bad = tmp_path / "studies" / "bad.yaml"
+    raw = yaml.safe_load(path.read_text())
+    bad.write_text(yaml.safe_dump({**raw, "sweep": {"key": "p", "values": [0.5, 2.0]}}))
+    with pytest.raises(ConfigError, match=r"bad.yaml.*less than or equal to 1"):
+        load_study(bad)
+    bad.write_text(yaml.safe_dump({**raw, "dataset": {"kind": "census-income"}}))
+    with pytest.raises(ConfigError, match=r"sweep.*synthetic"):
+        load_study(bad)
+    bad.write_text(
+        yaml.safe_dump({**raw, "sweep": None, "optimizer_space": "../search_spaces/optimizer.yaml"})
+    )
+    (tmp_path / "search_spaces" / "optimizer.yaml").write_text(
+        "params:\n  lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}\n"
+    )
+    with pytest.raises(ConfigError, match=r"optimizer.yaml: params.lr is float; the grid sampler needs"):
+        run_study(load_study(bad), f"sqlite:///{tmp_path / 'x.db'}", devices=("cpu",), quiet=True)
