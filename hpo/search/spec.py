@@ -18,6 +18,10 @@ files are resolved relative to the study file (default ``../search_spaces/<archi
     seed: 0
     budget: 2048
     training: {epochs: 5, patience: 2, batch_size: 256, device: auto}
+    retrain: {seeds: 30, replicas_per_run: null, fresh_data: false}
+    sweep: {key: p, values: [0.5, 0.9, 1.0]}                     # synthetic only: one sub-study per value
+
+``sampler: {name: grid}`` runs every combination of the categorical choices of the search spaces once.
 """
 
 from __future__ import annotations

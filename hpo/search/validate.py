@@ -123,13 +123,21 @@ def validate_file(path: str | Path, *, samples: int = 200) -> list[str]:
             continue
         rep = check_space(space, arch_spec.name, n_tasks, budget=spec.budget, samples=samples, seed=spec.seed)
         problems += rep.problems
+        grid = ""
+        if spec.sampler.name == "grid":
+            from hpo.search.runner import tickets_of
+
+            try:
+                grid = f", grid of {tickets_of(spec, arch_spec.name, None)[0]} points"
+            except HpoError as exc:
+                problems.append(str(exc))
         lines.append(
             f"  {arch_spec.name}: {rep.configurations} configurations built, max {rep.max_units} units per layer "
-            f"(budget {spec.budget})"
+            f"(budget {spec.budget}){grid}"
         )
     if problems:
         raise ConfigError("; ".join(problems))
-    return [
-        f"{path}: study {spec.name} ok ({len(spec.architectures)} architectures, {n_tasks} tasks)",
-        *lines,
-    ]
+    head = f"{path}: study {spec.name} ok ({len(spec.architectures)} architectures, {n_tasks} tasks)"
+    if spec.sweep is not None:
+        head += f"; sweep over {spec.sweep.key}: {len(spec.sweep.values)} studies ({', '.join(s.name for s in spec.expand())})"
+    return [head, *lines]
