@@ -50,3 +50,17 @@ def test_compare_pairs_detects_a_clear_winner_and_corrects_for_many_pairs() -> N
     tie = rows[("bad", "bad2")]
     assert 0.2 < tie.p_a_beats_b < 0.8 and not tie.significant
     assert tie.ci_low < tie.p_a_beats_b < tie.ci_high
+
+
+def test_paired_comparison_sees_what_dataset_variance_hides() -> None:
+    """Runs share their data: a small, consistent gap under a large run-to-run spread is found only when paired."""
+    rng = np.random.default_rng(0)
+    base = rng.lognormal(0.0, 1.0, 40)  # dataset difficulty varies a lot between runs
+    a, b = base * 0.95, base  # A is 5% better on every dataset
+    (unpaired,) = compare_pairs({"a": a, "b": b}, higher_is_better=False)
+    (paired,) = compare_pairs({"a": a, "b": b}, higher_is_better=False, paired=True)
+    assert not unpaired.significant and 0.4 < unpaired.p_a_beats_b < 0.65
+    assert paired.significant and paired.p_a_beats_b == 1.0 and paired.ci_low == 1.0
+    assert paired.p_value < 1e-6
+    with pytest.raises(ValueError, match="differ in length"):
+        compare_pairs({"a": a, "b": b[:10]}, paired=True)
