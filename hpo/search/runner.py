@@ -221,10 +221,17 @@ def drain(
                     current["number"] = trial.number
                     return func(trial)
 
+                running_before = {
+                    t.number
+                    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+                }
                 try:
                     study.optimize(tracked, n_trials=1, catch=(_Surplus,))
                 except KeyboardInterrupt:
-                    _requeue_interrupted(study, current.get("number"))
+                    number = current.get("number")
+                    if number is None:  # interrupted inside Optuna, after the claim, before the objective ran
+                        number = _claimed_since(study, running_before)
+                    _requeue_interrupted(study, number)
                     raise
             ran_any = True
             stats.trials_run += 1
@@ -236,15 +243,32 @@ def drain(
     return stats
 
 
+def _claimed_since(study: optuna.Study, running_before: set[int]) -> int | None:
+    """The trial this worker claimed: a trial RUNNING now that was not before. Another worker cannot have claimed
+    one in between, since claims happen under the advisory lock this worker still held (one worker on SQLite)."""
+    with contextlib.suppress(Exception):
+        new = [
+            t.number
+            for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+            if t.number not in running_before
+        ]
+        return max(new) if new else None
+    return None
+
+
 def _requeue_interrupted(study: optuna.Study, number: int | None) -> None:
-    """Queue the trial an interrupt (Ctrl-C, SIGTERM) just failed again, with the same parameters and ticket, as
-    the heartbeat's retry would for a dead worker: an interrupted worker never drops a ticket."""
+    """Fail the trial an interrupt (Ctrl-C, SIGTERM) stopped, if Optuna did not get to, and queue it again with the
+    same parameters and ticket, as the heartbeat's retry would for a dead worker: an interrupted worker never leaves
+    a trial RUNNING and never drops a ticket."""
     if number is None:
         return
     with contextlib.suppress(
         Exception
     ):  # best effort while shutting down; the ticket is re-queued by `hpo run`
         trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+        if trial.state == optuna.trial.TrialState.RUNNING:
+            study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+            trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
         if trial.state == optuna.trial.TrialState.FAIL and "ticket" in trial.user_attrs:
             optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None)(study, trial)
 

@@ -14,7 +14,7 @@ import pytest
 
 from hpo.cli import main
 from hpo.errors import StorageError
-from hpo.search.runner import create_studies, ensure_tickets, load_study_dataset, run_study
+from hpo.search.runner import create_studies, drain, ensure_tickets, load_study_dataset, run_study
 from hpo.search.spec import load_study
 from hpo.search.storage import mask_url, open_storage
 from tests.search.conftest import make_study
@@ -283,3 +283,24 @@ def test_diverging_and_out_of_memory_trials_are_pruned_with_their_reason(tmp_pat
     assert reasons[0].startswith("non-finite training loss") or "never finite" in reasons[0]
     assert reasons[1].startswith("out of memory on cpu: CUDA out of memory")
     assert study.best_value == study.best_value  # not NaN
+
+
+def test_interrupt_between_claim_and_objective_leaves_nothing_running(tmp_path: Path) -> None:
+    """Ctrl-C can land inside Optuna after a ticket was claimed (RUNNING) but before the objective started, where
+    Optuna does not fail the trial: the worker fails and re-queues it itself (a race CI once hit)."""
+
+    class Interrupting(optuna.samplers.RandomSampler):
+        def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            raise KeyboardInterrupt
+
+    url = f"sqlite:///{tmp_path / 'i.db'}"
+    study = optuna.create_study(storage=open_storage(url), study_name="i", sampler=Interrupting())
+    ensure_tickets(study, 2)
+    with pytest.raises(KeyboardInterrupt):
+        drain(url, {"a": (study, lambda trial: 1.0)}, heartbeat=1)
+    trials = study.get_trials()
+    assert not [t for t in trials if t.state == S.RUNNING]
+    failed = [t for t in trials if t.state == S.FAIL]
+    assert len(failed) == 1 and failed[0].user_attrs["ticket"] == 0
+    requeued = [t for t in trials if t.state == S.WAITING and t.user_attrs.get("ticket") == 0]
+    assert len(requeued) == 1
