@@ -61,14 +61,30 @@ def data_info_cmd(
     group: Annotated[int, typer.Option(help="census task group (1 or 2)")] = 1,
     p: Annotated[float, typer.Option(help="synthetic: task correlation")] = 0.5,
     seed: Annotated[int, typer.Option(help="synthetic: seed")] = 0,
+    variant: Annotated[str, typer.Option(help="census: paper or leakage-free")] = "paper",
+    drop: Annotated[
+        list[str] | None, typer.Option(help="census: a further column to drop (repeatable)")
+    ] = None,
     data_dir: DataDirOpt = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Rows per split, feature counts, one-hot width, positive rates and the labels' Pearson correlation."""
+    """Rows per split, feature counts, one-hot width, positive rates, the labels' Pearson correlation, and per
+    task the single feature column that predicts it best (leakage shows here before any tuning)."""
+    from hpo.data.leakage import single_feature_auc
     from hpo.data.registry import load_dataset
 
-    ds = load_dataset(dataset, group=group, data_dir=data_dir, synthetic={"p": p, "seed": seed})
+    ds = load_dataset(
+        dataset,
+        group=group,
+        data_dir=data_dir,
+        synthetic={"p": p, "seed": seed},
+        variant=variant,
+        drop=tuple(drop or ()),
+    )
     info = ds.info()
+    info["best_single_feature"] = {
+        task: ranked[0] for task, ranked in single_feature_auc(ds).items() if ranked
+    }
     if as_json:
         typer.echo(json.dumps(info, indent=2, default=str))
         return
@@ -84,6 +100,10 @@ def data_info_cmd(
         )
     if info["label_pearson"] is not None:
         typer.echo(f"  label Pearson (train): {info['label_pearson']:.3f}")
+    if dropped := info["provenance"].get("dropped_columns"):
+        typer.echo(f"  dropped columns: {', '.join(dropped)}")
+    for task, best in info["best_single_feature"].items():
+        typer.echo(f"  best single feature for {task} (train AUC): {best['column']} {best['auc']:.3f}")
     for note in info["provenance"].get("column_inference", []):
         typer.echo(f"  inferred {note}")
 

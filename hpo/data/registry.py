@@ -20,13 +20,19 @@ def load_dataset(
     data_dir: str | Path | None = None,
     synthetic: dict[str, Any] | None = None,
     split_seed: int | None = None,
+    variant: str = "paper",
+    drop: tuple[str, ...] | list[str] = (),
 ) -> TabularDataset:
-    """``census-income`` (with ``group``), ``synthetic`` (with generator settings), or a YAML declaration path."""
+    """``census-income`` (with ``group``, ``variant`` and ``drop``), ``synthetic`` (with generator settings), or a YAML declaration path."""
     if name == "census-income":
         from hpo.data.census import DEFAULT_SPLIT_SEED, load_census
 
         return load_census(
-            group, data_dir, split_seed=DEFAULT_SPLIT_SEED if split_seed is None else split_seed
+            group,
+            data_dir,
+            split_seed=DEFAULT_SPLIT_SEED if split_seed is None else split_seed,
+            variant=variant,
+            drop=tuple(drop),
         )
     if name == "synthetic":
         from hpo.data.synthetic import SyntheticConfig, make_synthetic

@@ -62,7 +62,13 @@ def load_study_dataset(spec: StudySpec) -> TabularDataset:
         k: getattr(d, k) for k in ("p", "d", "c", "m", "noise", "n_train", "n_valid", "n_test", "seed")
     }
     return load_dataset(
-        d.kind, group=d.group, data_dir=d.data_dir, synthetic=synthetic, split_seed=d.split_seed
+        d.kind,
+        group=d.group,
+        data_dir=d.data_dir,
+        synthetic=synthetic,
+        split_seed=d.split_seed,
+        variant=d.variant,
+        drop=tuple(d.drop),
     )
 
 

@@ -52,6 +52,10 @@ class DatasetSpec(_Strict):
     group: int = Field(1, ge=1, le=2)
     data_dir: str | None = None
     split_seed: int | None = Field(None, ge=0)
+    # census-income: "paper" drops both groups' label columns (education, marital stat); "leakage-free" also
+    # drops the household and tax-filer columns that spell out marital status; `drop` names more columns
+    variant: Literal["paper", "leakage-free"] = "paper"
+    drop: tuple[str, ...] = ()
     path: str | None = None
     # synthetic generator settings
     p: float = Field(0.5, ge=-1, le=1)
@@ -63,6 +67,16 @@ class DatasetSpec(_Strict):
     n_valid: int = Field(1_000, ge=1)
     n_test: int = Field(1_000, ge=1)
     seed: int = Field(0, ge=0)
+
+    @field_validator("drop")
+    @classmethod
+    def _known_columns(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        from hpo.data.census import COLUMNS
+
+        unknown = [c for c in v if c not in COLUMNS]
+        if unknown:
+            raise ValueError(f"unknown census-income columns {unknown}; allowed: {list(COLUMNS)}")
+        return v
 
     @model_validator(mode="after")
     def _path_for_files(self) -> DatasetSpec:

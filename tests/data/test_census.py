@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from hpo.cli import main
-from hpo.data.census import load_census
+from hpo.data.census import LEAKY, load_census
+from hpo.data.leakage import single_feature_auc
 from hpo.errors import DataError
 from tests.conftest import SHARED_DATA, require
 
@@ -22,10 +23,43 @@ def test_generated_files_parse_into_groups_and_splits(census_dir: Path) -> None:
     assert [t.name for t in ds.tasks] == ["income", "marital"]
     assert "marital stat" not in ds.categorical and "income" not in ds.categorical
     assert "instance weight" not in ds.continuous + ds.categorical
-    assert ds.spec.n_continuous == 7 and ds.spec.n_categorical == 32
+    # the paper drops education and marital status in both groups (and group 1's own label, income)
+    assert "education" not in ds.categorical
+    assert ds.spec.n_continuous == 7 and ds.spec.n_categorical == 31
     g2 = load_census(2, census_dir, verify_checksums=False)
     assert [t.name for t in g2.tasks] == ["education", "marital"]
-    assert "education" not in g2.categorical and "income" in g2.categorical
+    assert "education" not in g2.categorical and "marital stat" not in g2.categorical
+    assert "income" in g2.categorical
+    assert {"education", "marital stat", "instance weight"} <= set(g2.provenance["dropped_columns"])
+
+
+def test_leakage_free_variant_and_extra_drops(census_dir: Path) -> None:
+    free = load_census(1, census_dir, variant="leakage-free", verify_checksums=False, use_cache=False)
+    assert not set(LEAKY) & set(free.categorical)
+    assert set(LEAKY) <= set(free.provenance["dropped_columns"])
+    assert free.name == "census-income-group1-leakage-free"
+    fewer = load_census(1, census_dir, drop=["race", "age"], verify_checksums=False, use_cache=False)
+    assert "race" not in fewer.categorical and "age" not in fewer.continuous
+    with pytest.raises(DataError, match=r"drop names unknown columns \['nope'\]"):
+        load_census(1, census_dir, drop=["nope"], verify_checksums=False)
+    with pytest.raises(DataError, match="variant must be one of"):
+        load_census(1, census_dir, variant="clean", verify_checksums=False)
+
+
+def test_single_feature_auc_finds_a_planted_leak(census_dir: Path) -> None:
+    ds = load_census(1, census_dir, verify_checksums=False, use_cache=False)
+    ranked = single_feature_auc(ds)
+    assert set(ranked) == {"income", "marital"}
+    assert len(ranked["income"]) == len(ds.continuous) + len(ds.categorical)
+    assert all(0.5 <= r["auc"] <= 1.0 for r in ranked["income"])
+    # plant a perfect leak: a categorical column that equals the marital label
+    k = [t.name for t in ds.tasks].index("marital")
+    train = ds.splits["train"]
+    j = 0
+    offset = ds.spec.offsets[j]
+    train.cat[:, j] = offset + 1 + train.y[:, k].long()
+    best = single_feature_auc(ds)["marital"][0]
+    assert best["column"] == ds.categorical[j] and best["auc"] == pytest.approx(1.0)
 
 
 def test_codes_are_global_and_unknown_is_zero(census_dir: Path) -> None:
@@ -138,7 +172,30 @@ def test_full_census_rows_and_label_correlation(group: int, pearson: float) -> N
     info = ds.info()
     assert info["rows"] == {"train": 199_523, "valid": 49_881, "test": 49_881}
     assert info["label_pearson"] == pytest.approx(pearson, abs=5e-4)
-    assert info["continuous_features"] == 7 and info["categorical_features"] == 32
+    assert info["continuous_features"] == 7 and info["categorical_features"] == 31 + (group == 2)
     assert info["tasks"][0]["positive_rate"]["train"] == pytest.approx(
         0.0621 if group == 1 else 0.1964, abs=1e-4
     )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("group", "pearson"), [(1, -0.178), (2, -0.240)])
+def test_data_info_json_lists_the_papers_dropped_columns_and_the_best_single_feature(
+    group: int, pearson: float, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if not (SHARED_DATA / "census-income").is_dir():
+        require("HPO_REQUIRE_DATA", "the census files are not in ../shared/data")
+    import json
+
+    assert (
+        main(
+            ["data", "info", "census-income", "--group", str(group), "--json", "--data-dir", str(SHARED_DATA)]
+        )
+        == 0
+    )
+    info = json.loads(capsys.readouterr().out)
+    assert {"education", "marital stat", "instance weight"} <= set(info["provenance"]["dropped_columns"])
+    assert info["label_pearson"] == pytest.approx(pearson, abs=5e-4)
+    # the household column still spells out never-married in the paper's variant: the user sees it here
+    assert info["best_single_feature"]["marital"]["column"] == "detailed household and family stat"
+    assert info["best_single_feature"]["marital"]["auc"] == pytest.approx(0.978, abs=2e-3)
