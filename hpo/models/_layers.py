@@ -163,12 +163,14 @@ class Part:
     """A consumer of the fused input layer: ``n`` parallel blocks of ``width`` outputs each.
 
     ``hidden`` marks hidden units (experts, columns, bottoms), which count against the budget; gate logits and
-    low-rank projections do not.
+    low-rank projections do not. ``init_bound`` overrides the layer's uniform initialisation range for this part
+    (DSelect-k's official code starts its selector logits in a narrow range, for example).
     """
 
     n: int
     width: int
     hidden: bool = True
+    init_bound: float | None = None
 
     @property
     def size(self) -> int:
@@ -224,6 +226,18 @@ class InputLayer(nn.Module):
         for p in (self.weight_cont, self.weight_cat, self.bias):
             if p is not None:
                 _uniform_(p, bound, generators)
+                # parts with their own range are drawn again afterwards, so that models without such parts
+                # consume the generators exactly as before
+                for lo, part in self._part_offsets():
+                    if part.init_bound is not None:
+                        _uniform_(p[..., lo : lo + part.size], part.init_bound, generators)
+
+    def _part_offsets(self) -> list[tuple[int, Part]]:
+        out, lo = [], 0
+        for part in self.parts.values():
+            out.append((lo, part))
+            lo += part.size
+        return out
 
     def part_shape(self, name: str) -> tuple[int, int]:
         """``(n, width)`` of a part, checked against the built weight so that accounting follows the modules."""

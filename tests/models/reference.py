@@ -48,28 +48,52 @@ def softmax_plain(logits: Tensor) -> Tensor:
 
 
 def dselect_plain(z: Tensor, w: Tensor, n: int, gamma: float) -> Tensor:
-    """Per example: k selectors of m bits; expert j's weight is sum_i softmax(w)_i prod_l (bit or not bit)."""
+    """DSelect-k as Hazimeh et al. (NeurIPS 2021) write it, one example at a time.
+
+    ``z`` ``(B, k, m)``: k single-expert selectors of m = ceil(log2 n) bits; ``w`` ``(B, k)``: their mixing logits.
+    Expert j's code is j written in m binary digits (left to right); selector i gives expert j the product over
+    digits of S(z_il) where the digit is 1 and 1 - S(z_il) where it is 0; the gate is sum_i softmax(w)_i times
+    selector i. Experts beyond n are simply absent (no renormalisation).
+    """
     b, k, m = z.shape
 
-    def s(t: Tensor) -> Tensor:
-        cubic = -2 / gamma**3 * t**3 + 3 / (2 * gamma) * t + 0.5
-        return torch.where(t <= -gamma / 2, 0 * t, torch.where(t >= gamma / 2, 0 * t + 1, cubic))
+    def smooth(t: Tensor) -> Tensor:  # the paper's smooth step of one scalar, kept differentiable
+        if t <= -gamma / 2:
+            return t * 0
+        if t >= gamma / 2:
+            return t * 0 + 1
+        return -2 / gamma**3 * t**3 + 3 / (2 * gamma) * t + 0.5
 
-    sw = softmax_plain(w)
-    cols = []
-    for j in range(n):
-        total = torch.zeros(b, dtype=z.dtype)
-        for i in range(k):
-            p = torch.ones(b, dtype=z.dtype)
-            for bit in range(m):
-                sv = s(z[:, i, bit])
-                p = p * (sv if (j >> bit) & 1 else 1 - sv)
-            total = total + sw[:, i] * p
-        cols.append(total)
-    out = torch.stack(cols, dim=1)
-    if n < 2**m:
-        out = out / out.sum(dim=1, keepdim=True)
-    return out
+    rows = []
+    for e in range(b):
+        mixing = softmax_plain(w[e : e + 1])[0]
+        weights = []
+        for j in range(n):
+            digits = format(j, f"0{m}b")
+            total = z.new_zeros(())
+            for i in range(k):
+                prod = z.new_ones(())
+                for bit, digit in enumerate(digits):
+                    sv = smooth(z[e, i, bit])
+                    prod = prod * (sv if digit == "1" else 1 - sv)
+                total = total + mixing[i] * prod
+            weights.append(total)
+        rows.append(torch.stack(weights))
+    return torch.stack(rows)
+
+
+def dselect_gate_logits(
+    model: MTLModel, parts: dict[str, Tensor], r: int, k: int, b: int
+) -> tuple[Tensor, Tensor]:
+    """Task k's selector codes ``(B, k, m)`` and mixing logits ``(B, k)``: read from the input layer (per-example
+    gates) or from the model's static parameters."""
+    gi = k if model.n_gates > 1 else 0
+    kk, m = model.k, model.code_bits
+    if model.gate == "static":
+        z = model.z_static[r, gi].unsqueeze(0).expand(b, kk, m)
+        w = model.w_static[r, gi].unsqueeze(0).expand(b, kk)
+        return z, w
+    return block(parts["gate_z"], gi, kk * m).reshape(b, kk, m), block(parts["gate_w"], gi, kk)
 
 
 def moe_reference(model: MTLModel, onehot: Tensor, r: int) -> Tensor:
@@ -78,19 +102,14 @@ def moe_reference(model: MTLModel, onehot: Tensor, r: int) -> Tensor:
     experts = [
         run_mlp(torch.relu(block(parts["experts"], i, h0)), model.experts.hidden, r, i) for i in range(n)
     ]
-    g_logits = parts["gates"]
-    width = g_logits.shape[1] // model.n_gates
     outs = []
     for k in range(model.n_tasks):
         gi = k if model.n_gates > 1 else 0
-        logits = block(g_logits, gi, width)
         if model.name == "dselect_k":
-            km = model.k * model.code_bits
-            g = dselect_plain(
-                logits[:, :km].reshape(-1, model.k, model.code_bits), logits[:, km:], n, model.gamma
-            )
+            z, w = dselect_gate_logits(model, parts, r, k, onehot.shape[0])
+            g = dselect_plain(z, w, n, model.gamma)
         else:
-            g = softmax_plain(logits)
+            g = softmax_plain(block(parts["gates"], gi, n))
         mixed = sum(g[:, i : i + 1] * experts[i] for i in range(n))
         outs.append(tower(mixed, model.towers, r, k))
     return torch.stack(outs, dim=1)

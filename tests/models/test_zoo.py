@@ -154,7 +154,12 @@ def test_gates_select_over_every_expert_with_the_right_width(name: str) -> None:
     used: set[str] = set()
     for gname, reading in gates.items():
         assert reading.weights.shape == (1, 7, len(reading.experts)), gname
-        torch.testing.assert_close(reading.weights.sum(-1), torch.ones(1, 7, dtype=torch.float64))
+        if name == "dselect_k" and model.n_experts & (model.n_experts - 1):
+            # DSelect-k with a non-power-of-two expert count does not renormalise (the authors' code): mass on
+            # unreachable codes is lost until the reachability regulariser moves it back
+            assert (reading.weights.sum(-1) <= 1 + 1e-12).all() and (reading.weights.sum(-1) > 0).all()
+        else:
+            torch.testing.assert_close(reading.weights.sum(-1), torch.ones(1, 7, dtype=torch.float64))
         used |= set(reading.experts)
     if name in ("mmoe", "omoe", "dselect_k"):
         assert used == {f"expert{i}" for i in range(model.n_experts)}
