@@ -10,8 +10,9 @@ W=${W:-/tmp/w}; mkdir -p "$W/logs"
 HPO="python3 -m hpo.cli"; st=$(basename "$study" .yaml)
 shards=$(python3 scripts/split_study.py "$study" "$@")
 t0=$(date +%s)
+first=1  # the first process creates the schema alone (concurrent creation races in alembic: issue 12)
 for s in $shards; do timeout "${TUNE_S:-270}" $HPO run "$s" --storage "sqlite:///$W/$db" --devices cuda --quiet \
-    > "$W/logs/run_$(basename "$s").log" 2>&1 & sleep 1; done; wait
+    > "$W/logs/run_$(basename "$s").log" 2>&1 & [ $first = 1 ] && sleep 8; first=0; done; wait
 echo "$st tuning: $(( $(date +%s) - t0 )) s" >> "$W/times.txt"; t0=$(date +%s)
 for s in $shards; do timeout "${RETRAIN_S:-240}" $HPO retrain "$s" --storage "sqlite:///$W/$db" --devices cuda --quiet \
     > "$W/logs/retrain_$(basename "$s").log" 2>&1 & done; wait
