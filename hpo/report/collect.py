@@ -13,6 +13,7 @@ import optuna
 import pandas as pd
 
 from hpo.errors import ConfigError
+from hpo.report.searched import searched_row
 from hpo.search.results import read_seed_metrics, read_seed_results
 from hpo.search.spec import StudySpec
 from hpo.search.storage import mask_url, normalise_url, open_storage
@@ -35,6 +36,7 @@ class ReportData:
     metric_names: list[str] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
     code_revisions: list[str] = field(default_factory=list)
+    searched: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def trials_frame(study: optuna.Study, arch: str) -> pd.DataFrame:
@@ -77,6 +79,7 @@ def collect(spec: StudySpec, storage_url: str | None = None) -> ReportData:
     metric_names: list[str] = []
     versions: dict[str, str] = {}
     revisions: set[str] = set()
+    searched: list[dict[str, Any]] = []
     for arch in (a.name for a in spec.architectures):
         try:
             study = optuna.load_study(study_name=spec.study_name(arch), storage=storage)
@@ -87,6 +90,7 @@ def collect(spec: StudySpec, storage_url: str | None = None) -> ReportData:
         directions = [d.name.lower() for d in study.directions]
         metric_names = study.metric_names or []
         frames.append(trials_frame(study, arch))
+        searched.append(searched_row(arch, study, spec.budget))
         for t in study.get_trials(deepcopy=False):
             versions.update(t.user_attrs.get("versions") or {})
             if t.user_attrs.get("code_revision"):
@@ -132,4 +136,5 @@ def collect(spec: StudySpec, storage_url: str | None = None) -> ReportData:
         metric_names=metric_names,
         versions=versions,
         code_revisions=sorted(revisions),
+        searched=pd.DataFrame(searched),
     )

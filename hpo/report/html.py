@@ -122,6 +122,7 @@ def write_report(spec: StudySpec, out: str | Path, storage_url: str | None = Non
     pairs.to_csv(f"{stem}_pairs.csv", index=False)
     cost.to_csv(f"{stem}_cost.csv", index=False)
     data.trials.to_csv(f"{stem}_trials.csv", index=False)
+    data.searched.to_csv(f"{stem}_searched.csv", index=False)
     figs = figure_list(data, pairs)
     parts = figures_html(figs)
     metrics = test_metric(data)
@@ -144,6 +145,12 @@ pruner {esc(spec.pruner.name)} · budget {spec.budget} hidden units per layer ·
 <div class="note">Each architecture was tuned on the validation split; its best configuration was then retrained from
 random initialisation with every seed below and evaluated once on the test split. Intervals are percentile
 bootstrap 95% intervals of the mean over seeds; the best value of each column is in bold.</div>
+<section id="searched"><h2>What was searched</h2>
+<p>Per architecture: complete tuning trials, the most epochs a trial ran, the largest hidden units per layer any
+trial used against the budget, and the best configuration's parameters that sit on a bound of their search range
+(a best value on a bound means the range, not the tuner, chose it: widen the range or read the result with that
+caveat). For scale, the MMoE paper's tuner ran "thousands of experiments" per method and tuned the number of
+training steps.</p>{table_html(data.searched)}</section>
 <h2>Test results over seeds</h2>{"".join(comp_sections) or '<p class="muted">no retrain results yet: run hpo retrain</p>'}
 <h2>Pairwise comparisons</h2>
 <p>P(A beats B): the probability that A's test metric beats B's for one random seed of each, with a bootstrap 95%

@@ -1,0 +1,60 @@
+"""What the tuner actually explored, so a reader can judge whether the comparison's budget was used and enough.
+
+Per architecture: complete trials, the most epochs any trial ran, the largest units per layer any trial used
+against the study's budget, and every parameter of the best trial that sits on a bound of its search range (a best
+value on a bound says the range, not the tuner, chose it). Bounds come from the distributions Optuna stored with
+each trial, so this reads the storage only.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import optuna
+from optuna.distributions import FloatDistribution, IntDistribution
+
+__all__ = ["bounds_hit", "searched_row"]
+
+
+def _on_bound(value: Any, dist: optuna.distributions.BaseDistribution) -> str | None:
+    if not isinstance(dist, (FloatDistribution, IntDistribution)) or dist.low == dist.high:
+        return None
+    tol = 1e-9 * max(1.0, abs(dist.high))
+    if math.isclose(value, dist.low, abs_tol=tol):
+        return "low"
+    if math.isclose(value, dist.high, abs_tol=tol):
+        return "high"
+    return None
+
+
+def bounds_hit(trial: optuna.trial.FrozenTrial) -> list[str]:
+    """``name=value (low|high)`` for every numeric parameter of ``trial`` on a bound of its range."""
+    out = []
+    for name, value in trial.params.items():
+        side = _on_bound(value, trial.distributions[name])
+        if side is not None:
+            out.append(f"{name}={value:g} ({side})")
+    return out
+
+
+def searched_row(arch: str, study: optuna.Study, budget: int) -> dict[str, Any]:
+    """One row of the report's "what was searched" table."""
+    complete = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if t.values and all(map(math.isfinite, t.values))
+    ]
+    units = [max(t.user_attrs.get("units_per_layer") or [0]) for t in complete]
+    epochs = [t.user_attrs.get("epochs_run") or 0 for t in complete]
+    best: optuna.trial.FrozenTrial | None = None
+    if complete and len(study.directions) == 1:
+        best = study.best_trial
+    return {
+        "architecture": arch,
+        "complete_trials": len(complete),
+        "max_epochs_run": max(epochs) if epochs else None,
+        "max_units_per_layer_used": max(units) if units else None,
+        "budget": budget,
+        "best_on_bound": ", ".join(bounds_hit(best)) if best is not None else "",
+    }

@@ -1,0 +1,39 @@
+"""The report's "what was searched" facts, on a study whose answers are known."""
+
+from __future__ import annotations
+
+import optuna
+
+from hpo.report.searched import bounds_hit, searched_row
+
+
+def test_bounds_and_units_on_a_hand_built_study() -> None:
+    study = optuna.create_study(direction="maximize")
+    dists = {
+        "lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True),
+        "layer_units": optuna.distributions.IntDistribution(16, 2048, log=True),
+        "n_experts": optuna.distributions.IntDistribution(2, 16),
+        "gate": optuna.distributions.CategoricalDistribution(["example", "static"]),
+    }
+    for value, params, units, epochs in [
+        (0.90, {"lr": 1e-3, "layer_units": 64, "n_experts": 4, "gate": "static"}, [64, 8], 5),
+        (0.95, {"lr": 1e-2, "layer_units": 2048, "n_experts": 7, "gate": "example"}, [2044, 8], 12),
+    ]:
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=params,
+                distributions=dists,
+                value=value,
+                user_attrs={"units_per_layer": units, "epochs_run": epochs},
+            )
+        )
+    assert bounds_hit(study.best_trial) == ["lr=0.01 (high)", "layer_units=2048 (high)"]
+    row = searched_row("mmoe", study, 2048)
+    assert row == {
+        "architecture": "mmoe",
+        "complete_trials": 2,
+        "max_epochs_run": 12,
+        "max_units_per_layer_used": 2044,
+        "budget": 2048,
+        "best_on_bound": "lr=0.01 (high), layer_units=2048 (high)",
+    }
