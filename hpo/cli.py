@@ -9,7 +9,8 @@ from typing import Annotated
 
 import typer
 
-from hpo.errors import HpoError, mask_secrets
+from hpo.errors import HpoError, Interrupted, mask_secrets
+from hpo.limits import MAX_SEEDS, MAX_TRIALS, MAX_WORKERS
 
 app = typer.Typer(
     add_completion=False,
@@ -147,8 +148,12 @@ def validate_cmd(
 def run_cmd(
     study: Annotated[str, typer.Argument(help="study YAML")],
     storage: StorageOpt = None,
-    n_trials: Annotated[int | None, typer.Option("--n-trials", help="trials per architecture")] = None,
-    workers: Annotated[int, typer.Option(help="worker processes (0: only queue the trials)")] = 1,
+    n_trials: Annotated[
+        int | None, typer.Option("--n-trials", min=1, max=MAX_TRIALS, help="trials per architecture")
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(min=0, max=MAX_WORKERS, help="worker processes (0: only queue the trials)")
+    ] = 1,
     devices: Annotated[
         str, typer.Option(help="cpu, auto, or cuda:0,cuda:1,... (workers spread over them)")
     ] = "auto",
@@ -158,7 +163,7 @@ def run_cmd(
     from hpo.search.runner import run_study
     from hpo.search.spec import load_study
     from hpo.search.status import storage_status
-    from hpo.search.storage import mask_url, normalise_url
+    from hpo.storage.engine import mask_url, normalise_url
 
     specs = load_study(study).expand()
     url = normalise_url(storage)
@@ -180,7 +185,9 @@ def worker_cmd(
     study: Annotated[str, typer.Argument(help="study YAML")],
     storage: StorageOpt = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N")] = "auto",
-    worker_index: Annotated[int, typer.Option(help="distinguishes workers' sampler seeds")] = 0,
+    worker_index: Annotated[
+        int, typer.Option(min=0, help="labels this worker's live line (sampler seeds come from the database)")
+    ] = 0,
     deadline: Annotated[float | None, typer.Option(help="stop after this UNIX time")] = None,
     quiet: Annotated[bool, typer.Option("--quiet")] = False,
 ) -> None:
@@ -221,15 +228,15 @@ def status_cmd(
 @app.command("dashboard")
 def dashboard_cmd(
     storage: StorageOpt = None,
-    port: Annotated[int, typer.Option(help="port")] = 8080,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="port")] = 8080,
     host: Annotated[str, typer.Option(help="address to bind; 127.0.0.1 keeps it local")] = "127.0.0.1",
 ) -> None:
     """Start the real optuna-dashboard on the same storage (bound to 127.0.0.1 unless told otherwise)."""
     import optuna_dashboard
 
-    from hpo.search.storage import mask_url, open_storage
+    from hpo.storage.engine import mask_url, open_storage
 
-    st = open_storage(storage, heartbeat=False)
+    st = open_storage(storage, heartbeat=False, create=False)
     typer.echo(f"optuna-dashboard on http://{host}:{port} for {mask_url(st.url)}")
     optuna_dashboard.run_server(st, host=host, port=port)
 
@@ -238,15 +245,16 @@ def dashboard_cmd(
 def retrain_cmd(
     study: Annotated[str, typer.Argument(help="study YAML")],
     seeds: Annotated[
-        int | None, typer.Option(help="seeds per architecture (default: the spec's retrain.seeds)")
+        int | None,
+        typer.Option(min=1, max=MAX_SEEDS, help="seeds per architecture (default: the spec's retrain.seeds)"),
     ] = None,
     storage: StorageOpt = None,
-    workers: Annotated[int, typer.Option(help="worker processes")] = 1,
+    workers: Annotated[int, typer.Option(min=1, max=MAX_WORKERS, help="worker processes")] = 1,
     devices: Annotated[str, typer.Option(help="cpu, auto, or cuda:0,cuda:1,...")] = "auto",
     join: Annotated[
         bool, typer.Option("--join", help="only take queued chunks (another process queued them)")
     ] = False,
-    worker_index: Annotated[int, typer.Option(help="picks this worker's device from --devices")] = 0,
+    worker_index: Annotated[int, typer.Option(min=0, help="picks this worker's device from --devices")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet")] = False,
 ) -> None:
     """Retrain each architecture's best configuration from scratch over many seeds; rerun to resume."""
@@ -356,10 +364,18 @@ def main(argv: list[str] | None = None) -> int:
     except HpoError as exc:
         typer.echo(f"error: {mask_secrets(one_line(str(exc)))}", err=True)
         return 2
+    except Interrupted as exc:
+        typer.echo(mask_secrets(one_line(str(exc))), err=True)
+        return 130
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         return 130
     except Exception as exc:
+        from hpo.storage.engine import describe_storage_fault
+
+        if (fault := describe_storage_fault(exc)) is not None:
+            typer.echo(f"error: {mask_secrets(one_line(fault))}", err=True)
+            return 2
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # the command line's usage errors
             msg = mask_secrets(one_line(exc.format_message()))
             typer.echo(f"error: {msg} (see hpo --help)", err=True)

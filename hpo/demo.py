@@ -16,7 +16,7 @@ from hpo.report.html import write_report
 from hpo.search.retrain import run_retrain
 from hpo.search.runner import run_study
 from hpo.search.spec import load_study
-from hpo.search.storage import mask_url, normalise_url
+from hpo.storage.engine import mask_url, normalise_url
 
 __all__ = ["DEMO_STUDY", "run_demo"]
 

@@ -29,9 +29,20 @@ class StorageError(HpoError):
     """The trial database cannot be reached or used as asked."""
 
 
-_URL_PASSWORD = re.compile(r"(:/+[^:/@\s]+:)[^@\s]+@")
+class WorkerError(HpoError):
+    """A worker process ended badly (killed by a signal, or exited with an error) and work is left undone."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a command cleanly; the message says what was re-queued and how to resume."""
+
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"]+")
 
 
 def mask_secrets(text: str) -> str:
-    """Replace the password of every ``scheme://user:password@host`` in ``text`` by ``***``."""
-    return _URL_PASSWORD.sub(r"\1***@", text)
+    """Replace the password of every ``scheme://user:password@host`` in ``text`` by ``***``; the password is
+    everything up to the *last* ``@`` of the URL's user part, so one holding ``@`` is hidden whole."""
+    from hpo.storage.engine import mask_url
+
+    return _URL.sub(lambda m: mask_url(m.group(0)), text)

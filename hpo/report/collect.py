@@ -14,9 +14,9 @@ import pandas as pd
 
 from hpo.errors import ConfigError
 from hpo.report.searched import searched_row
-from hpo.search.results import read_seed_metrics, read_seed_results
 from hpo.search.spec import StudySpec
-from hpo.search.storage import mask_url, normalise_url, open_storage
+from hpo.storage.engine import mask_url, normalise_url, open_storage
+from hpo.storage.results import read_seed_metrics, read_seed_results
 
 __all__ = ["ReportData", "collect", "trials_frame"]
 
@@ -73,7 +73,7 @@ def trials_frame(study: optuna.Study, arch: str) -> pd.DataFrame:
 
 def collect(spec: StudySpec, storage_url: str | None = None) -> ReportData:
     url = normalise_url(storage_url)
-    storage = open_storage(url, heartbeat=False)
+    storage = open_storage(url, heartbeat=False, create=False)
     frames, attrs, retrain_attrs, gate_use, importances = [], {}, {}, {}, {}
     directions: list[str] = []
     metric_names: list[str] = []

@@ -11,15 +11,18 @@ import optuna
 from hpo.errors import ConfigError
 from hpo.search.space import SearchSpace
 from hpo.search.spec import PrunerSpec, SamplerSpec
+from hpo.storage.claims import worker_seed
 
 __all__ = ["grid_points", "make_pruner", "make_sampler"]
 
 
 def make_sampler(
-    spec: SamplerSpec, *, seed_offset: int = 0, multi_objective: bool = False
+    spec: SamplerSpec, *, worker_id: int | None = None, multi_objective: bool = False
 ) -> optuna.samplers.BaseSampler:
-    """``seed_offset`` differs per worker, so that workers sharing a study do not propose the same points."""
-    seed = None if spec.seed is None else spec.seed + seed_offset
+    """The sampler of one worker process. ``worker_id`` is the id the database gave the process
+    (:func:`hpo.storage.claims.register_worker`): its seed is derived from the study's seed and that id, so workers
+    sharing a study, and every restart, propose different points. Without it, the study's own seed is used."""
+    seed = spec.seed if worker_id is None else worker_seed(spec.seed, worker_id)
     opts: dict[str, Any] = dict(spec.options)
     try:
         if spec.name == "gp":

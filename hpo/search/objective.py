@@ -23,10 +23,19 @@ from hpo.data._tabular import TabularDataset
 from hpo.errors import ConfigError
 from hpo.models import create_model
 from hpo.search.spec import StudySpec
+from hpo.storage.claims import worker_seed
 from hpo.training import EpochReport, TrainConfig, train
 from hpo.training.metrics import HIGHER_IS_BETTER
 
-__all__ = ["Objective", "code_revision", "objective_directions", "objective_names", "package_versions"]
+__all__ = [
+    "DuplicateConfiguration",
+    "Objective",
+    "code_revision",
+    "objective_directions",
+    "objective_names",
+    "package_versions",
+    "same_configuration",
+]
 
 
 @functools.cache
@@ -120,6 +129,37 @@ class TrialPrunedWithReason(optuna.TrialPruned):
     pass
 
 
+class DuplicateConfiguration(Exception):
+    """The sampler proposed exactly the parameters of a finished trial: this trial fails at once and its ticket is
+    queued again for a fresh proposal (the worker loop does that), so no configuration is trained twice."""
+
+
+MAX_RESAMPLES = 2
+
+
+def same_configuration(trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
+    """A finished (complete or pruned) trial of the study with exactly ``trial``'s parameters, if any."""
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    params = trial.params
+    for t in trial.study.get_trials(deepcopy=False, states=finished):
+        if t.number != trial.number and t.params == params:
+            return t
+    return None
+
+
+def _reuse(trial: optuna.Trial, earlier: optuna.trial.FrozenTrial) -> float | list[float]:
+    """Take an earlier trial's result for the same configuration (after MAX_RESAMPLES fresh proposals were all
+    duplicates too, as on a small categorical space), saying so on the trial."""
+    for key, value in earlier.user_attrs.items():
+        if key not in ("ticket", "resamples", "live", "duplicate_of", "worker_id", "sampler_seed"):
+            trial.set_user_attr(key, value)
+    trial.set_user_attr("reused_from", earlier.number)
+    if earlier.state != optuna.trial.TrialState.COMPLETE or earlier.values is None:
+        trial.set_user_attr("pruned_reason", f"same configuration as pruned trial {earlier.number}")
+        raise TrialPrunedWithReason(f"same configuration as trial {earlier.number}")
+    return earlier.values if len(earlier.values) > 1 else earlier.values[0]
+
+
 class Objective:
     """Callable objective for one architecture of a study; ``on_epoch`` feeds live progress."""
 
@@ -131,8 +171,9 @@ class Objective:
         device: str,
         on_epoch: Callable[[optuna.Trial, EpochReport], None] | None = None,
         worker: int = 0,
+        worker_id: int | None = None,
     ) -> None:
-        self.worker = worker
+        self.worker, self.worker_id = worker, worker_id
         self.spec, self.arch, self.ds, self.device = spec, arch, dataset, device
         self.space = spec.spaces()[arch]
         self.opt_space = spec.optimizer_space_loaded()
@@ -154,9 +195,27 @@ class Objective:
         base["early_stopping_metric"] = f"{main_task}.{main_metric}"
         return TrainConfig(**base)
 
+    def _check_new(self, trial: optuna.Trial) -> float | list[float] | None:
+        """``None`` for a configuration not tried before; raise for a fresh proposal, or reuse a result."""
+        if self.worker_id is not None:
+            trial.set_user_attr("worker_id", self.worker_id)
+            trial.set_user_attr("sampler_seed", worker_seed(self.spec.sampler.seed, self.worker_id))
+        if self.spec.sampler.name == "grid":  # every grid ticket carries its own point
+            return None
+        earlier = same_configuration(trial)
+        if earlier is None:
+            return None
+        if int(trial.user_attrs.get("resamples", 0)) >= MAX_RESAMPLES:
+            return _reuse(trial, earlier)
+        trial.set_user_attr("duplicate_of", earlier.number)
+        raise DuplicateConfiguration(f"the sampler proposed trial {earlier.number}'s configuration again")
+
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         sampled_model = self.space.suggest(trial)
         sampled_opt = self.opt_space.suggest(trial)
+        reused = self._check_new(trial)
+        if reused is not None:
+            return reused
         hyper = self.space.derive(sampled_model, len(self.ds.tasks))
         cfg = self._train_config(sampled_opt)
         seed = self.spec.seed * 100_003 + trial.number

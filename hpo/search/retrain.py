@@ -18,13 +18,15 @@ import optuna
 import torch
 
 from hpo.data._tabular import TabularDataset
-from hpo.errors import ConfigError
+from hpo.errors import ConfigError, WorkerError
 from hpo.models import create_model, gate_utilisation, probe_model
+from hpo.search.launch import spawn_workers, watch_workers
 from hpo.search.objective import objective_targets
-from hpo.search.results import write_seed_results
 from hpo.search.runner import _with_signals, drain, load_study_dataset
 from hpo.search.spec import StudySpec
-from hpo.search.storage import is_sqlite, mask_url, normalise_url, open_storage
+from hpo.storage.engine import normalise_url, open_storage
+from hpo.storage.locks import claim_lock
+from hpo.storage.results import write_seed_results
 from hpo.training import TrainConfig, resolve_device, train
 from hpo.training.memory import bytes_per_replica, replicas_that_fit
 
@@ -84,10 +86,18 @@ def prepare_retrain(
     ds: TabularDataset,
     n_seeds: int,
     device: torch.device,
+    url: str | None = None,
 ) -> dict[str, optuna.Study]:
-    """Create the retrain studies and queue the chunks of seeds ``0 .. n_seeds - 1``."""
+    """Create the retrain studies and queue the chunks of seeds ``0 .. n_seeds - 1`` (under the study's lock on
+    ``url``, the storage's URL unless given)."""
+    url = url or normalise_url(getattr(storage, "url", None))
     out = {}
+    existing = {s.study_name for s in storage.get_all_studies()}
     for arch in (a.name for a in spec.architectures):
+        if spec.study_name(arch) not in existing:
+            raise ConfigError(
+                f"no tuning study {spec.study_name(arch)!r} in the storage; run `hpo run {spec.source}` first"
+            )
         tuning = optuna.load_study(study_name=spec.study_name(arch), storage=storage)
         best = best_trial(tuning)
         main_dir = tuning.directions[0]
@@ -128,7 +138,8 @@ def prepare_retrain(
             )
         chunk = int(study.user_attrs["chunk_size"])
         n_chunks = math.ceil(n_seeds / chunk)
-        _queue_chunks(study, n_chunks, chunk, n_seeds)
+        with claim_lock(url, study.study_name):  # overlapping `hpo retrain` processes queue each chunk once
+            _queue_chunks(study, n_chunks, chunk, n_seeds)
         out[arch] = study
     return out
 
@@ -206,15 +217,14 @@ def run_retrain(
     join_only: bool = False,
     quiet: bool = True,
 ) -> dict[str, Any]:
-    """Queue (unless ``join_only``) and run the retraining of every architecture's best configuration."""
+    """Queue (unless ``join_only``) and run the retraining of every architecture's best configuration.
+
+    Several workers are child processes (:mod:`hpo.search.launch`) that take the storage from their environment.
+    Chunks are tickets like tuning trials: queued once under the study's lock, claimed once, each seed's result
+    stored once."""
     url = normalise_url(storage_url)
     n_seeds = seeds or spec.retrain.seeds
-    if workers > 1 and is_sqlite(url):
-        raise ConfigError(
-            f"{workers} retrain workers on SQLite ({mask_url(url)}) are refused; use PostgreSQL "
-            "(--storage postgresql://USER@HOST:5432/DB) or --workers 1"
-        )
-    storage = open_storage(url)
+    storage = open_storage(url, create=False)  # retraining needs the tuning studies: never a new database
     device = resolve_device(devices[worker_index % len(devices)])
     ds = load_study_dataset(spec).to(device)  # once per worker: every chunk trains on device-resident data
     if join_only:
@@ -227,47 +237,31 @@ def run_retrain(
         if not studies:
             return {}
     else:
-        studies = prepare_retrain(spec, storage, ds, n_seeds, device)
+        studies = prepare_retrain(spec, storage, ds, n_seeds, device, url)
     if workers > 1:
-        import subprocess
-        import sys
 
-        procs = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "hpo.cli",
-                    "retrain",
-                    spec.source,
-                    "--storage",
-                    url,
-                    "--join",
-                    "--worker-index",
-                    str(i),
-                    "--devices",
-                    ",".join(devices),
-                    "--quiet",
-                ]
-            )
-            for i in range(workers)
-        ]
-        for p in procs:
-            p.wait()
-        bad = [p.returncode for p in procs if p.returncode]
-        if bad:
-            raise ConfigError(f"a retrain worker exited with code {bad[0]}")
-    else:
-        from hpo.search.progress import StudyProgress
+        def args(i: int) -> list[str]:
+            return [
+                "retrain",
+                spec.source,
+                "--join",
+                "--worker-index",
+                str(i),
+                "--devices",
+                ",".join(devices),
+            ]
 
-        queues = {a: (study, RetrainObjective(spec, a, ds, url, str(device))) for a, study in studies.items()}
-        with StudyProgress(
-            spec, studies, None, quiet=quiet, title=f"retraining {spec.name}: seed chunks"
-        ) as progress:
-            _with_signals(
-                lambda: drain(
-                    url, queues, progress=progress, heartbeat=storage.get_heartbeat_interval() or 10
-                )
-            )
+        exits = watch_workers(spawn_workers(lambda i: [*args(i), "--quiet"], url, workers))
+        if exits:
+            raise WorkerError(f"{exits[0].describe()}: run the same command again to resume")
+        return studies
+    from hpo.search.progress import StudyProgress
 
+    queues = {a: (study, RetrainObjective(spec, a, ds, url, str(device))) for a, study in studies.items()}
+    with StudyProgress(
+        spec, studies, None, quiet=quiet, title=f"retraining {spec.name}: seed chunks"
+    ) as progress:
+        _with_signals(
+            lambda: drain(url, queues, progress=progress, heartbeat=storage.get_heartbeat_interval() or 10)
+        )
     return studies

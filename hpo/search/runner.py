@@ -4,33 +4,43 @@ One Optuna study per (study spec, architecture), named ``SPEC/ARCH``. The reques
 enqueues one WAITING trial per missing ticket (user attribute ``ticket``), and workers run WAITING trials until none
 is left. So the number of trials is exact however many workers share the study: a worker that dies leaves its
 trial RUNNING, the heartbeat marks it stale, and Optuna's ``RetryHeartbeatStaleTrialCallback`` re-queues it (same
-parameters, same ticket) once. On PostgreSQL a worker claims a ticket under an advisory lock, so two workers can
-never both take the last one. Running ``hpo run`` again resumes: tickets that ended FAILED are queued again.
+parameters, same ticket) once. Running ``hpo run`` again resumes: tickets that ended FAILED are queued again.
+
+What makes the count exact under any number of overlapping processes is enforced, not hoped for:
+
+* queuing and taking WAITING trials happen under a lock per study (a PostgreSQL advisory lock; a file lock beside a
+  SQLite file, see :mod:`hpo.storage.locks`), so two processes neither queue one ticket twice nor take one trial;
+* before training, a trial claims its ticket in ``hpo_ticket_owners`` (primary key (study, ticket)); a second
+  trial of a ticket whose owner is running or finished is failed at once as surplus (:mod:`hpo.storage.claims`);
+* every worker process gets a database-assigned id and a sampler seed derived from it, so no restart replays
+  earlier proposals; a proposal equal to a finished trial's parameters is resampled (twice at most, then the
+  earlier result is reused), and the trial says which.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import os
+import logging
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
-import sqlalchemy
 
 from hpo.data._tabular import TabularDataset
-from hpo.errors import ConfigError, StorageError
+from hpo.errors import ConfigError, Interrupted, WorkerError
 from hpo.search.factories import grid_points, make_pruner, make_sampler
-from hpo.search.objective import Objective, objective_directions, objective_names
+from hpo.search.launch import WorkerExit, spawn_workers, watch_workers
+from hpo.search.objective import DuplicateConfiguration, Objective, objective_directions, objective_names
 from hpo.search.spec import StudySpec
-from hpo.search.storage import is_sqlite, mask_url, normalise_url, open_storage
+from hpo.storage.claims import claim_ticket, register_worker
+from hpo.storage.engine import normalise_url, open_storage
+from hpo.storage.locks import claim_lock
 from hpo.training import resolve_device
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "WorkerStats",
@@ -73,9 +83,10 @@ def load_study_dataset(spec: StudySpec) -> TabularDataset:
 
 
 def create_studies(
-    spec: StudySpec, storage: optuna.storages.BaseStorage, ds: TabularDataset, *, seed_offset: int = 0
+    spec: StudySpec, storage: optuna.storages.BaseStorage, ds: TabularDataset, *, worker_id: int | None = None
 ) -> dict[str, optuna.Study]:
-    """Create (or load) one study per architecture, with the resolved spec stored on it."""
+    """Create (or load) one study per architecture, with the resolved spec stored on it; ``worker_id`` seeds
+    the sampler (see :func:`hpo.search.factories.make_sampler`)."""
     directions = objective_directions(spec, ds)
     names = objective_names(spec, ds)
     resolved = spec.resolved()
@@ -86,7 +97,7 @@ def create_studies(
             study_name=spec.study_name(arch),
             directions=[optuna.study.StudyDirection[d.upper()] for d in directions],
             load_if_exists=True,
-            sampler=make_sampler(spec.sampler, seed_offset=seed_offset, multi_objective=len(directions) > 1),
+            sampler=make_sampler(spec.sampler, worker_id=worker_id, multi_objective=len(directions) > 1),
             pruner=make_pruner(spec.pruner),
         )
         if [d.name.lower() for d in study.directions] != directions:
@@ -142,42 +153,116 @@ class WorkerStats:
     by_arch: dict[str, int] = field(default_factory=dict)
 
 
-@contextlib.contextmanager
-def _claim_lock(storage_url: str, study_name: str) -> Iterator[Any]:
-    """A PostgreSQL advisory lock held while a worker checks for and claims a WAITING trial (no-op on SQLite)."""
-    if is_sqlite(storage_url):
-        yield None
-        return
-    key = int.from_bytes(hashlib.sha256(study_name.encode()).digest()[:8], "big", signed=True)
-    engine = _lock_engine(storage_url)
-    conn = engine.connect()
-    try:
-        conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
-        yield (conn, key)
-    finally:
-        with contextlib.suppress(Exception):
-            conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock_all()"))
-        conn.close()
-
-
-_ENGINES: dict[str, sqlalchemy.Engine] = {}
-
-
-def _lock_engine(url: str) -> sqlalchemy.Engine:
-    if url not in _ENGINES:
-        _ENGINES[url] = sqlalchemy.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 5})
-    return _ENGINES[url]
-
-
-def _release(lock: Any) -> None:
-    if lock is not None:
-        conn, key = lock
-        with contextlib.suppress(Exception):
-            conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-
-
 class _Surplus(Exception):
-    """A trial that holds no ticket (it would exceed the requested count): failed at once, never counted."""
+    """A trial that holds no ticket, or whose ticket another trial owns: failed at once, never counted."""
+
+
+MAX_RESAMPLES = 2
+_QUIET = (_Surplus, DuplicateConfiguration, KeyboardInterrupt)
+
+
+class _QuietExpectedFailures(logging.Filter):
+    """Drop Optuna's traceback-carrying "Trial N failed" warnings for the failures hpo causes on purpose
+    (surplus tickets, resampled duplicates, an interrupt that re-queues its trial): each is recorded on the
+    trial and, for an interrupt, said in one line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.drop_next = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, _QUIET):
+            self.drop_next = True  # and its companion line, "Trial N failed with value None."
+            return False
+        if self.drop_next and "failed with value" in record.getMessage():
+            self.drop_next = False
+            return False
+        return True
+
+
+def _ticket_free(study: optuna.Study) -> Callable[[int], bool]:
+    def failed(number: int) -> bool:
+        trials = study.get_trials(deepcopy=False)
+        return number < len(trials) and trials[number].state == optuna.trial.TrialState.FAIL
+
+    return failed
+
+
+def _requeue_duplicate(url: str, study: optuna.Study, number: int) -> None:
+    """Queue the ticket of trial ``number`` again if it failed as a duplicate proposal (and no live trial holds
+    the ticket): the next proposal is drawn afresh, with a count of resamples on the trial."""
+    trial = study.get_trials(deepcopy=False)[number]
+    if trial.state != optuna.trial.TrialState.FAIL or "duplicate_of" not in trial.user_attrs:
+        return
+    ticket = trial.user_attrs.get("ticket")
+    with claim_lock(url, study.study_name):
+        live = {t.user_attrs.get("ticket") for t in study.get_trials(deepcopy=False) if t.state in LIVE}
+        if ticket is not None and ticket not in live:
+            attrs = {"ticket": ticket, "resamples": int(trial.user_attrs.get("resamples", 0)) + 1}
+            study.enqueue_trial({}, user_attrs=attrs, skip_if_exists=False)
+
+
+class _Drain:
+    """One worker's loop over the WAITING trials of several studies (see :func:`drain`)."""
+
+    def __init__(self, url: str, progress: Any) -> None:
+        self.url, self.progress = url, progress
+        self.stats = WorkerStats()
+
+    def objective(
+        self, study: optuna.Study, objective: Any, key: str, lock: Any, current: dict[str, int]
+    ) -> Any:
+        def func(trial: optuna.Trial) -> Any:
+            current["number"] = trial.number
+            lock.release()  # the WAITING trial is ours now: let other workers claim theirs
+            ticket = trial.user_attrs.get("ticket")
+            if ticket is None:
+                trial.set_user_attr("surplus", True)
+                raise _Surplus("no ticket left: this trial would exceed the requested number")
+            owner = claim_ticket(self.url, study.study_name, int(ticket), trial.number, _ticket_free(study))
+            if owner is not None:
+                trial.set_user_attr("surplus", True)
+                trial.set_user_attr("ticket_owner", owner)
+                raise _Surplus(f"ticket {ticket} is owned by trial {owner}")
+            if self.progress is not None:
+                self.progress.trial_started(key, trial)
+            return objective(trial)
+
+        return func
+
+    def step(self, key: str, study: optuna.Study, objective: Any) -> bool | None:
+        """Run one WAITING trial of ``study``; ``True`` if one ran, ``False`` if none is waiting but some are
+        running elsewhere, ``None`` when the study is finished."""
+        current: dict[str, int] = {}
+        with claim_lock(self.url, study.study_name) as lock:
+            optuna.storages.fail_stale_trials(study)
+            states = [t.state for t in study.get_trials(deepcopy=False)]
+            if optuna.trial.TrialState.WAITING not in states:
+                return False if optuna.trial.TrialState.RUNNING in states else None
+            running_before = {
+                t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+            }
+            try:
+                study.optimize(
+                    self.objective(study, objective, key, lock, current),
+                    n_trials=1,
+                    catch=(_Surplus, DuplicateConfiguration),
+                )
+            except KeyboardInterrupt:
+                number = current.get("number", _claimed_since(study, running_before))
+                _requeue_interrupted(study, number)
+                where = (
+                    f"trial {number} of {study.study_name}" if number is not None else "nothing was running"
+                )
+                raise Interrupted(f"interrupted: {where} re-queued; run again to resume") from None
+        if "number" in current:
+            _requeue_duplicate(self.url, study, current["number"])
+        self.stats.trials_run += 1
+        self.stats.by_arch[key] = self.stats.by_arch.get(key, 0) + 1
+        if self.progress is not None:
+            self.progress.trial_finished(key, study)
+        return True
 
 
 def drain(
@@ -193,65 +278,31 @@ def drain(
     While other workers' trials are still RUNNING, keep polling, so that a trial whose worker died is retried
     (its heartbeat goes stale; failing stale trials is what re-queues it). Used for tuning and retraining alike.
     """
-    stats = WorkerStats()
+    worker = _Drain(url, progress)
     done: set[str] = set()
-    while len(done) < len(queues):
-        if deadline is not None and time.time() > deadline:
-            break
-        ran_any = False
-        for key, (study, objective) in queues.items():
-            if key in done:
-                continue
-            with _claim_lock(url, study.study_name) as lock:
-                optuna.storages.fail_stale_trials(study)
-                states = [t.state for t in study.get_trials(deepcopy=False)]
-                if optuna.trial.TrialState.WAITING not in states:
-                    if optuna.trial.TrialState.RUNNING not in states:
-                        done.add(key)
+    quiet = _QuietExpectedFailures()
+    optuna_log = logging.getLogger("optuna")
+    optuna_log.addFilter(quiet)
+    try:
+        while len(done) < len(queues) and (deadline is None or time.time() <= deadline):
+            ran_any = False
+            for key, (study, objective) in queues.items():
+                if key in done:
                     continue
-
-                def func(
-                    trial: optuna.Trial, objective: Any = objective, lock: Any = lock, key: str = key
-                ) -> Any:
-                    _release(lock)  # the WAITING trial is ours now: let other workers claim theirs
-                    if "ticket" not in trial.user_attrs:
-                        trial.set_user_attr("surplus", True)
-                        raise _Surplus("no ticket left: this trial would exceed the requested number")
-                    if progress is not None:
-                        progress.trial_started(key, trial)
-                    return objective(trial)
-
-                current: dict[str, int] = {}
-
-                def tracked(trial: optuna.Trial, func: Any = func, current: dict[str, int] = current) -> Any:
-                    current["number"] = trial.number
-                    return func(trial)
-
-                running_before = {
-                    t.number
-                    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-                }
-                try:
-                    study.optimize(tracked, n_trials=1, catch=(_Surplus,))
-                except KeyboardInterrupt:
-                    number = current.get("number")
-                    if number is None:  # interrupted inside Optuna, after the claim, before the objective ran
-                        number = _claimed_since(study, running_before)
-                    _requeue_interrupted(study, number)
-                    raise
-            ran_any = True
-            stats.trials_run += 1
-            stats.by_arch[key] = stats.by_arch.get(key, 0) + 1
-            if progress is not None:
-                progress.trial_finished(key, study)
-        if not ran_any and len(done) < len(queues):
-            time.sleep(min(heartbeat, 5))
-    return stats
+                ran = worker.step(key, study, objective)
+                if ran is None:
+                    done.add(key)
+                ran_any = ran_any or bool(ran)
+            if not ran_any and len(done) < len(queues):
+                time.sleep(min(heartbeat, 5))
+    finally:
+        optuna_log.removeFilter(quiet)
+    return worker.stats
 
 
 def _claimed_since(study: optuna.Study, running_before: set[int]) -> int | None:
     """The trial this worker claimed: a trial RUNNING now that was not before. Another worker cannot have claimed
-    one in between, since claims happen under the advisory lock this worker still held (one worker on SQLite)."""
+    one in between, since claims happen under the lock this worker still held."""
     with contextlib.suppress(Exception):
         new = [
             t.number
@@ -268,13 +319,11 @@ def _requeue_interrupted(study: optuna.Study, number: int | None) -> None:
     a trial RUNNING and never drops a ticket."""
     if number is None:
         return
-    with contextlib.suppress(
-        Exception
-    ):  # best effort while shutting down; the ticket is re-queued by `hpo run`
-        trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+    with contextlib.suppress(Exception):  # best effort while shutting down; `hpo run` re-queues it otherwise
+        trial = study.get_trials(deepcopy=False)[number]
         if trial.state == optuna.trial.TrialState.RUNNING:
-            study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
-            trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+            study.tell(number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+            trial = study.get_trials(deepcopy=False)[number]
         if trial.state == optuna.trial.TrialState.FAIL and "ticket" in trial.user_attrs:
             optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None)(study, trial)
 
@@ -288,20 +337,47 @@ def run_worker(
     deadline: float | None = None,
     progress: Any = None,
 ) -> WorkerStats:
-    """Run the queued tuning trials of every architecture of ``spec``."""
+    """Run the queued tuning trials of every architecture of ``spec``.
+
+    The worker registers in the database first; the id it gets seeds its sampler, and every trial it runs records
+    that id and the seed. ``worker_index`` only labels the worker's live line."""
     url = normalise_url(storage_url)
-    storage = open_storage(url)
+    storage = open_storage(url, create=False)
     dev = resolve_device(device)
     ds = load_study_dataset(spec).to(dev)  # once per worker: trials then train on device-resident data
-    studies = create_studies(spec, storage, ds, seed_offset=1000 * worker_index)
+    worker_id = register_worker(url, spec.name)
+    studies = create_studies(spec, storage, ds, worker_id=worker_id)
     on_epoch = getattr(progress, "on_epoch", None)
     queues = {
-        a: (study, Objective(spec, a, ds, str(dev), on_epoch=on_epoch, worker=worker_index))
+        a: (
+            study,
+            Objective(spec, a, ds, str(dev), on_epoch=on_epoch, worker=worker_index, worker_id=worker_id),
+        )
         for a, study in studies.items()
     }
+    log.info("worker %d (database id %d) joined %s on %s", worker_index, worker_id, spec.name, dev)
     return drain(
         url, queues, deadline=deadline, progress=progress, heartbeat=storage.get_heartbeat_interval() or 10
     )
+
+
+def check_inputs(spec: StudySpec, n_trials: int | None) -> tuple[TabularDataset, dict[str, Any]]:
+    """Everything that can be wrong with a study's inputs, checked before any storage is opened: the dataset,
+    the search spaces (including the budget, on sampled configurations), the objective, the ticket counts."""
+    from hpo.search.validate import check_space
+
+    ds = load_study_dataset(spec)
+    spaces = spec.spaces()
+    spec.optimizer_space_loaded()
+    objective_directions(spec, ds)
+    problems: list[str] = []
+    for arch, space in spaces.items():
+        problems += check_space(
+            space, arch, len(ds.tasks), budget=spec.budget, samples=50, seed=spec.seed
+        ).problems
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return ds, {a.name: tickets_of(spec, a.name, n_trials) for a in spec.architectures}
 
 
 def run_study(
@@ -313,41 +389,55 @@ def run_study(
     devices: Sequence[str] = ("auto",),
     quiet: bool = False,
 ) -> dict[str, optuna.Study]:
-    """Create the studies, queue the tickets, and run ``workers`` workers spread over ``devices``."""
+    """Create the studies, queue the tickets, and run ``workers`` workers spread over ``devices``.
+
+    Queuing is idempotent: tickets are queued under the study's lock, only where no live trial holds them, so any
+    number of ``hpo run`` processes, together or one after another, leave each ticket queued once."""
     url = normalise_url(storage_url)
-    if workers > 1 and is_sqlite(url):
-        raise StorageError(
-            f"{workers} workers on SQLite ({mask_url(url)}) are refused: Optuna's RDB storage on SQLite has run one "
-            "queued trial twice under concurrent workers. Use PostgreSQL, e.g. "
-            "--storage postgresql://USER@HOST:5432/DB (or set HPO_STORAGE), or --workers 1"
-        )
-    # everything that can be wrong with the inputs is checked before the storage is opened: a bad input never
-    # creates or touches a database
-    ds = load_study_dataset(spec)
-    spec.spaces()
-    spec.optimizer_space_loaded()
-    objective_directions(spec, ds)
-    tickets = {a.name: tickets_of(spec, a.name, n_trials) for a in spec.architectures}
+    ds, tickets = check_inputs(spec, n_trials)  # a bad input never creates or touches a database
     storage = open_storage(url)
     studies = create_studies(spec, storage, ds)
     for arch, study in studies.items():
         count, points = tickets[arch]
         if count is not None:
-            ensure_tickets(study, count, points)
+            with claim_lock(url, study.study_name):
+                ensure_tickets(study, count, points)
     n = max((c for c, _ in tickets.values() if c is not None), default=None)
     if workers == 0:  # queue only: workers elsewhere (`hpo worker`) take the tickets
         return studies
     deadline = time.time() + 60 * spec.timeout_minutes if spec.timeout_minutes else None
     from hpo.search.progress import StudyProgress
 
+    exits: list[WorkerExit] = []
     with StudyProgress(spec, studies, n, quiet=quiet) as progress:
         if workers <= 1:
             _with_signals(
                 lambda: run_worker(spec, url, device=devices[0], deadline=deadline, progress=progress)
             )
         else:
-            _run_processes(spec, url, workers, devices, deadline, progress)
+            exits = _run_processes(spec, url, workers, devices, deadline, progress)
+    _check_workers_done(studies, tickets, exits)
     return studies
+
+
+def _check_workers_done(
+    studies: Mapping[str, optuna.Study], tickets: Mapping[str, Any], exits: Sequence[WorkerExit]
+) -> None:
+    """A worker that died is only an error if work is left: its trial was retried by another worker otherwise."""
+    if not exits:
+        return
+    left = {
+        arch: count - sum(1 for t in study.get_trials(deepcopy=False) if t.state in DONE)
+        for arch, study in studies.items()
+        if (count := tickets[arch][0]) is not None
+    }
+    if any(v > 0 for v in left.values()):
+        raise WorkerError(
+            f"{exits[0].describe()}; {sum(v for v in left.values() if v > 0)} trials are not done "
+            "(its trial is re-queued): run the same command again to resume"
+        )
+    for e in exits:
+        log.warning("%s; its trial was retried by another worker and every ticket is done", e.describe())
 
 
 def _with_signals(fn: Any) -> Any:
@@ -376,14 +466,9 @@ def _with_signals(fn: Any) -> Any:
 
 def _run_processes(
     spec: StudySpec, url: str, workers: int, devices: Sequence[str], deadline: float | None, progress: Any
-) -> None:
-    env = {**os.environ, "HPO_STORAGE": url, "PYTHONUNBUFFERED": "1"}
-    procs = []
-    for i in range(workers):
-        cmd = [
-            sys.executable,
-            "-m",
-            "hpo.cli",
+) -> list[WorkerExit]:
+    def args(i: int) -> list[str]:
+        out = [
             "worker",
             spec.source,
             "--device",
@@ -392,26 +477,6 @@ def _run_processes(
             str(i),
             "--quiet",
         ]
-        if deadline is not None:
-            cmd += ["--deadline", str(deadline)]
-        procs.append(
-            subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        )
-    try:
-        while any(p.poll() is None for p in procs):
-            progress.refresh_from_storage()
-            time.sleep(1.0)
-    except KeyboardInterrupt:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.wait(timeout=30)
-        raise
-    progress.refresh_from_storage()
-    failed = [(i, p) for i, p in enumerate(procs) if p.returncode not in (0, None)]
-    if failed:
-        i, p = failed[0]
-        err = (p.stderr.read() if p.stderr else "").strip().splitlines()
-        raise StorageError(f"worker {i} exited with code {p.returncode}: {err[-1] if err else 'no message'}")
+        return out + (["--deadline", str(deadline)] if deadline is not None else [])
+
+    return watch_workers(spawn_workers(args, url, workers), tick=progress.refresh_from_storage)

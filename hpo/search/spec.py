@@ -33,14 +33,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hpo.errors import ConfigError
+from hpo.limits import MAX_SEEDS, MAX_TRIALS
 from hpo.models import list_models
 from hpo.search.space import SearchSpace, load_space
 
 __all__ = ["StudySpec", "load_study"]
-
-SAMPLERS = ("gp", "tpe", "random", "cmaes", "qmc", "grid")
-SWEEPABLE = ("p", "c", "m", "noise", "d", "n_train", "seed")
-PRUNERS = ("none", "median", "hyperband", "successive_halving")
 
 
 class _Strict(BaseModel):
@@ -142,7 +139,7 @@ class RetrainSpec(_Strict):
     """``fresh_data``: every seed also draws its own dataset (synthetic data only), as the MMoE paper's synthetic
     experiments do ("fresh data and initialisation" per run); otherwise every seed trains on the same data."""
 
-    seeds: int = Field(12, ge=1)
+    seeds: int = Field(12, ge=1, le=MAX_SEEDS)
     replicas_per_run: int | None = Field(None, ge=1)
     fresh_data: bool = False
 
@@ -164,7 +161,7 @@ class StudySpec(_Strict):
     objective: ObjectiveSpec = Field(default_factory=lambda: ObjectiveSpec())
     sampler: SamplerSpec = Field(default_factory=lambda: SamplerSpec())
     pruner: PrunerSpec = Field(default_factory=lambda: PrunerSpec())
-    trials: int | None = Field(20, ge=1)
+    trials: int | None = Field(20, ge=1, le=MAX_TRIALS)
     timeout_minutes: float | None = Field(None, gt=0)
     seed: int = Field(0, ge=0)
     budget: int = Field(2048, ge=1)

@@ -7,13 +7,13 @@ from typing import Any
 
 import optuna
 
-from hpo.search.storage import open_storage
+from hpo.storage.engine import open_storage
 
 __all__ = ["storage_status"]
 
 
 def storage_status(storage_url: str | None = None) -> list[dict[str, Any]]:
-    storage = open_storage(storage_url, heartbeat=False)
+    storage = open_storage(storage_url, heartbeat=False, create=False)
     out = []
     for frozen in storage.get_all_studies():
         study = optuna.load_study(study_name=frozen.study_name, storage=storage)

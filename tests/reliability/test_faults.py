@@ -23,11 +23,11 @@ import pytest
 import torch
 
 from hpo.cli import main
-from hpo.search.results import read_seed_metrics, read_seed_results
 from hpo.search.retrain import prepare_retrain, retrain_study_name
 from hpo.search.runner import create_studies, ensure_tickets, load_study_dataset
 from hpo.search.spec import load_study
-from hpo.search.storage import open_storage
+from hpo.storage.engine import open_storage
+from hpo.storage.results import read_seed_metrics, read_seed_results
 from tests.conftest import SUMMARY_LINES, require
 from tests.search.conftest import make_study
 
@@ -139,7 +139,7 @@ class Chaos:
 def test_faults_lose_nothing_and_double_nothing(tmp_path: Path, postgres_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     if shutil.which("pg_ctlcluster") is None:
         require("HPO_REQUIRE_POSTGRES", "pg_ctlcluster is not installed")
-    monkeypatch.setattr("hpo.search.storage.HEARTBEAT_SECONDS", 1)
+    monkeypatch.setattr("hpo.storage.engine.HEARTBEAT_SECONDS", 1)
     rng = random.Random(0)
     path = make_study(
         tmp_path,

@@ -14,9 +14,9 @@ import pytest
 import sqlalchemy as sa
 
 from hpo.cli import main
-from hpo.search.results import read_seed_metrics, read_seed_results
 from hpo.search.spec import load_study
-from hpo.search.storage import open_storage
+from hpo.storage.engine import open_storage
+from hpo.storage.results import read_seed_metrics, read_seed_results
 from tests.browser import dump_dom, screenshot
 from tests.search.conftest import make_study
 
@@ -158,7 +158,7 @@ def test_killed_retrain_worker_then_rerun_gives_every_seed_exactly_once(
     proc.wait(timeout=30)
     before = read_seed_results(url, spec.name)
     assert 0 < len(before) < 6  # killed midway
-    monkeypatch.setattr("hpo.search.storage.HEARTBEAT_SECONDS", 1)
+    monkeypatch.setattr("hpo.storage.engine.HEARTBEAT_SECONDS", 1)
     time.sleep(3.5)  # the dead worker's heartbeat goes stale
     assert main(["retrain", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
     after = read_seed_results(url, spec.name)

@@ -16,7 +16,7 @@ from hpo.cli import main
 from hpo.errors import StorageError
 from hpo.search.runner import create_studies, drain, ensure_tickets, load_study_dataset, run_study
 from hpo.search.spec import load_study
-from hpo.search.storage import mask_url, open_storage
+from hpo.storage.engine import mask_url, open_storage
 from tests.search.conftest import make_study
 
 S = optuna.trial.TrialState
@@ -80,10 +80,12 @@ def test_gp_sampler_never_falls_back_to_independent_sampling(tmp_path: Path) -> 
     assert not [w for w in record if "independent" in str(w.message).lower()]
 
 
-def test_several_workers_on_sqlite_are_refused(tmp_path: Path) -> None:
-    path = make_study(tmp_path)
-    with pytest.raises(StorageError, match="workers on SQLite .* are refused.*Use PostgreSQL"):
-        run_study(load_study(path), f"sqlite:///{tmp_path / 'x.db'}", workers=2)
+def test_several_workers_on_sqlite_cooperate(tmp_path: Path) -> None:
+    """`--workers 2` on SQLite: the file lock and the ticket claims make the processes share the work exactly."""
+    path = make_study(tmp_path, trials=3, architectures=["shared_bottom"])
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    run_study(load_study(path), url, workers=2, devices=["cpu"], quiet=True)
+    check_study(url, path, 3)
 
 
 def test_status_json_lists_studies_with_trial_counts(
@@ -112,6 +114,10 @@ def test_unreachable_storage_is_a_clear_error_within_seconds(capsys: pytest.Capt
 
 def test_mask_url_hides_passwords() -> None:
     assert mask_url("postgresql+psycopg://u:pw@h/db") == "postgresql+psycopg://u:***@h/db"
+    # a raw "@" (or ":" or "/") in the password is part of it: the user part ends at the last "@"
+    assert mask_url("postgresql://postgres:p@w@host:5432/db") == "postgresql://postgres:***@host:5432/db"
+    assert mask_url("postgresql://u:a:b/c@host/db") == "postgresql://u:***@host/db"
+    assert mask_url("sqlite:///hpo.db") == "sqlite:///hpo.db"
 
 
 def _worker(
@@ -227,7 +233,7 @@ def test_postgres_killed_worker_trial_is_failed_and_retried(
 ) -> None:
     path = make_study(tmp_path, architectures=["mmoe"], training=SLOW_TRAINING)
     spec = load_study(path)
-    monkeypatch.setattr("hpo.search.storage.HEARTBEAT_SECONDS", 1)
+    monkeypatch.setattr("hpo.storage.engine.HEARTBEAT_SECONDS", 1)
     storage = open_storage(postgres_url)
     (study,) = create_studies(spec, storage, load_study_dataset(spec)).values()
     ensure_tickets(study, 3)

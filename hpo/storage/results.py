@@ -1,6 +1,6 @@
 """Seed results of retraining, in the same database as the trials, queryable with SQL.
 
-Two tables, created on first use:
+Two tables (:mod:`hpo.storage.tables`), created on the first write; a read never creates them:
 
 * ``hpo_seed_results``: one row per (spec, architecture, seed) — the run's seeds, status, epochs, cost.
 * ``hpo_seed_metrics``: one row per (spec, architecture, seed, split, task, metric) with its value.
@@ -16,72 +16,28 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import sqlalchemy as sa
 
-from hpo.training import TrainResult
+from hpo.storage.engine import engine_for
+from hpo.storage.tables import SEED_METRICS, SEED_RESULTS, ensure_tables, has_table, insert_ignore
+
+if TYPE_CHECKING:
+    from hpo.training import TrainResult
 
 __all__ = ["SeedRow", "read_seed_metrics", "read_seed_results", "write_seed_results"]
 
-META = sa.MetaData()
-SEED_RESULTS = sa.Table(
-    "hpo_seed_results",
-    META,
-    sa.Column("spec", sa.String(256), primary_key=True),
-    sa.Column("architecture", sa.String(64), primary_key=True),
-    sa.Column("seed", sa.Integer, primary_key=True),
-    sa.Column("init_seed", sa.BigInteger, nullable=False),
-    sa.Column("data_seed", sa.BigInteger, nullable=False),
-    sa.Column("tuning_trial", sa.Integer, nullable=False),
-    sa.Column("status", sa.String(32), nullable=False),
-    sa.Column("reason", sa.Text, nullable=False, default=""),
-    sa.Column("epochs_run", sa.Integer, nullable=False),
-    sa.Column("best_epoch", sa.Integer, nullable=False),
-    sa.Column("wall_time", sa.Float, nullable=False),
-    sa.Column("replicas_in_run", sa.Integer, nullable=False),
-    sa.Column("device", sa.String(64), nullable=False),
-    sa.Column("parameter_count", sa.BigInteger, nullable=False),
-    sa.Column("created_at", sa.DateTime, nullable=False),
-)
-SEED_METRICS = sa.Table(
-    "hpo_seed_metrics",
-    META,
-    sa.Column("spec", sa.String(256), primary_key=True),
-    sa.Column("architecture", sa.String(64), primary_key=True),
-    sa.Column("seed", sa.Integer, primary_key=True),
-    sa.Column("split", sa.String(16), primary_key=True),
-    sa.Column("task", sa.String(128), primary_key=True),
-    sa.Column("metric", sa.String(32), primary_key=True),
-    sa.Column("value", sa.Float, nullable=True),
-)
-
-SeedRow = tuple[int, TrainResult]
-
-
-def _engine(url: str) -> sa.Engine:
-    return sa.create_engine(url, pool_pre_ping=True)
-
-
-def _insert_ignore(engine: sa.Engine, table: sa.Table) -> Any:
-    if engine.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(table).on_conflict_do_nothing()
-    if engine.dialect.name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        return sqlite_insert(table).on_conflict_do_nothing()
-    return table.insert().prefix_with("IGNORE")
+SeedRow = tuple[int, "TrainResult"]
 
 
 def write_seed_results(
     url: str, spec: str, architecture: str, tuning_trial: int, rows: Sequence[SeedRow], replicas: int
 ) -> int:
     """Insert the seeds' results atomically; seeds already stored are left as they are. Return rows inserted."""
-    engine = _engine(url)
-    META.create_all(engine, checkfirst=True)
+    engine = engine_for(url)
+    ensure_tables(engine)
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     results, metrics = [], []
     for seed, r in rows:
@@ -119,20 +75,18 @@ def write_seed_results(
                         }
                     )
     with engine.begin() as conn:
-        inserted = conn.execute(_insert_ignore(engine, SEED_RESULTS), results).rowcount
+        inserted = conn.execute(insert_ignore(engine, SEED_RESULTS), results).rowcount
         if metrics:
-            conn.execute(_insert_ignore(engine, SEED_METRICS), metrics)
-    engine.dispose()
+            conn.execute(insert_ignore(engine, SEED_METRICS), metrics)
     return int(inserted or 0)
 
 
 def _read(url: str, table: sa.Table, spec: str) -> pd.DataFrame:
-    engine = _engine(url)
-    META.create_all(engine, checkfirst=True)
+    engine = engine_for(url)
+    if not has_table(engine, table):  # nothing retrained yet: an empty table, and nothing created on a read
+        return pd.DataFrame(columns=[c.name for c in table.columns])
     with engine.connect() as conn:
-        df = pd.read_sql(sa.select(table).where(table.c.spec == spec), conn)
-    engine.dispose()
-    return df
+        return pd.read_sql(sa.select(table).where(table.c.spec == spec), conn)
 
 
 def read_seed_results(url: str, spec: str) -> pd.DataFrame:

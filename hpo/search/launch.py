@@ -1,0 +1,91 @@
+"""Worker processes for tuning and retraining: started one way, watched one way, ended one way.
+
+Children run ``hpo`` sub-commands in this interpreter. They get the storage URL from their environment
+(``HPO_STORAGE``), never from their command line, so a password is not visible in ``ps`` or ``/proc/PID/cmdline``.
+A child that fails is reported with its last line of stderr; one killed by a signal is named by the signal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import IO
+
+__all__ = ["Worker", "WorkerExit", "spawn_workers", "watch_workers"]
+
+
+@dataclass(frozen=True)
+class WorkerExit:
+    """A worker that did not end cleanly: its index, exit code and what it said last."""
+
+    index: int
+    returncode: int
+    message: str
+
+    def describe(self) -> str:
+        if self.returncode < 0:
+            try:
+                name = signal.Signals(-self.returncode).name
+            except ValueError:
+                name = f"signal {-self.returncode}"
+            return f"worker {self.index} was killed by {name}"
+        return f"worker {self.index} exited with code {self.returncode}: {self.message or 'no message'}"
+
+
+@dataclass
+class Worker:
+    """A child process and the file its stderr goes to (a file, not a pipe: a chatty child never blocks)."""
+
+    proc: subprocess.Popen[str]
+    stderr: IO[str]
+
+    def last_line(self) -> str:
+        self.stderr.seek(0)
+        lines = self.stderr.read().strip().splitlines()
+        return lines[-1] if lines else ""
+
+
+def spawn_workers(args_of: Callable[[int], Sequence[str]], url: str, n: int) -> list[Worker]:
+    """Start ``n`` children ``hpo <args_of(i)>``, each with the storage in its environment only."""
+    env = {**os.environ, "HPO_STORAGE": url, "PYTHONUNBUFFERED": "1"}
+    out = []
+    for i in range(n):
+        err = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed by watch_workers once the child ends
+        cmd = [sys.executable, "-m", "hpo.cli", *args_of(i)]
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        out.append(Worker(proc, err))
+    return out
+
+
+def watch_workers(workers: Sequence[Worker], tick: Callable[[], None] | None = None) -> list[WorkerExit]:
+    """Wait for every child, calling ``tick`` about once a second; on Ctrl-C or SIGTERM stop them all (each
+    re-queues its own trial) and re-raise. Return the children that did not end cleanly."""
+    procs = [w.proc for w in workers]
+    try:
+        while any(p.poll() is None for p in procs):
+            if tick is not None:
+                tick()
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(timeout=30)
+        raise
+    if tick is not None:
+        tick()
+    out = []
+    for i, w in enumerate(workers):
+        if w.proc.returncode not in (0, None):
+            out.append(WorkerExit(i, int(w.proc.returncode), w.last_line()))
+        w.stderr.close()
+    return out

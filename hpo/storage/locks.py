@@ -1,0 +1,81 @@
+"""Locks that serialise claiming work across processes, enforced by the database or the operating system.
+
+* PostgreSQL: a session-level advisory lock per study (``pg_advisory_lock``), held while a worker queues tickets
+  or takes a WAITING trial, so two workers can never take the same one.
+* SQLite: an exclusive ``flock`` on ``<database>.lock`` beside the file. SQLite is a local database, so every
+  process that uses it is on this machine and sees the same lock; Optuna's read-then-update of a WAITING trial is
+  not atomic on SQLite, and this lock is what makes overlapping processes cooperate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import sqlalchemy
+from sqlalchemy.engine import make_url
+
+__all__ = ["Lock", "claim_lock", "file_lock", "lock_path"]
+
+
+def lock_path(database: Path) -> Path:
+    return database.with_name(database.name + ".lock")
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (created if absent), released on exit or when the process dies."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+class Lock:
+    """A held claim lock; :meth:`release` lets it go early (once the claimed trial is ours)."""
+
+    def __init__(self, release: contextlib.ExitStack) -> None:
+        self._stack = release
+
+    def release(self) -> None:
+        self._stack.close()
+
+
+def _advisory_key(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+@contextlib.contextmanager
+def _advisory(engine: sqlalchemy.Engine, name: str) -> Iterator[None]:
+    conn = engine.connect()
+    try:
+        conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": _advisory_key(name)})
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock_all()"))
+            conn.commit()
+        conn.close()
+
+
+@contextlib.contextmanager
+def claim_lock(url: str, name: str) -> Iterator[Lock]:
+    """Hold the lock for study ``name`` of storage ``url`` while checking for and claiming work."""
+    from hpo.storage.engine import engine_for, sqlite_path
+
+    stack = contextlib.ExitStack()
+    with stack:
+        if make_url(url).get_backend_name() == "sqlite":
+            path = sqlite_path(url)
+            if path is not None:
+                stack.enter_context(file_lock(lock_path(path)))
+        else:
+            stack.enter_context(_advisory(engine_for(url), name))
+        yield Lock(stack)
