@@ -3,14 +3,39 @@ one line on stderr and exit code 2, never a traceback."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
-from typing import Annotated
+from collections.abc import Iterator
+from typing import Annotated, Any
 
 import typer
 
 from hpo.errors import HpoError, Interrupted, mask_secrets
 from hpo.limits import MAX_SEEDS, MAX_TRIALS, MAX_WORKERS
+
+
+def _count(lo: int, hi: int) -> Any:
+    """A command-line count checked against its allowed range, which the one-line error names."""
+
+    def check(value: int | None) -> int | None:
+        if value is not None and not lo <= value <= hi:
+            raise typer.BadParameter(f"{value} is out of range; allowed: {lo} to {hi}")
+        return value
+
+    return check
+
+
+@contextlib.contextmanager
+def _resumable() -> Iterator[None]:
+    """Ctrl-C or SIGTERM: one line saying what was re-queued and how to resume, exit code 130 (Typer turns a bare
+    KeyboardInterrupt into a silent 130 before :func:`main` could see it)."""
+    try:
+        yield
+    except Interrupted as exc:
+        typer.echo(mask_secrets(one_line(str(exc))), err=True)
+        raise typer.Exit(130) from None
+
 
 app = typer.Typer(
     add_completion=False,
@@ -149,10 +174,10 @@ def run_cmd(
     study: Annotated[str, typer.Argument(help="study YAML")],
     storage: StorageOpt = None,
     n_trials: Annotated[
-        int | None, typer.Option("--n-trials", min=1, max=MAX_TRIALS, help="trials per architecture")
+        int | None, typer.Option("--n-trials", callback=_count(1, MAX_TRIALS), help="trials per architecture")
     ] = None,
     workers: Annotated[
-        int, typer.Option(min=0, max=MAX_WORKERS, help="worker processes (0: only queue the trials)")
+        int, typer.Option(callback=_count(0, MAX_WORKERS), help="worker processes (0: only queue the trials)")
     ] = 1,
     devices: Annotated[
         str, typer.Option(help="cpu, auto, or cuda:0,cuda:1,... (workers spread over them)")
@@ -167,8 +192,9 @@ def run_cmd(
 
     specs = load_study(study).expand()
     url = normalise_url(storage)
-    for spec in specs:
-        run_study(spec, url, n_trials=n_trials, workers=workers, devices=devices.split(","), quiet=quiet)
+    with _resumable():
+        for spec in specs:
+            run_study(spec, url, n_trials=n_trials, workers=workers, devices=devices.split(","), quiet=quiet)
     names = {spec.name for spec in specs}
     for entry in storage_status(url):
         if entry["spec"] in names and "best" in entry:
@@ -186,7 +212,11 @@ def worker_cmd(
     storage: StorageOpt = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N")] = "auto",
     worker_index: Annotated[
-        int, typer.Option(min=0, help="labels this worker's live line (sampler seeds come from the database)")
+        int,
+        typer.Option(
+            callback=_count(0, MAX_WORKERS - 1),
+            help="labels this worker's live line (sampler seeds come from the database)",
+        ),
     ] = 0,
     deadline: Annotated[float | None, typer.Option(help="stop after this UNIX time")] = None,
     quiet: Annotated[bool, typer.Option("--quiet")] = False,
@@ -196,11 +226,12 @@ def worker_cmd(
     from hpo.search.spec import load_study
 
     for spec in load_study(study).expand():
-        stats = _with_signals(
-            lambda spec=spec: run_worker(
-                spec, storage, device=device, worker_index=worker_index, deadline=deadline
+        with _resumable():
+            stats = _with_signals(
+                lambda spec=spec: run_worker(
+                    spec, storage, device=device, worker_index=worker_index, deadline=deadline
+                )
             )
-        )
         if not quiet:
             typer.echo(f"worker {worker_index}: {spec.name}: ran {stats.trials_run} trials {stats.by_arch}")
 
@@ -228,7 +259,7 @@ def status_cmd(
 @app.command("dashboard")
 def dashboard_cmd(
     storage: StorageOpt = None,
-    port: Annotated[int, typer.Option(min=1, max=65535, help="port")] = 8080,
+    port: Annotated[int, typer.Option(callback=_count(1, 65535), help="port")] = 8080,
     host: Annotated[str, typer.Option(help="address to bind; 127.0.0.1 keeps it local")] = "127.0.0.1",
 ) -> None:
     """Start the real optuna-dashboard on the same storage (bound to 127.0.0.1 unless told otherwise)."""
@@ -246,15 +277,20 @@ def retrain_cmd(
     study: Annotated[str, typer.Argument(help="study YAML")],
     seeds: Annotated[
         int | None,
-        typer.Option(min=1, max=MAX_SEEDS, help="seeds per architecture (default: the spec's retrain.seeds)"),
+        typer.Option(
+            callback=_count(1, MAX_SEEDS), help="seeds per architecture (default: the spec's retrain.seeds)"
+        ),
     ] = None,
     storage: StorageOpt = None,
-    workers: Annotated[int, typer.Option(min=1, max=MAX_WORKERS, help="worker processes")] = 1,
+    workers: Annotated[int, typer.Option(callback=_count(1, MAX_WORKERS), help="worker processes")] = 1,
     devices: Annotated[str, typer.Option(help="cpu, auto, or cuda:0,cuda:1,...")] = "auto",
     join: Annotated[
         bool, typer.Option("--join", help="only take queued chunks (another process queued them)")
     ] = False,
-    worker_index: Annotated[int, typer.Option(min=0, help="picks this worker's device from --devices")] = 0,
+    worker_index: Annotated[
+        int,
+        typer.Option(callback=_count(0, MAX_WORKERS - 1), help="picks this worker's device from --devices"),
+    ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet")] = False,
 ) -> None:
     """Retrain each architecture's best configuration from scratch over many seeds; rerun to resume."""
@@ -262,16 +298,17 @@ def retrain_cmd(
     from hpo.search.spec import load_study
 
     specs = load_study(study).expand()
-    for spec in specs:
-        run_retrain(
-            spec,
-            storage,
-            seeds=seeds,
-            workers=workers,
-            devices=devices.split(","),
-            worker_index=worker_index,
-            join_only=join,
-        )
+    with _resumable():
+        for spec in specs:
+            run_retrain(
+                spec,
+                storage,
+                seeds=seeds,
+                workers=workers,
+                devices=devices.split(","),
+                worker_index=worker_index,
+                join_only=join,
+            )
     if not quiet:
         typer.echo(
             f"retraining of {len(specs[0].architectures)} architectures x {len(specs)} studies done; "
@@ -316,9 +353,9 @@ def export_cmd(
     if fmt not in ("csv", "parquet"):
         raise ConfigError(f"--format must be csv or parquet, got {fmt!r}")
     target = Path(out)
-    target.mkdir(parents=True, exist_ok=True)
     for spec in load_study(study).expand():
-        data = collect(spec, storage)
+        data = collect(spec, storage)  # a missing storage or study fails here, before any folder is made
+        target.mkdir(parents=True, exist_ok=True)
         for name, df in (
             ("trials", data.trials),
             ("seed_results", data.seed_results),
@@ -345,7 +382,8 @@ def demo_cmd(
 
     from hpo.demo import run_demo
 
-    run_demo(storage=storage, out=Path(out), device=device, data_dir=data_dir, quiet=quiet)
+    with _resumable():
+        run_demo(storage=storage, out=Path(out), device=device, data_dir=data_dir, quiet=quiet)
 
 
 _LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"

@@ -37,12 +37,19 @@ class Interrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM stopped a command cleanly; the message says what was re-queued and how to resume."""
 
 
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"]+")
+_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*:/+)([^\s'\"]+)")
+
+
+def _mask(m: re.Match[str]) -> str:
+    scheme, rest = m.groups()
+    at = rest.split("?", 1)[0].rfind("@")
+    if at < 0 or ":" not in rest[:at]:
+        return m.group(0)
+    return f"{scheme}{rest[:at].partition(':')[0]}:***@{rest[at + 1 :]}"
 
 
 def mask_secrets(text: str) -> str:
-    """Replace the password of every ``scheme://user:password@host`` in ``text`` by ``***``; the password is
-    everything up to the *last* ``@`` of the URL's user part, so one holding ``@`` is hidden whole."""
-    from hpo.storage.engine import mask_url
-
-    return _URL.sub(lambda m: mask_url(m.group(0)), text)
+    """Replace the password of every ``scheme://user:password@host`` in ``text`` by ``***``. URLs are parsed, not
+    pattern-matched for a password: the user part ends at the *last* ``@`` before the host, so a password holding
+    ``@``, ``:`` or ``/`` is hidden whole (and ``scheme:/`` as pathlib prints it is covered too)."""
+    return _URL.sub(_mask, text)

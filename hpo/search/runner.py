@@ -281,8 +281,11 @@ def drain(
     worker = _Drain(url, progress)
     done: set[str] = set()
     quiet = _QuietExpectedFailures()
-    optuna_log = logging.getLogger("optuna")
-    optuna_log.addFilter(quiet)
+    # a logger's own filters do not see its children's records (Optuna logs from optuna.study._optimize): filter
+    # at the handlers that print them
+    handlers = [*logging.getLogger("optuna").handlers, *logging.getLogger().handlers]
+    for h in handlers:
+        h.addFilter(quiet)
     try:
         while len(done) < len(queues) and (deadline is None or time.time() <= deadline):
             ran_any = False
@@ -296,7 +299,8 @@ def drain(
             if not ran_any and len(done) < len(queues):
                 time.sleep(min(heartbeat, 5))
     finally:
-        optuna_log.removeFilter(quiet)
+        for h in handlers:
+            h.removeFilter(quiet)
     return worker.stats
 
 

@@ -25,7 +25,7 @@ import sqlalchemy
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from hpo.errors import StorageError
+from hpo.errors import StorageError, mask_secrets
 from hpo.storage.locks import file_lock, lock_path
 
 __all__ = [
@@ -55,7 +55,7 @@ def parse_url(url: str) -> URL:
     m = _SCHEME.match(url)
     if m is None:
         raise StorageError(
-            f"storage URL {mask_url(url)!r} is not a URL (e.g. sqlite:///hpo.db, postgresql://user@host:5432/db)"
+            f"storage URL {mask_secrets(url)!r} is not a URL (e.g. sqlite:///hpo.db, postgresql://user@host:5432/db)"
         )
     scheme, rest = m.groups()
     if scheme.startswith("sqlite"):
@@ -87,16 +87,9 @@ def normalise_url(url: str | None) -> str:
 
 def mask_url(url: str) -> str:
     """The URL with its password replaced by ``***``: safe for logs, errors, reports and stored attributes."""
-    m = _SCHEME.match(url)
-    if m is None:
+    if _SCHEME.match(url) is None:
         return "<unparseable storage URL>"
-    scheme, rest = m.groups()
-    head = rest.split("?", 1)[0]
-    at = head.rfind("@")
-    if at < 0 or ":" not in rest[:at]:
-        return url
-    user = rest[:at].partition(":")[0]
-    return f"{scheme}://{user}:***@{rest[at + 1 :]}"
+    return mask_secrets(url)
 
 
 def is_sqlite(url: str) -> bool:
@@ -108,7 +101,10 @@ def sqlite_path(url: str) -> Path | None:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
         return None
-    return Path(parsed.database)
+    database = parsed.database
+    if database.startswith("file:"):  # a SQLite URI (`?uri=true`), e.g. file:/path/hpo.db with mode=ro
+        database = database[len("file:") :].split("?", 1)[0]
+    return Path(database)
 
 
 _ENGINES: dict[str, sqlalchemy.Engine] = {}
@@ -188,6 +184,7 @@ _HINTS = {
     "disk is full": "the disk is full; free space, then run the same command again to resume",
     "no space left": "the disk is full; free space, then run the same command again to resume",
     "could not extend": "the server's disk is full; free space, then run the same command again to resume",
+    "disk i/o error": "the disk is full or failing; free space, then run the same command again to resume",
 }
 
 

@@ -36,7 +36,15 @@ def study_file(tmp_path: Path, sampler: str = "tpe") -> Path:
         architectures=["shared_bottom", "mmoe"],
         sampler={"name": sampler, "seed": 0, "options": {"n_startup_trials": 2} if sampler == "tpe" else {}},
         training=TRAINING,
-        dataset={"kind": "synthetic", "p": 0.7, "d": 8, "n_train": 600, "n_valid": 200, "n_test": 200, "seed": 0},
+        dataset={
+            "kind": "synthetic",
+            "p": 0.7,
+            "d": 8,
+            "n_train": 600,
+            "n_valid": 200,
+            "n_test": 200,
+            "seed": 0,
+        },
     )
 
 
@@ -47,15 +55,31 @@ def hpo(*args: str) -> list[str]:
 def start(cmds: list[list[str]], stagger: float) -> list[subprocess.Popen[str]]:
     procs = []
     for cmd in cmds:
-        procs.append(subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        procs.append(
+            subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        )
         time.sleep(stagger)
     return procs
 
 
 def finish(procs: list[subprocess.Popen[str]], timeout: float = 600) -> None:
     for p in procs:
-        out, err = p.communicate(timeout=timeout)
+        _, err = p.communicate(timeout=timeout)
         assert p.returncode == 0, (p.args, p.returncode, err[-2000:])
+
+
+def children(pid: int) -> dict[int, str]:
+    """The live child processes of ``pid`` and their command lines, read from /proc."""
+    out = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(stat[1]) == pid:
+                    out[int(proc.name)] = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except (OSError, IndexError):
+                continue
+    return out
 
 
 def check_exact(url: str, path: Path, n: int = N) -> dict[str, list[optuna.trial.FrozenTrial]]:
@@ -104,7 +128,9 @@ def test_default_index_workers_propose_distinct_configurations(tmp_path: Path, p
     """Four `hpo worker` without --worker-index (the README's Kubernetes Job): seeds come from the database."""
     path = study_file(tmp_path, sampler="random")
     subprocess.run(hpo("run", str(path), "--storage", postgres_url, "--workers", "0"), env=ENV, check=True)
-    finish(start([hpo("worker", str(path), "--storage", postgres_url, "--device", "cpu", "--quiet")] * 4, 0.0))
+    finish(
+        start([hpo("worker", str(path), "--storage", postgres_url, "--device", "cpu", "--quiet")] * 4, 0.0)
+    )
     trials = check_exact(postgres_url, path)
     seeds = {t.user_attrs["sampler_seed"] for ts in trials.values() for t in ts if t.state == S.COMPLETE}
     assert len(seeds) >= 2, seeds  # several workers, each with its own recorded sampler seed
@@ -118,11 +144,21 @@ def test_sigkill_then_rerun_replays_no_configuration(tmp_path: Path) -> None:
         architectures=["shared_bottom"],
         sampler={"name": "random", "seed": 0},
         training={**TRAINING, "epochs": 6, "batch_size": 32},
-        dataset={"kind": "synthetic", "p": 0.7, "d": 8, "n_train": 600, "n_valid": 200, "n_test": 200, "seed": 0},
+        dataset={
+            "kind": "synthetic",
+            "p": 0.7,
+            "d": 8,
+            "n_train": 600,
+            "n_valid": 200,
+            "n_test": 200,
+            "seed": 0,
+        },
     )
     url = f"sqlite:///{tmp_path / 'hpo.db'}"
     proc = subprocess.Popen(
-        hpo("run", str(path), "--storage", url, "--devices", "cpu", "--quiet"), env=ENV, stderr=subprocess.PIPE
+        hpo("run", str(path), "--storage", url, "--devices", "cpu", "--quiet"),
+        env=ENV,
+        stderr=subprocess.PIPE,
     )
     spec = load_study(path)
     deadline = time.time() + 300
@@ -140,7 +176,9 @@ def test_sigkill_then_rerun_replays_no_configuration(tmp_path: Path) -> None:
     proc.wait()
     before = {t.number: t.params for t in study.get_trials() if t.state == S.COMPLETE}
     time.sleep(3)  # let the killed trial's heartbeat go stale, as in real life
-    subprocess.run(hpo("run", str(path), "--storage", url, "--devices", "cpu", "--quiet"), env=ENV, check=True)
+    subprocess.run(
+        hpo("run", str(path), "--storage", url, "--devices", "cpu", "--quiet"), env=ENV, check=True
+    )
     (trials,) = check_exact(url, path).values()
     after = [t for t in trials if t.state == S.COMPLETE and t.number not in before]
     assert after, "the rerun ran nothing"
@@ -159,7 +197,9 @@ def test_retrain_workers_carry_no_password_on_their_command_line(tmp_path: Path,
     user = user_host[0].split(":")[0]
     url = f"{head}://{user}:{secret}@{user_host[1]}"  # trust auth: any password is accepted
     path = study_file(tmp_path)
-    subprocess.run(hpo("run", str(path), "--storage", url, "--devices", "cpu", "--quiet"), env=ENV, check=True)
+    subprocess.run(
+        hpo("run", str(path), "--storage", url, "--devices", "cpu", "--quiet"), env=ENV, check=True
+    )
     env = {**ENV, "HPO_STORAGE": url}
     parent = subprocess.Popen(
         hpo("retrain", str(path), "--workers", "2", "--devices", "cpu", "--seeds", "4"),
@@ -169,14 +209,7 @@ def test_retrain_workers_carry_no_password_on_their_command_line(tmp_path: Path,
     )
     seen: dict[int, str] = {}
     while parent.poll() is None:
-        for proc in Path("/proc").iterdir():
-            if proc.name.isdigit() and int(proc.name) not in seen:
-                try:
-                    stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-                    if int(stat[1]) == parent.pid:
-                        seen[int(proc.name)] = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-                except (OSError, IndexError):
-                    continue
+        seen.update(children(parent.pid))
         time.sleep(0.05)
     _, err = parent.communicate()
     assert parent.returncode == 0, err
@@ -184,3 +217,51 @@ def test_retrain_workers_carry_no_password_on_their_command_line(tmp_path: Path,
     for cmdline in seen.values():
         assert "s3cr" not in cmdline and "retrain" in cmdline, cmdline
     assert "s3cr" not in err
+
+
+@pytest.mark.reliability
+def test_a_worker_killed_by_a_signal_is_named_and_its_trial_retried(tmp_path: Path) -> None:
+    path = study_file(tmp_path)
+    url = f"sqlite:///{tmp_path / 'hpo.db'}"
+    parent = subprocess.Popen(
+        hpo("run", str(path), "--storage", url, "--workers", "2", "--devices", "cpu", "--quiet"),
+        env=ENV,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while len(kids := children(parent.pid)) < 2:
+        assert time.time() < deadline and parent.poll() is None, "the workers did not start"
+        time.sleep(0.1)
+    time.sleep(4)  # they are training now
+    os.kill(min(kids), signal.SIGKILL)
+    _, err = parent.communicate(timeout=600)
+    lines = [line for line in err.splitlines() if line.strip()]
+    # the other worker retried the killed one's trial (stale heartbeat), so the work is done: exit 0, one line
+    assert parent.returncode == 0, err
+    assert len(lines) == 1 and "was killed by SIGKILL" in lines[0], err
+    check_exact(url, path)
+
+
+@pytest.mark.reliability
+@pytest.mark.postgres
+def test_two_runs_creating_a_new_postgres_schema_at_once(tmp_path: Path, postgres_url: str) -> None:
+    """Concurrent schema creation on a fresh server database: neither process dies of the race."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"hpo_race_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    url = postgres_url.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        path = study_file(tmp_path)
+        finish(start([hpo("run", str(path), "--storage", url, "--devices", "cpu", "--quiet")] * 2, 0.0))
+        check_exact(url, path)
+    finally:
+        sa.create_engine(url).dispose()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
