@@ -22,6 +22,7 @@ install: $(STAMP)
 system-deps:
 	@if ! command -v chromium >/dev/null 2>&1; then \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    DEBIAN_FRONTEND=noninteractive dpkg --configure -a >/dev/null 2>&1 || true; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "note: chromium is not installed; browser tests will be skipped"; fi; \
 	fi

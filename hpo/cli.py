@@ -265,11 +265,35 @@ def dashboard_cmd(
     """Start the real optuna-dashboard on the same storage (bound to 127.0.0.1 unless told otherwise)."""
     import optuna_dashboard
 
-    from hpo.storage.engine import mask_url, open_storage
+    from hpo.storage.engine import mask_url, normalise_url, open_storage
 
     st = open_storage(storage, heartbeat=False, create=False)
-    typer.echo(f"optuna-dashboard on http://{host}:{port} for {mask_url(st.url)}")
+    typer.echo(f"optuna-dashboard on http://{host}:{port} for {mask_url(normalise_url(storage))}")
     optuna_dashboard.run_server(st, host=host, port=port)
+
+
+@app.command("proxy")
+def proxy_cmd(
+    storage: StorageOpt = None,
+    port: Annotated[int, typer.Option(callback=_count(1, 65535), help="port to serve on")] = 13000,
+    host: Annotated[str, typer.Option(help="address to bind; 0.0.0.0 serves other machines")] = "127.0.0.1",
+) -> None:
+    """Serve a database to many workers through Optuna's gRPC storage proxy: workers then use
+    --storage grpc://HOST:PORT and need no database connection of their own."""
+    import optuna
+
+    from hpo.storage.engine import is_rdb, mask_url, normalise_url, open_storage
+
+    url = normalise_url(storage)
+    if not is_rdb(url):
+        from hpo.errors import StorageError
+
+        raise StorageError(f"the proxy serves a SQL database; {mask_url(url)} is not one")
+    served = optuna.storages.get_storage(open_storage(url, heartbeat=False))  # with Optuna's in-process cache
+    typer.echo(
+        f"gRPC storage proxy on {host}:{port} for {mask_url(url)}; workers: --storage grpc://{host}:{port}"
+    )
+    optuna.storages.run_grpc_proxy_server(served, host=host, port=port)
 
 
 @app.command("retrain")

@@ -24,9 +24,9 @@ from hpo.search.launch import spawn_workers, watch_workers
 from hpo.search.objective import objective_targets
 from hpo.search.runner import _with_signals, drain, load_study_dataset
 from hpo.search.spec import StudySpec
-from hpo.storage.engine import normalise_url, open_storage
+from hpo.storage.engine import is_rdb, normalise_url, open_storage
 from hpo.storage.locks import claim_lock
-from hpo.storage.results import write_seed_results
+from hpo.storage.results import SEED_RESULTS_ATTR, as_attribute, seed_rows, write_seed_results
 from hpo.training import TrainConfig, resolve_device, train
 from hpo.training.memory import bytes_per_replica, replicas_that_fit
 
@@ -191,14 +191,17 @@ class RetrainObjective:
         trial.set_user_attr("gate_utilisation", [u.__dict__ for u in use])
         trial.set_user_attr("replicas", len(seeds))
         trial.set_user_attr("wall_time", results[0].wall_time)
-        write_seed_results(
-            self.url,
+        results_rows, metric_rows = seed_rows(
             self.spec.name,
             self.arch,
             int(study_attrs["tuning_trial"]),
             list(zip(seeds, results, strict=True)),
             len(seeds),
         )
+        if is_rdb(self.url):
+            write_seed_results(self.url, results_rows, metric_rows)
+        else:
+            trial.set_user_attr(SEED_RESULTS_ATTR, as_attribute(results_rows, metric_rows))
         values = [r.metric("test", self.task, self.metric) for r in results if r.status == "ok"]
         if not values:
             trial.set_user_attr("pruned_reason", "every seed of the chunk diverged")
@@ -261,7 +264,5 @@ def run_retrain(
     with StudyProgress(
         spec, studies, None, quiet=quiet, title=f"retraining {spec.name}: seed chunks"
     ) as progress:
-        _with_signals(
-            lambda: drain(url, queues, progress=progress, heartbeat=storage.get_heartbeat_interval() or 10)
-        )
+        _with_signals(lambda: drain(url, storage, queues, progress=progress))
     return studies

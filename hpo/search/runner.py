@@ -36,7 +36,8 @@ from hpo.search.launch import WorkerExit, spawn_workers, watch_workers
 from hpo.search.objective import DuplicateConfiguration, Objective, objective_directions, objective_names
 from hpo.search.spec import StudySpec
 from hpo.storage.claims import claim_ticket, register_worker
-from hpo.storage.engine import normalise_url, open_storage
+from hpo.storage.engine import is_rdb, normalise_url, open_storage
+from hpo.storage.heartbeat import beating, fail_stale
 from hpo.storage.locks import claim_lock
 from hpo.training import resolve_device
 
@@ -206,8 +207,9 @@ def _requeue_duplicate(url: str, study: optuna.Study, number: int) -> None:
 class _Drain:
     """One worker's loop over the WAITING trials of several studies (see :func:`drain`)."""
 
-    def __init__(self, url: str, progress: Any) -> None:
-        self.url, self.progress = url, progress
+    def __init__(self, url: str, storage: optuna.storages.BaseStorage, progress: Any) -> None:
+        self.url, self.storage, self.progress = url, storage, progress
+        self.rdb = is_rdb(url)
         self.stats = WorkerStats()
 
     def objective(
@@ -220,14 +222,19 @@ class _Drain:
             if ticket is None:
                 trial.set_user_attr("surplus", True)
                 raise _Surplus("no ticket left: this trial would exceed the requested number")
-            owner = claim_ticket(self.url, study.study_name, int(ticket), trial.number, _ticket_free(study))
+            owner = claim_ticket(
+                self.url, self.storage, study.study_name, int(ticket), trial.number, _ticket_free(study)
+            )
             if owner is not None:
                 trial.set_user_attr("surplus", True)
                 trial.set_user_attr("ticket_owner", owner)
                 raise _Surplus(f"ticket {ticket} is owned by trial {owner}")
             if self.progress is not None:
                 self.progress.trial_started(key, trial)
-            return objective(trial)
+            if self.rdb:  # Optuna keeps the heartbeat
+                return objective(trial)
+            with beating(trial):
+                return objective(trial)
 
         return func
 
@@ -236,7 +243,10 @@ class _Drain:
         running elsewhere, ``None`` when the study is finished."""
         current: dict[str, int] = {}
         with claim_lock(self.url, study.study_name) as lock:
-            optuna.storages.fail_stale_trials(study)
+            if self.rdb:
+                optuna.storages.fail_stale_trials(study)
+            else:
+                fail_stale(study)
             states = [t.state for t in study.get_trials(deepcopy=False)]
             if optuna.trial.TrialState.WAITING not in states:
                 return False if optuna.trial.TrialState.RUNNING in states else None
@@ -248,6 +258,16 @@ class _Drain:
                     self.objective(study, objective, key, lock, current),
                     n_trials=1,
                     catch=(_Surplus, DuplicateConfiguration),
+                )
+            except (ValueError, optuna.exceptions.UpdateFinishedTrialError) as exc:
+                if not _failed_elsewhere(study, current.get("number")):
+                    raise
+                log.warning(
+                    "trial %s of %s was failed by another worker while it ran (its heartbeat looked stale); "
+                    "its ticket is retried: %s",
+                    current.get("number"),
+                    study.study_name,
+                    exc,
                 )
             except KeyboardInterrupt:
                 number = current.get("number", _claimed_since(study, running_before))
@@ -267,6 +287,7 @@ class _Drain:
 
 def drain(
     url: str,
+    storage: optuna.storages.BaseStorage,
     queues: Mapping[str, tuple[optuna.Study, Callable[[optuna.Trial], Any]]],
     *,
     deadline: float | None = None,
@@ -278,7 +299,7 @@ def drain(
     While other workers' trials are still RUNNING, keep polling, so that a trial whose worker died is retried
     (its heartbeat goes stale; failing stale trials is what re-queues it). Used for tuning and retraining alike.
     """
-    worker = _Drain(url, progress)
+    worker = _Drain(url, storage, progress)
     done: set[str] = set()
     quiet = _QuietExpectedFailures()
     # a logger's own filters do not see its children's records (Optuna logs from optuna.study._optimize): filter
@@ -302,6 +323,13 @@ def drain(
         for h in handlers:
             h.removeFilter(quiet)
     return worker.stats
+
+
+def _failed_elsewhere(study: optuna.Study, number: int | None) -> bool:
+    """Whether trial ``number`` is FAILED although this worker was still running it (a stale-looking heartbeat)."""
+    if number is None:
+        return False
+    return study.get_trials(deepcopy=False)[number].state == optuna.trial.TrialState.FAIL
 
 
 def _claimed_since(study: optuna.Study, running_before: set[int]) -> int | None:
@@ -349,7 +377,7 @@ def run_worker(
     storage = open_storage(url, create=False)
     dev = resolve_device(device)
     ds = load_study_dataset(spec).to(dev)  # once per worker: trials then train on device-resident data
-    worker_id = register_worker(url, spec.name)
+    worker_id = register_worker(url, storage, spec.name)
     studies = create_studies(spec, storage, ds, worker_id=worker_id)
     on_epoch = getattr(progress, "on_epoch", None)
     queues = {
@@ -360,9 +388,7 @@ def run_worker(
         for a, study in studies.items()
     }
     log.info("worker %d (database id %d) joined %s on %s", worker_index, worker_id, spec.name, dev)
-    return drain(
-        url, queues, deadline=deadline, progress=progress, heartbeat=storage.get_heartbeat_interval() or 10
-    )
+    return drain(url, storage, queues, deadline=deadline, progress=progress)
 
 
 def check_inputs(spec: StudySpec, n_trials: int | None) -> tuple[TabularDataset, dict[str, Any]]:

@@ -7,6 +7,7 @@ from typing import Any
 
 import optuna
 
+from hpo.storage.claims import is_bookkeeping
 from hpo.storage.engine import open_storage
 
 __all__ = ["storage_status"]
@@ -16,6 +17,8 @@ def storage_status(storage_url: str | None = None) -> list[dict[str, Any]]:
     storage = open_storage(storage_url, heartbeat=False, create=False)
     out = []
     for frozen in storage.get_all_studies():
+        if is_bookkeeping(frozen.study_name):  # claims and worker ids on storages without SQL
+            continue
         study = optuna.load_study(study_name=frozen.study_name, storage=storage)
         trials = study.get_trials(deepcopy=False)
         counts = {s.name.lower(): 0 for s in optuna.trial.TrialState}

@@ -10,6 +10,12 @@ and otherwise is surplus. Any number of processes, on SQLite or PostgreSQL, end 
 Every worker process registers in ``hpo_workers`` and gets an id the database assigns; its sampler seed is derived
 from the study's seed and that id, so no restart and no default ``--worker-index`` replays earlier proposals, and
 the seed is recorded on every trial it runs.
+
+Storages without SQL (Optuna's gRPC proxy, a journal file) get the same guarantees from what Optuna's storage
+API itself makes atomic, the creation of a trial with its attributes and the numbering of a study's trials in
+order: a claim is a trial created in the study ``<study>/_claims`` carrying (ticket, trial); the owner of a ticket
+is its earliest claim (lowest number) whose trial has not FAILED, which every contender computes alike once its
+own claim exists. A worker's id is the number of a trial it creates in the study ``_hpo_workers``, plus one.
 """
 
 from __future__ import annotations
@@ -17,25 +23,52 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+import uuid
 from collections.abc import Callable
 
 import numpy as np
+import optuna
 import sqlalchemy as sa
 
-from hpo.storage.engine import engine_for
+from hpo.storage.engine import engine_for, is_rdb
 from hpo.storage.tables import TICKET_OWNERS, WORKERS, ensure_tables, insert_ignore
 
-__all__ = ["claim_ticket", "register_worker", "worker_seed"]
+__all__ = [
+    "CLAIMS_SUFFIX",
+    "WORKERS_STUDY",
+    "claim_ticket",
+    "is_bookkeeping",
+    "register_worker",
+    "worker_seed",
+]
 
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
 
-def claim_ticket(url: str, study: str, ticket: int, number: int, failed: Callable[[int], bool]) -> int | None:
+CLAIMS_SUFFIX = "/_claims"
+WORKERS_STUDY = "_hpo_workers"
+
+
+def is_bookkeeping(study_name: str) -> bool:
+    """Studies hpo keeps for itself on storages without SQL (not tuning or retraining studies)."""
+    return study_name.endswith(CLAIMS_SUFFIX) or study_name == WORKERS_STUDY
+
+
+def claim_ticket(
+    url: str,
+    storage: optuna.storages.BaseStorage,
+    study: str,
+    ticket: int,
+    number: int,
+    failed: Callable[[int], bool],
+) -> int | None:
     """Make trial ``number`` the owner of ``ticket`` of ``study``. Return ``None`` when it is the owner now, or
     the number of the trial that owns the ticket (running or finished). ``failed(n)`` says whether trial ``n``
     ended FAILED, which frees its ticket."""
+    if not is_rdb(url):
+        return _claim_in_optuna(storage, study, ticket, number, failed)
     engine = engine_for(url)
     ensure_tables(engine)
     key = (TICKET_OWNERS.c.study == study) & (TICKET_OWNERS.c.ticket == ticket)
@@ -59,8 +92,30 @@ def claim_ticket(url: str, study: str, ticket: int, number: int, failed: Callabl
         return int(conn.execute(sa.select(TICKET_OWNERS.c.trial_number).where(key)).scalar_one())
 
 
-def register_worker(url: str, spec: str) -> int:
+def _claim_in_optuna(
+    storage: optuna.storages.BaseStorage, study: str, ticket: int, number: int, failed: Callable[[int], bool]
+) -> int | None:
+    claims = optuna.create_study(storage=storage, study_name=study + CLAIMS_SUFFIX, load_if_exists=True)
+    token = uuid.uuid4().hex
+    claims.enqueue_trial(
+        {}, user_attrs={"ticket": ticket, "trial": number, "token": token}, skip_if_exists=False
+    )
+    records = [c for c in claims.get_trials(deepcopy=False) if c.user_attrs.get("ticket") == ticket]
+    assert any(c.user_attrs.get("token") == token for c in records), "the storage lost a claim just written"
+    live = [c for c in records if c.user_attrs["trial"] == number or not failed(int(c.user_attrs["trial"]))]
+    owner = min(live, key=lambda c: (c.number, c.user_attrs["trial"]))
+    return None if owner.user_attrs["trial"] == number else int(owner.user_attrs["trial"])
+
+
+def register_worker(url: str, storage: optuna.storages.BaseStorage, spec: str) -> int:
     """Register this worker process; return the id the database assigned (1, 2, ... per database)."""
+    if not is_rdb(url):
+        workers = optuna.create_study(storage=storage, study_name=WORKERS_STUDY, load_if_exists=True)
+        trial = workers.ask()
+        for name, value in {"spec": spec, "host": socket.gethostname(), "pid": os.getpid()}.items():
+            trial.set_user_attr(name, value)
+        workers.tell(trial, 0.0)
+        return trial.number + 1
     engine = engine_for(url)
     ensure_tables(engine)
     with engine.begin() as conn:

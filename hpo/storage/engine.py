@@ -9,6 +9,9 @@
 * Read-only commands open with ``create=False``: a missing SQLite file is a one-line error, never a new empty file.
 * Two processes creating the same new database at once do not collide: schema creation happens under a lock
   (a file lock beside a SQLite file) and is retried once after a lost race on a server.
+* Beyond one database server: ``grpc://HOST:PORT`` talks to Optuna's gRPC storage proxy (``hpo proxy`` starts
+  one), and ``journal:///PATH`` is Optuna's append-only journal file. Neither offers SQL, so on them hpo keeps its
+  claims, worker ids and seed results in Optuna studies and trial attributes (see :mod:`hpo.storage.claims`).
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ __all__ = [
     "HEARTBEAT_SECONDS",
     "describe_storage_fault",
     "engine_for",
+    "is_rdb",
     "is_sqlite",
+    "journal_path",
     "mask_url",
     "normalise_url",
     "open_storage",
@@ -96,6 +101,18 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+def is_rdb(url: str) -> bool:
+    """A SQL database (SQLite, PostgreSQL, ...), as opposed to a gRPC proxy or a journal file."""
+    return make_url(url).get_backend_name() not in ("grpc", "journal")
+
+
+def journal_path(url: str) -> Path | None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "journal" or not parsed.database:
+        return None
+    return Path(parsed.database)
+
+
 def sqlite_path(url: str) -> Path | None:
     """The database file of a SQLite URL (``None`` for in-memory databases and other backends)."""
     parsed = make_url(url)
@@ -119,7 +136,7 @@ def engine_for(url: str) -> sqlalchemy.Engine:
 
 
 def _check_sqlite_file(url: str, *, create: bool) -> None:
-    path = sqlite_path(url)
+    path = sqlite_path(url) or journal_path(url)
     if path is None:
         return
     if not path.exists():
@@ -138,14 +155,44 @@ def _check_sqlite_file(url: str, *, create: bool) -> None:
         )
 
 
+def _open_other(url: str) -> optuna.storages.BaseStorage:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "journal":
+        from optuna.storages.journal import JournalFileBackend
+
+        path = journal_path(url)
+        if path is None:
+            raise StorageError(f"storage URL {mask_url(url)!r} names no file (e.g. journal:///path/hpo.log)")
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    if not parsed.host or parsed.port is None:
+        raise StorageError(
+            f"storage URL {mask_url(url)!r} needs a host and a port (e.g. grpc://127.0.0.1:13000)"
+        )
+    try:
+        proxy = optuna.storages.GrpcStorageProxy(host=parsed.host, port=parsed.port)
+        proxy.wait_server_ready(timeout=10)
+    except ImportError as exc:
+        raise StorageError(f"cannot open storage {mask_url(url)}: {exc}") from None
+    except Exception as exc:  # grpc's own FutureTimeoutError and connection errors
+        raise StorageError(
+            f"cannot open storage {mask_url(url)}: no gRPC proxy answers there ({type(exc).__name__}); "
+            "start one with `hpo proxy --storage DATABASE_URL --port PORT`"
+        ) from None
+    return proxy
+
+
 def open_storage(
     url: str | None = None, *, heartbeat: bool = True, create: bool = True
-) -> optuna.storages.RDBStorage:
-    """An RDB storage for ``url``, reachable or refused with a clear one-line error within seconds.
+) -> optuna.storages.BaseStorage:
+    """An Optuna storage for ``url``, reachable or refused with a clear one-line error within seconds.
 
-    ``create=False`` (reports, status, export) refuses a SQLite file that does not exist instead of creating it."""
+    ``create=False`` (reports, status, export) refuses a SQLite or journal file that does not exist instead of
+    creating it. Heartbeats are Optuna's on SQL databases; on a gRPC proxy or a journal, hpo's worker loop keeps
+    its own (:mod:`hpo.storage.heartbeat`)."""
     url = normalise_url(url)
     _check_sqlite_file(url, create=create)
+    if not is_rdb(url):
+        return _open_other(url)
     connect: dict[str, Any] = {"timeout": 60} if is_sqlite(url) else {"connect_timeout": 5}
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True, "connect_args": connect}
     kw: dict[str, Any] = {}

@@ -2,7 +2,8 @@
 
 * PostgreSQL: a session-level advisory lock per study (``pg_advisory_lock``), held while a worker queues tickets
   or takes a WAITING trial, so two workers can never take the same one.
-* SQLite: an exclusive ``flock`` on ``<database>.lock`` beside the file. SQLite is a local database, so every
+* A gRPC proxy: no lock; the ticket claims (:mod:`hpo.storage.claims`) alone keep the count exact.
+* SQLite and journal files: an exclusive ``flock`` on ``<file>.hpo-lock`` beside the file. SQLite is a local database, so every
   process that uses it is on this machine and sees the same lock; Optuna's read-then-update of a WAITING trial is
   not atomic on SQLite, and this lock is what makes overlapping processes cooperate.
 """
@@ -23,7 +24,8 @@ __all__ = ["Lock", "claim_lock", "file_lock", "lock_path"]
 
 
 def lock_path(database: Path) -> Path:
-    return database.with_name(database.name + ".lock")
+    """``<file>.hpo-lock``: not ``<file>.lock``, which Optuna's journal backend uses for a lock of its own."""
+    return database.with_name(database.name + ".hpo-lock")
 
 
 @contextlib.contextmanager
@@ -68,14 +70,15 @@ def _advisory(engine: sqlalchemy.Engine, name: str) -> Iterator[None]:
 @contextlib.contextmanager
 def claim_lock(url: str, name: str) -> Iterator[Lock]:
     """Hold the lock for study ``name`` of storage ``url`` while checking for and claiming work."""
-    from hpo.storage.engine import engine_for, sqlite_path
+    from hpo.storage.engine import engine_for, journal_path, sqlite_path
 
     stack = contextlib.ExitStack()
     with stack:
-        if make_url(url).get_backend_name() == "sqlite":
-            path = sqlite_path(url)
+        backend = make_url(url).get_backend_name()
+        if backend in ("sqlite", "journal"):
+            path = sqlite_path(url) or journal_path(url)
             if path is not None:
                 stack.enter_context(file_lock(lock_path(path)))
-        else:
+        elif backend != "grpc":  # through a gRPC proxy nothing is shared but the proxy: ticket claims decide
             stack.enter_context(_advisory(engine_for(url), name))
         yield Lock(stack)

@@ -10,13 +10,17 @@ seed chunk, so a retried chunk can never double a result:
 
     SELECT architecture, avg(value) FROM hpo_seed_metrics
     WHERE spec = 'smoke' AND split = 'test' AND metric = 'auc' GROUP BY architecture;
+
+On storages without SQL (a gRPC proxy, a journal file) the same rows live as an attribute of the chunk's trial in
+the retrain study (``hpo.seed_results``); only the trial that owns the chunk's ticket completes, so each seed is
+stored once, and the readers below return the same tables either way (``hpo export`` and the report unchanged).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import sqlalchemy as sa
@@ -27,25 +31,30 @@ from hpo.storage.tables import SEED_METRICS, SEED_RESULTS, ensure_tables, has_ta
 if TYPE_CHECKING:
     from hpo.training import TrainResult
 
-__all__ = ["SeedRow", "read_seed_metrics", "read_seed_results", "write_seed_results"]
+__all__ = [
+    "SEED_RESULTS_ATTR",
+    "SeedRow",
+    "as_attribute",
+    "read_seed_metrics",
+    "read_seed_results",
+    "seed_rows",
+    "write_seed_results",
+]
 
 SeedRow = tuple[int, "TrainResult"]
 
 
-def write_seed_results(
-    url: str, spec: str, architecture: str, tuning_trial: int, rows: Sequence[SeedRow], replicas: int
-) -> int:
-    """Insert the seeds' results atomically; seeds already stored are left as they are. Return rows inserted."""
-    engine = engine_for(url)
-    ensure_tables(engine)
+def seed_rows(
+    spec: str, architecture: str, tuning_trial: int, rows: Sequence[SeedRow], replicas: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The rows of ``hpo_seed_results`` and ``hpo_seed_metrics`` for a chunk of seeds."""
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     results, metrics = [], []
     for seed, r in rows:
+        key = {"spec": spec, "architecture": architecture, "seed": seed}
         results.append(
             {
-                "spec": spec,
-                "architecture": architecture,
-                "seed": seed,
+                **key,
                 "init_seed": r.init_seed,
                 "data_seed": r.data_seed,
                 "tuning_trial": tuning_trial,
@@ -60,20 +69,19 @@ def write_seed_results(
                 "created_at": now,
             }
         )
-        for split, tasks in r.metrics.items():
-            for task, ms in tasks.items():
-                for metric, value in ms.items():
-                    metrics.append(
-                        {
-                            "spec": spec,
-                            "architecture": architecture,
-                            "seed": seed,
-                            "split": split,
-                            "task": task,
-                            "metric": metric,
-                            "value": value,
-                        }
-                    )
+        metrics += [
+            {**key, "split": split, "task": task, "metric": metric, "value": value}
+            for split, tasks in r.metrics.items()
+            for task, ms in tasks.items()
+            for metric, value in ms.items()
+        ]
+    return results, metrics
+
+
+def write_seed_results(url: str, results: list[dict[str, Any]], metrics: list[dict[str, Any]]) -> int:
+    """Insert a chunk's rows atomically; seeds already stored are left as they are. Return rows inserted."""
+    engine = engine_for(url)
+    ensure_tables(engine)
     with engine.begin() as conn:
         inserted = conn.execute(insert_ignore(engine, SEED_RESULTS), results).rowcount
         if metrics:
@@ -81,7 +89,53 @@ def write_seed_results(
     return int(inserted or 0)
 
 
+def as_attribute(results: list[dict[str, Any]], metrics: list[dict[str, Any]]) -> dict[str, Any]:
+    """A chunk's rows as a JSON trial attribute (storages without SQL: a gRPC proxy, a journal file)."""
+    return {
+        "results": [{**r, "created_at": r["created_at"].isoformat()} for r in results],
+        "metrics": metrics,
+    }
+
+
+SEED_RESULTS_ATTR = "hpo.seed_results"
+
+
+def _from_attributes(url: str, spec: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Seed rows kept on the retrain studies' chunk trials; a seed stored twice (a retried chunk) counts once."""
+    import optuna
+
+    from hpo.storage.engine import open_storage
+
+    storage = open_storage(url, heartbeat=False, create=False)
+    results: dict[tuple[str, int], dict[str, Any]] = {}
+    metrics: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for frozen in storage.get_all_studies():
+        name = frozen.study_name
+        if not (name.startswith(f"{spec}/") and name.endswith("/retrain")):
+            continue
+        study = optuna.load_study(study_name=name, storage=storage)
+        for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+            rows = t.user_attrs.get(SEED_RESULTS_ATTR)
+            if not rows or t.user_attrs.get("surplus"):
+                continue
+            for r in rows["results"]:
+                key = (r["architecture"], int(r["seed"]))
+                if key not in results:
+                    results[key] = {**r, "created_at": dt.datetime.fromisoformat(r["created_at"])}
+                    metrics[key] = [m for m in rows["metrics"] if m["seed"] == r["seed"]]
+    res = pd.DataFrame(list(results.values()), columns=[c.name for c in SEED_RESULTS.columns])
+    met = pd.DataFrame(
+        [m for ms in metrics.values() for m in ms], columns=[c.name for c in SEED_METRICS.columns]
+    )
+    return res, met
+
+
 def _read(url: str, table: sa.Table, spec: str) -> pd.DataFrame:
+    from hpo.storage.engine import is_rdb
+
+    if not is_rdb(url):
+        results, metrics = _from_attributes(url, spec)
+        return results if table is SEED_RESULTS else metrics
     engine = engine_for(url)
     if not has_table(engine, table):  # nothing retrained yet: an empty table, and nothing created on a read
         return pd.DataFrame(columns=[c.name for c in table.columns])
