@@ -170,7 +170,7 @@ def _open_other(url: str) -> optuna.storages.BaseStorage:
         )
     try:
         proxy = optuna.storages.GrpcStorageProxy(host=parsed.host, port=parsed.port)
-        proxy.wait_server_ready(timeout=10)
+        proxy.wait_server_ready(timeout=5)
     except ImportError as exc:
         raise StorageError(f"cannot open storage {mask_url(url)}: {exc}") from None
     except Exception as exc:  # grpc's own FutureTimeoutError and connection errors
