@@ -185,8 +185,8 @@ def run_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", help="no live progress")] = False,
 ) -> None:
     """Tune every architecture of a study: one Optuna study per architecture in the storage. Rerun to resume."""
+    from hpo.config.study import load_study
     from hpo.search.runner import run_study
-    from hpo.search.spec import load_study
     from hpo.search.status import storage_status
     from hpo.storage.engine import mask_url, normalise_url
 
@@ -222,8 +222,8 @@ def worker_cmd(
     quiet: Annotated[bool, typer.Option("--quiet")] = False,
 ) -> None:
     """Join a study from any machine: run its queued trials until none is left."""
+    from hpo.config.study import load_study
     from hpo.search.runner import _with_signals, run_worker
-    from hpo.search.spec import load_study
 
     for spec in load_study(study).expand():
         with _resumable():
@@ -318,8 +318,8 @@ def retrain_cmd(
     quiet: Annotated[bool, typer.Option("--quiet")] = False,
 ) -> None:
     """Retrain each architecture's best configuration from scratch over many seeds; rerun to resume."""
+    from hpo.config.study import load_study
     from hpo.search.retrain import run_retrain
-    from hpo.search.spec import load_study
 
     specs = load_study(study).expand()
     with _resumable():
@@ -347,8 +347,8 @@ def report_cmd(
     storage: StorageOpt = None,
 ) -> None:
     """Write the self-contained HTML comparison report, and its tables as CSV beside it."""
+    from hpo.config.study import load_study
     from hpo.report.html import write_report
-    from hpo.search.spec import load_study
 
     spec = load_study(study)
     if spec.sweep is not None:
@@ -370,9 +370,9 @@ def export_cmd(
     """Write the tuning trials and the seed results as tables (CSV or Parquet)."""
     from pathlib import Path
 
+    from hpo.config.study import load_study
     from hpo.errors import ConfigError
     from hpo.report.collect import collect
-    from hpo.search.spec import load_study
 
     if fmt not in ("csv", "parquet"):
         raise ConfigError(f"--format must be csv or parquet, got {fmt!r}")

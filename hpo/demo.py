@@ -12,10 +12,10 @@ from pathlib import Path
 
 from rich.console import Console
 
+from hpo.config.study import load_study
 from hpo.report.html import write_report
 from hpo.search.retrain import run_retrain
 from hpo.search.runner import run_study
-from hpo.search.spec import load_study
 from hpo.storage.engine import mask_url, normalise_url
 
 __all__ = ["DEMO_STUDY", "run_demo"]
@@ -40,7 +40,7 @@ def run_demo(
     t0 = time.perf_counter()
     archs = ", ".join(a.name for a in spec.architectures)
     console.print(
-        f"[bold]hpo demo[/bold]: census-income group {spec.dataset.group}; {archs}; "
+        f"[bold]hpo demo[/bold]: census-income group {getattr(spec.dataset, 'group', 1)}; {archs}; "
         f"{spec.trials} {spec.sampler.name.upper()} trials each, then {spec.retrain.seeds} seeds each"
     )
     console.print("1/3 tuning (the first run prepares and caches the census data)")

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from hpo.data._tabular import Split, TabularDataset
-from hpo.models import InputSpec, TaskSpec
+from hpo.schema import InputSpec, TaskSpec
 
 __all__ = ["cache_dir", "cache_key", "file_sha256", "load_cached", "save_cached"]
 

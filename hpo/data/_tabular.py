@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from hpo.errors import DataError
-from hpo.models import Features, InputSpec, TaskSpec
+from hpo.schema import Features, InputSpec, TaskSpec
 
 __all__ = ["SPLITS", "Encoder", "Split", "TabularDataset", "fit_encoder", "split_indices"]
 

@@ -37,7 +37,7 @@ import torch
 from hpo.data._cache import cache_key, file_sha256, load_cached, save_cached
 from hpo.data._tabular import Split, TabularDataset, fit_encoder, split_indices
 from hpo.errors import DataError
-from hpo.models import TaskSpec
+from hpo.schema import TaskSpec
 
 __all__ = [
     "COLUMNS",

@@ -8,48 +8,43 @@ Two orthogonal unit vectors ``u1, u2`` in R^d; ``w1 = c u1``, ``w2 = c (p u1 + s
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from typing import Any, Literal
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from hpo.config.yamlio import format_validation_error
 from hpo.data._tabular import Split, TabularDataset
 from hpo.errors import DataError
-from hpo.models import InputSpec, TaskSpec
+from hpo.schema import InputSpec, TaskSpec
 
 __all__ = ["SyntheticConfig", "make_synthetic"]
 
 
-@dataclass(frozen=True)
-class SyntheticConfig:
-    """Generator settings. The paper's ``d = 100``; ``c``, ``m`` and the ``p`` grid are not published
-    (reimplementations use ``c = 1``, ``m = 10``). ``noise`` is the noise's standard deviation."""
+class SyntheticConfig(BaseModel):
+    """Generator settings: the one definition, used by studies (``dataset: {kind: synthetic, ...}``) too. The
+    paper's ``d = 100``; ``c``, ``m`` and the ``p`` grid are not published (reimplementations use ``c = 1``,
+    ``m = 10``). ``noise`` is the noise's standard deviation."""
 
-    p: float = 0.5
-    d: int = 100
-    c: float = 1.0
-    m: int = 10
-    noise: float = 0.1
-    n_train: int = 10_000
-    n_valid: int = 1_000
-    n_test: int = 1_000
-    seed: int = 0
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    def __post_init__(self) -> None:
-        if not -1.0 <= self.p <= 1.0:
-            raise DataError(f"synthetic: p must lie in [-1, 1], got {self.p}")
-        if self.d < 2:
-            raise DataError(f"synthetic: d must be >= 2 (two orthogonal directions), got {self.d}")
-        if self.m < 0 or self.noise < 0 or self.c <= 0:
-            raise DataError(
-                f"synthetic: need m >= 0, noise >= 0 and c > 0, got m={self.m}, noise={self.noise}, "
-                f"c={self.c}"
-            )
-        if self.seed < 0:
-            raise DataError(f"synthetic: seed must be a non-negative integer, got {self.seed}")
-        for name in ("n_train", "n_valid", "n_test"):
-            if getattr(self, name) < 1:
-                raise DataError(f"synthetic: {name} must be >= 1, got {getattr(self, name)}")
+    kind: Literal["synthetic"] = "synthetic"
+    p: float = Field(0.5, ge=-1, le=1)
+    d: int = Field(100, ge=2)
+    c: float = Field(1.0, gt=0)
+    m: int = Field(10, ge=0)
+    noise: float = Field(0.1, ge=0)
+    n_train: int = Field(10_000, ge=1)
+    n_valid: int = Field(1_000, ge=1)
+    n_test: int = Field(1_000, ge=1)
+    seed: int = Field(0, ge=0)
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise DataError(format_validation_error("synthetic", exc)) from None
 
 
 def make_synthetic(cfg: SyntheticConfig | None = None) -> TabularDataset:
@@ -79,7 +74,7 @@ def make_synthetic(cfg: SyntheticConfig | None = None) -> TabularDataset:
     provenance = {
         "dataset": "synthetic",
         "generator": "Ma et al. (KDD 2018) section 3",
-        "config": asdict(cfg),
+        "config": cfg.model_dump(exclude={"kind"}),
         "weight_cosine": float(w1 @ w2 / (np.linalg.norm(w1) * np.linalg.norm(w2))),
         "label_pearson": float(np.corrcoef(y[:, 0], y[:, 1])[0, 1]),
     }

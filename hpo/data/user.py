@@ -26,15 +26,16 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from hpo.config.yamlio import format_validation_error
+from hpo.config.yamlio import read_yaml as _read_yaml
 from hpo.data._cache import file_sha256
 from hpo.data._tabular import SPLITS, Split, TabularDataset, fit_encoder, numeric_column, split_indices
 from hpo.errors import DataError
-from hpo.models import TaskSpec
+from hpo.schema import TaskSpec
 
-__all__ = ["UserDatasetSpec", "format_validation_error", "load_user_dataset", "read_yaml"]
+__all__ = ["UserDatasetSpec", "load_user_dataset", "read_yaml"]
 
 INFER_MAX_CATEGORIES = 20
 
@@ -106,25 +107,8 @@ class UserDatasetSpec(_Strict):
         return self
 
 
-def format_validation_error(source: str, exc: ValidationError) -> str:
-    """Every problem of a pydantic validation on one line: ``file: field: message; field: message``."""
-    parts = []
-    for e in exc.errors():
-        loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
-        parts.append(f"{loc}: {e['msg']}")
-    return f"{source}: " + "; ".join(parts)
-
-
 def read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise DataError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    return data
+    return _read_yaml(path, DataError)
 
 
 def _read_table(path: Path) -> pd.DataFrame:

@@ -12,9 +12,9 @@ from typing import Any
 import optuna
 import pandas as pd
 
+from hpo.config.study import StudySpec
 from hpo.errors import ConfigError
 from hpo.report.searched import searched_row
-from hpo.search.spec import StudySpec
 from hpo.storage.engine import mask_url, normalise_url, open_storage
 from hpo.storage.results import read_seed_metrics, read_seed_results
 

@@ -13,10 +13,10 @@ from typing import Any
 import pandas as pd
 import plotly.offline
 
+from hpo.config.study import StudySpec
 from hpo.report.collect import ReportData, collect
 from hpo.report.figures import comparison_table, cost_table, figure_list, pairs_table, test_metric
 from hpo.search.retrain import DATA_SEED_OFFSET
-from hpo.search.spec import StudySpec
 from hpo.training.metrics import HIGHER_IS_BETTER
 
 __all__ = ["write_report"]

@@ -17,11 +17,11 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from hpo.config.study import StudySpec
 from hpo.report.collect import ReportData, collect
 from hpo.report.figures import COLORS, _layout, pair_row, summary_row
 from hpo.report.html import esc, figures_html, randomised, render_page, table_html
 from hpo.report.stats import compare_pairs
-from hpo.search.spec import StudySpec
 
 __all__ = ["sweep_losses", "write_sweep_report"]
 

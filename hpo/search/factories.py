@@ -8,9 +8,9 @@ from typing import Any
 
 import optuna
 
+from hpo.config.space import SearchSpace
+from hpo.config.study import PrunerSpec, SamplerSpec
 from hpo.errors import ConfigError
-from hpo.search.space import SearchSpace
-from hpo.search.spec import PrunerSpec, SamplerSpec
 from hpo.storage.claims import worker_seed
 
 __all__ = ["grid_points", "make_pruner", "make_sampler"]

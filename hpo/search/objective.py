@@ -19,10 +19,10 @@ from typing import Any
 import optuna
 import torch
 
+from hpo.config.study import StudySpec
 from hpo.data._tabular import TabularDataset
 from hpo.errors import ConfigError
 from hpo.models import create_model
-from hpo.search.spec import StudySpec
 from hpo.storage.claims import worker_seed
 from hpo.training import EpochReport, TrainConfig, train
 from hpo.training.metrics import HIGHER_IS_BETTER

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from hpo.search.spec import StudySpec
+from hpo.config.study import StudySpec
 from hpo.training import EpochReport
 
 __all__ = ["StudyProgress"]

@@ -17,13 +17,14 @@ import numpy as np
 import optuna
 import torch
 
+from hpo.config.study import StudySpec
 from hpo.data._tabular import TabularDataset
+from hpo.data.synthetic import SyntheticConfig
 from hpo.errors import ConfigError, WorkerError
 from hpo.models import create_model, gate_utilisation, probe_model
 from hpo.search.launch import spawn_workers, watch_workers
 from hpo.search.objective import objective_targets
 from hpo.search.runner import _with_signals, drain, load_study_dataset
-from hpo.search.spec import StudySpec
 from hpo.storage.engine import is_rdb, normalise_url, open_storage
 from hpo.storage.locks import claim_lock
 from hpo.storage.results import SEED_RESULTS_ATTR, as_attribute, seed_rows, write_seed_results
@@ -47,6 +48,7 @@ def seeds_of(seed: int) -> tuple[int, int]:
 def dataset_seed_of(spec: StudySpec, seed: int) -> int:
     """The generator seed of retrain seed ``seed``'s own dataset (``retrain.fresh_data``): a pure function of the
     spec's dataset seed and the retrain seed, so a retried chunk regenerates exactly the same data."""
+    assert isinstance(spec.dataset, SyntheticConfig), "fresh data is drawn for synthetic studies only"
     return int(np.random.SeedSequence([spec.dataset.seed, seed]).generate_state(1)[0])
 
 

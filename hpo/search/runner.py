@@ -29,12 +29,13 @@ from typing import Any
 
 import optuna
 
+from hpo.config.study import StudySpec
 from hpo.data._tabular import TabularDataset
+from hpo.data.sources import load_source
 from hpo.errors import ConfigError, Interrupted, WorkerError
 from hpo.search.factories import grid_points, make_pruner, make_sampler
 from hpo.search.launch import WorkerExit, spawn_workers, watch_workers
 from hpo.search.objective import DuplicateConfiguration, Objective, objective_directions, objective_names
-from hpo.search.spec import StudySpec
 from hpo.storage.claims import claim_ticket, register_worker
 from hpo.storage.engine import is_rdb, normalise_url, open_storage
 from hpo.storage.heartbeat import beating, fail_stale
@@ -63,24 +64,8 @@ DONE = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
 def load_study_dataset(spec: StudySpec) -> TabularDataset:
-    from hpo.data.registry import load_dataset
-
-    d = spec.dataset
-    if d.kind == "file":
-        assert d.path is not None
-        return load_dataset(str(spec.base_dir / d.path))
-    synthetic = {
-        k: getattr(d, k) for k in ("p", "d", "c", "m", "noise", "n_train", "n_valid", "n_test", "seed")
-    }
-    return load_dataset(
-        d.kind,
-        group=d.group,
-        data_dir=d.data_dir,
-        synthetic=synthetic,
-        split_seed=d.split_seed,
-        variant=d.variant,
-        drop=tuple(d.drop),
-    )
+    """The dataset a study's dataset section names (paths relative to the study file)."""
+    return load_source(spec.dataset, spec.base_dir)
 
 
 def create_studies(

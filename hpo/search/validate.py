@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpo.errors import ConfigError, HpoError
+from hpo.config.space import SearchSpace, load_space
+from hpo.config.study import StudySpec, load_study
+from hpo.config.yamlio import read_yaml
+from hpo.data.sources import FileSource
+from hpo.errors import ConfigError, DataError, HpoError
 from hpo.models import InputSpec, TaskSpec, probe_model
-from hpo.search.space import SearchSpace, load_space
-from hpo.search.spec import StudySpec, load_study
 
 __all__ = ["SpaceReport", "check_space", "validate_file"]
 
@@ -66,11 +68,8 @@ def check_space(
 
 
 def _n_tasks(spec: StudySpec) -> int:
-    if spec.dataset.kind == "file":
-        from hpo.data.user import read_yaml
-
-        assert spec.dataset.path is not None
-        raw = read_yaml(spec.base_dir / spec.dataset.path)
+    if isinstance(spec.dataset, FileSource):
+        raw = read_yaml(spec.base_dir / spec.dataset.path, DataError)
         return max(1, len(raw.get("tasks") or []))
     return 2
 
@@ -78,12 +77,7 @@ def _n_tasks(spec: StudySpec) -> int:
 def validate_file(path: str | Path, *, samples: int = 200) -> list[str]:
     """Validate ``path``; return the lines to print, or raise one :class:`ConfigError` with every problem."""
     path = Path(path)
-    from hpo.data.user import read_yaml
-
-    try:
-        raw = read_yaml(path)
-    except HpoError as exc:
-        raise ConfigError(str(exc)) from None
+    raw = read_yaml(path)
     if "tasks" in raw and "architectures" not in raw:
         from hpo.data.user import load_user_dataset
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hpo.training.config import TrainConfig
+from hpo.config.training import TrainConfig
 from hpo.training.trainer import EpochReport, TrainResult, resolve_device, train
 
 __all__ = ["EpochReport", "TrainConfig", "TrainResult", "resolve_device", "train"]

@@ -25,11 +25,11 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from hpo.config.training import TrainConfig
 from hpo.data._tabular import SPLITS, Split, TabularDataset
 from hpo.errors import ConfigError
 from hpo.models import MTLModel
 from hpo.models._base import select_replicas
-from hpo.training.config import TrainConfig
 from hpo.training.metrics import HIGHER_IS_BETTER, task_metrics
 from hpo.training.weighting import LossWeighting, create_weighting
 

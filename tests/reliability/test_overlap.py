@@ -19,7 +19,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from hpo.search.spec import load_study
+from hpo.config.study import load_study
 from hpo.storage.engine import open_storage
 from tests.search.conftest import make_study
 

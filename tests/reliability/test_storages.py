@@ -18,7 +18,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from hpo.search.spec import load_study
+from hpo.config.study import load_study
 from hpo.storage.engine import open_storage
 from tests.reliability.test_overlap import ENV, N, check_exact, finish, hpo, start, study_file
 

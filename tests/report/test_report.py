@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from hpo.cli import main
-from hpo.search.spec import load_study
+from hpo.config.study import load_study
 from hpo.storage.engine import open_storage
 from hpo.storage.results import read_seed_metrics, read_seed_results
 from tests.browser import dump_dom, screenshot

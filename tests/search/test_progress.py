@@ -6,7 +6,7 @@ import optuna
 from rich.console import Console
 
 from hpo.search.progress import StudyProgress
-from hpo.search.spec import load_study
+from hpo.config.study import load_study
 from tests.search.conftest import ROOT
 
 

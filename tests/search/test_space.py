@@ -7,7 +7,7 @@ import pytest
 
 from hpo.errors import ConfigError
 from hpo.models import list_models
-from hpo.search.space import SearchSpace, evaluate, load_space
+from hpo.config.space import SearchSpace, evaluate, load_space
 from hpo.search.validate import check_space, validate_file
 from tests.search.conftest import ROOT, make_study
 

@@ -32,54 +32,19 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from hpo.config.space import SearchSpace, load_space
+from hpo.config.training import TrainConfig
+from hpo.config.yamlio import format_validation_error, read_yaml
+from hpo.data.sources import DatasetSource
+from hpo.data.synthetic import SyntheticConfig
 from hpo.errors import ConfigError
 from hpo.limits import MAX_SEEDS, MAX_TRIALS
-from hpo.models import list_models
-from hpo.search.space import SearchSpace, load_space
 
 __all__ = ["StudySpec", "load_study"]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DatasetSpec(_Strict):
-    kind: Literal["census-income", "synthetic", "file"]
-    group: int = Field(1, ge=1, le=2)
-    data_dir: str | None = None
-    split_seed: int | None = Field(None, ge=0)
-    # census-income: "paper" drops both groups' label columns (education, marital stat); "leakage-free" also
-    # drops the household and tax-filer columns that spell out marital status; `drop` names more columns
-    variant: Literal["paper", "leakage-free"] = "paper"
-    drop: tuple[str, ...] = ()
-    path: str | None = None
-    # synthetic generator settings
-    p: float = Field(0.5, ge=-1, le=1)
-    d: int = Field(100, ge=2)
-    c: float = Field(1.0, gt=0)
-    m: int = Field(10, ge=0)
-    noise: float = Field(0.1, ge=0)
-    n_train: int = Field(10_000, ge=1)
-    n_valid: int = Field(1_000, ge=1)
-    n_test: int = Field(1_000, ge=1)
-    seed: int = Field(0, ge=0)
-
-    @field_validator("drop")
-    @classmethod
-    def _known_columns(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        from hpo.data.census import COLUMNS
-
-        unknown = [c for c in v if c not in COLUMNS]
-        if unknown:
-            raise ValueError(f"unknown census-income columns {unknown}; allowed: {list(COLUMNS)}")
-        return v
-
-    @model_validator(mode="after")
-    def _path_for_files(self) -> DatasetSpec:
-        if self.kind == "file" and not self.path:
-            raise ValueError("a dataset of kind 'file' needs `path` (a dataset YAML)")
-        return self
 
 
 class ArchitectureSpec(_Strict):
@@ -89,6 +54,8 @@ class ArchitectureSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
+        from hpo.models import list_models  # the registry, loaded only when a spec is validated
+
         known = [e.name for e in list_models()]
         if v not in known:
             raise ValueError(f"unknown architecture {v!r}; known: {', '.join(known)}")
@@ -118,23 +85,6 @@ class PrunerSpec(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-class TrainingSpec(_Strict):
-    """Training settings; searched values (lr, epochs, ...) from the optimiser space override these."""
-
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    batch_size: int = Field(1024, ge=1)
-    epochs: int = Field(10, ge=1)
-    max_steps: int | None = Field(None, ge=1)
-    patience: int | None = Field(3, ge=1)
-    loss_weighting: Literal["equal", "fixed", "uncertainty", "gradnorm"] = "equal"
-    loss_weights: list[float] | None = None
-    grad_clip: float | None = Field(None, gt=0)
-    device: str = "auto"
-    amp: bool = False
-
-
 class RetrainSpec(_Strict):
     """``fresh_data``: every seed also draws its own dataset (synthetic data only), as the MMoE paper's synthetic
     experiments do ("fresh data and initialisation" per run); otherwise every seed trains on the same data."""
@@ -155,7 +105,7 @@ class SweepSpec(_Strict):
 
 class StudySpec(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
-    dataset: DatasetSpec
+    dataset: DatasetSource
     architectures: list[ArchitectureSpec] = Field(min_length=1)
     optimizer_space: str | None = None
     objective: ObjectiveSpec = Field(default_factory=lambda: ObjectiveSpec())
@@ -165,7 +115,7 @@ class StudySpec(_Strict):
     timeout_minutes: float | None = Field(None, gt=0)
     seed: int = Field(0, ge=0)
     budget: int = Field(2048, ge=1)
-    training: TrainingSpec = Field(default_factory=lambda: TrainingSpec())
+    training: TrainConfig = Field(default_factory=lambda: TrainConfig())
     retrain: RetrainSpec = Field(default_factory=lambda: RetrainSpec())
     sweep: SweepSpec | None = None
     sweep_point: dict[str, Any] | None = None  # set on the sub-studies of a sweep: {"of", "key", "value"}
@@ -193,7 +143,7 @@ class StudySpec(_Strict):
             if len(set(self.sweep.values)) != len(self.sweep.values):
                 raise ValueError(f"sweep.values repeat a value: {self.sweep.values}")
             for v in self.sweep.values:
-                DatasetSpec.model_validate({**self.dataset.model_dump(), self.sweep.key: v})
+                SyntheticConfig.model_validate({**self.dataset.model_dump(), self.sweep.key: v})
         if self.retrain.fresh_data and self.dataset.kind != "synthetic":
             raise ValueError("retrain.fresh_data draws a new dataset per seed: only for synthetic data")
         return self
@@ -257,13 +207,8 @@ class StudySpec(_Strict):
 
 def load_study(path: str | Path) -> StudySpec:
     """Read and validate a study file; every problem is reported at once in one :class:`ConfigError`."""
-    from hpo.data.user import format_validation_error, read_yaml
-
     path = Path(path)
-    try:
-        raw = read_yaml(path)
-    except Exception as exc:
-        raise ConfigError(str(exc)) from None
+    raw = read_yaml(path)
     try:
         spec = StudySpec.model_validate({**raw, "source": str(path)})
     except ValidationError as exc:

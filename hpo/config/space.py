@@ -36,6 +36,7 @@ from typing import Any, Literal
 import optuna
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from hpo.config.yamlio import format_validation_error, read_yaml
 from hpo.errors import ConfigError
 
 __all__ = ["ParamRange", "SearchSpace", "evaluate", "load_space"]
@@ -185,13 +186,8 @@ def evaluate(expr: Any, env: Mapping[str, Any], where: str) -> Any:
 
 
 def load_space(path: str | Path) -> SearchSpace:
-    from hpo.data.user import format_validation_error, read_yaml
-
     path = Path(path)
-    try:
-        raw = read_yaml(path)
-    except Exception as exc:  # DataError from the shared YAML reader: same message, config family
-        raise ConfigError(str(exc)) from None
+    raw = read_yaml(path)
     try:
         return SearchSpace.model_validate({**raw, "source": str(path)})
     except ValidationError as exc:
