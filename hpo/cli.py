@@ -46,8 +46,22 @@ app = typer.Typer(
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            "--log-level",
+            help="debug, info, warning or error (default $HPO_LOG_LEVEL or warning); JSON lines when not a terminal",
+        ),
+    ] = None,
+) -> None:
     """hpo: Optuna studies, multi-seed retraining and HTML comparison reports for multi-task models."""
+    from hpo.errors import ConfigError
+    from hpo.logs import LEVELS, configure
+
+    if log_level is not None and log_level.lower() not in LEVELS:
+        raise ConfigError(f"--log-level {log_level!r} is not a level; allowed: {', '.join(LEVELS)}")
+    configure(log_level)
 
 
 @app.command("models")

@@ -12,7 +12,10 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["TASK_KINDS", "Features", "InputSpec", "TaskSpec"]
+__all__ = ["HIGHER_IS_BETTER", "TASK_KINDS", "Features", "InputSpec", "TaskSpec"]
+
+# every metric hpo computes, and its direction (training stops early by it; reports mark the best by it)
+HIGHER_IS_BETTER = {"auc": True, "logloss": False, "mse": False, "r2": True, "loss": False}
 
 TASK_KINDS = ("binary", "regression")
 

@@ -195,7 +195,9 @@ class StudySpec(_Strict):
         return load_space(self.base_dir / self.optimizer_space) if self.optimizer_space else SearchSpace()
 
     def study_name(self, arch: str) -> str:
-        return f"{self.name}/{arch}"
+        from hpo.storage.naming import tuning_study_name
+
+        return tuning_study_name(self.name, arch)
 
     def resolved(self) -> dict[str, Any]:
         """The spec with every search space inlined: stored on the study, enough to reproduce it."""

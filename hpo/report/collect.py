@@ -16,6 +16,7 @@ from hpo.config.study import StudySpec
 from hpo.errors import ConfigError
 from hpo.report.searched import searched_row
 from hpo.storage.engine import mask_url, normalise_url, open_storage
+from hpo.storage.naming import retrain_study_name
 from hpo.storage.results import read_seed_metrics, read_seed_results
 
 __all__ = ["ReportData", "collect", "trials_frame"]
@@ -109,7 +110,7 @@ def collect(spec: StudySpec, storage_url: str | None = None) -> ReportData:
             except (RuntimeError, ValueError):
                 importances[arch] = {}
         try:
-            rs = optuna.load_study(study_name=f"{spec.study_name(arch)}/retrain", storage=storage)
+            rs = optuna.load_study(study_name=retrain_study_name(spec.name, arch), storage=storage)
         except KeyError:
             continue
         retrain_attrs[arch] = dict(rs.user_attrs)

@@ -12,7 +12,7 @@ from plotly.subplots import make_subplots
 
 from hpo.report.collect import ReportData
 from hpo.report.stats import PairComparison, compare_pairs, summarise
-from hpo.training.metrics import HIGHER_IS_BETTER
+from hpo.schema import HIGHER_IS_BETTER
 
 __all__ = [
     "comparison_table",

@@ -16,8 +16,8 @@ import plotly.offline
 from hpo.config.study import StudySpec
 from hpo.report.collect import ReportData, collect
 from hpo.report.figures import comparison_table, cost_table, figure_list, pairs_table, test_metric
-from hpo.search.retrain import DATA_SEED_OFFSET
-from hpo.training.metrics import HIGHER_IS_BETTER
+from hpo.schema import HIGHER_IS_BETTER
+from hpo.storage.naming import DATA_SEED_OFFSET
 
 __all__ = ["write_report"]
 

@@ -8,6 +8,7 @@ A child that fails is reported with its last line of stderr; one killed by a sig
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -17,6 +18,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import IO
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Worker", "WorkerExit", "spawn_workers", "watch_workers"]
 
@@ -60,6 +63,7 @@ def spawn_workers(args_of: Callable[[int], Sequence[str]], url: str, n: int) -> 
         err = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed by watch_workers once the child ends
         cmd = [sys.executable, "-m", "hpo.cli", *args_of(i)]
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        log.info("started worker %d (pid %d): hpo %s", i, proc.pid, " ".join(args_of(i)))
         out.append(Worker(proc, err))
     return out
 
@@ -85,6 +89,7 @@ def watch_workers(workers: Sequence[Worker], tick: Callable[[], None] | None = N
         tick()
     out = []
     for i, w in enumerate(workers):
+        log.info("worker %d (pid %d) exited with code %s", i, w.proc.pid, w.proc.returncode)
         if w.proc.returncode not in (0, None):
             out.append(WorkerExit(i, int(w.proc.returncode), w.last_line()))
         w.stderr.close()

@@ -25,24 +25,19 @@ from hpo.models import create_model, gate_utilisation, probe_model
 from hpo.search.launch import spawn_workers, watch_workers
 from hpo.search.objective import objective_targets
 from hpo.search.runner import _with_signals, drain, load_study_dataset
+from hpo.storage import naming
 from hpo.storage.engine import is_rdb, normalise_url, open_storage
 from hpo.storage.locks import claim_lock
+from hpo.storage.naming import seeds_of
 from hpo.storage.results import SEED_RESULTS_ATTR, as_attribute, seed_rows, write_seed_results
 from hpo.training import TrainConfig, resolve_device, train
 from hpo.training.memory import bytes_per_replica, replicas_that_fit
 
 __all__ = ["best_trial", "prepare_retrain", "retrain_study_name", "run_retrain", "seeds_of"]
 
-DATA_SEED_OFFSET = 7919  # data order is its own random stream, distinct from initialisation
-
 
 def retrain_study_name(spec: StudySpec, arch: str) -> str:
-    return f"{spec.study_name(arch)}/retrain"
-
-
-def seeds_of(seed: int) -> tuple[int, int]:
-    """(initialisation seed, data-order seed) of retrain seed ``seed``."""
-    return seed, seed + DATA_SEED_OFFSET
+    return naming.retrain_study_name(spec.name, arch)
 
 
 def dataset_seed_of(spec: StudySpec, seed: int) -> int:

@@ -263,6 +263,10 @@ class _Drain:
                 raise Interrupted(f"interrupted: {where} re-queued; run again to resume") from None
         if "number" in current:
             _requeue_duplicate(self.url, study, current["number"])
+            done = study.get_trials(deepcopy=False)[current["number"]]
+            log.info(
+                "%s trial %d %s %s", study.study_name, done.number, done.state.name.lower(), done.values or ""
+            )
         self.stats.trials_run += 1
         self.stats.by_arch[key] = self.stats.by_arch.get(key, 0) + 1
         if self.progress is not None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import log_loss, mean_squared_error, r2_score, roc_auc_score
 
-__all__ = ["HIGHER_IS_BETTER", "task_metrics"]
+from hpo.schema import HIGHER_IS_BETTER
 
-HIGHER_IS_BETTER = {"auc": True, "logloss": False, "mse": False, "r2": True, "loss": False}
+__all__ = ["HIGHER_IS_BETTER", "task_metrics"]
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

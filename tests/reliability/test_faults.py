@@ -23,9 +23,9 @@ import pytest
 import torch
 
 from hpo.cli import main
+from hpo.config.study import load_study
 from hpo.search.retrain import prepare_retrain, retrain_study_name
 from hpo.search.runner import create_studies, ensure_tickets, load_study_dataset
-from hpo.config.study import load_study
 from hpo.storage.engine import open_storage
 from hpo.storage.results import read_seed_metrics, read_seed_results
 from tests.conftest import SUMMARY_LINES, require

@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from hpo.cli import main
+from hpo.config.study import load_study
 from hpo.errors import ConfigError
 from hpo.search.retrain import dataset_seed_of, retrain_study_name
-from hpo.config.study import load_study
 from hpo.storage.engine import open_storage
 from hpo.storage.results import read_seed_results
 from tests.browser import dump_dom, screenshot

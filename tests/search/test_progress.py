@@ -5,8 +5,8 @@ import io
 import optuna
 from rich.console import Console
 
-from hpo.search.progress import StudyProgress
 from hpo.config.study import load_study
+from hpo.search.progress import StudyProgress
 from tests.search.conftest import ROOT
 
 

@@ -13,8 +13,8 @@ import optuna
 import pytest
 
 from hpo.cli import main
-from hpo.search.runner import create_studies, drain, ensure_tickets, load_study_dataset, run_study
 from hpo.config.study import load_study
+from hpo.search.runner import create_studies, drain, ensure_tickets, load_study_dataset, run_study
 from hpo.storage.engine import mask_url, open_storage
 from tests.search.conftest import make_study
 

@@ -5,9 +5,9 @@ from pathlib import Path
 import optuna
 import pytest
 
+from hpo.config.space import SearchSpace, evaluate, load_space
 from hpo.errors import ConfigError
 from hpo.models import list_models
-from hpo.config.space import SearchSpace, evaluate, load_space
 from hpo.search.validate import check_space, validate_file
 from tests.search.conftest import ROOT, make_study
 
