@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +35,8 @@ from hpo.training.metrics import HIGHER_IS_BETTER, task_metrics
 from hpo.training.weighting import LossWeighting, create_weighting
 
 __all__ = ["EpochReport", "TrainResult", "resolve_device", "train"]
+
+log = logging.getLogger(__name__)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -183,6 +186,173 @@ def _monitor_value(mon: _Monitor, m: dict[str, dict[str, float]], ds: TabularDat
     return m[ds.tasks[mon.task].name][mon.metric]
 
 
+@dataclass
+class _Replica:
+    """One replica's bookkeeping: its seeds, curve, best epoch so far, patience and outcome."""
+
+    init_seed: int
+    data_seed: int
+    generator: torch.Generator
+    curve: list[dict[str, float]] = field(default_factory=list)
+    best_value: float = float("nan")
+    best_epoch: int = 0
+    since_best: int = 0
+    epochs_run: int = 0
+    steps: int = 0
+    status: str = "ok"
+    reason: str = ""
+
+
+def _check_shapes(
+    model: MTLModel, dataset: TabularDataset, init_seeds: list[int], data_seeds: list[int]
+) -> None:
+    n_rep = model.replicas
+    if len(init_seeds) != n_rep or len(data_seeds) != n_rep:
+        raise ConfigError(f"need one init and one data seed per replica ({n_rep})")
+    if dataset.replicas is not None and dataset.replicas != n_rep:
+        raise ConfigError(
+            f"dataset {dataset.name} holds {dataset.replicas} replicas' data, the model {n_rep}"
+        )
+    if len(dataset.tasks) != model.n_tasks:
+        raise ConfigError(
+            f"model has {model.n_tasks} task heads, dataset {dataset.name} has {len(dataset.tasks)}"
+        )
+
+
+class _Run:
+    """One call of :func:`train`: the vectorised model, its optimiser, and the replicas still training."""
+
+    def __init__(
+        self, model: MTLModel, dataset: TabularDataset, config: TrainConfig, init: list[int], data: list[int]
+    ) -> None:
+        self.device = resolve_device(config.device)
+        self.model, self.config = model, config
+        self.amp = config.amp and self.device.type == "cuda"
+        self.mon = _Monitor(config.early_stopping_metric, dataset)
+        self.weighting: LossWeighting = create_weighting(
+            config.loss_weighting, model.n_tasks, model.replicas, weights=config.loss_weights,
+            alpha=config.gradnorm_alpha,
+        )  # fmt: skip
+        model.to(self.device)
+        self.weighting.to(self.device)
+        self.ds = dataset if dataset.device == self.device else dataset.to(self.device)
+        self.ds_active = self.ds  # the active replicas' data (all of it unless the dataset is replicated)
+        self.kinds = [t.kind for t in self.ds.tasks]
+        self.params = list(model.parameters()) + list(self.weighting.parameters())
+        self.opt = _make_optimizer(self.params, config)
+        self.best_model = copy.deepcopy(model)  # holds each replica's best weights, all R of them
+        self.active = list(range(model.replicas))  # original replica index of each row still training
+        self.replicas = [
+            _Replica(int(i), int(d), torch.Generator().manual_seed(int(d)))
+            for i, d in zip(init, data, strict=True)
+        ]
+        self.step = 0
+        self.max_steps = config.max_steps or math.inf
+        self.t0 = time.perf_counter()
+
+    def train_epoch(self) -> list[float]:
+        """One pass over the training rows in each active replica's own order; its mean loss per replica."""
+        split = self.ds_active.splits["train"]
+        n, bs = len(split), self.config.batch_size
+        perm = torch.stack([torch.randperm(n, generator=self.replicas[r].generator) for r in self.active])
+        perm = perm.to(self.device)
+        loss_sum = torch.zeros(len(self.active), device=self.device)
+        batches = 0
+        for i in range(0, n, bs):
+            if self.step >= self.max_steps:
+                break
+            loss_sum += self._step(split, perm[:, i : i + bs])
+            batches += 1
+            self.step += 1
+        return (loss_sum / max(batches, 1)).tolist()
+
+    def _step(self, split: Split, idx: Tensor) -> Tensor:
+        feats, y = split.features(idx), split.labels(idx)
+        self.opt.zero_grad(set_to_none=True)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            out = self.model(feats)
+        total = self.weighting.combine(_task_losses(out, y, self.kinds), self.model)
+        reg = self.model.regularization()
+        if reg is not None:
+            total = total + reg
+        total.sum().backward()
+        if self.config.grad_clip is not None:
+            _clip_per_replica(self.params, self.config.grad_clip)
+        self.opt.step()
+        self.weighting.after_step()
+        return total.detach()
+
+    def judge(self, epoch: int, train_loss: list[float]) -> list[int]:
+        """Record the epoch for every active replica, keep best weights, stop the diverged and the patient-out;
+        return the rows that go on training."""
+        evals = _evaluate(self.model, self.ds_active, "valid", self.config.eval_batch_size, self.amp)
+        keep: list[int] = []
+        for row, r in enumerate(self.active):
+            rep = self.replicas[r]
+            rep.epochs_run, rep.steps = epoch, self.step
+            value = _monitor_value(self.mon, evals[row], self.ds)
+            rep.curve.append(
+                {"epoch": epoch, "step": self.step, "train_loss": train_loss[row], "valid": value}
+            )
+            if not math.isfinite(train_loss[row]):
+                rep.status, rep.reason = "diverged", f"non-finite training loss at epoch {epoch}"
+                continue
+            if self.mon.better(value, rep.best_value):
+                rep.best_value, rep.best_epoch, rep.since_best = value, epoch, 0
+                _copy_replica(self.model, row, self.best_model, r)
+            else:
+                rep.since_best += 1
+            if self.config.patience is not None and rep.since_best >= self.config.patience:
+                continue
+            keep.append(row)
+        return keep
+
+    def report(self, epoch: int, train_loss: list[float]) -> EpochReport:
+        valid = [self.replicas[r].curve[-1]["valid"] for r in self.active]
+        elapsed = time.perf_counter() - self.t0
+        return EpochReport(epoch, self.step, list(self.active), train_loss, valid, self.mon.name, elapsed)
+
+    def compact(self, keep: list[int]) -> None:
+        """Cut the stopped replicas out of the model, the optimiser and the data, so they stop costing work."""
+        select_replicas(self.model, keep, self.opt)
+        select_replicas(self.weighting, keep, self.opt)
+        self.params = list(self.model.parameters()) + list(self.weighting.parameters())
+        self.active = [self.active[row] for row in keep]
+        self.ds_active = self.ds.select_replicas(self.active)
+
+    def results(self, splits: Sequence[str]) -> list[TrainResult]:
+        """Every replica's best weights evaluated on ``splits``; the model ends holding them."""
+        wall = time.perf_counter() - self.t0
+        _restore(self.model, self.best_model)
+        finals = {
+            s: _evaluate(self.best_model, self.ds, s, self.config.eval_batch_size, self.amp) for s in splits
+        }
+        out = []
+        for r, rep in enumerate(self.replicas):
+            if rep.best_epoch == 0 and rep.status == "ok":
+                rep.status, rep.reason = "diverged", f"validation {self.mon.name} was never finite"
+            out.append(
+                TrainResult(
+                    metrics={s: {k: v for k, v in finals[s][r].items() if k != "_all"} for s in splits},
+                    curve=rep.curve,
+                    best_epoch=rep.best_epoch,
+                    best_value=rep.best_value,
+                    metric_name=self.mon.name,
+                    epochs_run=rep.epochs_run,
+                    steps=rep.steps,
+                    wall_time=wall,
+                    device=str(self.device),
+                    parameter_count=self.model.parameter_count(),
+                    init_seed=rep.init_seed,
+                    data_seed=rep.data_seed,
+                    status=rep.status,
+                    reason=rep.reason,
+                    config=self.config.model_dump(),
+                )
+            )
+        return out
+
+
 def train(
     model: MTLModel,
     dataset: TabularDataset,
@@ -199,146 +369,25 @@ def train(
     draw each replica's data order (default: the init seeds). The model ends holding each replica's best-epoch
     weights.
     """
-    device = resolve_device(config.device)
-    n_rep = model.replicas
-    init_seeds = list(init_seeds) if init_seeds is not None else list(range(n_rep))
-    data_seeds = list(data_seeds) if data_seeds is not None else list(init_seeds)
-    if len(init_seeds) != n_rep or len(data_seeds) != n_rep:
-        raise ConfigError(f"need one init and one data seed per replica ({n_rep})")
-    if dataset.replicas is not None and dataset.replicas != n_rep:
-        raise ConfigError(
-            f"dataset {dataset.name} holds {dataset.replicas} replicas' data, the model {n_rep}"
-        )
-    if len(dataset.tasks) != model.n_tasks:
-        raise ConfigError(
-            f"model has {model.n_tasks} task heads, dataset {dataset.name} has {len(dataset.tasks)}"
-        )
-    amp = config.amp and device.type == "cuda"
-    mon = _Monitor(config.early_stopping_metric, dataset)
-    weights = config.loss_weights
-    weighting: LossWeighting = create_weighting(
-        config.loss_weighting, model.n_tasks, n_rep, weights=weights, alpha=config.gradnorm_alpha
-    )
-    model.to(device)
-    weighting.to(device)
-    ds = dataset if dataset.device == device else dataset.to(device)
-    ds_active = ds  # the active replicas' data (all of it unless the dataset is replicated)
-    train_split = ds.splits["train"]
-    n = len(train_split)
-    kinds = [t.kind for t in ds.tasks]
-    params = list(model.parameters()) + list(weighting.parameters())
-    opt = _make_optimizer(params, config)
-    best_model = copy.deepcopy(model)  # holds each replica's best weights, all R of them
-    active = list(range(n_rep))  # original replica index of each row still training
-    gens = [torch.Generator().manual_seed(int(s)) for s in data_seeds]
-    curves: list[list[dict[str, float]]] = [[] for _ in range(n_rep)]
-    best_value = [float("nan")] * n_rep
-    best_epoch = [0] * n_rep
-    since_best = [0] * n_rep
-    epochs_run = [0] * n_rep
-    steps_run = [0] * n_rep
-    status = ["ok"] * n_rep
-    reason = [""] * n_rep
-    step = 0
-    t0 = time.perf_counter()
-    max_steps = config.max_steps or math.inf
+    init = list(init_seeds) if init_seeds is not None else list(range(model.replicas))
+    data = list(data_seeds) if data_seeds is not None else list(init)
+    _check_shapes(model, dataset, init, data)
+    run = _Run(model, dataset, config, init, data)
     model.train()
     for epoch in range(1, config.epochs + 1):
-        perm = torch.stack([torch.randperm(n, generator=gens[r]) for r in active]).to(device)
-        loss_sum = torch.zeros(len(active), device=device)
-        batches = 0
-        for i in range(0, n, config.batch_size):
-            if step >= max_steps:
-                break
-            idx = perm[:, i : i + config.batch_size]
-            feats = train_split.features(idx)
-            y = train_split.labels(idx)
-            opt.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                out = model(feats)
-            losses = _task_losses(out, y, kinds)
-            total = weighting.combine(losses, model)
-            reg = model.regularization()
-            if reg is not None:
-                total = total + reg
-            total.sum().backward()
-            if config.grad_clip is not None:
-                _clip_per_replica(params, config.grad_clip)
-            opt.step()
-            weighting.after_step()
-            loss_sum += total.detach()
-            batches += 1
-            step += 1
-        train_loss = (loss_sum / max(batches, 1)).tolist()
-        evals = _evaluate(model, ds_active, "valid", config.eval_batch_size, amp)
-        keep: list[int] = []
-        for row, r in enumerate(active):
-            epochs_run[r], steps_run[r] = epoch, step
-            value = _monitor_value(mon, evals[row], ds)
-            curves[r].append({"epoch": epoch, "step": step, "train_loss": train_loss[row], "valid": value})
-            if not math.isfinite(train_loss[row]):
-                status[r], reason[r] = "diverged", f"non-finite training loss at epoch {epoch}"
-                continue
-            if mon.better(value, best_value[r]):
-                best_value[r], best_epoch[r], since_best[r] = value, epoch, 0
-                _copy_replica(model, row, best_model, r)
-            else:
-                since_best[r] += 1
-            if config.patience is not None and since_best[r] >= config.patience:
-                continue
-            keep.append(row)
+        train_loss = run.train_epoch()
+        keep = run.judge(epoch, train_loss)
         if callback is not None:
-            callback(
-                EpochReport(
-                    epoch,
-                    step,
-                    list(active),
-                    train_loss,
-                    [curves[r][-1]["valid"] for r in active],
-                    mon.name,
-                    time.perf_counter() - t0,
-                )
-            )
-        if len(keep) < len(active):
+            callback(run.report(epoch, train_loss))
+        log.debug("epoch %d: %d of %d replicas go on", epoch, len(keep), len(run.active))
+        if len(keep) < len(run.active):
             if not keep:
-                active = []
+                run.active = []
                 break
-            select_replicas(model, keep, opt)
-            select_replicas(weighting, keep, opt)
-            params = list(model.parameters()) + list(weighting.parameters())
-            active = [active[row] for row in keep]
-            ds_active = ds.select_replicas(active)
-            train_split = ds_active.splits["train"]
-        if step >= max_steps:
+            run.compact(keep)
+        if run.step >= run.max_steps:
             break
-    wall = time.perf_counter() - t0
-    # final evaluation of every replica's best weights
-    _restore(model, best_model)
-    finals = {s: _evaluate(best_model, ds, s, config.eval_batch_size, amp) for s in evaluate_splits}
-    results = []
-    for r in range(n_rep):
-        if best_epoch[r] == 0 and status[r] == "ok":
-            status[r], reason[r] = "diverged", f"validation {mon.name} was never finite"
-        results.append(
-            TrainResult(
-                metrics={s: {k: v for k, v in finals[s][r].items() if k != "_all"} for s in evaluate_splits},
-                curve=curves[r],
-                best_epoch=best_epoch[r],
-                best_value=best_value[r],
-                metric_name=mon.name,
-                epochs_run=epochs_run[r],
-                steps=steps_run[r],
-                wall_time=wall,
-                device=str(device),
-                parameter_count=model.parameter_count(),
-                init_seed=int(init_seeds[r]),
-                data_seed=int(data_seeds[r]),
-                status=status[r],
-                reason=reason[r],
-                config=config.model_dump(),
-            )
-        )
-    return results
+    return run.results(evaluate_splits)
 
 
 def _restore(model: MTLModel, best: MTLModel) -> None:
