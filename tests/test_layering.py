@@ -96,3 +96,17 @@ def test_log_records_are_json_lines_off_a_terminal(tmp_path: Path) -> None:
     assert any(r["logger"] == "hpo.search.runner" and "joined" in r["message"] for r in records), done.stderr
     assert any("trial 0 complete" in r["message"] for r in records), done.stderr
     assert {"time", "level", "logger", "message", "pid"} <= set(records[0])
+
+
+def test_no_function_in_the_package_is_longer_than_60_lines() -> None:
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "hpo"
+    long = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > 60:
+                    long.append(f"{path.relative_to(root.parent)}:{node.lineno} {node.name} ({length} lines)")
+    assert not long, long

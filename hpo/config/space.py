@@ -144,6 +144,41 @@ _BINOPS: dict[type, Callable[[Any, Any], Any]] = {
 _FUNCS: dict[str, Callable[..., Any]] = {"min": min, "max": max, "int": int, "round": round}
 
 
+class _Evaluator:
+    """A walk over a parsed derivation that allows numbers, names of ``env``, arithmetic, lists and a few
+    functions, and nothing else (no attribute access, no calls of arbitrary names)."""
+
+    def __init__(self, env: Mapping[str, Any], where: str, expr: str) -> None:
+        self.env, self.where, self.expr = env, where, expr
+
+    def __call__(self, node: ast.AST) -> Any:
+        if isinstance(node, ast.Expression):
+            return self(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+            return node.value
+        if isinstance(node, ast.Name):
+            return self.name(node.id)
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+            return _BINOPS[type(node.op)](self(node.left), self(node.right))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -self(node.operand)
+        if isinstance(node, ast.List | ast.Tuple):
+            return [self(e) for e in node.elts]
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCS:
+            return _FUNCS[node.func.id](*[self(a) for a in node.args])
+        raise ConfigError(
+            f"{self.where}: {self.expr!r} uses something other than numbers, names, arithmetic, lists, "
+            "min/max/int/round"
+        )
+
+    def name(self, name: str) -> Any:
+        if name not in self.env:
+            raise ConfigError(
+                f"{self.where}: unknown name {name!r} in {self.expr!r}; known: {sorted(self.env)}"
+            )
+        return self.env[name]
+
+
 def evaluate(expr: Any, env: Mapping[str, Any], where: str) -> Any:
     """Evaluate a derivation: a literal, a name, or a restricted arithmetic expression over ``env``."""
     if isinstance(expr, bool | int | float) or expr is None:
@@ -156,31 +191,8 @@ def evaluate(expr: Any, env: Mapping[str, Any], where: str) -> Any:
         tree = ast.parse(expr, mode="eval")
     except SyntaxError:
         raise ConfigError(f"{where}: {expr!r} is not a valid expression") from None
-
-    def ev(node: ast.AST) -> Any:
-        if isinstance(node, ast.Expression):
-            return ev(node.body)
-        if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
-            return node.value
-        if isinstance(node, ast.Name):
-            if node.id not in env:
-                raise ConfigError(f"{where}: unknown name {node.id!r} in {expr!r}; known: {sorted(env)}")
-            return env[node.id]
-        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-            return _BINOPS[type(node.op)](ev(node.left), ev(node.right))
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-            return -ev(node.operand)
-        if isinstance(node, ast.List | ast.Tuple):
-            return [ev(e) for e in node.elts]
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCS:
-            return _FUNCS[node.func.id](*[ev(a) for a in node.args])
-        raise ConfigError(
-            f"{where}: {expr!r} uses something other than numbers, names, arithmetic, lists, "
-            "min/max/int/round"
-        )
-
     try:
-        return ev(tree)
+        return _Evaluator(env, where, expr)(tree)
     except (ZeroDivisionError, TypeError) as exc:
         raise ConfigError(f"{where}: {expr!r} cannot be evaluated ({exc})") from None
 

@@ -37,7 +37,7 @@ from hpo.config.training import TrainConfig
 from hpo.config.yamlio import format_validation_error, read_yaml
 from hpo.data.sources import DatasetSource
 from hpo.data.synthetic import SyntheticConfig
-from hpo.errors import ConfigError
+from hpo.errors import ConfigError, DataError
 from hpo.limits import MAX_SEEDS, MAX_TRIALS
 
 __all__ = ["StudySpec", "load_study"]
@@ -143,7 +143,10 @@ class StudySpec(_Strict):
             if len(set(self.sweep.values)) != len(self.sweep.values):
                 raise ValueError(f"sweep.values repeat a value: {self.sweep.values}")
             for v in self.sweep.values:
-                SyntheticConfig.model_validate({**self.dataset.model_dump(), self.sweep.key: v})
+                try:
+                    SyntheticConfig(**{**self.dataset.model_dump(), self.sweep.key: v})
+                except DataError as exc:  # one line, turned into this file's field error by load_study
+                    raise ValueError(f"sweep value {v}: {exc}") from None
         if self.retrain.fresh_data and self.dataset.kind != "synthetic":
             raise ValueError("retrain.fresh_data draws a new dataset per seed: only for synthetic data")
         return self

@@ -226,21 +226,10 @@ def read_raw(path: Path, expected_rows: int | None = None) -> pd.DataFrame:
     return df
 
 
-def load_census(
-    group: int = 1,
-    data_dir: str | Path | None = None,
-    *,
-    split_seed: int = DEFAULT_SPLIT_SEED,
-    variant: str = "paper",
-    drop: tuple[str, ...] | list[str] = (),
-    use_cache: bool = True,
-    verify_checksums: bool = True,
-) -> TabularDataset:
-    """Prepare (or load from the cache) census-income for task ``group`` 1 or 2.
-
-    ``variant`` ``paper`` drops the label columns of both groups from the inputs; ``leakage-free`` also drops
-    :data:`LEAKY`; ``drop`` names further columns to leave out.
-    """
+def _dropped_columns(
+    group: int, variant: str, drop: tuple[str, ...] | list[str], split_seed: int
+) -> set[str]:
+    """The columns left out of the inputs, after checking the options (each mistake one line)."""
     if group not in GROUPS:
         raise DataError(f"census-income: group must be one of {sorted(GROUPS)}, got {group!r}")
     if variant not in VARIANTS:
@@ -250,28 +239,40 @@ def load_census(
         raise DataError(
             f"census-income: drop names unknown columns {unknown}; the columns are {list(COLUMNS)}"
         )
+    if not isinstance(split_seed, int) or split_seed < 0:
+        raise DataError(f"census-income: split_seed must be a non-negative integer, got {split_seed!r}")
     dropped = set(NOT_FEATURES) | set(PAPER_DROPPED) | {lab.column for lab in GROUPS[group]} | set(drop)
     if variant == "leakage-free":
         dropped |= set(LEAKY)
-    if not isinstance(split_seed, int) or split_seed < 0:
-        raise DataError(f"census-income: split_seed must be a non-negative integer, got {split_seed!r}")
-    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
-    files = {stem: _locate(data_dir, stem) for stem in CHECKSUMS}
-    hashes = {stem: file_sha256(p) for stem, p in files.items()}
-    options = {
+    return dropped
+
+
+def _provenance(
+    group: int, variant: str, files: dict[str, Path], hashes: dict[str, str], verified: bool, split_seed: int,
+    dropped: set[str],
+) -> dict[str, object]:  # fmt: skip
+    return {
+        "dataset": "census-income",
         "group": group,
+        "variant": variant,
+        "files": {stem: {"path": str(p), "sha256": hashes[stem]} for stem, p in files.items()},
+        "content_sha256_verified": verified,
+        "split": f"train = census-income.data; census-income.test shuffled with seed {split_seed}, "
+        "first half validation, second half test",
         "split_seed": split_seed,
-        "verified": verify_checksums,
-        "dropped": sorted(dropped),
+        "labels": {lab.name: lab.definition for lab in GROUPS[group]},
+        "dropped_columns": sorted(dropped),
+        "preprocessing": "continuous: standardised with training mean/std; categorical: vocabulary of the "
+        "training rows, unseen -> unknown code 0; '?' is a category",
     }
-    key = cache_key("census-income", hashes, options)
-    if use_cache and (cached := load_cached(key)) is not None:
-        return cached
-    if verify_checksums:
-        for stem, p in files.items():
-            verify(p, stem)
-    train_df = read_raw(files["census-income.data"], ROWS["census-income.data"] if verify_checksums else None)
-    test_df = read_raw(files["census-income.test"], ROWS["census-income.test"] if verify_checksums else None)
+
+
+def _splits(
+    files: dict[str, Path], group: int, dropped: set[str], split_seed: int, verified: bool
+) -> tuple[dict[str, Split], list[str], list[str], Any]:
+    """Train from census-income.data; validation and test: the two halves of census-income.test."""
+    train_df = read_raw(files["census-income.data"], ROWS["census-income.data"] if verified else None)
+    test_df = read_raw(files["census-income.test"], ROWS["census-income.test"] if verified else None)
     labels = GROUPS[group]
     cont = [c for c in CONTINUOUS if c not in dropped]
     cat = [c for c in COLUMNS if c not in CONTINUOUS and c not in dropped]
@@ -289,28 +290,49 @@ def load_census(
         "valid": make(test_df.iloc[valid_idx], test_src),
         "test": make(test_df.iloc[test_idx], test_src),
     }
-    provenance = {
-        "dataset": "census-income",
+    return splits, cont, cat, enc
+
+
+def load_census(
+    group: int = 1,
+    data_dir: str | Path | None = None,
+    *,
+    split_seed: int = DEFAULT_SPLIT_SEED,
+    variant: str = "paper",
+    drop: tuple[str, ...] | list[str] = (),
+    use_cache: bool = True,
+    verify_checksums: bool = True,
+) -> TabularDataset:
+    """Prepare (or load from the cache) census-income for task ``group`` 1 or 2.
+
+    ``variant`` ``paper`` drops the label columns of both groups from the inputs; ``leakage-free`` also drops
+    :data:`LEAKY`; ``drop`` names further columns to leave out.
+    """
+    dropped = _dropped_columns(group, variant, drop, split_seed)
+    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+    files = {stem: _locate(data_dir, stem) for stem in CHECKSUMS}
+    hashes = {stem: file_sha256(p) for stem, p in files.items()}
+    options = {
         "group": group,
-        "variant": variant,
-        "files": {stem: {"path": str(p), "sha256": hashes[stem]} for stem, p in files.items()},
-        "content_sha256_verified": verify_checksums,
-        "split": f"train = census-income.data; census-income.test shuffled with seed {split_seed}, "
-        "first half validation, second half test",
         "split_seed": split_seed,
-        "labels": {lab.name: lab.definition for lab in labels},
-        "dropped_columns": sorted(dropped),
-        "preprocessing": "continuous: standardised with training mean/std; categorical: vocabulary of the "
-        "training rows, unseen -> unknown code 0; '?' is a category",
+        "verified": verify_checksums,
+        "dropped": sorted(dropped),
     }
+    key = cache_key("census-income", hashes, options)
+    if use_cache and (cached := load_cached(key)) is not None:
+        return cached
+    if verify_checksums:
+        for stem, p in files.items():
+            verify(p, stem)
+    splits, cont, cat, enc = _splits(files, group, dropped, split_seed, verify_checksums)
     ds = TabularDataset(
         f"census-income-group{group}" + ("" if variant == "paper" else f"-{variant}"),
         enc.spec,
-        tuple(TaskSpec(lab.name, "binary") for lab in labels),
+        tuple(TaskSpec(lab.name, "binary") for lab in GROUPS[group]),
         splits,
         tuple(cont),
         tuple(cat),
-        provenance,
+        _provenance(group, variant, files, hashes, verify_checksums, split_seed, dropped),
     )
     if use_cache:
         save_cached(key, ds)

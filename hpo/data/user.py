@@ -163,50 +163,40 @@ def _infer_columns(df: pd.DataFrame, exclude: set[str]) -> tuple[list[str], list
     return cont, cat, notes
 
 
-def load_user_dataset(path: str | Path) -> TabularDataset:
-    """Read a dataset declaration and the table(s) it names; every mistake is one :class:`DataError` line."""
-    path = Path(path)
-    raw = read_yaml(path)
-    try:
-        spec = UserDatasetSpec.model_validate(raw)
-    except ValidationError as exc:
-        raise DataError(format_validation_error(str(path), exc)) from None
-    base = path.parent
+def _read_frames(
+    spec: UserDatasetSpec, base: Path
+) -> tuple[dict[str, pd.DataFrame], dict[str, str], dict[str, Path]]:
+    """The three splits' rows, the file each came from, and the files read (for checksums)."""
     if spec.file is not None:
         table_path = base / spec.file
         df = _read_table(table_path)
         if len(df) == 0:
             raise DataError(f"{table_path}: the table has no rows")
-        parts = split_indices(
-            len(df),
-            [1 - spec.split.valid - spec.split.test, spec.split.valid, spec.split.test],
-            spec.split.seed,
-        )
+        fractions = [1 - spec.split.valid - spec.split.test, spec.split.valid, spec.split.test]
+        parts = split_indices(len(df), fractions, spec.split.seed)
         frames = {s: df.iloc[idx] for s, idx in zip(SPLITS, parts, strict=True)}
-        sources = dict.fromkeys(SPLITS, str(table_path))
-        files = {"table": table_path}
-    else:
-        assert spec.files is not None
-        files = {s: base / getattr(spec.files, s) for s in SPLITS}
-        frames = {s: _read_table(p) for s, p in files.items()}
-        sources = {s: str(p) for s, p in files.items()}
-        cols = list(frames["train"].columns)
-        for s in ("valid", "test"):
-            if list(frames[s].columns) != cols:
-                raise DataError(
-                    f"{files[s]}: columns {list(frames[s].columns)} differ from the training file's {cols}"
-                )
-    for s, f in frames.items():
-        if len(f) == 0:
-            raise DataError(f"{sources[s]}: split {s!r} is empty; give it rows or change `split`")
-    train = frames["train"]
+        return frames, dict.fromkeys(SPLITS, str(table_path)), {"table": table_path}
+    assert spec.files is not None
+    files = {s: base / getattr(spec.files, s) for s in SPLITS}
+    frames = {s: _read_table(p) for s, p in files.items()}
+    cols = list(frames["train"].columns)
+    for s in ("valid", "test"):
+        if list(frames[s].columns) != cols:
+            raise DataError(
+                f"{files[s]}: columns {list(frames[s].columns)} differ from the training file's {cols}"
+            )
+    return frames, {s: str(p) for s, p in files.items()}, files
+
+
+def _input_columns(
+    spec: UserDatasetSpec, train: pd.DataFrame, path: Path, source: str
+) -> tuple[list[str], list[str], list[str]]:
+    """Continuous and categorical input columns (declared or inferred), and the inference notes."""
     label_cols = {t.column for t in spec.tasks}
     declared = set(spec.continuous or []) | set(spec.categorical or [])
     for c in sorted(declared | set(spec.ignore)):
         if c not in train.columns:
-            raise DataError(
-                f"{path}: column {c!r} not found in {sources['train']}; columns: {list(train.columns)}"
-            )
+            raise DataError(f"{path}: column {c!r} not found in {source}; columns: {list(train.columns)}")
     notes: list[str] = []
     if spec.continuous is None and spec.categorical is None:
         cont, cat, notes = _infer_columns(train, label_cols | set(spec.ignore))
@@ -215,20 +205,40 @@ def load_user_dataset(path: str | Path) -> TabularDataset:
         cat = [c for c in (spec.categorical or []) if c not in label_cols]
     if not cont and not cat:
         raise DataError(f"{path}: no input columns left after removing labels and `ignore`")
-    enc = fit_encoder(train, cont, cat, sources["train"], spec.scaling)
+    return cont, cat, notes
+
+
+def _check_both_classes(spec: UserDatasetSpec, train: Split, source: str) -> None:
+    for k, t in enumerate(spec.tasks):
+        if t.kind == "binary":
+            classes = np.unique(train.y[:, k].numpy())
+            if len(classes) < 2:
+                raise DataError(
+                    f"{source}: task {t.name!r} ({t.describe()}) has a single class "
+                    f"({int(classes[0])}) in the training rows; a binary task needs both"
+                )
+
+
+def load_user_dataset(path: str | Path) -> TabularDataset:
+    """Read a dataset declaration and the table(s) it names; every mistake is one :class:`DataError` line."""
+    path = Path(path)
+    raw = read_yaml(path)
+    try:
+        spec = UserDatasetSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise DataError(format_validation_error(str(path), exc)) from None
+    frames, sources, files = _read_frames(spec, path.parent)
+    for s, f in frames.items():
+        if len(f) == 0:
+            raise DataError(f"{sources[s]}: split {s!r} is empty; give it rows or change `split`")
+    cont, cat, notes = _input_columns(spec, frames["train"], path, sources["train"])
+    enc = fit_encoder(frames["train"], cont, cat, sources["train"], spec.scaling)
     splits = {}
     for s, f in frames.items():
         x_cont, x_cat = enc.encode(f, sources[s])
         y = np.stack([_label(f, t, sources[s]) for t in spec.tasks], axis=1)
         splits[s] = Split(x_cont, x_cat, torch.from_numpy(y))
-    for k, t in enumerate(spec.tasks):
-        if t.kind == "binary":
-            classes = np.unique(splits["train"].y[:, k].numpy())
-            if len(classes) < 2:
-                raise DataError(
-                    f"{sources['train']}: task {t.name!r} ({t.describe()}) has a single class "
-                    f"({int(classes[0])}) in the training rows; a binary task needs both"
-                )
+    _check_both_classes(spec, splits["train"], sources["train"])
     provenance = {
         "dataset": spec.name,
         "declaration": str(path),
@@ -237,12 +247,5 @@ def load_user_dataset(path: str | Path) -> TabularDataset:
         "split": spec.split.model_dump() if spec.file else "files",
         "column_inference": notes,
     }
-    return TabularDataset(
-        spec.name,
-        enc.spec,
-        tuple(TaskSpec(t.name, t.kind) for t in spec.tasks),
-        splits,
-        tuple(cont),
-        tuple(cat),
-        provenance,
-    )
+    tasks = tuple(TaskSpec(t.name, t.kind) for t in spec.tasks)
+    return TabularDataset(spec.name, enc.spec, tasks, splits, tuple(cont), tuple(cat), provenance)

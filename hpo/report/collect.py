@@ -72,70 +72,71 @@ def trials_frame(study: optuna.Study, arch: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _importance(study: optuna.Study) -> dict[str, float] | None:
+    """fANOVA importance of a single-objective study with at least three finite complete trials."""
+    complete = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if t.values and all(map(math.isfinite, t.values))
+    ]
+    if len(study.directions) != 1 or len(complete) < 3:
+        return None
+    try:
+        return optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)
+        )
+    except (RuntimeError, ValueError):
+        return {}
+
+
+def _gate_use(retrain: optuna.Study) -> pd.DataFrame | None:
+    uses = [
+        u
+        for t in retrain.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        for u in t.user_attrs.get("gate_utilisation", [])
+    ]
+    if not uses:
+        return None
+    return pd.DataFrame(uses).groupby(["gate", "expert"], sort=False, as_index=False)["mean"].mean()
+
+
+def _load(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study | None:
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        return None
+
+
 def collect(spec: StudySpec, storage_url: str | None = None) -> ReportData:
+    """Everything the report shows, read from the storage (which must exist: nothing is created here)."""
     url = normalise_url(storage_url)
     storage = open_storage(url, heartbeat=False, create=False)
-    frames, attrs, retrain_attrs, gate_use, importances = [], {}, {}, {}, {}
-    directions: list[str] = []
-    metric_names: list[str] = []
-    versions: dict[str, str] = {}
-    revisions: set[str] = set()
-    searched: list[dict[str, Any]] = []
+    data = ReportData(spec, mask_url(url), pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), {}, {})
+    frames, searched, revisions = [], [], set()
     for arch in (a.name for a in spec.architectures):
-        try:
-            study = optuna.load_study(study_name=spec.study_name(arch), storage=storage)
-        except KeyError:
-            raise ConfigError(
-                f"no study {spec.study_name(arch)} in {mask_url(url)}; run `hpo run` first"
-            ) from None
-        directions = [d.name.lower() for d in study.directions]
-        metric_names = study.metric_names or []
+        study = _load(storage, spec.study_name(arch))
+        if study is None:
+            raise ConfigError(f"no study {spec.study_name(arch)} in {mask_url(url)}; run `hpo run` first")
+        data.directions = [d.name.lower() for d in study.directions]
+        data.metric_names = study.metric_names or []
         frames.append(trials_frame(study, arch))
         searched.append(searched_row(arch, study, spec.budget))
         for t in study.get_trials(deepcopy=False):
-            versions.update(t.user_attrs.get("versions") or {})
+            data.versions.update(t.user_attrs.get("versions") or {})
             if t.user_attrs.get("code_revision"):
                 revisions.add(t.user_attrs["code_revision"])
-        attrs[arch] = dict(study.user_attrs)
-        complete = [
-            t
-            for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-            if t.values and all(map(math.isfinite, t.values))
-        ]
-        if len(study.directions) == 1 and len(complete) >= 3:
-            try:
-                importances[arch] = optuna.importance.get_param_importances(
-                    study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)
-                )
-            except (RuntimeError, ValueError):
-                importances[arch] = {}
-        try:
-            rs = optuna.load_study(study_name=retrain_study_name(spec.name, arch), storage=storage)
-        except KeyError:
+        data.study_attrs[arch] = dict(study.user_attrs)
+        if (importance := _importance(study)) is not None:
+            data.importances[arch] = importance
+        retrain = _load(storage, retrain_study_name(spec.name, arch))
+        if retrain is None:
             continue
-        retrain_attrs[arch] = dict(rs.user_attrs)
-        uses = [
-            u
-            for t in rs.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-            for u in t.user_attrs.get("gate_utilisation", [])
-        ]
-        if uses:
-            gate_use[arch] = (
-                pd.DataFrame(uses).groupby(["gate", "expert"], sort=False, as_index=False)["mean"].mean()
-            )
-    return ReportData(
-        spec=spec,
-        storage=mask_url(url),
-        trials=pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(),
-        seed_results=read_seed_results(url, spec.name),
-        seed_metrics=read_seed_metrics(url, spec.name),
-        study_attrs=attrs,
-        retrain_attrs=retrain_attrs,
-        gate_use=gate_use,
-        importances=importances,
-        directions=directions,
-        metric_names=metric_names,
-        versions=versions,
-        code_revisions=sorted(revisions),
-        searched=pd.DataFrame(searched),
-    )
+        data.retrain_attrs[arch] = dict(retrain.user_attrs)
+        if (use := _gate_use(retrain)) is not None:
+            data.gate_use[arch] = use
+    data.trials = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    data.seed_results = read_seed_results(url, spec.name)
+    data.seed_metrics = read_seed_metrics(url, spec.name)
+    data.code_revisions = sorted(revisions)
+    data.searched = pd.DataFrame(searched)
+    return data

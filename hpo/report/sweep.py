@@ -166,51 +166,37 @@ def trainability_figure(losses: pd.DataFrame, key: str, archs: list[str]) -> go.
     return _layout(fig, "trainability: histograms of final test loss over runs", 320 * rows + 80)
 
 
-def write_sweep_report(spec: StudySpec, out: str | Path, storage_url: str | None = None) -> Path:
-    """Collect every sub-study of the sweep and write ``out`` (HTML) plus ``<stem>_*.csv`` beside it."""
+def _provenance_rows(spec: StudySpec, datas: list[tuple[float, ReportData]]) -> str:
     assert spec.sweep is not None
-    key = spec.sweep.key
-    archs = [a.name for a in spec.architectures]
-    subs = spec.expand()
-    datas = [(float(sub.sweep_point["value"]), collect(sub, storage_url)) for sub in subs if sub.sweep_point]
-    losses = pd.concat([sweep_losses(d, v) for v, d in datas], ignore_index=True)
-    summary = _summary_table(losses, key, archs)
-    pairs = _pairs_table(losses, key, archs, paired=spec.retrain.fresh_data)
-    chosen = _chosen_table(datas, key)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stem = out.with_suffix("")
-    summary.to_csv(f"{stem}_comparison.csv", index=False)
-    pairs.to_csv(f"{stem}_pairs.csv", index=False)
-    chosen.to_csv(f"{stem}_chosen.csv", index=False)
-    losses.to_csv(f"{stem}_seed_losses.csv", index=False)
-    pd.concat([d.trials.assign(**{key: v}) for v, d in datas], ignore_index=True).to_csv(
-        f"{stem}_trials.csv", index=False
-    )
-    figs: list[tuple[str, Any]] = []
-    if len(losses):
-        figs = [
-            (f"Test loss against {key}", loss_curve_figure(summary, key, archs)),
-            ("Trainability histograms", trainability_figure(losses, key, archs)),
-        ]
     first = datas[0][1]
-    n_seeds = int(losses.groupby(["value", "architecture"]).size().min()) if len(losses) else 0
-    mean_table = summary[summary.task == MEAN].drop(columns="task").reset_index(drop=True)
-    task_tables = summary[summary.task != MEAN].reset_index(drop=True)
-    low = {c: False for c in ("mean", "median", "iqm", "ci95_low", "ci95_high")}
+    archs = [a.name for a in spec.architectures]
     prov = first.study_attrs.get(archs[0], {}).get("provenance", {})
     items = [
         ("generator", f"{prov.get('generator', 'synthetic')}; settings {json.dumps(prov.get('config', {}))}"),
-        ("swept", f"{key} in {', '.join(f'{v:g}' for v, _ in datas)} (one study per value)"),
+        ("swept", f"{spec.sweep.key} in {', '.join(f'{v:g}' for v, _ in datas)} (one study per value)"),
         ("randomised per run", randomised(first)),
         ("storage", first.storage),
         ("code revision", ", ".join(first.code_revisions) or "unknown"),
         ("package versions", ", ".join(f"{k} {v}" for k, v in first.versions.items())),
     ]
-    prov_rows = "".join(
-        f"<tr><th>{esc(k)}</th><td style='text-align:left'>{esc(v)}</td></tr>" for k, v in items
-    )
-    body = f"""
+    return "".join(f"<tr><th>{esc(k)}</th><td style='text-align:left'>{esc(v)}</td></tr>" for k, v in items)
+
+
+def _write_csvs(stem: Path, tables: dict[str, pd.DataFrame]) -> None:
+    for name, df in tables.items():
+        df.to_csv(f"{stem}_{name}.csv", index=False)
+
+
+def _body(
+    spec: StudySpec, summary: pd.DataFrame, pairs: pd.DataFrame, chosen: pd.DataFrame, figs: list[tuple[str, Any]],
+    n_seeds: int, prov_rows: str,
+) -> str:  # fmt: skip
+    assert spec.sweep is not None
+    key, archs = spec.sweep.key, [a.name for a in spec.architectures]
+    mean_table = summary[summary.task == MEAN].drop(columns="task").reset_index(drop=True)
+    task_tables = summary[summary.task != MEAN].reset_index(drop=True)
+    low = {c: False for c in ("mean", "median", "iqm", "ci95_low", "ci95_high")}
+    return f"""
 <h1>{esc(spec.name)}: test loss against {esc(key)}</h1>
 <p class="muted">architectures {esc(", ".join(archs))} · sampler {esc(spec.sampler.name)} ·
 {n_seeds} runs per architecture and value · budget {spec.budget} hidden units per layer</p>
@@ -232,5 +218,40 @@ p-values are Holm-corrected over the pairs of one design at each value.</p>
 <h2>Provenance</h2><table class="results provenance">{prov_rows}</table>
 <h2>Study specification</h2><pre>{esc(json.dumps(spec.model_dump(exclude={"source"}), indent=2, default=str))}</pre>
 """
+
+
+def write_sweep_report(spec: StudySpec, out: str | Path, storage_url: str | None = None) -> Path:
+    """Collect every sub-study of the sweep and write ``out`` (HTML) plus ``<stem>_*.csv`` beside it."""
+    assert spec.sweep is not None
+    key = spec.sweep.key
+    archs = [a.name for a in spec.architectures]
+    datas = [
+        (float(sub.sweep_point["value"]), collect(sub, storage_url))
+        for sub in spec.expand()
+        if sub.sweep_point
+    ]
+    losses = pd.concat([sweep_losses(d, v) for v, d in datas], ignore_index=True)
+    summary = _summary_table(losses, key, archs)
+    pairs = _pairs_table(losses, key, archs, paired=spec.retrain.fresh_data)
+    chosen = _chosen_table(datas, key)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    trials = pd.concat([d.trials.assign(**{key: v}) for v, d in datas], ignore_index=True)
+    tables = {
+        "comparison": summary,
+        "pairs": pairs,
+        "chosen": chosen,
+        "seed_losses": losses,
+        "trials": trials,
+    }
+    _write_csvs(out.with_suffix(""), tables)
+    figs: list[tuple[str, Any]] = []
+    if len(losses):
+        figs = [
+            (f"Test loss against {key}", loss_curve_figure(summary, key, archs)),
+            ("Trainability histograms", trainability_figure(losses, key, archs)),
+        ]
+    n_seeds = int(losses.groupby(["value", "architecture"]).size().min()) if len(losses) else 0
+    body = _body(spec, summary, pairs, chosen, figs, n_seeds, _provenance_rows(spec, datas))
     out.write_text(render_page(f"{spec.name} report", body, len(figs)), encoding="utf-8")
     return out

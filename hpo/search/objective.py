@@ -24,7 +24,7 @@ from hpo.data._tabular import TabularDataset
 from hpo.errors import ConfigError
 from hpo.models import create_model
 from hpo.storage.claims import worker_seed
-from hpo.training import EpochReport, TrainConfig, train
+from hpo.training import EpochReport, TrainConfig, TrainResult, train
 from hpo.training.metrics import HIGHER_IS_BETTER
 
 __all__ = [
@@ -210,15 +210,24 @@ class Objective:
         trial.set_user_attr("duplicate_of", earlier.number)
         raise DuplicateConfiguration(f"the sampler proposed trial {earlier.number}'s configuration again")
 
-    def __call__(self, trial: optuna.Trial) -> float | list[float]:
-        sampled_model = self.space.suggest(trial)
-        sampled_opt = self.opt_space.suggest(trial)
-        reused = self._check_new(trial)
-        if reused is not None:
-            return reused
-        hyper = self.space.derive(sampled_model, len(self.ds.tasks))
-        cfg = self._train_config(sampled_opt)
-        seed = self.spec.seed * 100_003 + trial.number
+    def _epoch_callback(self, trial: optuna.Trial) -> Callable[[EpochReport], None]:
+        """Live progress for this worker's display and for a coordinator elsewhere; pruning where asked."""
+
+        def callback(rep: EpochReport) -> None:
+            if self.on_epoch is not None:
+                self.on_epoch(trial, rep)
+            value = rep.valid_metric[0]
+            live = {"worker": self.worker, "epoch": rep.epoch, "metric": rep.metric_name}
+            trial.set_user_attr("live", {**live, "value": value if math.isfinite(value) else None})
+            if not self.multi and math.isfinite(value):
+                trial.report(value, rep.epoch)
+                if trial.should_prune():
+                    trial.set_user_attr("pruned_reason", f"pruner stopped it at epoch {rep.epoch}")
+                    raise optuna.TrialPruned(f"epoch {rep.epoch}: {rep.metric_name} {value:.4f}")
+
+        return callback
+
+    def _record_setup(self, trial: optuna.Trial, hyper: dict[str, Any], cfg: TrainConfig, seed: int) -> None:
         trial.set_user_attr("architecture", self.arch)
         trial.set_user_attr(
             "model_config", {k: list(v) if isinstance(v, tuple) else v for k, v in hyper.items()}
@@ -228,47 +237,11 @@ class Objective:
         trial.set_user_attr("data_seed", seed)
         trial.set_user_attr("versions", package_versions())
         trial.set_user_attr("code_revision", code_revision())
-        model = create_model(
-            self.arch, self.ds.spec, self.ds.tasks, seeds=[seed], budget=self.spec.budget, **hyper
-        )
-        trial.set_user_attr("units_per_layer", [u.units for u in model.layer_units()])
-        trial.set_user_attr("parameter_count", model.parameter_count())
 
-        trial.set_user_attr("live", {"worker": self.worker, "epoch": 0})
-
-        def callback(rep: EpochReport) -> None:
-            if self.on_epoch is not None:
-                self.on_epoch(trial, rep)
-            value = rep.valid_metric[0]
-            # what a coordinator elsewhere shows as this worker's live line
-            trial.set_user_attr(
-                "live",
-                {
-                    "worker": self.worker,
-                    "epoch": rep.epoch,
-                    "metric": rep.metric_name,
-                    "value": value if math.isfinite(value) else None,
-                },
-            )
-            if not self.multi and math.isfinite(value):
-                trial.report(value, rep.epoch)
-                if trial.should_prune():
-                    trial.set_user_attr("pruned_reason", f"pruner stopped it at epoch {rep.epoch}")
-                    raise optuna.TrialPruned(f"epoch {rep.epoch}: {rep.metric_name} {value:.4f}")
-
-        try:
-            (result,) = train(model, self.ds, cfg, init_seeds=[seed], data_seeds=[seed], callback=callback)
-        except torch.cuda.OutOfMemoryError as exc:
-            trial.set_user_attr(
-                "pruned_reason", f"out of memory on {self.device}: {str(exc).splitlines()[0]}"
-            )
-            raise TrialPrunedWithReason("out of memory") from None
-        trial.set_user_attr("metrics", result.metrics)
-        trial.set_user_attr("epochs_run", result.epochs_run)
-        trial.set_user_attr("best_epoch", result.best_epoch)
-        trial.set_user_attr("wall_time", result.wall_time)
-        trial.set_user_attr("device", result.device)
-        trial.set_user_attr("curve", result.curve)
+    def _values(self, trial: optuna.Trial, result: TrainResult) -> float | list[float]:
+        """Record the run's outcome on the trial; its objective value(s), or pruned with the reason."""
+        for key in ("metrics", "epochs_run", "best_epoch", "wall_time", "device", "curve"):
+            trial.set_user_attr(key, getattr(result, key))
         if result.status != "ok":
             trial.set_user_attr("pruned_reason", result.reason)
             raise TrialPrunedWithReason(result.reason)
@@ -279,3 +252,35 @@ class Objective:
         if self.spec.objective.kind == "mean":
             return float(sum(values) / len(values))
         return values if self.multi else values[0]
+
+    def __call__(self, trial: optuna.Trial) -> float | list[float]:
+        sampled_model = self.space.suggest(trial)
+        sampled_opt = self.opt_space.suggest(trial)
+        reused = self._check_new(trial)
+        if reused is not None:
+            return reused
+        hyper = self.space.derive(sampled_model, len(self.ds.tasks))
+        cfg = self._train_config(sampled_opt)
+        seed = self.spec.seed * 100_003 + trial.number
+        self._record_setup(trial, hyper, cfg, seed)
+        model = create_model(
+            self.arch, self.ds.spec, self.ds.tasks, seeds=[seed], budget=self.spec.budget, **hyper
+        )
+        trial.set_user_attr("units_per_layer", [u.units for u in model.layer_units()])
+        trial.set_user_attr("parameter_count", model.parameter_count())
+        trial.set_user_attr("live", {"worker": self.worker, "epoch": 0})
+        try:
+            (result,) = train(
+                model,
+                self.ds,
+                cfg,
+                init_seeds=[seed],
+                data_seeds=[seed],
+                callback=self._epoch_callback(trial),
+            )
+        except torch.cuda.OutOfMemoryError as exc:
+            trial.set_user_attr(
+                "pruned_reason", f"out of memory on {self.device}: {str(exc).splitlines()[0]}"
+            )
+            raise TrialPrunedWithReason("out of memory") from None
+        return self._values(trial, result)

@@ -104,41 +104,48 @@ def prepare_retrain(
             direction=main_dir,
             load_if_exists=True,
         )
-        attrs = study.user_attrs
-        if "tuning_trial" not in attrs:
-            hyper = best.user_attrs["model_config"]
-            cfg = TrainConfig(**{**best.user_attrs["train_config"], "device": str(device)})
-            probe = probe_model(
-                arch,
-                ds.spec,
-                ds.tasks,
-                budget=spec.budget,
-                **{k: tuple(v) if isinstance(v, list) else v for k, v in hyper.items()},
-            )
-            per = bytes_per_replica(
-                best.user_attrs["parameter_count"], [u.units for u in probe.layer_units()], cfg.batch_size
-            )
-            chunk = spec.retrain.replicas_per_run or replicas_that_fit(per, device, wanted=n_seeds)
-            study.set_user_attr("tuning_trial", best.number)
-            study.set_user_attr("tuning_values", best.values)
-            study.set_user_attr("model_config", hyper)
-            study.set_user_attr("train_config", best.user_attrs["train_config"])
-            study.set_user_attr("architecture", arch)
-            study.set_user_attr("spec_name", spec.name)
-            study.set_user_attr("chunk_size", chunk)
-            study.set_user_attr("fresh_data", spec.retrain.fresh_data)
-            study.set_metric_names(
-                [
-                    f"test {objective_targets(spec, ds)[0][0]} {objective_targets(spec, ds)[0][1].upper()}"
-                    " (mean over the chunk's seeds)"
-                ]
-            )
+        if "tuning_trial" not in study.user_attrs:
+            _describe_retrain(study, spec, arch, best, ds, device, n_seeds)
         chunk = int(study.user_attrs["chunk_size"])
         n_chunks = math.ceil(n_seeds / chunk)
         with claim_lock(url, study.study_name):  # overlapping `hpo retrain` processes queue each chunk once
             _queue_chunks(study, n_chunks, chunk, n_seeds)
         out[arch] = study
     return out
+
+
+def _describe_retrain(
+    study: optuna.Study,
+    spec: StudySpec,
+    arch: str,
+    best: optuna.trial.FrozenTrial,
+    ds: TabularDataset,
+    device: torch.device,
+    n_seeds: int,
+) -> None:
+    """Store on a new retrain study what it retrains (the best trial's configuration) and its chunk size, chosen
+    once from the device's free memory unless the spec fixes it, so every worker cuts the same chunks."""
+    hyper = best.user_attrs["model_config"]
+    cfg = TrainConfig(**{**best.user_attrs["train_config"], "device": str(device)})
+    shaped = {k: tuple(v) if isinstance(v, list) else v for k, v in hyper.items()}
+    probe = probe_model(arch, ds.spec, ds.tasks, budget=spec.budget, **shaped)
+    units = [u.units for u in probe.layer_units()]
+    per = bytes_per_replica(best.user_attrs["parameter_count"], units, cfg.batch_size)
+    chunk = spec.retrain.replicas_per_run or replicas_that_fit(per, device, wanted=n_seeds)
+    attrs = {
+        "tuning_trial": best.number,
+        "tuning_values": best.values,
+        "model_config": hyper,
+        "train_config": best.user_attrs["train_config"],
+        "architecture": arch,
+        "spec_name": spec.name,
+        "chunk_size": chunk,
+        "fresh_data": spec.retrain.fresh_data,
+    }
+    for key, value in attrs.items():
+        study.set_user_attr(key, value)
+    task, metric = objective_targets(spec, ds)[0]
+    study.set_metric_names([f"test {task} {metric.upper()} (mean over the chunk's seeds)"])
 
 
 def _queue_chunks(study: optuna.Study, n_chunks: int, chunk: int, n_seeds: int) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hpo.config.space import SearchSpace, load_space
-from hpo.config.study import StudySpec, load_study
+from hpo.config.study import ArchitectureSpec, StudySpec, load_study
 from hpo.config.yamlio import read_yaml
 from hpo.data.sources import FileSource
 from hpo.errors import ConfigError, DataError, HpoError
@@ -74,6 +74,77 @@ def _n_tasks(spec: StudySpec) -> int:
     return 2
 
 
+def _validate_space_file(path: Path, samples: int) -> list[str]:
+    space = load_space(path)
+    arch = space.architecture
+    if arch is None:
+        return [f"{path}: optimiser space ok ({', '.join(space.params)})"]
+    rep = check_space(space, arch, 2, samples=samples)
+    if rep.problems:
+        raise ConfigError("; ".join(rep.problems))
+    return [
+        f"{path}: {arch} ok: {rep.configurations} configurations built, max {rep.max_units} units per layer"
+    ]
+
+
+def _optimizer_problems(spec: StudySpec) -> list[str]:
+    from hpo.config.training import TrainConfig
+
+    try:
+        opt = spec.optimizer_space_loaded()
+    except HpoError as exc:
+        return [str(exc)]
+    unknown = sorted(set(opt.params) - set(TrainConfig.model_fields))
+    if unknown:
+        return [
+            f"{opt.source}: {unknown} are not training settings; known: {sorted(TrainConfig.model_fields)}"
+        ]
+    return []
+
+
+def _architecture_line(
+    spec: StudySpec, arch: ArchitectureSpec, n_tasks: int, samples: int
+) -> tuple[str, list[str]]:
+    """The summary line of one architecture of a study, and its problems."""
+    try:
+        space = load_space(spec.space_path(arch))
+    except HpoError as exc:
+        return "", [str(exc)]
+    rep = check_space(space, arch.name, n_tasks, budget=spec.budget, samples=samples, seed=spec.seed)
+    problems, grid = list(rep.problems), ""
+    if spec.sampler.name == "grid":
+        from hpo.search.runner import tickets_of
+
+        try:
+            grid = f", grid of {tickets_of(spec, arch.name, None)[0]} points"
+        except HpoError as exc:
+            problems.append(str(exc))
+    line = (
+        f"  {arch.name}: {rep.configurations} configurations built, max {rep.max_units} units per layer "
+        f"(budget {spec.budget}){grid}"
+    )
+    return line, problems
+
+
+def _validate_study(path: Path, samples: int) -> list[str]:
+    spec = load_study(path)
+    n_tasks = _n_tasks(spec)
+    problems = _optimizer_problems(spec)
+    lines = []
+    for arch in spec.architectures:
+        line, found = _architecture_line(spec, arch, n_tasks, samples)
+        problems += found
+        if line:
+            lines.append(line)
+    if problems:
+        raise ConfigError("; ".join(problems))
+    head = f"{path}: study {spec.name} ok ({len(spec.architectures)} architectures, {n_tasks} tasks)"
+    if spec.sweep is not None:
+        names = ", ".join(s.name for s in spec.expand())
+        head += f"; sweep over {spec.sweep.key}: {len(spec.sweep.values)} studies ({names})"
+    return [head, *lines]
+
+
 def validate_file(path: str | Path, *, samples: int = 200) -> list[str]:
     """Validate ``path``; return the lines to print, or raise one :class:`ConfigError` with every problem."""
     path = Path(path)
@@ -84,54 +155,5 @@ def validate_file(path: str | Path, *, samples: int = 200) -> list[str]:
         ds = load_user_dataset(path)
         return [f"{path}: dataset {ds.name} ok: rows {ds.info()['rows']}"]
     if "architectures" not in raw:
-        space = load_space(path)
-        arch = space.architecture
-        if arch is None:
-            return [f"{path}: optimiser space ok ({', '.join(space.params)})"]
-        rep = check_space(space, arch, 2, samples=samples)
-        if rep.problems:
-            raise ConfigError("; ".join(rep.problems))
-        return [
-            f"{path}: {arch} ok: {rep.configurations} configurations built, max {rep.max_units} units per layer"
-        ]
-    spec = load_study(path)
-    problems: list[str] = []
-    lines = []
-    n_tasks = _n_tasks(spec)
-    try:
-        opt = spec.optimizer_space_loaded()
-        from hpo.training import TrainConfig
-
-        unknown = sorted(set(opt.params) - set(TrainConfig.model_fields))
-        if unknown:
-            problems.append(
-                f"{opt.source}: {unknown} are not training settings; known: {sorted(TrainConfig.model_fields)}"
-            )
-    except HpoError as exc:
-        problems.append(str(exc))
-    for arch_spec in spec.architectures:
-        try:
-            space = load_space(spec.space_path(arch_spec))
-        except HpoError as exc:
-            problems.append(str(exc))
-            continue
-        rep = check_space(space, arch_spec.name, n_tasks, budget=spec.budget, samples=samples, seed=spec.seed)
-        problems += rep.problems
-        grid = ""
-        if spec.sampler.name == "grid":
-            from hpo.search.runner import tickets_of
-
-            try:
-                grid = f", grid of {tickets_of(spec, arch_spec.name, None)[0]} points"
-            except HpoError as exc:
-                problems.append(str(exc))
-        lines.append(
-            f"  {arch_spec.name}: {rep.configurations} configurations built, max {rep.max_units} units per layer "
-            f"(budget {spec.budget}){grid}"
-        )
-    if problems:
-        raise ConfigError("; ".join(problems))
-    head = f"{path}: study {spec.name} ok ({len(spec.architectures)} architectures, {n_tasks} tasks)"
-    if spec.sweep is not None:
-        head += f"; sweep over {spec.sweep.key}: {len(spec.sweep.values)} studies ({', '.join(s.name for s in spec.expand())})"
-    return [head, *lines]
+        return _validate_space_file(path, samples)
+    return _validate_study(path, samples)
