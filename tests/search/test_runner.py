@@ -304,10 +304,11 @@ def test_interrupt_between_claim_and_objective_leaves_nothing_running(tmp_path: 
             raise KeyboardInterrupt
 
     url = f"sqlite:///{tmp_path / 'i.db'}"
-    study = optuna.create_study(storage=open_storage(url), study_name="i", sampler=Interrupting())
+    storage = open_storage(url)
+    study = optuna.create_study(storage=storage, study_name="i", sampler=Interrupting())
     ensure_tickets(study, 2)
-    with pytest.raises(KeyboardInterrupt):
-        drain(url, {"a": (study, lambda trial: 1.0)}, heartbeat=1)
+    with pytest.raises(KeyboardInterrupt, match="trial 0 of i re-queued; run again to resume"):
+        drain(url, storage, {"a": (study, lambda trial: 1.0)}, heartbeat=1)
     trials = study.get_trials()
     assert not [t for t in trials if t.state == S.RUNNING]
     failed = [t for t in trials if t.state == S.FAIL]
