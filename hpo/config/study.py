@@ -37,7 +37,7 @@ from hpo.config.training import TrainConfig
 from hpo.config.yamlio import format_validation_error, read_yaml
 from hpo.data.sources import DatasetSource
 from hpo.data.synthetic import SyntheticConfig
-from hpo.errors import ConfigError, DataError
+from hpo.errors import ConfigError
 from hpo.limits import MAX_SEEDS, MAX_TRIALS
 
 __all__ = ["StudySpec", "load_study"]
@@ -145,8 +145,8 @@ class StudySpec(_Strict):
             for v in self.sweep.values:
                 try:
                     SyntheticConfig(**{**self.dataset.model_dump(), self.sweep.key: v})
-                except DataError as exc:  # one line, turned into this file's field error by load_study
-                    raise ValueError(f"sweep value {v}: {exc}") from None
+                except ValidationError as exc:  # one line, turned into this file's field error by load_study
+                    raise ValueError(format_validation_error(f"sweep value {v}", exc)) from None
         if self.retrain.fresh_data and self.dataset.kind != "synthetic":
             raise ValueError("retrain.fresh_data draws a new dataset per seed: only for synthetic data")
         return self

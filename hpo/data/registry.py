@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from hpo.config.yamlio import format_validation_error
 from hpo.data._tabular import TabularDataset
 from hpo.errors import DataError
 
@@ -39,8 +42,8 @@ def load_dataset(
 
         try:
             cfg = SyntheticConfig(**(synthetic or {}))
-        except TypeError as exc:
-            raise DataError(f"synthetic: {exc}") from None
+        except ValidationError as exc:
+            raise DataError(format_validation_error("synthetic", exc)) from None
         return make_synthetic(cfg)
     if name.endswith((".yaml", ".yml")):
         from hpo.data.user import load_user_dataset

@@ -8,15 +8,13 @@ Two orthogonal unit vectors ``u1, u2`` in R^d; ``w1 = c u1``, ``w2 = c (p u1 + s
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from hpo.config.yamlio import format_validation_error
 from hpo.data._tabular import Split, TabularDataset
-from hpo.errors import DataError
 from hpo.schema import InputSpec, TaskSpec
 
 __all__ = ["SyntheticConfig", "make_synthetic"]
@@ -39,12 +37,6 @@ class SyntheticConfig(BaseModel):
     n_valid: int = Field(1_000, ge=1)
     n_test: int = Field(1_000, ge=1)
     seed: int = Field(0, ge=0)
-
-    def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            raise DataError(format_validation_error("synthetic", exc)) from None
 
 
 def make_synthetic(cfg: SyntheticConfig | None = None) -> TabularDataset:

@@ -101,10 +101,21 @@ def _claim_in_optuna(
         {}, user_attrs={"ticket": ticket, "trial": number, "token": token}, skip_if_exists=False
     )
     records = [c for c in claims.get_trials(deepcopy=False) if c.user_attrs.get("ticket") == ticket]
-    assert any(c.user_attrs.get("token") == token for c in records), "the storage lost a claim just written"
-    live = [c for c in records if c.user_attrs["trial"] == number or not failed(int(c.user_attrs["trial"]))]
+    mine = next(c for c in records if c.user_attrs.get("token") == token)
+    live = [
+        c
+        for c in records
+        if c is mine or not (c.user_attrs.get("surplus") or failed(int(c.user_attrs["trial"])))
+    ]
     owner = min(live, key=lambda c: (c.number, c.user_attrs["trial"]))
-    return None if owner.user_attrs["trial"] == number else int(owner.user_attrs["trial"])
+    if owner is mine:
+        return None
+    # a claim that lost stays lost, even after the owner fails: only a new claim (a retry) can take over
+    study_id = storage.get_study_id_from_name(claims.study_name)
+    storage.set_trial_user_attr(
+        storage.get_trial_id_from_study_id_trial_number(study_id, mine.number), "surplus", True
+    )
+    return int(owner.user_attrs["trial"])
 
 
 def register_worker(url: str, storage: optuna.storages.BaseStorage, spec: str) -> int:

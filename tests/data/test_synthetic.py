@@ -43,5 +43,7 @@ def test_correlation_falls_with_p() -> None:
 
 @pytest.mark.parametrize("kw", [{"p": 1.5}, {"d": 1}, {"noise": -1.0}, {"n_valid": 0}])
 def test_bad_settings_are_refused(kw: dict) -> None:
-    with pytest.raises(DataError, match="synthetic:"):
-        SyntheticConfig(**kw)
+    from hpo.data.registry import load_dataset
+
+    with pytest.raises(DataError, match="synthetic: "):
+        load_dataset("synthetic", synthetic=kw)
