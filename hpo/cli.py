@@ -222,8 +222,12 @@ def run_cmd(
 
 @app.command("worker")
 def worker_cmd(
-    study: Annotated[str, typer.Argument(help="study YAML")],
+    study: Annotated[str, typer.Argument(help="study YAML (or, with --stored, the spec's name)")],
     storage: StorageOpt = None,
+    stored: Annotated[
+        bool,
+        typer.Option("--stored", help="run the spec stored on the studies (no YAML needed on this machine)"),
+    ] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N")] = "auto",
     worker_index: Annotated[
         int,
@@ -237,9 +241,10 @@ def worker_cmd(
 ) -> None:
     """Join a study from any machine: run its queued trials until none is left."""
     from hpo.config.study import load_study
-    from hpo.search.runner import _with_signals, run_worker
+    from hpo.search.runner import _with_signals, run_worker, stored_spec
 
-    for spec in load_study(study).expand():
+    specs = [stored_spec(storage, study)] if stored else load_study(study).expand()
+    for spec in specs:
         with _resumable():
             stats = _with_signals(
                 lambda spec=spec: run_worker(
@@ -312,7 +317,7 @@ def proxy_cmd(
 
 @app.command("retrain")
 def retrain_cmd(
-    study: Annotated[str, typer.Argument(help="study YAML")],
+    study: Annotated[str, typer.Argument(help="study YAML (or, with --stored, the spec's name)")],
     seeds: Annotated[
         int | None,
         typer.Option(
@@ -320,6 +325,10 @@ def retrain_cmd(
         ),
     ] = None,
     storage: StorageOpt = None,
+    stored: Annotated[
+        bool,
+        typer.Option("--stored", help="use the spec stored on the studies (no YAML needed on this machine)"),
+    ] = False,
     workers: Annotated[int, typer.Option(callback=_count(1, MAX_WORKERS), help="worker processes")] = 1,
     devices: Annotated[str, typer.Option(help="cpu, auto, or cuda:0,cuda:1,...")] = "auto",
     join: Annotated[
@@ -334,8 +343,9 @@ def retrain_cmd(
     """Retrain each architecture's best configuration from scratch over many seeds; rerun to resume."""
     from hpo.config.study import load_study
     from hpo.search.retrain import run_retrain
+    from hpo.search.runner import stored_spec
 
-    specs = load_study(study).expand()
+    specs = [stored_spec(storage, study)] if stored else load_study(study).expand()
     with _resumable():
         for spec in specs:
             run_retrain(

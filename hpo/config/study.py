@@ -120,6 +120,10 @@ class StudySpec(_Strict):
     sweep: SweepSpec | None = None
     sweep_point: dict[str, Any] | None = None  # set on the sub-studies of a sweep: {"of", "key", "value"}
     source: str = ""
+    # set only on a spec rebuilt from the copy stored on its studies (``from_stored``): the search spaces as they
+    # were when the study was created, so workers never re-read YAML that may have changed since
+    stored_spaces: dict[str, SearchSpace] | None = None
+    stored_optimizer_space: SearchSpace | None = None
 
     @field_validator("architectures", mode="before")
     @classmethod
@@ -183,6 +187,8 @@ class StudySpec(_Strict):
 
     def spaces(self) -> dict[str, SearchSpace]:
         """Each architecture's search space, loaded and checked to belong to it."""
+        if self.stored_spaces is not None:
+            return dict(self.stored_spaces)
         out = {}
         for arch in self.architectures:
             space = load_space(self.space_path(arch))
@@ -195,6 +201,8 @@ class StudySpec(_Strict):
         return out
 
     def optimizer_space_loaded(self) -> SearchSpace:
+        if self.stored_optimizer_space is not None:
+            return self.stored_optimizer_space
         return load_space(self.base_dir / self.optimizer_space) if self.optimizer_space else SearchSpace()
 
     def study_name(self, arch: str) -> str:
@@ -204,10 +212,25 @@ class StudySpec(_Strict):
 
     def resolved(self) -> dict[str, Any]:
         """The spec with every search space inlined: stored on the study, enough to reproduce it."""
-        data = self.model_dump(exclude={"source"})
+        data = self.model_dump(exclude={"source", "stored_spaces", "stored_optimizer_space"})
         data["search_spaces"] = {k: v.model_dump(exclude={"source"}) for k, v in self.spaces().items()}
         data["optimizer_space_resolved"] = self.optimizer_space_loaded().model_dump(exclude={"source"})
+        data["source_file"] = str(Path(self.source).resolve()) if self.source else ""
         return json.loads(json.dumps(data, default=str))
+
+    @classmethod
+    def from_stored(cls, stored: dict[str, Any]) -> StudySpec:
+        """The spec as stored on its studies by :meth:`resolved` (what workers run), search spaces included."""
+        data = dict(stored)
+        spaces = data.pop("search_spaces", None)
+        optimizer = data.pop("optimizer_space_resolved", None)
+        source = data.pop("source_file", "")
+        try:
+            return cls.model_validate(
+                {**data, "source": source, "stored_spaces": spaces, "stored_optimizer_space": optimizer}
+            )
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error("the spec stored on the study", exc)) from None
 
 
 def load_study(path: str | Path) -> StudySpec:

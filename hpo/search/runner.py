@@ -37,7 +37,7 @@ from hpo.search.factories import grid_points, make_pruner, make_sampler
 from hpo.search.launch import WorkerExit, spawn_workers, watch_workers
 from hpo.search.objective import DuplicateConfiguration, Objective, objective_directions, objective_names
 from hpo.storage.claims import claim_ticket, register_worker
-from hpo.storage.engine import is_rdb, normalise_url, open_storage
+from hpo.storage.engine import is_rdb, mask_url, normalise_url, open_storage
 from hpo.storage.heartbeat import beating, fail_stale
 from hpo.storage.locks import claim_lock
 from hpo.training import resolve_device
@@ -378,6 +378,19 @@ def run_worker(
     }
     log.info("worker %d (database id %d) joined %s on %s", worker_index, worker_id, spec.name, dev)
     return drain(url, storage, queues, deadline=deadline, progress=progress)
+
+
+def stored_spec(storage_url: str | None, name: str) -> StudySpec:
+    """The spec stored on the studies of spec ``name`` (search spaces included), as workers started by hpo run it:
+    the YAML the coordinator read, not whatever the file holds by the time a worker starts."""
+    storage = open_storage(storage_url, heartbeat=False, create=False)
+    for frozen in storage.get_all_studies():
+        attrs = frozen.user_attrs
+        if attrs.get("spec_name") == name and "spec" in attrs and not frozen.study_name.endswith("/retrain"):
+            return StudySpec.from_stored(attrs["spec"])
+    raise ConfigError(
+        f"no study of spec {name!r} in {mask_url(normalise_url(storage_url))}; run `hpo run` first"
+    )
 
 
 def check_inputs(spec: StudySpec, n_trials: int | None) -> tuple[TabularDataset, dict[str, Any]]:

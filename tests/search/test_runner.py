@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -315,3 +316,20 @@ def test_interrupt_between_claim_and_objective_leaves_nothing_running(tmp_path: 
     assert len(failed) == 1 and failed[0].user_attrs["ticket"] == 0
     requeued = [t for t in trials if t.state == S.WAITING and t.user_attrs.get("ticket") == 0]
     assert len(requeued) == 1
+
+
+def test_workers_run_the_spec_stored_on_the_study_not_the_yaml(tmp_path: Path) -> None:
+    """`hpo worker NAME --stored` (what hpo's own launcher starts) needs no YAML: the coordinator's spec, search
+    spaces included, is read back from the studies."""
+    path = make_study(
+        tmp_path, trials=2, architectures=["shared_bottom"], training={"epochs": 1, "device": "cpu"}
+    )
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    assert main(["run", str(path), "--storage", url, "--workers", "0"]) == 0
+    name = load_study(path).name
+    path.unlink()
+    shutil.rmtree(tmp_path / "search_spaces")
+    assert main(["worker", name, "--stored", "--storage", url, "--device", "cpu", "--quiet"]) == 0
+    storage = open_storage(url, heartbeat=False)
+    trials = optuna.load_study(study_name=f"{name}/shared_bottom", storage=storage).get_trials()
+    assert sorted(t.user_attrs["ticket"] for t in trials if t.state == S.COMPLETE) == [0, 1]
