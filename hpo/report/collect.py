@@ -15,6 +15,7 @@ import pandas as pd
 from hpo.config.study import StudySpec
 from hpo.errors import ConfigError
 from hpo.report.searched import searched_row
+from hpo.storage import keys
 from hpo.storage.engine import mask_url, normalise_url, open_storage
 from hpo.storage.naming import retrain_study_name
 from hpo.storage.results import read_seed_metrics, read_seed_results
@@ -47,16 +48,16 @@ def trials_frame(study: optuna.Study, arch: str) -> pd.DataFrame:
             "architecture": arch,
             "number": t.number,
             "state": t.state.name,
-            "ticket": t.user_attrs.get("ticket"),
+            "ticket": keys.plain(t.user_attrs).get("ticket"),
             "retry_of": t.system_attrs.get("failed_trial"),
-            "surplus": bool(t.user_attrs.get("surplus", False)),
-            "parameter_count": t.user_attrs.get("parameter_count"),
-            "max_units_per_layer": max(t.user_attrs.get("units_per_layer") or [0]) or None,
-            "units_per_layer": "/".join(map(str, t.user_attrs.get("units_per_layer") or [])),
-            "wall_time": t.user_attrs.get("wall_time"),
-            "epochs_run": t.user_attrs.get("epochs_run"),
-            "device": t.user_attrs.get("device"),
-            "pruned_reason": t.user_attrs.get("pruned_reason"),
+            "surplus": bool(keys.plain(t.user_attrs).get("surplus", False)),
+            "parameter_count": keys.plain(t.user_attrs).get("parameter_count"),
+            "max_units_per_layer": max(keys.plain(t.user_attrs).get("units_per_layer") or [0]) or None,
+            "units_per_layer": "/".join(map(str, keys.plain(t.user_attrs).get("units_per_layer") or [])),
+            "wall_time": keys.plain(t.user_attrs).get("wall_time"),
+            "epochs_run": keys.plain(t.user_attrs).get("epochs_run"),
+            "device": keys.plain(t.user_attrs).get("device"),
+            "pruned_reason": keys.plain(t.user_attrs).get("pruned_reason"),
             "datetime_start": t.datetime_start,
             "datetime_complete": t.datetime_complete,
         }
@@ -64,7 +65,7 @@ def trials_frame(study: optuna.Study, arch: str) -> pd.DataFrame:
             row[f"value_{i}"] = v
         for k, v in t.params.items():
             row[f"param_{k}"] = v
-        for split, tasks in (t.user_attrs.get("metrics") or {}).items():
+        for split, tasks in (keys.plain(t.user_attrs).get("metrics") or {}).items():
             for task, ms in tasks.items():
                 for m, v in ms.items():
                     row[f"{split}_{task}_{m}"] = v
@@ -93,7 +94,7 @@ def _gate_use(retrain: optuna.Study) -> pd.DataFrame | None:
     uses = [
         u
         for t in retrain.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        for u in t.user_attrs.get("gate_utilisation", [])
+        for u in keys.plain(t.user_attrs).get("gate_utilisation", [])
     ]
     if not uses:
         return None
@@ -122,16 +123,16 @@ def collect(spec: StudySpec, storage_url: str | None = None) -> ReportData:
         frames.append(trials_frame(study, arch))
         searched.append(searched_row(arch, study, spec.budget))
         for t in study.get_trials(deepcopy=False):
-            data.versions.update(t.user_attrs.get("versions") or {})
-            if t.user_attrs.get("code_revision"):
-                revisions.add(t.user_attrs["code_revision"])
-        data.study_attrs[arch] = dict(study.user_attrs)
+            data.versions.update(keys.plain(t.user_attrs).get("versions") or {})
+            if keys.plain(t.user_attrs).get("code_revision"):
+                revisions.add(keys.plain(t.user_attrs)["code_revision"])
+        data.study_attrs[arch] = dict(keys.plain(study.user_attrs))
         if (importance := _importance(study)) is not None:
             data.importances[arch] = importance
         retrain = _load(storage, retrain_study_name(spec.name, arch))
         if retrain is None:
             continue
-        data.retrain_attrs[arch] = dict(retrain.user_attrs)
+        data.retrain_attrs[arch] = dict(keys.plain(retrain.user_attrs))
         if (use := _gate_use(retrain)) is not None:
             data.gate_use[arch] = use
     data.trials = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -14,6 +14,8 @@ from typing import Any
 import optuna
 from optuna.distributions import FloatDistribution, IntDistribution
 
+from hpo.storage import keys
+
 __all__ = ["bounds_hit", "searched_row"]
 
 
@@ -45,8 +47,8 @@ def searched_row(arch: str, study: optuna.Study, budget: int) -> dict[str, Any]:
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
         if t.values and all(map(math.isfinite, t.values))
     ]
-    units = [max(t.user_attrs.get("units_per_layer") or [0]) for t in complete]
-    epochs = [t.user_attrs.get("epochs_run") or 0 for t in complete]
+    units = [max(keys.plain(t.user_attrs).get("units_per_layer") or [0]) for t in complete]
+    epochs = [keys.plain(t.user_attrs).get("epochs_run") or 0 for t in complete]
     best: optuna.trial.FrozenTrial | None = None
     if complete and len(study.directions) == 1:
         best = study.best_trial

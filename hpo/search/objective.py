@@ -23,6 +23,7 @@ from hpo.config.study import StudySpec
 from hpo.data._tabular import TabularDataset
 from hpo.errors import ConfigError
 from hpo.models import create_model
+from hpo.storage import keys
 from hpo.storage.claims import worker_seed
 from hpo.training import EpochReport, TrainConfig, TrainResult, train
 from hpo.training.metrics import HIGHER_IS_BETTER
@@ -150,12 +151,12 @@ def same_configuration(trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
 def _reuse(trial: optuna.Trial, earlier: optuna.trial.FrozenTrial) -> float | list[float]:
     """Take an earlier trial's result for the same configuration (after MAX_RESAMPLES fresh proposals were all
     duplicates too, as on a small categorical space), saying so on the trial."""
-    for key, value in earlier.user_attrs.items():
+    for key, value in keys.plain(earlier.user_attrs).items():
         if key not in ("ticket", "resamples", "live", "duplicate_of", "worker_id", "sampler_seed"):
-            trial.set_user_attr(key, value)
-    trial.set_user_attr("reused_from", earlier.number)
+            trial.set_user_attr(keys.key(key), value)
+    trial.set_user_attr(keys.key("reused_from"), earlier.number)
     if earlier.state != optuna.trial.TrialState.COMPLETE or earlier.values is None:
-        trial.set_user_attr("pruned_reason", f"same configuration as pruned trial {earlier.number}")
+        trial.set_user_attr(keys.key("pruned_reason"), f"same configuration as pruned trial {earlier.number}")
         raise TrialPrunedWithReason(f"same configuration as trial {earlier.number}")
     return earlier.values if len(earlier.values) > 1 else earlier.values[0]
 
@@ -198,16 +199,16 @@ class Objective:
     def _check_new(self, trial: optuna.Trial) -> float | list[float] | None:
         """``None`` for a configuration not tried before; raise for a fresh proposal, or reuse a result."""
         if self.worker_id is not None:
-            trial.set_user_attr("worker_id", self.worker_id)
-            trial.set_user_attr("sampler_seed", worker_seed(self.spec.sampler.seed, self.worker_id))
+            trial.set_user_attr(keys.key("worker_id"), self.worker_id)
+            trial.set_user_attr(keys.key("sampler_seed"), worker_seed(self.spec.sampler.seed, self.worker_id))
         if self.spec.sampler.name == "grid":  # every grid ticket carries its own point
             return None
         earlier = same_configuration(trial)
         if earlier is None:
             return None
-        if int(trial.user_attrs.get("resamples", 0)) >= MAX_RESAMPLES:
+        if int(keys.plain(trial.user_attrs).get("resamples", 0)) >= MAX_RESAMPLES:
             return _reuse(trial, earlier)
-        trial.set_user_attr("duplicate_of", earlier.number)
+        trial.set_user_attr(keys.key("duplicate_of"), earlier.number)
         raise DuplicateConfiguration(f"the sampler proposed trial {earlier.number}'s configuration again")
 
     def _epoch_callback(self, trial: optuna.Trial) -> Callable[[EpochReport], None]:
@@ -218,36 +219,36 @@ class Objective:
                 self.on_epoch(trial, rep)
             value = rep.valid_metric[0]
             live = {"worker": self.worker, "epoch": rep.epoch, "metric": rep.metric_name}
-            trial.set_user_attr("live", {**live, "value": value if math.isfinite(value) else None})
+            trial.set_user_attr(keys.key("live"), {**live, "value": value if math.isfinite(value) else None})
             if not self.multi and math.isfinite(value):
                 trial.report(value, rep.epoch)
                 if trial.should_prune():
-                    trial.set_user_attr("pruned_reason", f"pruner stopped it at epoch {rep.epoch}")
+                    trial.set_user_attr(keys.key("pruned_reason"), f"pruner stopped it at epoch {rep.epoch}")
                     raise optuna.TrialPruned(f"epoch {rep.epoch}: {rep.metric_name} {value:.4f}")
 
         return callback
 
     def _record_setup(self, trial: optuna.Trial, hyper: dict[str, Any], cfg: TrainConfig, seed: int) -> None:
-        trial.set_user_attr("architecture", self.arch)
+        trial.set_user_attr(keys.key("architecture"), self.arch)
         trial.set_user_attr(
-            "model_config", {k: list(v) if isinstance(v, tuple) else v for k, v in hyper.items()}
+            keys.key("model_config"), {k: list(v) if isinstance(v, tuple) else v for k, v in hyper.items()}
         )
-        trial.set_user_attr("train_config", cfg.model_dump())
-        trial.set_user_attr("init_seed", seed)
-        trial.set_user_attr("data_seed", seed)
-        trial.set_user_attr("versions", package_versions())
-        trial.set_user_attr("code_revision", code_revision())
+        trial.set_user_attr(keys.key("train_config"), cfg.model_dump())
+        trial.set_user_attr(keys.key("init_seed"), seed)
+        trial.set_user_attr(keys.key("data_seed"), seed)
+        trial.set_user_attr(keys.key("versions"), package_versions())
+        trial.set_user_attr(keys.key("code_revision"), code_revision())
 
     def _values(self, trial: optuna.Trial, result: TrainResult) -> float | list[float]:
         """Record the run's outcome on the trial; its objective value(s), or pruned with the reason."""
         for key in ("metrics", "epochs_run", "best_epoch", "wall_time", "device", "curve"):
-            trial.set_user_attr(key, getattr(result, key))
+            trial.set_user_attr(keys.key(key), getattr(result, key))
         if result.status != "ok":
-            trial.set_user_attr("pruned_reason", result.reason)
+            trial.set_user_attr(keys.key("pruned_reason"), result.reason)
             raise TrialPrunedWithReason(result.reason)
         values = [result.metric("valid", task, metric) for task, metric in self.targets]
         if not all(math.isfinite(v) for v in values):
-            trial.set_user_attr("pruned_reason", f"non-finite objective {values}")
+            trial.set_user_attr(keys.key("pruned_reason"), f"non-finite objective {values}")
             raise TrialPrunedWithReason("non-finite objective")
         if self.spec.objective.kind == "mean":
             return float(sum(values) / len(values))
@@ -266,9 +267,9 @@ class Objective:
         model = create_model(
             self.arch, self.ds.spec, self.ds.tasks, seeds=[seed], budget=self.spec.budget, **hyper
         )
-        trial.set_user_attr("units_per_layer", [u.units for u in model.layer_units()])
-        trial.set_user_attr("parameter_count", model.parameter_count())
-        trial.set_user_attr("live", {"worker": self.worker, "epoch": 0})
+        trial.set_user_attr(keys.key("units_per_layer"), [u.units for u in model.layer_units()])
+        trial.set_user_attr(keys.key("parameter_count"), model.parameter_count())
+        trial.set_user_attr(keys.key("live"), {"worker": self.worker, "epoch": 0})
         try:
             (result,) = train(
                 model,
@@ -280,7 +281,7 @@ class Objective:
             )
         except torch.cuda.OutOfMemoryError as exc:
             trial.set_user_attr(
-                "pruned_reason", f"out of memory on {self.device}: {str(exc).splitlines()[0]}"
+                keys.key("pruned_reason"), f"out of memory on {self.device}: {str(exc).splitlines()[0]}"
             )
             raise TrialPrunedWithReason("out of memory") from None
         return self._values(trial, result)

@@ -25,7 +25,7 @@ from hpo.models import create_model, gate_utilisation, probe_model
 from hpo.search.launch import spawn_workers, watch_workers
 from hpo.search.objective import objective_targets
 from hpo.search.runner import _with_signals, drain, load_study_dataset
-from hpo.storage import naming
+from hpo.storage import keys, naming
 from hpo.storage.engine import is_rdb, normalise_url, open_storage
 from hpo.storage.locks import claim_lock
 from hpo.storage.naming import seeds_of
@@ -104,9 +104,9 @@ def prepare_retrain(
             direction=main_dir,
             load_if_exists=True,
         )
-        if "tuning_trial" not in study.user_attrs:
+        if "tuning_trial" not in keys.plain(study.user_attrs):
             _describe_retrain(study, spec, arch, best, ds, device, n_seeds)
-        chunk = int(study.user_attrs["chunk_size"])
+        chunk = int(keys.plain(study.user_attrs)["chunk_size"])
         n_chunks = math.ceil(n_seeds / chunk)
         with claim_lock(url, study.study_name):  # overlapping `hpo retrain` processes queue each chunk once
             _queue_chunks(study, n_chunks, chunk, n_seeds)
@@ -125,39 +125,39 @@ def _describe_retrain(
 ) -> None:
     """Store on a new retrain study what it retrains (the best trial's configuration) and its chunk size, chosen
     once from the device's free memory unless the spec fixes it, so every worker cuts the same chunks."""
-    hyper = best.user_attrs["model_config"]
-    cfg = TrainConfig(**{**best.user_attrs["train_config"], "device": str(device)})
+    hyper = keys.plain(best.user_attrs)["model_config"]
+    cfg = TrainConfig(**{**keys.plain(best.user_attrs)["train_config"], "device": str(device)})
     shaped = {k: tuple(v) if isinstance(v, list) else v for k, v in hyper.items()}
     probe = probe_model(arch, ds.spec, ds.tasks, budget=spec.budget, **shaped)
     units = [u.units for u in probe.layer_units()]
-    per = bytes_per_replica(best.user_attrs["parameter_count"], units, cfg.batch_size)
+    per = bytes_per_replica(keys.plain(best.user_attrs)["parameter_count"], units, cfg.batch_size)
     chunk = spec.retrain.replicas_per_run or replicas_that_fit(per, device, wanted=n_seeds)
     attrs = {
         "tuning_trial": best.number,
         "tuning_values": best.values,
         "model_config": hyper,
-        "train_config": best.user_attrs["train_config"],
+        "train_config": keys.plain(best.user_attrs)["train_config"],
         "architecture": arch,
         "spec_name": spec.name,
         "chunk_size": chunk,
         "fresh_data": spec.retrain.fresh_data,
     }
     for key, value in attrs.items():
-        study.set_user_attr(key, value)
+        study.set_user_attr(keys.key(key), value)
     task, metric = objective_targets(spec, ds)[0]
     study.set_metric_names([f"test {task} {metric.upper()} (mean over the chunk's seeds)"])
 
 
 def _queue_chunks(study: optuna.Study, n_chunks: int, chunk: int, n_seeds: int) -> None:
     live = {
-        t.user_attrs.get("ticket")
+        keys.plain(t.user_attrs).get("ticket")
         for t in study.get_trials(deepcopy=False)
         if t.state != optuna.trial.TrialState.FAIL
     }
     for c in range(n_chunks):
         if c not in live:
             seeds = list(range(c * chunk, min(n_seeds, (c + 1) * chunk)))
-            study.enqueue_trial({}, user_attrs={"ticket": c, "seeds": seeds})
+            study.enqueue_trial({}, user_attrs=keys.tag({"ticket": c, "seeds": seeds}))
 
 
 class RetrainObjective:
@@ -166,8 +166,8 @@ class RetrainObjective:
         self.task, self.metric = objective_targets(spec, ds)[0]
 
     def __call__(self, trial: optuna.Trial) -> float:
-        study_attrs = trial.study.user_attrs
-        seeds: list[int] = list(trial.user_attrs["seeds"])
+        study_attrs = keys.plain(trial.study.user_attrs)
+        seeds: list[int] = list(keys.plain(trial.user_attrs)["seeds"])
         hyper: dict[str, Any] = {
             k: tuple(v) if isinstance(v, list) else v for k, v in study_attrs["model_config"].items()
         }
@@ -177,7 +177,7 @@ class RetrainObjective:
         ds = self.ds
         if self.spec.retrain.fresh_data:
             ds = fresh_datasets(self.spec, seeds).to(self.ds.device)
-            trial.set_user_attr("dataset_seeds", [dataset_seed_of(self.spec, s) for s in seeds])
+            trial.set_user_attr(keys.key("dataset_seeds"), [dataset_seed_of(self.spec, s) for s in seeds])
         model = create_model(
             self.arch,
             ds.spec,
@@ -192,9 +192,9 @@ class RetrainObjective:
         n = min(len(test), 4096)
         rows = torch.arange(n, device=test.y.device).unsqueeze(0)
         use = gate_utilisation(model, test.features(rows.expand(len(seeds), -1) if test.replicated else rows))
-        trial.set_user_attr("gate_utilisation", [u.__dict__ for u in use])
-        trial.set_user_attr("replicas", len(seeds))
-        trial.set_user_attr("wall_time", results[0].wall_time)
+        trial.set_user_attr(keys.key("gate_utilisation"), [u.__dict__ for u in use])
+        trial.set_user_attr(keys.key("replicas"), len(seeds))
+        trial.set_user_attr(keys.key("wall_time"), results[0].wall_time)
         results_rows, metric_rows = seed_rows(
             self.spec.name,
             self.arch,
@@ -208,7 +208,7 @@ class RetrainObjective:
             trial.set_user_attr(SEED_RESULTS_ATTR, as_attribute(results_rows, metric_rows))
         values = [r.metric("test", self.task, self.metric) for r in results if r.status == "ok"]
         if not values:
-            trial.set_user_attr("pruned_reason", "every seed of the chunk diverged")
+            trial.set_user_attr(keys.key("pruned_reason"), "every seed of the chunk diverged")
             raise optuna.TrialPruned("every seed diverged")
         return float(np.mean(values))
 

@@ -36,6 +36,7 @@ from hpo.errors import ConfigError, Interrupted, WorkerError
 from hpo.search.factories import grid_points, make_pruner, make_sampler
 from hpo.search.launch import WorkerExit, spawn_workers, watch_workers
 from hpo.search.objective import DuplicateConfiguration, Objective, objective_directions, objective_names
+from hpo.storage import keys
 from hpo.storage.claims import claim_ticket, register_worker
 from hpo.storage.engine import is_rdb, mask_url, normalise_url, open_storage
 from hpo.storage.heartbeat import beating, fail_stale
@@ -91,13 +92,15 @@ def create_studies(
                 f"study {study.study_name} exists with directions "
                 f"{[d.name.lower() for d in study.directions]}, the spec asks for {directions}"
             )
-        attrs = study.user_attrs
+        attrs = keys.plain(study.user_attrs)
         if "spec" not in attrs:
-            study.set_user_attr("spec", resolved)
-            study.set_user_attr("architecture", arch)
-            study.set_user_attr("spec_name", spec.name)
-            study.set_user_attr("dataset", {k: v for k, v in ds.info().items() if k != "provenance"})
-            study.set_user_attr("provenance", ds.provenance)
+            study.set_user_attr(keys.key("spec"), resolved)
+            study.set_user_attr(keys.key("architecture"), arch)
+            study.set_user_attr(keys.key("spec_name"), spec.name)
+            study.set_user_attr(
+                keys.key("dataset"), {k: v for k, v in ds.info().items() if k != "provenance"}
+            )
+            study.set_user_attr(keys.key("provenance"), ds.provenance)
             study.set_metric_names(names)
         studies[arch] = study
     return studies
@@ -108,11 +111,11 @@ def ensure_tickets(study: optuna.Study, n: int, params: Sequence[dict[str, Any]]
 
     ``params[i]``, when given, fixes ticket ``i``'s parameters (a grid point)."""
     trials = study.get_trials(deepcopy=False)
-    live = {t.user_attrs.get("ticket") for t in trials if t.state in LIVE}
+    live = {keys.plain(t.user_attrs).get("ticket") for t in trials if t.state in LIVE}
     missing = [i for i in range(n) if i not in live]
     for i in missing:
         fixed = dict(params[i]) if params is not None else {}
-        study.enqueue_trial(fixed, user_attrs={"ticket": i}, skip_if_exists=False)
+        study.enqueue_trial(fixed, user_attrs=keys.tag({"ticket": i}), skip_if_exists=False)
     return len(missing)
 
 
@@ -179,14 +182,18 @@ def _requeue_duplicate(url: str, study: optuna.Study, number: int) -> None:
     """Queue the ticket of trial ``number`` again if it failed as a duplicate proposal (and no live trial holds
     the ticket): the next proposal is drawn afresh, with a count of resamples on the trial."""
     trial = study.get_trials(deepcopy=False)[number]
-    if trial.state != optuna.trial.TrialState.FAIL or "duplicate_of" not in trial.user_attrs:
+    if trial.state != optuna.trial.TrialState.FAIL or "duplicate_of" not in keys.plain(trial.user_attrs):
         return
-    ticket = trial.user_attrs.get("ticket")
+    ticket = keys.plain(trial.user_attrs).get("ticket")
     with claim_lock(url, study.study_name):
-        live = {t.user_attrs.get("ticket") for t in study.get_trials(deepcopy=False) if t.state in LIVE}
+        live = {
+            keys.plain(t.user_attrs).get("ticket")
+            for t in study.get_trials(deepcopy=False)
+            if t.state in LIVE
+        }
         if ticket is not None and ticket not in live:
-            attrs = {"ticket": ticket, "resamples": int(trial.user_attrs.get("resamples", 0)) + 1}
-            study.enqueue_trial({}, user_attrs=attrs, skip_if_exists=False)
+            attrs = {"ticket": ticket, "resamples": int(keys.plain(trial.user_attrs).get("resamples", 0)) + 1}
+            study.enqueue_trial({}, user_attrs=keys.tag(attrs), skip_if_exists=False)
 
 
 class _Drain:
@@ -203,16 +210,16 @@ class _Drain:
         def func(trial: optuna.Trial) -> Any:
             current["number"] = trial.number
             lock.release()  # the WAITING trial is ours now: let other workers claim theirs
-            ticket = trial.user_attrs.get("ticket")
+            ticket = keys.plain(trial.user_attrs).get("ticket")
             if ticket is None:
-                trial.set_user_attr("surplus", True)
+                trial.set_user_attr(keys.key("surplus"), True)
                 raise _Surplus("no ticket left: this trial would exceed the requested number")
             owner = claim_ticket(
                 self.url, self.storage, study.study_name, int(ticket), trial.number, _ticket_free(study)
             )
             if owner is not None:
-                trial.set_user_attr("surplus", True)
-                trial.set_user_attr("ticket_owner", owner)
+                trial.set_user_attr(keys.key("surplus"), True)
+                trial.set_user_attr(keys.key("ticket_owner"), owner)
                 raise _Surplus(f"ticket {ticket} is owned by trial {owner}")
             if self.progress is not None:
                 self.progress.trial_started(key, trial)
@@ -345,7 +352,7 @@ def _requeue_interrupted(study: optuna.Study, number: int | None) -> None:
         if trial.state == optuna.trial.TrialState.RUNNING:
             study.tell(number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
             trial = study.get_trials(deepcopy=False)[number]
-        if trial.state == optuna.trial.TrialState.FAIL and "ticket" in trial.user_attrs:
+        if trial.state == optuna.trial.TrialState.FAIL and "ticket" in keys.plain(trial.user_attrs):
             optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None)(study, trial)
 
 
@@ -385,7 +392,7 @@ def stored_spec(storage_url: str | None, name: str) -> StudySpec:
     the YAML the coordinator read, not whatever the file holds by the time a worker starts."""
     storage = open_storage(storage_url, heartbeat=False, create=False)
     for frozen in storage.get_all_studies():
-        attrs = frozen.user_attrs
+        attrs = keys.plain(frozen.user_attrs)
         if attrs.get("spec_name") == name and "spec" in attrs and not frozen.study_name.endswith("/retrain"):
             return StudySpec.from_stored(attrs["spec"])
     raise ConfigError(

@@ -7,6 +7,7 @@ from typing import Any
 
 import optuna
 
+from hpo.storage import keys
 from hpo.storage.claims import is_bookkeeping
 from hpo.storage.engine import open_storage
 
@@ -26,12 +27,12 @@ def storage_status(storage_url: str | None = None) -> list[dict[str, Any]]:
             counts[t.state.name.lower()] += 1
         entry: dict[str, Any] = {
             "study": frozen.study_name,
-            "spec": study.user_attrs.get("spec_name"),
-            "architecture": study.user_attrs.get("architecture"),
+            "spec": keys.plain(study.user_attrs).get("spec_name"),
+            "architecture": keys.plain(study.user_attrs).get("architecture"),
             "directions": [d.name.lower() for d in study.directions],
             "objectives": study.metric_names,
             "trials": counts,
-            "surplus": sum(1 for t in trials if t.user_attrs.get("surplus")),
+            "surplus": sum(1 for t in trials if keys.plain(t.user_attrs).get("surplus")),
         }
         complete = [
             t
@@ -46,7 +47,7 @@ def storage_status(storage_url: str | None = None) -> list[dict[str, Any]]:
                 "number": best.number,
                 "value": best.value,
                 "params": best.params,
-                "model_config": best.user_attrs.get("model_config"),
+                "model_config": keys.plain(best.user_attrs).get("model_config"),
             }
         elif complete:
             entry["pareto_front"] = [{"number": t.number, "values": t.values} for t in study.best_trials]

@@ -26,6 +26,7 @@ from hpo.cli import main
 from hpo.config.study import load_study
 from hpo.search.retrain import prepare_retrain, retrain_study_name
 from hpo.search.runner import create_studies, ensure_tickets, load_study_dataset
+from hpo.storage import keys
 from hpo.storage.engine import open_storage
 from hpo.storage.results import read_seed_metrics, read_seed_results
 from tests.conftest import SUMMARY_LINES, require
@@ -156,7 +157,12 @@ def test_faults_lose_nothing_and_double_nothing(tmp_path: Path, postgres_url: st
 
     def tuning_done() -> bool:
         return all(
-            len({t.user_attrs["ticket"] for t in s.get_trials(deepcopy=False, states=(S.COMPLETE,))})
+            len(
+                {
+                    keys.plain(t.user_attrs)["ticket"]
+                    for t in s.get_trials(deepcopy=False, states=(S.COMPLETE,))
+                }
+            )
             == N_TRIALS
             for s in studies.values()
         )
@@ -209,14 +215,17 @@ def test_faults_lose_nothing_and_double_nothing(tmp_path: Path, postgres_url: st
     for study in studies.values():
         trials = study.get_trials()
         complete = [t for t in trials if t.state == S.COMPLETE]
-        assert sorted(t.user_attrs["ticket"] for t in complete) == list(range(N_TRIALS))  # exactly, once each
+        assert sorted(keys.plain(t.user_attrs)["ticket"] for t in complete) == list(
+            range(N_TRIALS)
+        )  # exactly, once each
         assert not [t for t in trials if t.state in (S.RUNNING, S.WAITING)]
         for t in trials:
-            if t.state == S.FAIL and not t.user_attrs.get("surplus"):
+            if t.state == S.FAIL and not keys.plain(t.user_attrs).get("surplus"):
                 later = [
                     u
                     for u in trials
-                    if u.number > t.number and u.user_attrs.get("ticket") == t.user_attrs.get("ticket")
+                    if u.number > t.number
+                    and keys.plain(u.user_attrs).get("ticket") == keys.plain(t.user_attrs).get("ticket")
                 ]
                 assert later, f"failed trial {t.number} was never retried"
         trials_checked += len(trials)

@@ -20,6 +20,7 @@ import optuna
 import pytest
 
 from hpo.config.study import load_study
+from hpo.storage import keys
 from hpo.storage.engine import open_storage
 from tests.search.conftest import make_study
 
@@ -75,8 +76,9 @@ def children(pid: int) -> dict[int, str]:
         if proc.name.isdigit():
             try:
                 stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-                if int(stat[1]) == pid:
-                    out[int(proc.name)] = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                if int(stat[1]) == pid and cmdline:  # an exiting process shows an empty command line
+                    out[int(proc.name)] = cmdline
             except (OSError, IndexError):
                 continue
     return out
@@ -92,10 +94,10 @@ def check_exact(url: str, path: Path, n: int = N) -> dict[str, list[optuna.trial
         complete = [t for t in trials if t.state == S.COMPLETE]
         states = Counter(t.state.name for t in trials)
         assert len(complete) == n, (arch.name, states)
-        assert sorted(t.user_attrs["ticket"] for t in complete) == list(range(n)), arch.name
+        assert sorted(keys.plain(t.user_attrs)["ticket"] for t in complete) == list(range(n)), arch.name
         params = {tuple(sorted(t.params.items())) for t in complete}
         assert len(params) == n, (arch.name, [t.params for t in complete])
-        assert not [t for t in complete if "reused_from" in t.user_attrs]
+        assert not [t for t in complete if "reused_from" in keys.plain(t.user_attrs)]
         assert not [t for t in trials if t.state in (S.RUNNING, S.WAITING)], states
         out[arch.name] = trials
     return out
@@ -118,7 +120,12 @@ def test_overlapping_runs_give_exactly_n_distinct_trials(
     finish(start([cmd] * processes, stagger))
     trials = check_exact(url, path)
     # the processes really overlapped and shared the work: trials came from several registered workers
-    workers = {t.user_attrs.get("worker_id") for ts in trials.values() for t in ts if t.state == S.COMPLETE}
+    workers = {
+        keys.plain(t.user_attrs).get("worker_id")
+        for ts in trials.values()
+        for t in ts
+        if t.state == S.COMPLETE
+    }
     assert len(workers) >= 2, workers
 
 
@@ -132,7 +139,12 @@ def test_default_index_workers_propose_distinct_configurations(tmp_path: Path, p
         start([hpo("worker", str(path), "--storage", postgres_url, "--device", "cpu", "--quiet")] * 4, 0.0)
     )
     trials = check_exact(postgres_url, path)
-    seeds = {t.user_attrs["sampler_seed"] for ts in trials.values() for t in ts if t.state == S.COMPLETE}
+    seeds = {
+        keys.plain(t.user_attrs)["sampler_seed"]
+        for ts in trials.values()
+        for t in ts
+        if t.state == S.COMPLETE
+    }
     assert len(seeds) >= 2, seeds  # several workers, each with its own recorded sampler seed
 
 

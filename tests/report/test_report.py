@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from hpo.cli import main
 from hpo.config.study import load_study
+from hpo.storage import keys
 from hpo.storage.engine import open_storage
 from hpo.storage.results import read_seed_metrics, read_seed_results
 from tests.browser import dump_dom, screenshot
@@ -125,7 +126,8 @@ def test_killed_retrain_worker_then_rerun_gives_every_seed_exactly_once(
     (study,) = prepare_retrain(spec, storage, load_study_dataset(spec), 6, torch.device("cpu")).values()
     # a long configuration, so that the kill lands in the middle of a chunk
     study.set_user_attr(
-        "train_config", {**study.user_attrs["train_config"], "epochs": 25, "patience": None, "batch_size": 32}
+        keys.key("train_config"),
+        {**keys.plain(study.user_attrs)["train_config"], "epochs": 25, "patience": None, "batch_size": 32},
     )
     env = {**os.environ, "HPO_HEARTBEAT_SECONDS": "1"}
     proc = subprocess.Popen(

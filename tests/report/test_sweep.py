@@ -14,6 +14,7 @@ from hpo.cli import main
 from hpo.config.study import load_study
 from hpo.errors import ConfigError
 from hpo.search.retrain import dataset_seed_of, retrain_study_name
+from hpo.storage import keys
 from hpo.storage.engine import open_storage
 from hpo.storage.results import read_seed_results
 from tests.browser import dump_dom, screenshot
@@ -67,8 +68,8 @@ def test_sweep_runs_grid_and_fresh_data_end_to_end(tmp_path: Path) -> None:
             trials = study.get_trials(states=(S.COMPLETE,))
             # the grid: every learning rate exactly once, carried by its ticket
             assert sorted(t.params["lr"] for t in trials) == [1e-3, 1e-2]
-            assert sorted(t.user_attrs["ticket"] for t in trials) == [0, 1]
-        assert study.user_attrs["spec"]["dataset"]["p"] == sub.dataset.p
+            assert sorted(keys.plain(t.user_attrs)["ticket"] for t in trials) == [0, 1]
+        assert keys.plain(study.user_attrs)["spec"]["dataset"]["p"] == sub.dataset.p
     # a rerun queues nothing new
     assert main(["run", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
     assert len(optuna.load_study(study_name=spec.expand()[0].study_name("mmoe"), storage=storage).trials) == 2
@@ -78,7 +79,7 @@ def test_sweep_runs_grid_and_fresh_data_end_to_end(tmp_path: Path) -> None:
         results = read_seed_results(url, sub.name)
         assert sorted(results.groupby("architecture").seed.apply(sorted).tolist()) == [list(range(5))] * 2
         chunks = optuna.load_study(study_name=retrain_study_name(sub, "mmoe"), storage=storage).trials
-        seeds = sorted(s for t in chunks for s in t.user_attrs["dataset_seeds"])
+        seeds = sorted(s for t in chunks for s in keys.plain(t.user_attrs)["dataset_seeds"])
         assert seeds == sorted(dataset_seed_of(sub, s) for s in range(5))  # every run drew its own data
         assert len(set(seeds)) == 5
 

@@ -10,6 +10,7 @@ import pytest
 from hpo.config.study import load_study
 from hpo.search.objective import DuplicateConfiguration, Objective
 from hpo.search.runner import load_study_dataset
+from hpo.storage import keys
 from tests.search.conftest import make_study
 
 
@@ -28,14 +29,16 @@ def test_a_repeated_configuration_is_resampled_then_reused(tmp_path: Path) -> No
     first = study.ask()
     value = objective(first)
     study.tell(first, value)
-    assert first.user_attrs["worker_id"] == 3 and isinstance(first.user_attrs["sampler_seed"], int)
+    assert keys.plain(first.user_attrs)["worker_id"] == 3 and isinstance(
+        keys.plain(first.user_attrs)["sampler_seed"], int
+    )
     params = dict(first.params)
 
     study.enqueue_trial(params, user_attrs={"ticket": 1})  # the sampler proposes the same point again
     again = study.ask()
     with pytest.raises(DuplicateConfiguration):
         objective(again)
-    assert again.user_attrs["duplicate_of"] == first.number
+    assert keys.plain(again.user_attrs)["duplicate_of"] == first.number
     study.tell(again, state=optuna.trial.TrialState.FAIL)
 
     study.enqueue_trial(
@@ -43,5 +46,5 @@ def test_a_repeated_configuration_is_resampled_then_reused(tmp_path: Path) -> No
     )  # still the same after two resamples
     last = study.ask()
     assert objective(last) == value  # the earlier result, not a second training
-    assert last.user_attrs["reused_from"] == first.number
-    assert last.user_attrs["metrics"] == first.user_attrs["metrics"]
+    assert keys.plain(last.user_attrs)["reused_from"] == first.number
+    assert keys.plain(last.user_attrs)["metrics"] == keys.plain(first.user_attrs)["metrics"]

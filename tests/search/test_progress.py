@@ -7,6 +7,7 @@ from rich.console import Console
 
 from hpo.config.study import load_study
 from hpo.search.progress import StudyProgress
+from hpo.storage import keys
 from tests.search.conftest import ROOT
 
 
@@ -21,7 +22,7 @@ def test_counts_best_and_one_live_line_per_worker() -> None:
     study = optuna.create_study(direction="minimize")
     study.tell(study.ask(), 0.5)
     running = study.ask()
-    running.set_user_attr("live", {"worker": 3, "epoch": 2, "metric": "y1.mse", "value": 1.25})
+    running.set_user_attr(keys.key("live"), {"worker": 3, "epoch": 2, "metric": "y1.mse", "value": 1.25})
     p = StudyProgress(spec, {"mmoe": study}, 4, quiet=True)
     p.refresh_from_storage()
     text = render(p)

@@ -16,6 +16,7 @@ import pytest
 from hpo.cli import main
 from hpo.config.study import load_study
 from hpo.search.runner import create_studies, drain, ensure_tickets, load_study_dataset, run_study
+from hpo.storage import keys
 from hpo.storage.engine import mask_url, open_storage
 from tests.search.conftest import make_study
 
@@ -32,11 +33,13 @@ def check_study(url: str, spec_path: Path, n: int) -> dict[str, list[optuna.tria
         trials = optuna.load_study(study_name=spec.study_name(arch.name), storage=storage).get_trials()
         complete = [t for t in trials if t.state == S.COMPLETE]
         assert len(complete) == n, (arch.name, Counter(t.state.name for t in trials))
-        assert sorted(t.user_attrs["ticket"] for t in complete) == list(range(n))  # none ran twice
+        assert sorted(keys.plain(t.user_attrs)["ticket"] for t in complete) == list(
+            range(n)
+        )  # none ran twice
         assert not [t for t in trials if t.state in (S.RUNNING, S.WAITING)]
-        assert not [t for t in trials if t.user_attrs.get("surplus")]
+        assert not [t for t in trials if keys.plain(t.user_attrs).get("surplus")]
         for t in complete:
-            assert max(t.user_attrs["units_per_layer"]) <= 2048
+            assert max(keys.plain(t.user_attrs)["units_per_layer"]) <= 2048
             for key in (
                 "metrics",
                 "parameter_count",
@@ -48,8 +51,8 @@ def check_study(url: str, spec_path: Path, n: int) -> dict[str, list[optuna.tria
                 "model_config",
                 "init_seed",
             ):
-                assert key in t.user_attrs, key
-            assert set(t.user_attrs["metrics"]) == {"train", "valid", "test"}
+                assert key in keys.plain(t.user_attrs), key
+            assert set(keys.plain(t.user_attrs)["metrics"]) == {"train", "valid", "test"}
         out[arch.name] = trials
     return out
 
@@ -61,8 +64,8 @@ def test_sqlite_study_end_to_end(tmp_path: Path, sampler: str) -> None:
     studies = run_study(load_study(path), url, n_trials=4, devices=["cpu"], quiet=True)
     trials = check_study(url, path, 4)
     study = studies["mmoe"]
-    assert study.user_attrs["spec"]["name"] == load_study(path).name
-    assert study.user_attrs["spec"]["search_spaces"]["mmoe"]["params"]["n_experts"]["high"] == 16
+    assert keys.plain(study.user_attrs)["spec"]["name"] == load_study(path).name
+    assert keys.plain(study.user_attrs)["spec"]["search_spaces"]["mmoe"]["params"]["n_experts"]["high"] == 16
     assert study.metric_names == ["valid y1 MSE"]
     assert all(t.params.keys() == {"layer_units", "n_experts", "tower_units", "lr"} for t in trials["mmoe"])
     # running again with more trials resumes: the first four are kept, two more run
@@ -205,7 +208,7 @@ def test_ctrl_c_leaves_nothing_running_and_rerun_resumes(tmp_path: Path) -> None
         for t in optuna.load_study(study_name=name, storage=open_storage(url, heartbeat=False)).get_trials()
         if t.state == S.COMPLETE
     ]
-    assert sorted(t.user_attrs["ticket"] for t in complete) == [0, 1, 2]
+    assert sorted(keys.plain(t.user_attrs)["ticket"] for t in complete) == [0, 1, 2]
 
 
 @pytest.mark.postgres
@@ -261,7 +264,7 @@ def test_postgres_killed_worker_trial_is_failed_and_retried(
     # suggesting all of them: the rest are then sampled), and its ticket
     dead = next(t for t in trials if t.number == killed.number)
     assert dead.params.items() <= retried[0].params.items()
-    assert retried[0].user_attrs["ticket"] == killed.user_attrs["ticket"]
+    assert keys.plain(retried[0].user_attrs)["ticket"] == keys.plain(killed.user_attrs)["ticket"]
 
 
 def test_diverging_and_out_of_memory_trials_are_pruned_with_their_reason(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -289,7 +292,7 @@ def test_diverging_and_out_of_memory_trials_are_pruned_with_their_reason(tmp_pat
     (study,) = run_study(load_study(path), url, n_trials=4, devices=["cpu"], quiet=True).values()
     trials = study.get_trials()
     pruned = [t for t in trials if t.state == S.PRUNED]
-    reasons = sorted(t.user_attrs["pruned_reason"] for t in pruned)
+    reasons = sorted(keys.plain(t.user_attrs)["pruned_reason"] for t in pruned)
     assert len(pruned) == 2 and len([t for t in trials if t.state == S.COMPLETE]) == 2
     assert reasons[0].startswith("non-finite training loss") or "never finite" in reasons[0]
     assert reasons[1].startswith("out of memory on cpu: CUDA out of memory")
@@ -313,8 +316,8 @@ def test_interrupt_between_claim_and_objective_leaves_nothing_running(tmp_path: 
     trials = study.get_trials()
     assert not [t for t in trials if t.state == S.RUNNING]
     failed = [t for t in trials if t.state == S.FAIL]
-    assert len(failed) == 1 and failed[0].user_attrs["ticket"] == 0
-    requeued = [t for t in trials if t.state == S.WAITING and t.user_attrs.get("ticket") == 0]
+    assert len(failed) == 1 and keys.plain(failed[0].user_attrs)["ticket"] == 0
+    requeued = [t for t in trials if t.state == S.WAITING and keys.plain(t.user_attrs).get("ticket") == 0]
     assert len(requeued) == 1
 
 
@@ -332,4 +335,4 @@ def test_workers_run_the_spec_stored_on_the_study_not_the_yaml(tmp_path: Path) -
     assert main(["worker", name, "--stored", "--storage", url, "--device", "cpu", "--quiet"]) == 0
     storage = open_storage(url, heartbeat=False)
     trials = optuna.load_study(study_name=f"{name}/shared_bottom", storage=storage).get_trials()
-    assert sorted(t.user_attrs["ticket"] for t in trials if t.state == S.COMPLETE) == [0, 1]
+    assert sorted(keys.plain(t.user_attrs)["ticket"] for t in trials if t.state == S.COMPLETE) == [0, 1]
