@@ -111,7 +111,7 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.mark.reliability
-@pytest.mark.parametrize(("processes", "stagger"), [(2, 0.0), (4, 0.0), (4, 1.5)])
+@pytest.mark.parametrize(("processes", "stagger"), [(2, 0.0), (2, 1.5), (4, 0.0), (4, 1.5)])
 def test_overlapping_runs_give_exactly_n_distinct_trials(
     tmp_path: Path, url: str, processes: int, stagger: float
 ) -> None:
