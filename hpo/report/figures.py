@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from hpo.report.collect import ReportData
-from hpo.report.stats import PairComparison, compare_pairs, summarise
+from hpo.report.stats import PairComparison, compare_pairs, holm_over, summarise
 from hpo.schema import HIGHER_IS_BETTER
 
 __all__ = [
@@ -103,18 +103,25 @@ def pair_row(r: PairComparison, **keys: Any) -> dict[str, Any]:
         "p_a_beats_b": r.p_a_beats_b,
         "ci95_low": r.ci_low,
         "ci95_high": r.ci_high,
-        "mann_whitney_p": r.p_value,
+        "test": r.test,
+        "p_value": r.p_value,
         "holm_p": r.p_holm,
+        "holm_family_size": r.family,
         "significant_at_0.05": r.significant,
     }
 
 
 def pairs_table(data: ReportData) -> pd.DataFrame:
-    rows = []
+    """Every pair on every task, Holm-corrected as one family: all the pairs and tasks of the report (a claim
+    about any one pair on any one task stays at the stated level however many tasks the report shows)."""
+    found: list[tuple[str, str, PairComparison]] = []
     for task, metric in test_metric(data).items():
         for r in compare_pairs(seed_values(data, task, metric), higher_is_better=HIGHER_IS_BETTER[metric]):
-            rows.append(pair_row(r, task=task, metric=metric))
-    return pd.DataFrame(rows)
+            found.append((task, metric, r))
+    corrected = holm_over([r for _, _, r in found])
+    return pd.DataFrame(
+        [pair_row(r, task=task, metric=metric) for (task, metric, _), r in zip(found, corrected, strict=True)]
+    )
 
 
 def cost_table(data: ReportData) -> pd.DataFrame:

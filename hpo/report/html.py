@@ -143,8 +143,9 @@ def write_report(spec: StudySpec, out: str | Path, storage_url: str | None = Non
 <p class="muted">dataset {esc(data.spec.dataset.kind)} · objective {esc(obj)} · sampler {esc(spec.sampler.name)} ·
 pruner {esc(spec.pruner.name)} · budget {spec.budget} hidden units per layer · {n_seeds} seeds per architecture</p>
 <div class="note">Each architecture was tuned on the validation split; its best configuration was then retrained from
-random initialisation with every seed below and evaluated once on the test split. Intervals are percentile
-bootstrap 95% intervals of the mean over seeds; the best value of each column is in bold.</div>
+random initialisation with every seed below and evaluated once on the test split. Intervals are bootstrap 95%
+intervals of the mean over seeds (BCa, or percentile where BCa is undefined); the best value of each column is in
+bold.</div>
 <section id="searched"><h2>What was searched</h2>
 <p>Per architecture: complete tuning trials, the most epochs a trial ran, the largest hidden units per layer any
 trial used against the budget, and the best configuration's parameters that sit on a bound of their search range
@@ -154,7 +155,8 @@ training steps.</p>{table_html(data.searched)}</section>
 <h2>Test results over seeds</h2>{"".join(comp_sections) or '<p class="muted">no retrain results yet: run hpo retrain</p>'}
 <h2>Pairwise comparisons</h2>
 <p>P(A beats B): the probability that A's test metric beats B's for one random seed of each, with a bootstrap 95%
-interval; p-values are two-sided Mann-Whitney U tests, Holm-corrected over all pairs and tasks of a metric.</p>
+interval; p-values are two-sided Mann-Whitney U tests (whose statistic is that probability), Holm-corrected as one
+family: every pair on every task in this table ({len(pairs)} tests, the CSV's <code>holm_family_size</code>).</p>
 {table_html(pairs)}
 <h2>Cost</h2>{table_html(cost)}
 <h2>Figures</h2>{parts}

@@ -70,8 +70,8 @@ def _pairs_table(losses: pd.DataFrame, key: str, archs: list[str], paired: bool)
         wide = per_value.pivot_table(index="seed", columns="architecture", values=MEAN).dropna()
         aligned = {a: wide[a].to_numpy(dtype=float) for a in present if a in wide.columns}
         for r in compare_pairs(aligned, higher_is_better=False, paired=True):
-            rows.append(pair_row(r, **{key: value}, design="paired by run (Wilcoxon)"))
-    return pd.DataFrame(rows).rename(columns={"mann_whitney_p": "test_p"})  # the design names the test
+            rows.append(pair_row(r, **{key: value}, design="paired by run (sign test)"))
+    return pd.DataFrame(rows)
 
 
 def _chosen_table(datas: list[tuple[float, ReportData]], key: str) -> pd.DataFrame:
@@ -202,7 +202,7 @@ def _body(
 {n_seeds} runs per architecture and value · budget {spec.budget} hidden units per layer</p>
 <div class="note">For every value of {esc(key)}, each architecture's hyperparameters were chosen on the validation
 split ({esc(spec.sampler.name)} sampler over its search space), then that configuration was trained again once per
-run and its loss measured on the test split. Intervals are percentile bootstrap 95% intervals of the mean over runs;
+run and its loss measured on the test split. Intervals are bootstrap 95% intervals (BCa) of the mean over runs;
 the lowest loss at each value is in bold.</div>
 <h2>Test loss (mean MSE over tasks)</h2>{table_html(mean_table, best=low, group=key)}
 <h2>Per task</h2>{table_html(task_tables, best=low, group=[key, "task"])}
@@ -210,8 +210,9 @@ the lowest loss at each value is in bold.</div>
 <p>P(A beats B), with a bootstrap 95% interval. <b>Unpaired</b>: the probability that a random run of A ends with a
 lower test loss than a random run of B (Mann-Whitney U test). <b>Paired by run</b>: run s of every architecture
 trains on the same dataset (its generator seed depends only on s), so the share of runs that A wins on the same
-data, with Wilcoxon's signed-rank test; this removes the dataset-to-dataset variance, which is most of the spread.
-p-values are Holm-corrected over the pairs of one design at each value.</p>
+data, with a two-sided sign test of that share (ties dropped); this removes the dataset-to-dataset variance, which
+is most of the spread. p-values are Holm-corrected over the pairs of one design at each value (the CSV's
+<code>holm_family_size</code>).</p>
 {table_html(pairs)}
 <h2>Chosen hyperparameters</h2>{table_html(chosen)}
 <h2>Figures</h2>{figures_html(figs) or '<p class="muted">no retrain results yet: run hpo retrain</p>'}

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from hpo.cli import main
 from hpo.config.study import load_study
+from hpo.report.stats import holm
 from hpo.storage import keys
 from hpo.storage.engine import open_storage
 from hpo.storage.results import read_seed_metrics, read_seed_results
@@ -58,7 +59,10 @@ def test_run_retrain_report_export_end_to_end(tmp_path: Path, capsys: pytest.Cap
     assert set(comp.columns) >= {"mean", "std", "median", "iqm", "ci95_low", "ci95_high"}
     assert len(comp) == 4 and (comp.seeds == 6).all()
     pairs = pd.read_csv(tmp_path / "rep" / "smoke_pairs.csv")
-    assert set(pairs.columns) >= {"p_a_beats_b", "holm_p", "significant_at_0.05"}
+    assert set(pairs.columns) >= {"p_a_beats_b", "test", "p_value", "holm_p", "holm_family_size"}
+    # one correction family, as the report says: every pair on every task of the table
+    assert len(set(pairs.task)) == 2 and (pairs.holm_family_size == len(pairs)).all()
+    assert pairs.holm_p.tolist() == pytest.approx(holm(pairs.p_value.tolist()))
     for fmt in ("csv", "parquet"):
         assert (
             main(["export", str(path), "--storage", url, "--format", fmt, "--out", str(tmp_path / fmt)]) == 0

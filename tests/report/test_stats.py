@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import stats as sps
 
-from hpo.report.stats import bootstrap_ci, compare_pairs, holm, iqm, probability_of_improvement, summarise
+from hpo.report.stats import (
+    PairComparison,
+    bootstrap_ci,
+    compare_pairs,
+    holm,
+    holm_over,
+    iqm,
+    probability_of_improvement,
+    sign_test,
+    summarise,
+)
 
 
 def test_iqm_is_the_mean_of_the_middle_half() -> None:
@@ -64,3 +75,51 @@ def test_paired_comparison_sees_what_dataset_variance_hides() -> None:
     assert paired.p_value < 1e-6
     with pytest.raises(ValueError, match="differ in length"):
         compare_pairs({"a": a, "b": b[:10]}, paired=True)
+
+
+def test_sign_test_by_hand() -> None:
+    # 8 wins in 10: two-sided binomial p = 2 * (C(10,8) + C(10,9) + C(10,10)) / 2^10 = 2 * 56 / 1024
+    d = np.array([1.0] * 8 + [-1.0] * 2)
+    assert sign_test(d) == pytest.approx(112 / 1024)
+    assert sign_test(np.array([1.0] * 8 + [-1.0] * 2 + [0.0] * 5)) == pytest.approx(
+        112 / 1024
+    )  # ties dropped
+    assert sign_test(np.zeros(4)) == 1.0
+
+
+def test_paired_win_share_is_tested_with_the_sign_test() -> None:
+    """The issue's case: A wins 8 of 10 runs. The share is 0.8 and its test is the sign test (p = 0.109), not
+    Wilcoxon's signed-rank test of a median difference (which gives another answer on the same data)."""
+    b = np.arange(10, dtype=float)
+    a = b + np.array([1, 1, 1, 1, 1, 1, 1, 1, -5, -5], dtype=float)
+    (row,) = compare_pairs({"a": a, "b": b}, paired=True, n_resamples=500)
+    assert row.test == "sign test" and row.p_a_beats_b == 0.8
+    assert row.p_value == pytest.approx(112 / 1024)
+    assert row.p_value != pytest.approx(float(sps.wilcoxon(a, b).pvalue))
+
+
+def test_bootstrap_level_is_passed_through() -> None:
+    x = np.random.default_rng(2).normal(0.0, 1.0, 30)
+    wide, narrow = bootstrap_ci(x, level=0.95), bootstrap_ci(x, level=0.5)
+    assert wide[0] < narrow[0] < x.mean() < narrow[1] < wide[1]
+    scipy = sps.bootstrap(
+        (x,),
+        np.mean,
+        confidence_level=0.8,
+        n_resamples=2000,
+        method="BCa",
+        random_state=np.random.default_rng(0),
+    ).confidence_interval
+    assert bootstrap_ci(x, level=0.8) == pytest.approx((scipy.low, scipy.high))  # BCa, as stated
+    assert bootstrap_ci(np.full(5, 0.7)) == (0.7, 0.7)  # constant data: the point itself
+    (row,) = compare_pairs({"a": x + 1, "b": x}, level=0.5, n_resamples=400)
+    (row95,) = compare_pairs({"a": x + 1, "b": x}, level=0.95, n_resamples=400)
+    assert row95.ci_low <= row.ci_low <= row.ci_high <= row95.ci_high
+
+
+def test_one_correction_family_over_tasks_by_hand() -> None:
+    """Two tasks with one pair each, raw p 0.02 and 0.04: corrected per task they stay 0.02 and 0.04; as the one
+    family the report states (every pair and task), Holm gives 0.04 and 0.04 (0.02 x 2; then max(0.04, 0.04))."""
+    rows = [PairComparison("a", "b", 0.7, 0.5, 0.9, p, p, p < 0.05) for p in (0.02, 0.04)]
+    fixed = holm_over(rows)
+    assert [r.p_holm for r in fixed] == pytest.approx([0.04, 0.04]) and all(r.family == 2 for r in fixed)

@@ -91,7 +91,7 @@ def test_sweep_runs_grid_and_fresh_data_end_to_end(tmp_path: Path) -> None:
     chosen = pd.read_csv(tmp_path / "rep" / "sweep_chosen.csv")
     assert len(chosen) == 4 and chosen.chosen.str.startswith("lr=").all()
     pairs = pd.read_csv(tmp_path / "rep" / "sweep_pairs.csv")
-    assert set(pairs.design) == {"unpaired (Mann-Whitney)", "paired by run (Wilcoxon)"} and len(pairs) == 4
+    assert set(pairs.design) == {"unpaired (Mann-Whitney)", "paired by run (sign test)"} and len(pairs) == 4
     losses = pd.read_csv(tmp_path / "rep" / "sweep_seed_losses.csv")
     assert len(losses) == 2 * 2 * 5
     html = out.read_text()
