@@ -15,7 +15,15 @@ import plotly.offline
 
 from hpo.config.study import StudySpec
 from hpo.report.collect import ReportData, collect
-from hpo.report.figures import comparison_table, cost_table, figure_list, pairs_table, test_metric
+from hpo.report.figures import (
+    comparison_table,
+    cost_table,
+    figure_list,
+    pairs_table,
+    seed_values,
+    test_metric,
+)
+from hpo.report.verdict import caveats, gaps_frame, verdict_html, verdicts
 from hpo.schema import HIGHER_IS_BETTER
 from hpo.storage.naming import DATA_SEED_OFFSET
 
@@ -111,6 +119,26 @@ def randomised(data: ReportData) -> str:
     return f"{base}; the train/validation/test split is fixed (seed above), identical for all seeds"
 
 
+def _comparison_sections(comp: pd.DataFrame, metrics: dict[str, str]) -> list[str]:
+    out = []
+    for task, metric in metrics.items():
+        sub = comp[comp.task == task].reset_index(drop=True)
+        hib = HIGHER_IS_BETTER[metric]
+        best = {"mean": hib, "median": hib, "iqm": hib, "ci95_low": hib, "ci95_high": hib}
+        head = f"<h3>{esc(task)}: test {esc(metric.upper())} ({'higher' if hib else 'lower'} is better)</h3>"
+        out.append(head + table_html(sub, best=best))
+    return out
+
+
+def _verdict_section(data: ReportData, pairs: pd.DataFrame, metrics: dict[str, str], stem: Path) -> str:
+    """The verdict (and ``<stem>_verdict.csv``): from the same seed values and pairwise table as the rest."""
+    values = {task: seed_values(data, task, metric) for task, metric in metrics.items()}
+    found = verdicts(values, metrics, pairs)
+    gaps_frame(found).to_csv(f"{stem}_verdict.csv", index=False)
+    notes = caveats(found, values, data.seed_results, data.searched)
+    return verdict_html(found, notes, "two-sided Mann-Whitney U", len(pairs))
+
+
 def write_report(spec: StudySpec, out: str | Path, storage_url: str | None = None) -> Path:
     """Collect, compute, draw and write ``out`` (HTML) plus ``<stem>_*.csv`` beside it; return the HTML path."""
     data = collect(spec, storage_url)
@@ -126,16 +154,8 @@ def write_report(spec: StudySpec, out: str | Path, storage_url: str | None = Non
     figs = figure_list(data, pairs)
     parts = figures_html(figs)
     metrics = test_metric(data)
-    comp_sections = []
-    for task, metric in metrics.items():
-        sub = comp[comp.task == task].reset_index(drop=True)
-        hib = HIGHER_IS_BETTER[metric]
-        comp_sections.append(
-            f"<h3>{esc(task)}: test {esc(metric.upper())} ({'higher' if hib else 'lower'} is better)</h3>"
-            + table_html(
-                sub, best={"mean": hib, "median": hib, "iqm": hib, "ci95_low": hib, "ci95_high": hib}
-            )
-        )
+    verdict = _verdict_section(data, pairs, metrics, stem)
+    comp_sections = _comparison_sections(comp, metrics)
     n_seeds = int(data.seed_results.groupby("architecture").size().min()) if len(data.seed_results) else 0
     obj = data.metric_names[0] if data.metric_names else "objective"
     body = f"""
@@ -146,6 +166,7 @@ pruner {esc(spec.pruner.name)} · budget {spec.budget} hidden units per layer ·
 random initialisation with every seed below and evaluated once on the test split. Intervals are bootstrap 95%
 intervals of the mean over seeds (BCa, or percentile where BCa is undefined); the best value of each column is in
 bold.</div>
+{verdict}
 <section id="searched"><h2>What was searched</h2>
 <p>Per architecture: complete tuning trials, the most epochs a trial ran, the largest hidden units per layer any
 trial used against the budget, and the best configuration's parameters that sit on a bound of their search range

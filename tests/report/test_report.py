@@ -74,6 +74,15 @@ def test_run_retrain_report_export_end_to_end(tmp_path: Path, capsys: pytest.Cap
 def test_report_renders_offline_in_chromium(tmp_path: Path) -> None:
     path, url = tuned(tmp_path, retrain={"seeds": 5})
     assert main(["retrain", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
+    # planted: one collapsed seed (mmoe seed 0's test loss x 100); shared_bottom's n_layers ranges over {1, 2}, so
+    # its best configuration always sits on a search-space bound
+    with sa.create_engine(url).begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE hpo_seed_metrics SET value = value * 100 WHERE architecture = 'mmoe' AND seed = 0 "
+                "AND split = 'test' AND task = 'y1' AND metric = 'mse'"
+            )
+        )
     out = tmp_path / "report.html"
     assert main(["report", str(path), "--storage", url, "--out", str(out)]) == 0
     html = out.read_text()
@@ -87,6 +96,11 @@ def test_report_renders_offline_in_chromium(tmp_path: Path) -> None:
     assert attrs["data-rendered-plots"] == attrs["data-expected-plots"]
     assert dom.count('<table class="results') >= 5  # per-task tables, pairs, cost, provenance
     assert "Provenance" in dom and "code revision" in dom
+    verdict = dom[dom.index('<section id="verdict">') :]
+    verdict = verdict[: verdict.index("</section>")]
+    assert "mmoe: 1 collapsed seeds on y1" in verdict
+    assert "shared_bottom's best configuration sits on a search-space bound (n_layers=" in verdict
+    assert dom.index('id="verdict"') < dom.index('id="searched"')  # the verdict leads
     shot = screenshot(out.as_uri(), tmp_path / "report.png", size="1300,3000")
     assert shot.stat().st_size > 50_000
     Path("reports").mkdir(exist_ok=True)

@@ -1,0 +1,245 @@
+"""The verdict a report leads with: per task, which architectures cannot be told apart from the best, by how much
+each one trails it, and the caveats the data itself raises.
+
+Everything here is computed from the same seed values and the same pairwise table as the rest of the report, so
+each sentence can be checked against the CSVs beside it:
+
+* *tied with the best*: the Holm-corrected p-value of the pair (best, A) in the pairwise table is at least the
+  level (the table's test and correction family, named in the sentence);
+* *gap*: mean of A minus mean of the best, in metric units, with a BCa bootstrap interval of that difference;
+* *resolvable difference*: the smallest true gap that this many seeds would detect with power 0.8 at the level,
+  from the observed spreads (normal approximation, two samples): ``(z(1 - a/2) + z(0.8)) * sqrt(sa²/na + sb²/nb)``.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+__all__ = [
+    "COLLAPSE_AUC",
+    "TaskVerdict",
+    "caveats",
+    "collapsed",
+    "gap_interval",
+    "resolvable_difference",
+    "task_verdict",
+    "verdict_html",
+    "verdicts",
+]
+
+COLLAPSE_AUC = 0.55  # a seed whose test AUC is at or below this learnt (almost) nothing: chance is 0.5
+COLLAPSE_FACTOR = 3.0  # a seed whose test loss is this many times its architecture's median
+CEILING_AUC = 0.99
+FEW_SEEDS = 10
+FEW_TRIALS = 20
+POWER = 0.8
+
+
+def esc(x: object) -> str:
+    return html.escape(str(x))
+
+
+def resolvable_difference(
+    a: np.ndarray, b: np.ndarray, *, alpha: float = 0.05, power: float = POWER
+) -> float:
+    """The smallest difference of means two samples of these sizes and spreads detect with ``power``."""
+    if len(a) < 2 or len(b) < 2:
+        return float("nan")
+    z = sps.norm.ppf(1 - alpha / 2) + sps.norm.ppf(power)
+    return float(z * math.sqrt(np.var(a, ddof=1) / len(a) + np.var(b, ddof=1) / len(b)))
+
+
+def gap_interval(
+    a: np.ndarray, best: np.ndarray, *, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """BCa bootstrap interval of mean(a) - mean(best), the two samples resampled independently."""
+    if len(a) < 2 or len(best) < 2:
+        return (float("nan"), float("nan"))
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = sps.bootstrap(
+            (a, best), lambda x, y, axis=-1: np.mean(x, axis=axis) - np.mean(y, axis=axis),
+            confidence_level=level, n_resamples=2000, method="BCa", random_state=np.random.default_rng(seed),
+            vectorized=True,
+        )  # fmt: skip
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+@dataclass
+class TaskVerdict:
+    task: str
+    metric: str
+    higher_is_better: bool
+    best: str
+    tied: list[str] = field(default_factory=list)
+    gaps: list[dict[str, Any]] = field(default_factory=list)
+    resolvable: float = float("nan")
+
+
+def _holm_p(pairs: pd.DataFrame, task: str, a: str, b: str) -> float:
+    rows = pairs[
+        (pairs.task == task) & (((pairs.a == a) & (pairs.b == b)) | ((pairs.a == b) & (pairs.b == a)))
+    ]
+    return float(rows.holm_p.iloc[0]) if len(rows) else float("nan")
+
+
+def task_verdict(
+    task: str,
+    metric: str,
+    higher: bool,
+    values: dict[str, np.ndarray],
+    pairs: pd.DataFrame,
+    alpha: float = 0.05,
+) -> TaskVerdict:
+    """Best by mean; the others with their gap, its interval, the pair's corrected p, and whether it is tied."""
+    means = {a: float(np.mean(v)) for a, v in values.items() if len(v)}
+    best = max(means, key=lambda a: means[a] if higher else -means[a])
+    out = TaskVerdict(task, metric, higher, best)
+    resolvable = []
+    for arch, v in values.items():
+        if arch == best or not len(v):
+            continue
+        p = _holm_p(pairs, task, best, arch)
+        lo, hi = gap_interval(v, values[best], level=1 - alpha)
+        tied = not p < alpha
+        if tied:
+            out.tied.append(arch)
+            resolvable.append(resolvable_difference(v, values[best], alpha=alpha))
+        out.gaps.append(
+            {"architecture": arch, "gap": means[arch] - means[best], "ci_low": lo, "ci_high": hi, "holm_p": p,
+             "tied_with_best": tied}
+        )  # fmt: skip
+    out.resolvable = max(resolvable) if resolvable else float("nan")
+    return out
+
+
+def _sample_caveats(seed_results: pd.DataFrame, searched: pd.DataFrame) -> list[str]:
+    out: list[str] = []
+    if len(seed_results):
+        seeds = seed_results.groupby("architecture").size()
+        out.append(f"seeds per architecture: {int(seeds.min())} to {int(seeds.max())}")
+        if seeds.min() < FEW_SEEDS:
+            out.append(
+                f"few seeds: {int(seeds.min())} (under {FEW_SEEDS}); intervals are wide and tests weak"
+            )
+        bad = seed_results[seed_results.status != "ok"].groupby("architecture").size()
+        out += [f"{arch}: {int(n)} diverged seeds, left out of every statistic" for arch, n in bad.items()]
+    if len(searched) and "complete_trials" in searched:
+        trials = searched.complete_trials
+        out.append(f"complete tuning trials per architecture: {int(trials.min())} to {int(trials.max())}")
+        if trials.min() < FEW_TRIALS:
+            out.append(
+                f"few tuning trials: {int(trials.min())} (under {FEW_TRIALS}); a better configuration may exist"
+            )
+    return out
+
+
+def _bound_caveats(searched: pd.DataFrame) -> list[str]:
+    if not len(searched) or "best_on_bound" not in searched:
+        return []
+    return [
+        f"{row.architecture}'s best configuration sits on a search-space bound ({row.best_on_bound}): "
+        "the range, not the tuner, chose it"
+        for row in searched.itertuples()
+        if isinstance(row.best_on_bound, str) and row.best_on_bound
+    ]
+
+
+def collapsed(x: np.ndarray, metric: str) -> tuple[int, str]:
+    """How many seeds collapsed, and the rule: a test AUC at or below ``COLLAPSE_AUC`` (chance is 0.5); for a loss,
+    at least ``COLLAPSE_FACTOR`` times the architecture's median seed."""
+    if metric == "auc":
+        return int((x <= COLLAPSE_AUC).sum()), f"test AUC <= {COLLAPSE_AUC}; chance is 0.5"
+    if metric in ("mse", "logloss") and len(x) >= 3:
+        limit = COLLAPSE_FACTOR * float(np.median(x))
+        return int(
+            (x >= limit).sum()
+        ), f"test {metric.upper()} >= {COLLAPSE_FACTOR} x its median ({limit:.4g})"
+    return 0, ""
+
+
+def _task_caveats(v: TaskVerdict, values: dict[str, np.ndarray]) -> list[str]:
+    out: list[str] = []
+    for arch, x in values.items():
+        n, rule = collapsed(x, v.metric)
+        if n:
+            out.append(f"{arch}: {n} collapsed seeds on {v.task} ({rule}); they stay in the statistics")
+    if v.metric == "auc" and all(float(np.mean(x)) > CEILING_AUC for x in values.values() if len(x)):
+        out.append(f"{v.task} is near its ceiling: every architecture's mean test AUC is above {CEILING_AUC}")
+    if v.tied and math.isfinite(v.resolvable):
+        out.append(
+            f"{v.task}: not enough seeds to resolve a difference of {v.resolvable:.4g} {v.metric.upper()} "
+            f"(power {POWER}, from the observed spreads)"
+        )
+    return out
+
+
+def caveats(
+    verdicts: list[TaskVerdict],
+    values: dict[str, dict[str, np.ndarray]],
+    seed_results: pd.DataFrame,
+    searched: pd.DataFrame,
+) -> list[str]:
+    """Warnings generated from the data: sample sizes, bound-hitting configurations, collapsed or diverged seeds,
+    tasks at their ceiling, and differences too small for the seeds to resolve."""
+    out = _sample_caveats(seed_results, searched) + _bound_caveats(searched)
+    for v in verdicts:
+        out += _task_caveats(v, values[v.task])
+    return out
+
+
+def _task_html(v: TaskVerdict, test: str, family: int, alpha: float) -> str:
+    tied = ", ".join(esc(a) for a in v.tied) or "none"
+    rows = "".join(
+        f"<li>{esc(str(g['architecture']))}: {float(g['gap']):+.4f} {esc(v.metric.upper())} "
+        f"[{float(g['ci_low']):+.4f}, {float(g['ci_high']):+.4f}], Holm p {float(g['holm_p']):.3g}"
+        f"{' (tied)' if g['tied_with_best'] else ''}</li>"
+        for g in v.gaps
+    )
+    return (
+        f"<h3>{esc(v.task)}: test {esc(v.metric.upper())} ({'higher' if v.higher_is_better else 'lower'} is better)"
+        f"</h3><p><b>Best: {esc(v.best)}.</b> Not distinguishable from it: <b>{tied}</b> ({esc(test)}, Holm-corrected "
+        f"over {family} tests, every pair and task of the pairwise table, at level {alpha}).</p>"
+        f"<p>Gap to the best (mean difference, {round(100 * (1 - alpha))}% BCa bootstrap interval):</p><ul>{rows}</ul>"
+    )
+
+
+def verdict_html(
+    verdicts: list[TaskVerdict], notes: list[str], test: str, family: int, alpha: float = 0.05
+) -> str:
+    if not verdicts:
+        return '<section id="verdict"><h2>Verdict</h2><p class="muted">no retrain results yet: run hpo retrain</p></section>'
+    parts = "".join(_task_html(v, test, family, alpha) for v in verdicts)
+    items = "".join(f"<li>{esc(n)}</li>" for n in notes)
+    return f'<section id="verdict"><h2>Verdict</h2>{parts}<h3>Caveats</h3><ul class="caveats">{items}</ul></section>'
+
+
+def verdicts(
+    values_by_task: dict[str, dict[str, np.ndarray]],
+    metrics: dict[str, str],
+    pairs: pd.DataFrame,
+    alpha: float = 0.05,
+) -> list[TaskVerdict]:
+    """One verdict per task that has seed values (the headline metric of each task)."""
+    from hpo.schema import HIGHER_IS_BETTER
+
+    return [
+        task_verdict(task, metric, HIGHER_IS_BETTER[metric], values_by_task[task], pairs, alpha)
+        for task, metric in metrics.items()
+        if any(len(v) for v in values_by_task[task].values())
+    ]
+
+
+def gaps_frame(found: list[TaskVerdict]) -> pd.DataFrame:
+    """The verdict's numbers as a table (the CSV beside the report)."""
+    return pd.DataFrame(
+        [{"task": v.task, "metric": v.metric, "best": v.best, **g} for v in found for g in v.gaps]
+    )

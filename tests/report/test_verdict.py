@@ -1,0 +1,66 @@
+"""The verdict's numbers on small arrays worked out by hand, and its caveats planted."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hpo.report.verdict import caveats, collapsed, resolvable_difference, task_verdict, verdict_html
+
+
+def test_resolvable_difference_by_hand() -> None:
+    # variance 1 in each of two samples of 4 (values -1, -1, 1, 1 have sample variance 4/3): se = sqrt(2 * (4/3) / 4)
+    a = np.array([-1.0, -1.0, 1.0, 1.0])
+    z = 1.959964 + 0.841621  # z(0.975) + z(0.8)
+    assert resolvable_difference(a, a + 5) == pytest.approx(z * math.sqrt(2 * (4 / 3) / 4), rel=1e-5)
+
+
+def pairs(rows: list[tuple[str, str, float]]) -> pd.DataFrame:
+    return pd.DataFrame([{"task": "t", "a": a, "b": b, "holm_p": p} for a, b, p in rows])
+
+
+def test_best_by_mean_and_the_tied_set_follow_the_pairwise_table() -> None:
+    values = {
+        "a": np.array([0.90, 0.91, 0.92]),
+        "b": np.array([0.89, 0.90, 0.91]),
+        "c": np.array([0.5, 0.6, 0.7]),
+    }
+    v = task_verdict("t", "auc", True, values, pairs([("a", "b", 0.40), ("a", "c", 0.01), ("b", "c", 0.02)]))
+    assert v.best == "a" and v.tied == ["b"]
+    gaps = {g["architecture"]: g for g in v.gaps}
+    assert gaps["b"]["gap"] == pytest.approx(-0.01) and gaps["c"]["gap"] == pytest.approx(-0.31)
+    assert gaps["b"]["tied_with_best"] and not gaps["c"]["tied_with_best"]
+    assert gaps["c"]["ci_high"] < 0  # c is clearly worse: its whole interval lies below the best
+    lower = task_verdict(
+        "t", "mse", False, {"x": np.array([2.0, 2.2]), "y": np.array([1.0, 1.1])}, pairs([("x", "y", 0.5)])
+    )
+    assert lower.best == "y"  # lower is better for a loss
+
+
+def test_caveats_name_what_was_planted() -> None:
+    values = {"t": {"a": np.array([0.95, 0.96, 0.50, 0.97]), "b": np.array([0.94, 0.95, 0.96, 0.95])}}
+    v = task_verdict("t", "auc", True, values["t"], pairs([("a", "b", 0.9)]))
+    seeds = pd.DataFrame(
+        {"architecture": ["a"] * 4 + ["b"] * 4, "seed": list(range(4)) * 2, "status": ["ok"] * 8}
+    )
+    searched = pd.DataFrame(
+        [{"architecture": "a", "complete_trials": 4, "best_on_bound": "n_layers=1 (low)"},
+         {"architecture": "b", "complete_trials": 4, "best_on_bound": ""}]
+    )  # fmt: skip
+    notes = caveats([v], values, seeds, searched)
+    text = " | ".join(notes)
+    assert "a: 1 collapsed seeds on t (test AUC <= 0.55" in text
+    assert "a's best configuration sits on a search-space bound (n_layers=1 (low))" in text
+    assert "few seeds: 4" in text and "few tuning trials: 4" in text
+    assert "t: not enough seeds to resolve a difference of" in text
+    html = verdict_html([v], notes, "two-sided Mann-Whitney U", 1)
+    assert html.startswith('<section id="verdict">') and "Holm-corrected over 1 tests" in html
+
+
+def test_a_loss_collapses_relative_to_its_median() -> None:
+    n, rule = collapsed(np.array([1.0, 1.1, 0.9, 5.0]), "mse")
+    assert n == 1 and "3.0 x its median" in rule
+    assert collapsed(np.array([1.0, 1.1, 0.9]), "mse")[0] == 0
