@@ -3,6 +3,7 @@ Figure functions return plotly figures and write nothing."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -150,13 +151,44 @@ def cost_table(data: ReportData) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def robust_range(values: dict[str, np.ndarray], metric: str) -> tuple[float, float, dict[str, int]]:
+    """One axis range for every architecture of a task: the pooled seeds within Tukey's far-out fences (quartiles
+    -/+ 3 IQR), widened by a tenth; seeds outside it (collapsed ones) are counted per architecture instead of
+    stretching the axis for everyone (a collapsed seed once squeezed every other histogram into one bar)."""
+    pooled = np.concatenate([v for v in values.values() if len(v)]) if values else np.array([])
+    if len(pooled) == 0:
+        return (0.0, 1.0, {})
+    q1, q3 = np.percentile(pooled, [25, 75])
+    fence = 3 * (q3 - q1)  # Tukey's far-out fences: beyond them a seed is an outlier, not the spread
+    lo = max(float(pooled.min()), q1 - fence) if fence > 0 else float(pooled.min())
+    hi = min(float(pooled.max()), q3 + fence) if fence > 0 else float(pooled.max())
+    pad = 0.1 * (hi - lo) or 0.05 * max(abs(float(hi)), 1e-12)
+    lo, hi = float(lo - pad), float(hi + pad)
+    outside = {a: int(((v < lo) | (v > hi)).sum()) for a, v in values.items()}
+    return lo, hi, {a: n for a, n in outside.items() if n}
+
+
+def _outside_note(fig: go.Figure, outside: dict[str, int], lo: float, hi: float) -> None:
+    if outside:
+        text = "outside the axis: " + ", ".join(
+            f"{a} {n} seed{'s' if n > 1 else ''}" for a, n in outside.items()
+        )
+        fig.add_annotation(
+            text=f"{text} (range {lo:.4g} to {hi:.4g})", xref="paper", yref="paper", x=0, y=1.08,
+            showarrow=False, align="left",
+        )  # fmt: skip
+
+
 def distribution_figure(data: ReportData, task: str, metric: str) -> go.Figure:
-    """Each architecture's test metric over seeds: violin, box and every seed (the trainability histogram)."""
+    """Each architecture's test metric over seeds: violin, box and every seed, on one robust range."""
     fig = go.Figure()
-    for i, (arch, x) in enumerate(seed_values(data, task, metric).items()):
+    values = seed_values(data, task, metric)
+    lo, hi, outside = robust_range(values, metric)
+    for i, (arch, x) in enumerate(values.items()):
+        inside = x[(x >= lo) & (x <= hi)]
         fig.add_trace(
             go.Violin(
-                y=x,
+                y=inside,
                 name=arch,
                 box_visible=True,
                 meanline_visible=True,
@@ -165,16 +197,27 @@ def distribution_figure(data: ReportData, task: str, metric: str) -> go.Figure:
                 jitter=0.3,
             )
         )
+    fig.update_yaxes(range=[lo, hi])
+    _outside_note(fig, outside, lo, hi)
     return _layout(fig, f"test {metric.upper()} of {task} over seeds", 460)
 
 
 def histogram_figure(data: ReportData, task: str, metric: str) -> go.Figure:
+    """Trainability: every architecture's seeds in the same bins over one robust range."""
     fig = go.Figure()
-    for i, (arch, x) in enumerate(seed_values(data, task, metric).items()):
+    values = seed_values(data, task, metric)
+    lo, hi, outside = robust_range(values, metric)
+    bins = {"start": lo, "end": hi, "size": (hi - lo) / 30}
+    for i, (arch, x) in enumerate(values.items()):
         fig.add_trace(
-            go.Histogram(x=x, name=arch, opacity=0.6, marker_color=COLORS[i % len(COLORS)], nbinsx=30)
-        )
+            go.Histogram(
+                x=x[(x >= lo) & (x <= hi)], name=arch, opacity=0.6, marker_color=COLORS[i % len(COLORS)],
+                xbins=bins, autobinx=False,
+            )
+        )  # fmt: skip
     fig.update_layout(barmode="overlay", xaxis_title=f"test {metric.upper()} ({task})", yaxis_title="seeds")
+    fig.update_xaxes(range=[lo, hi])
+    _outside_note(fig, outside, lo, hi)
     return _layout(fig, f"trainability: histogram of final test {metric.upper()} ({task})")
 
 
@@ -205,6 +248,10 @@ def convergence_figure(data: ReportData) -> go.Figure:
         )
     name = data.metric_names[0] if data.metric_names else "objective"
     fig.update_layout(xaxis_title="trial", yaxis_title=name)
+    last = int(tr.number.max()) if len(tr) else 1
+    fig.update_xaxes(
+        tick0=0, dtick=max(1, math.ceil(last / 10)), tickformat="d"
+    )  # whole trials: no tick at 0.5
     return _layout(fig, f"tuning convergence ({data.spec.sampler.name} sampler): best {name} so far")
 
 

@@ -116,7 +116,23 @@ def randomised(data: ReportData) -> str:
             f"{base}, and the data itself: every seed draws a fresh synthetic dataset (generator seed "
             "SeedSequence([dataset seed, s]), recorded on each retrain chunk as dataset_seeds)"
         )
-    return f"{base}; the train/validation/test split is fixed (seed above), identical for all seeds"
+    prov = next(iter(data.study_attrs.values()), {}).get("provenance", {})
+    split = prov.get("split")
+    if split == "files":
+        how = "the split is the one the data's own train, validation and test files give"
+    elif isinstance(split, dict) and "seed" in split:
+        how = f"the split is fixed (drawn once with seed {split['seed']})"
+    elif prov.get("split_seed") is not None:
+        how = f"the split is fixed (seed {prov['split_seed']})"
+    else:
+        how = "the split is fixed"
+    return f"{base}; {how}, identical for all seeds"
+
+
+def _dataset_name(data: ReportData) -> str:
+    """The dataset's own name (a user's table by its declared name, not "file")."""
+    info = next(iter(data.study_attrs.values()), {}).get("dataset", {})
+    return str(info.get("name") or data.spec.dataset.kind)
 
 
 def _comparison_sections(comp: pd.DataFrame, metrics: dict[str, str]) -> list[str]:
@@ -160,7 +176,7 @@ def write_report(spec: StudySpec, out: str | Path, storage_url: str | None = Non
     obj = data.metric_names[0] if data.metric_names else "objective"
     body = f"""
 <h1>{esc(spec.name)}: comparison of {len(spec.architectures)} architectures</h1>
-<p class="muted">dataset {esc(data.spec.dataset.kind)} · objective {esc(obj)} · sampler {esc(spec.sampler.name)} ·
+<p class="muted">dataset {esc(_dataset_name(data))} · objective {esc(obj)} · sampler {esc(spec.sampler.name)} ·
 pruner {esc(spec.pruner.name)} · budget {spec.budget} hidden units per layer · {n_seeds} seeds per architecture</p>
 <div class="note">Each architecture was tuned on the validation split; its best configuration was then retrained from
 random initialisation with every seed below and evaluated once on the test split. Intervals are bootstrap 95%

@@ -101,6 +101,7 @@ def test_report_renders_offline_in_chromium(tmp_path: Path) -> None:
     assert "mmoe: 1 collapsed seeds on y1" in verdict
     assert "shared_bottom's best configuration sits on a search-space bound (n_layers=" in verdict
     assert dom.index('id="verdict"') < dom.index('id="searched"')  # the verdict leads
+    assert "outside the axis: mmoe 1 seed" in dom  # counted on the shared axis, not stretching it
     shot = screenshot(out.as_uri(), tmp_path / "report.png", size="1300,3000")
     assert shot.stat().st_size > 50_000
     Path("reports").mkdir(exist_ok=True)

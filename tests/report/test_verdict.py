@@ -64,3 +64,12 @@ def test_a_loss_collapses_relative_to_its_median() -> None:
     n, rule = collapsed(np.array([1.0, 1.1, 0.9, 5.0]), "mse")
     assert n == 1 and "3.0 x its median" in rule
     assert collapsed(np.array([1.0, 1.1, 0.9]), "mse")[0] == 0
+
+
+def test_one_robust_axis_counts_collapsed_seeds_instead_of_stretching() -> None:
+    from hpo.report.figures import robust_range
+
+    values = {"sb": np.array([1.6, 1.7, 1.5, 1.8, 1.65]), "mmoe": np.array([2.6, 2.5, 2.7, 2.6, 250.0])}
+    lo, hi, outside = robust_range(values, "mse")
+    assert outside == {"mmoe": 1}  # the collapsed seed is counted, not drawn
+    assert lo < 1.5 and 2.7 < hi < 250.0  # every other seed is on the shared axis
