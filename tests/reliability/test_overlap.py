@@ -30,23 +30,20 @@ TRAINING = {"epochs": 2, "patience": None, "batch_size": 256, "device": "cpu"}
 ENV = {**os.environ, "HPO_HEARTBEAT_SECONDS": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 
 
-def study_file(tmp_path: Path, sampler: str = "tpe") -> Path:
-    return make_study(
-        tmp_path,
-        trials=N,
-        architectures=["shared_bottom", "mmoe"],
-        sampler={"name": sampler, "seed": 0, "options": {"n_startup_trials": 2} if sampler == "tpe" else {}},
-        training=TRAINING,
-        dataset={
-            "kind": "synthetic",
-            "p": 0.7,
-            "d": 8,
-            "n_train": 600,
-            "n_valid": 200,
-            "n_test": 200,
-            "seed": 0,
-        },
-    )
+SMALL_DATA = {"kind": "synthetic", "p": 0.7, "d": 8, "n_train": 600, "n_valid": 200, "n_test": 200, "seed": 0}
+
+
+def study_file(tmp_path: Path, sampler: str = "tpe", **overrides: object) -> Path:
+    """The small study every case here runs: two architectures, N trials, two epochs on a small synthetic set."""
+    options = {"n_startup_trials": 2} if sampler == "tpe" else {}
+    settings: dict[str, object] = {
+        "trials": N,
+        "architectures": ["shared_bottom", "mmoe"],
+        "sampler": {"name": sampler, "seed": 0, "options": options},
+        "training": TRAINING,
+        "dataset": SMALL_DATA,
+    }
+    return make_study(tmp_path, **{**settings, **overrides})
 
 
 def hpo(*args: str) -> list[str]:
@@ -150,21 +147,11 @@ def test_default_index_workers_propose_distinct_configurations(tmp_path: Path, p
 
 @pytest.mark.reliability
 def test_sigkill_then_rerun_replays_no_configuration(tmp_path: Path) -> None:
-    path = make_study(
+    path = study_file(
         tmp_path,
-        trials=N,
+        sampler="random",
         architectures=["shared_bottom"],
-        sampler={"name": "random", "seed": 0},
         training={**TRAINING, "epochs": 6, "batch_size": 32},
-        dataset={
-            "kind": "synthetic",
-            "p": 0.7,
-            "d": 8,
-            "n_train": 600,
-            "n_valid": 200,
-            "n_test": 200,
-            "seed": 0,
-        },
     )
     url = f"sqlite:///{tmp_path / 'hpo.db'}"
     proc = subprocess.Popen(
