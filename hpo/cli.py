@@ -110,6 +110,7 @@ def data_info_cmd(
 ) -> None:
     """Rows per split, feature counts, one-hot width, positive rates, the labels' Pearson correlation, and per
     task the single feature column that predicts it best (leakage shows here before any tuning)."""
+    from hpo.data.checks import summary_lines
     from hpo.data.leakage import single_feature_auc
     from hpo.data.registry import load_dataset
 
@@ -128,24 +129,8 @@ def data_info_cmd(
     if as_json:
         typer.echo(json.dumps(info, indent=2, default=str))
         return
-    typer.echo(f"{info['name']}: rows {info['rows']}")
-    typer.echo(
-        f"  features: {info['continuous_features']} continuous, {info['categorical_features']} categorical, "
-        f"one-hot width {info['one_hot_width']}"
-    )
-    for t in info["tasks"]:
-        rate = t.get("positive_rate", {}).get("train")
-        typer.echo(
-            f"  task {t['name']} ({t['kind']})" + (f": positive rate {rate:.4f}" if rate is not None else "")
-        )
-    if info["label_pearson"] is not None:
-        typer.echo(f"  label Pearson (train): {info['label_pearson']:.3f}")
-    if dropped := info["provenance"].get("dropped_columns"):
-        typer.echo(f"  dropped columns: {', '.join(dropped)}")
-    for task, best in info["best_single_feature"].items():
-        typer.echo(f"  best single feature for {task} (train AUC): {best['column']} {best['auc']:.3f}")
-    for note in info["provenance"].get("column_inference", []):
-        typer.echo(f"  inferred {note}")
+    for line in summary_lines(info):
+        typer.echo(line)
 
 
 @data_app.command("fetch")

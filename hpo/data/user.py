@@ -2,20 +2,27 @@
 
 .. code-block:: yaml
 
-    name: churn
-    file: customers.csv            # CSV or Parquet; or `files: {train: a.csv, valid: b.csv, test: c.csv}`
-    continuous: [age, spend]       # optional: omit both lists to infer (the inference is reported)
-    categorical: [city, plan]
+    name: adult
+    files: {train: adult.data, test: adult.test}   # or `file: one.csv` (split by `split`); CSV, .csv.gz, Parquet
+    columns: [age, workclass, fnlwgt, ...]         # the files have no header row: these are the names
+    comment: "|"                                   # skip lines starting with "|" (a banner line)
+    na_values: ["?"]                               # also missing: "?" (empty cells always are)
+    label_suffix: "."                              # the test file writes ">50K." for ">50K"
+    continuous: [age, fnlwgt]                      # optional: omit both lists to infer (the inference is reported)
+    categorical: [workclass, education]
     ignore: [customer_id]
     tasks:
-      - {name: churned, column: status, kind: binary, equals: "left"}
+      - {name: income, column: income, kind: binary, equals: ">50K"}
       - {name: premium, column: plan, kind: binary, in: [gold, platinum]}
       - {name: big_spender, column: spend, kind: binary, above: 100}
       - {name: spend, column: spend, kind: regression}
-    split: {valid: 0.1, test: 0.1, seed: 0}   # used with a single file
-    scaling: standard                          # or none
+    split: {valid: 0.1, seed: 0}       # with `files` lacking `valid`: validation rows carved from the training file
+    scaling: standard                  # or none
 
-Paths are relative to the YAML file. A task's label column is removed from the inputs.
+Paths are relative to the YAML file. A task's label column is removed from the inputs. Prepared datasets are
+cached like census-income's (keyed by the declaration and the files' hashes), so ``hpo validate`` and every worker
+load them once. Before any training, every split must have both classes of every binary task (a spread, for a
+regression task); a label value seen in one file and not in another is reported.
 """
 
 from __future__ import annotations
@@ -30,10 +37,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from hpo.config.yamlio import format_validation_error
 from hpo.config.yamlio import read_yaml as _read_yaml
-from hpo.data._cache import file_sha256
-from hpo.data._tabular import SPLITS, Split, TabularDataset, fit_encoder, numeric_column, split_indices
+from hpo.data._cache import cache_key, file_sha256, load_cached, save_cached
+from hpo.data._tabular import SPLITS, Split, TabularDataset, split_indices
+from hpo.data.checks import label_spellings, split_problems
+from hpo.data.columns import (
+    Fitted,
+    Part,
+    category_codes,
+    encode_categorical,
+    encode_continuous,
+    normalise_label,
+    numbers,
+)
+from hpo.data.tables import ReadOptions, Table, read_table, same_columns
 from hpo.errors import DataError
-from hpo.schema import TaskSpec
+from hpo.schema import InputSpec, TaskSpec
 
 __all__ = ["UserDatasetSpec", "load_user_dataset", "read_yaml"]
 
@@ -61,6 +79,11 @@ class TaskRule(_Strict):
             raise ValueError(f"regression task {self.name!r} takes the column as is: remove {rules}")
         return self
 
+    @property
+    def by_value(self) -> bool:
+        """Matched against label values (``equals``/``in``), not compared as a number."""
+        return self.kind == "binary" and self.above is None
+
     def describe(self) -> str:
         if self.kind == "regression":
             return f"{self.column} (numeric)"
@@ -85,7 +108,7 @@ class SplitOptions(_Strict):
 
 class SplitFiles(_Strict):
     train: str
-    valid: str
+    valid: str | None = None
     test: str
 
 
@@ -93,6 +116,10 @@ class UserDatasetSpec(_Strict):
     name: str
     file: str | None = None
     files: SplitFiles | None = None
+    columns: list[str] | None = Field(None, min_length=1)
+    comment: str | None = Field(None, min_length=1)
+    na_values: list[str] | None = None
+    label_suffix: str | None = Field(None, min_length=1)
     continuous: list[str] | None = None
     categorical: list[str] | None = None
     ignore: list[str] = Field(default_factory=list)
@@ -103,100 +130,82 @@ class UserDatasetSpec(_Strict):
     @model_validator(mode="after")
     def _one_source(self) -> UserDatasetSpec:
         if (self.file is None) == (self.files is None):
-            raise ValueError("give either `file` (one table, split by `split`) or `files` (train/valid/test)")
+            raise ValueError(
+                "give either `file` (one table, split by `split`) or `files` (train/test, and valid)"
+            )
+        if self.files is not None and self.files.valid is not None and "split" in self.model_fields_set:
+            raise ValueError("`split` does not apply: `files` names the train, valid and test files")
+        if self.files is not None and self.files.valid is None and "test" in self.split.model_fields_set:
+            raise ValueError(
+                "split.test does not apply: `files.test` is the test split (give split.valid only)"
+            )
+        if self.columns is not None and len(set(self.columns)) != len(self.columns):
+            dup = sorted({c for c in self.columns if self.columns.count(c) > 1})
+            raise ValueError(f"`columns` names {dup} more than once")
         return self
+
+    def read_options(self) -> ReadOptions:
+        """Which columns to keep, and which to parse as numbers (declared continuous inputs and numeric labels;
+        the rest are read as categoricals); with nothing declared, every column is kept and kinds are inferred."""
+        numeric = set(self.continuous or []) | {t.column for t in self.tasks if not t.by_value}
+        categorical = (set(self.categorical or []) | {t.column for t in self.tasks if t.by_value}) - numeric
+        declared = self.continuous is not None or self.categorical is not None
+        usecols = tuple(sorted(numeric | categorical)) if declared else None
+        return ReadOptions(
+            columns=tuple(self.columns) if self.columns is not None else None,
+            comment=self.comment,
+            na_values=tuple(self.na_values or ()),
+            usecols=usecols,
+            numeric=tuple(sorted(numeric)) if declared else None,
+        )
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
     return _read_yaml(path, DataError)
 
 
-def _read_table(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-        return pd.read_csv(path, skipinitialspace=True, engine="c")
-    except pd.errors.ParserError as exc:
-        detail = " ".join(str(exc).split())
-        raise DataError(f"{path}: rows do not all have the header's number of columns ({detail})") from None
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: the file is empty") from None
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot be read as a table ({exc})") from None
-
-
-def _label(df: pd.DataFrame, rule: TaskRule, source: str) -> np.ndarray:
-    if rule.column not in df.columns:
-        raise DataError(
-            f"{source}: task {rule.name!r}: column {rule.column!r} not found; columns: {list(df.columns)}"
-        )
-    col = df[rule.column]
-    if rule.kind == "regression":
-        return numeric_column(df, rule.column, source).astype(np.float32)
-    if rule.equals is not None:
-        y = (col.astype(str) == str(rule.equals)).to_numpy()
-    elif rule.in_ is not None:
-        y = col.astype(str).isin([str(v) for v in rule.in_]).to_numpy()
-    else:
-        assert rule.above is not None
-        y = numeric_column(df, rule.column, source) > rule.above
-    return y.astype(np.float32)
-
-
-def _infer_columns(df: pd.DataFrame, exclude: set[str]) -> tuple[list[str], list[str], list[str]]:
-    """Numeric columns with more than 20 distinct values are continuous; everything else is categorical."""
-    cont, cat, notes = [], [], []
-    for c in df.columns:
-        if c in exclude:
-            continue
-        numeric = pd.api.types.is_numeric_dtype(df[c])
-        distinct = int(df[c].nunique())
-        if numeric and distinct > INFER_MAX_CATEGORIES:
-            cont.append(c)
-            notes.append(f"{c}: continuous (numeric, {distinct} distinct values)")
-        else:
-            cat.append(c)
-            why = "numeric" if numeric else "text"
-            notes.append(f"{c}: categorical ({why}, {distinct} distinct values)")
-    return cont, cat, notes
-
-
-def _read_frames(
-    spec: UserDatasetSpec, base: Path
-) -> tuple[dict[str, pd.DataFrame], dict[str, str], dict[str, Path]]:
-    """The three splits' rows, the file each came from, and the files read (for checksums)."""
+def _layout(spec: UserDatasetSpec, base: Path) -> list[Part]:
+    """Read the files and decide which rows of which file make each split, training rows first."""
+    options = spec.read_options()
     if spec.file is not None:
-        table_path = base / spec.file
-        df = _read_table(table_path)
-        if len(df) == 0:
-            raise DataError(f"{table_path}: the table has no rows")
+        table = read_table(base / spec.file, options)
         fractions = [1 - spec.split.valid - spec.split.test, spec.split.valid, spec.split.test]
-        parts = split_indices(len(df), fractions, spec.split.seed)
-        frames = {s: df.iloc[idx] for s, idx in zip(SPLITS, parts, strict=True)}
-        return frames, dict.fromkeys(SPLITS, str(table_path)), {"table": table_path}
+        return [_carve(table, SPLITS, fractions, spec.split.seed)]
     assert spec.files is not None
-    files = {s: base / getattr(spec.files, s) for s in SPLITS}
-    frames = {s: _read_table(p) for s, p in files.items()}
-    cols = list(frames["train"].columns)
-    for s in ("valid", "test"):
-        if list(frames[s].columns) != cols:
-            raise DataError(
-                f"{files[s]}: columns {list(frames[s].columns)} differ from the training file's {cols}"
-            )
-    return frames, {s: str(p) for s, p in files.items()}, files
+    names = {s: getattr(spec.files, s) for s in SPLITS if getattr(spec.files, s) is not None}
+    tables = {s: read_table(base / f, options) for s, f in names.items()}
+    same_columns(list(tables.values()))
+    if spec.files.valid is None:
+        fractions = [1 - spec.split.valid, spec.split.valid]
+        parts = [_carve(tables["train"], ("train", "valid"), fractions, spec.split.seed)]
+    else:
+        parts = [_whole(tables["train"], "train"), _whole(tables["valid"], "valid")]
+    return [*parts, _whole(tables["test"], "test")]
 
 
-def _input_columns(
-    spec: UserDatasetSpec, train: pd.DataFrame, path: Path, source: str
-) -> tuple[list[str], list[str], list[str]]:
+def _carve(table: Table, splits: tuple[str, ...], fractions: list[float], seed: int) -> Part:
+    parts = split_indices(len(table.frame), fractions, seed)
+    bounds, start = {}, 0
+    for split, rows in zip(splits, parts, strict=True):
+        bounds[split] = (start, start + len(rows))
+        start += len(rows)
+    return Part(table, np.concatenate(parts), bounds)
+
+
+def _whole(table: Table, split: str) -> Part:
+    return Part(table, np.arange(len(table.frame)), {split: (0, len(table.frame))})
+
+
+def _input_columns(spec: UserDatasetSpec, train: Table) -> tuple[list[str], list[str], list[str]]:
     """Continuous and categorical input columns (declared or inferred), and the inference notes."""
     label_cols = {t.column for t in spec.tasks}
-    declared = set(spec.continuous or []) | set(spec.categorical or [])
-    for c in sorted(declared | set(spec.ignore)):
-        if c not in train.columns:
-            raise DataError(f"{path}: column {c!r} not found in {source}; columns: {list(train.columns)}")
+    for c in sorted(label_cols | set(spec.continuous or []) | set(spec.categorical or []) | set(spec.ignore)):
+        if c not in train.header:
+            task = next((f"task {t.name!r}: label " for t in spec.tasks if t.column == c), "")
+            raise DataError(
+                f"{train.path}: {task}column {c!r} not found; the file's columns: {list(train.header)}"
+                f"{train.banner_hint()}"
+            )
     notes: list[str] = []
     if spec.continuous is None and spec.categorical is None:
         cont, cat, notes = _infer_columns(train, label_cols | set(spec.ignore))
@@ -204,48 +213,190 @@ def _input_columns(
         cont = [c for c in (spec.continuous or []) if c not in label_cols]
         cat = [c for c in (spec.categorical or []) if c not in label_cols]
     if not cont and not cat:
-        raise DataError(f"{path}: no input columns left after removing labels and `ignore`")
+        raise DataError(f"{train.path}: no input columns left after removing labels and `ignore`")
     return cont, cat, notes
 
 
-def _check_both_classes(spec: UserDatasetSpec, train: Split, source: str) -> None:
-    for k, t in enumerate(spec.tasks):
-        if t.kind == "binary":
-            classes = np.unique(train.y[:, k].numpy())
-            if len(classes) < 2:
-                raise DataError(
-                    f"{source}: task {t.name!r} ({t.describe()}) has a single class "
-                    f"({int(classes[0])}) in the training rows; a binary task needs both"
-                )
+def _infer_columns(train: Table, exclude: set[str]) -> tuple[list[str], list[str], list[str]]:
+    """Numeric columns with more than 20 distinct values are continuous; everything else is categorical."""
+    cont, cat, notes = [], [], []
+    for c in train.frame.columns:
+        if c in exclude:
+            continue
+        numeric = bool(pd.api.types.is_numeric_dtype(train.frame[c]))
+        distinct = int(train.frame[c].nunique())
+        if numeric and distinct > INFER_MAX_CATEGORIES:
+            cont.append(c)
+            notes.append(f"{c}: continuous (numeric, {distinct} distinct values)")
+        else:
+            cat.append(c)
+            notes.append(f"{c}: categorical ({'numeric' if numeric else 'text'}, {distinct} distinct values)")
+    return cont, cat, notes
 
 
-def load_user_dataset(path: str | Path) -> TabularDataset:
-    """Read a dataset declaration and the table(s) it names; every mistake is one :class:`DataError` line."""
-    path = Path(path)
-    raw = read_yaml(path)
-    try:
-        spec = UserDatasetSpec.model_validate(raw)
-    except ValidationError as exc:
-        raise DataError(format_validation_error(str(path), exc)) from None
-    frames, sources, files = _read_frames(spec, path.parent)
-    for s, f in frames.items():
-        if len(f) == 0:
-            raise DataError(f"{sources[s]}: split {s!r} is empty; give it rows or change `split`")
-    cont, cat, notes = _input_columns(spec, frames["train"], path, sources["train"])
-    enc = fit_encoder(frames["train"], cont, cat, sources["train"], spec.scaling)
-    splits = {}
-    for s, f in frames.items():
-        x_cont, x_cat = enc.encode(f, sources[s])
-        y = np.stack([_label(f, t, sources[s]) for t in spec.tasks], axis=1)
-        splits[s] = Split(x_cont, x_cat, torch.from_numpy(y))
-    _check_both_classes(spec, splits["train"], sources["train"])
-    provenance = {
+def _label(part: Part, rule: TaskRule, suffix: str | None) -> tuple[np.ndarray, dict[str, set[str]]]:
+    """The task's labels in stored order, and (for value-matched tasks) the label values each split holds."""
+    table = part.table
+    if not rule.by_value:
+        values, _ = numbers(table, rule.column, allow_missing=False, what="label column")
+        y = values if rule.above is None else (values > rule.above)
+        return y[part.order].astype(np.float32), {}
+    codes, names = category_codes(table.frame[rule.column], suffix)
+    missing = codes == len(names) - 1
+    if missing.any():
+        pos = int(np.flatnonzero(missing)[0])
+        raise DataError(
+            f"{table.path}: {table.where(pos)}: task {rule.name!r}: label column {rule.column!r} is missing "
+            f"({int(missing.sum())} rows in this file); a label cannot be imputed"
+        )
+    targets = {normalise_label(v, suffix) for v in (rule.in_ if rule.in_ is not None else [rule.equals])}
+    hit = np.array([n in targets for n in names])
+    seen = {s: {names[i] for i in np.unique(codes[part.rows(s)])} for s in part.bounds}
+    return hit[codes][part.order].astype(np.float32), seen
+
+
+def _missing_somewhere(parts: list[Part], col: str) -> bool:
+    return any(bool(p.table.frame[col].isna().any()) for p in parts)
+
+
+def _encode(
+    spec: UserDatasetSpec, parts: list[Part], cont: list[str], cat: list[str], fitted: Fitted
+) -> tuple[list[np.ndarray], list[np.ndarray], list[str], tuple[int, ...]]:
+    """Every part's inputs, filled into one preallocated array per part (no per-column stacking copy)."""
+    impute = spec.na_values is not None
+    flagged = [c for c in cont if impute and _missing_somewhere(parts, c)]
+    width = len(cont) + len(flagged)
+    xs = [np.empty((len(p.order), width), dtype=np.float32) for p in parts]
+    for j, col in enumerate(cont):
+        values, indicators = encode_continuous(
+            parts, col, allow_missing=impute, scaling=spec.scaling, fitted=fitted
+        )
+        for k, x in enumerate(xs):
+            x[:, j] = values[k]
+            if indicators is not None:
+                x[:, len(cont) + flagged.index(col)] = indicators[k]
+    codes = [np.empty((len(p.order), len(cat)), dtype=np.int64) for p in parts]
+    sizes, offset = [], 0
+    for j, col in enumerate(cat):
+        encoded, size = encode_categorical(parts, col, fitted)
+        for k, c in enumerate(codes):
+            c[:, j] = encoded[k] + offset
+        sizes.append(size)
+        offset += size
+    return xs, codes, [*cont, *(f"{c} missing" for c in flagged)], tuple(sizes)
+
+
+def _labels(
+    spec: UserDatasetSpec, parts: list[Part]
+) -> tuple[list[np.ndarray], dict[str, dict[str, tuple[str, set[str]]]]]:
+    ys = [np.empty((len(p.order), len(spec.tasks)), dtype=np.float32) for p in parts]
+    seen: dict[str, dict[str, tuple[str, set[str]]]] = {}
+    for k, rule in enumerate(spec.tasks):
+        for part, y in zip(parts, ys, strict=True):
+            y[:, k], values = _label(part, rule, spec.label_suffix)
+            for split, v in values.items():
+                seen.setdefault(rule.name, {})[split] = (part.table.path.name, v)
+    return ys, seen
+
+
+def _splits(
+    parts: list[Part], xs: list[np.ndarray], codes: list[np.ndarray], ys: list[np.ndarray]
+) -> dict[str, Split]:
+    """Each split as slices (views) of its part's arrays."""
+    out = {}
+    for part, x, c, y in zip(parts, xs, codes, ys, strict=True):
+        for split, (a, b) in part.bounds.items():
+            out[split] = Split(torch.from_numpy(x[a:b]), torch.from_numpy(c[a:b]), torch.from_numpy(y[a:b]))
+    return out
+
+
+def _check(spec: UserDatasetSpec, ds: TabularDataset, parts: list[Part], hints: dict[str, str]) -> None:
+    """Both classes (or a spread) of every task in every split, or one line naming the task, split and file."""
+    files = {s: str(p.table.path) for p in parts for s in p.bounds}
+    for task, split, message in split_problems(ds):
+        rule = next(t for t in spec.tasks if t.name == task)
+        raise DataError(f"{files[split]}: task {task!r} ({rule.describe()}) {message}{hints.get(task, '')}")
+
+
+def _provenance(
+    spec: UserDatasetSpec,
+    path: Path,
+    parts: list[Part],
+    notes: list[str],
+    fitted: Fitted,
+    warnings: list[str],
+) -> dict[str, Any]:
+    files = {s: p.table.path for p in parts for s in p.bounds}
+    if spec.file is not None:
+        split: Any = {**spec.split.model_dump(), "from": spec.file}
+    elif spec.files is not None and spec.files.valid is None:
+        split = {"valid": spec.split.valid, "seed": spec.split.seed, "from": spec.files.train, "test": "file"}
+    else:
+        split = "files"
+    return {
         "dataset": spec.name,
         "declaration": str(path),
-        "files": {k: {"path": str(p), "sha256": file_sha256(p)} for k, p in files.items()},
+        "files": {str(p): {"path": str(p), "sha256": file_sha256(p)} for p in dict.fromkeys(files.values())},
+        "split_files": {s: str(p) for s, p in files.items()},
         "labels": {t.name: t.describe() for t in spec.tasks},
-        "split": spec.split.model_dump() if spec.file else "files",
+        "split": split,
+        "read": {
+            "header": "columns given" if spec.columns else "first line",
+            "comment": spec.comment,
+            "na_values": spec.na_values,
+            "label_suffix": spec.label_suffix,
+        },
         "column_inference": notes,
+        "missing": fitted.missing,
+        "imputed_median": fitted.imputed,
+        "warnings": warnings,
     }
+
+
+def _declaration(path: Path) -> tuple[UserDatasetSpec, dict[str, Any]]:
+    raw = read_yaml(path)
+    try:
+        return UserDatasetSpec.model_validate(raw), raw
+    except ValidationError as exc:
+        raise DataError(format_validation_error(str(path), exc)) from None
+
+
+def _source_files(spec: UserDatasetSpec, base: Path) -> list[Path]:
+    names = [spec.file] if spec.file is not None else [getattr(spec.files, s) for s in SPLITS]
+    paths = [base / n for n in names if n is not None]
+    for p in paths:
+        if not p.is_file():
+            raise DataError(f"{p}: file not found")
+    return paths
+
+
+def load_user_dataset(path: str | Path, *, use_cache: bool = True) -> TabularDataset:
+    """Read a dataset declaration and the table(s) it names; every mistake is one :class:`DataError` line."""
+    path = Path(path)
+    spec, raw = _declaration(path)
+    files = _source_files(spec, path.parent)
+    key = cache_key("user-table", {str(p): file_sha256(p) for p in files}, {"declaration": raw})
+    if use_cache and (cached := load_cached(key)) is not None:
+        return cached
+    parts = _layout(spec, path.parent)
+    for part in parts:
+        for split, (start, stop) in part.bounds.items():
+            if start == stop:
+                raise DataError(
+                    f"{part.table.path}: split {split!r} is empty; give it rows or change `split`"
+                )
+    cont, cat, notes = _input_columns(spec, parts[0].table)
+    fitted = Fitted()
+    xs, codes, cont_names, sizes = _encode(spec, parts, cont, cat, fitted)
+    ys, seen = _labels(spec, parts)
+    warnings, hints = label_spellings(seen, spec.label_suffix)
+    splits = _splits(parts, xs, codes, ys)
     tasks = tuple(TaskSpec(t.name, t.kind) for t in spec.tasks)
-    return TabularDataset(spec.name, enc.spec, tasks, splits, tuple(cont), tuple(cat), provenance)
+    provenance = _provenance(spec, path, parts, notes, fitted, warnings)
+    ds = TabularDataset(
+        spec.name, InputSpec(len(cont_names), sizes), tasks, splits, tuple(cont_names), tuple(cat), provenance
+    )
+    _check(spec, ds, parts, hints)
+    if use_cache:
+        save_cached(key, ds)
+    return ds

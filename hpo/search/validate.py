@@ -67,11 +67,25 @@ def check_space(
     return SpaceReport(arch, len(configs), max_units, problems)
 
 
-def _n_tasks(spec: StudySpec) -> int:
-    if isinstance(spec.dataset, FileSource):
-        raw = read_yaml(spec.base_dir / spec.dataset.path, DataError)
-        return max(1, len(raw.get("tasks") or []))
-    return 2
+def _dataset_lines(spec: StudySpec) -> tuple[int, list[str], list[str]]:
+    """Load the study's dataset as a run would (cached), so that a misspelled column, a non-number or a split
+    with one class fails here, before any trial: its task count, summary lines and problems."""
+    from hpo.data.checks import summary_lines
+    from hpo.data.sources import load_source
+
+    try:
+        ds = load_source(spec.dataset, spec.base_dir)
+    except DataError as exc:
+        n_tasks = 2
+        if isinstance(spec.dataset, FileSource):
+            try:
+                raw = read_yaml(spec.base_dir / spec.dataset.path, DataError)
+                n_tasks = max(1, len(raw.get("tasks") or []))
+            except HpoError:
+                pass
+        return n_tasks, [], [str(exc)]
+    first, *rest = summary_lines(ds.info())
+    return len(ds.tasks), [f"  dataset {first}", *(f"  {line}" for line in rest)], []
 
 
 def _validate_space_file(path: Path, samples: int) -> list[str]:
@@ -128,9 +142,8 @@ def _architecture_line(
 
 def _validate_study(path: Path, samples: int) -> list[str]:
     spec = load_study(path)
-    n_tasks = _n_tasks(spec)
-    problems = _optimizer_problems(spec)
-    lines = []
+    n_tasks, lines, problems = _dataset_lines(spec)
+    problems += _optimizer_problems(spec)
     for arch in spec.architectures:
         line, found = _architecture_line(spec, arch, n_tasks, samples)
         problems += found
@@ -150,10 +163,11 @@ def validate_file(path: str | Path, *, samples: int = 200) -> list[str]:
     path = Path(path)
     raw = read_yaml(path)
     if "tasks" in raw and "architectures" not in raw:
+        from hpo.data.checks import summary_lines
         from hpo.data.user import load_user_dataset
 
         ds = load_user_dataset(path)
-        return [f"{path}: dataset {ds.name} ok: rows {ds.info()['rows']}"]
+        return [f"{path}: dataset ok", *(f"  {line}" for line in summary_lines(ds.info()))]
     if "architectures" not in raw:
         return _validate_space_file(path, samples)
     return _validate_study(path, samples)

@@ -112,31 +112,36 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_missing_label_column(tmp_path: Path) -> None:
     body = {**BASE, "tasks": [{"name": "x", "column": "nope", "kind": "regression"}]}
-    assert "task 'x': column 'nope' not found" in errors(tmp_path, body, table())
+    assert "t.csv: task 'x': label column 'nope' not found; the file's columns: ['id', 'age'" in errors(
+        tmp_path, body, table()
+    )
 
 
 def test_single_class_task(tmp_path: Path) -> None:
     body = {**BASE, "tasks": [{"name": "x", "column": "status", "kind": "binary", "equals": "gone"}]}
     msg = errors(tmp_path, body, table())
-    assert "t.csv: task 'x' (status == 'gone') has a single class (0)" in msg
+    assert "t.csv: task 'x' (status == 'gone') has a single class in the train split (0 of 210 rows" in msg
 
 
 def test_unparseable_number(tmp_path: Path) -> None:
     df = table().astype({"age": object})
     df.loc[7, "age"] = "old"
     msg = errors(tmp_path, {**BASE, "split": {"valid": 0.1, "test": 0.1, "seed": 0}}, df)
-    assert "column 'age', row 7: expected a finite number, got 'old'" in msg
+    assert "t.csv: line 9: column 'age': expected a number, got 'old'" in msg  # header + 0-based row 7
 
 
 def test_nan_in_continuous_column(tmp_path: Path) -> None:
     df = table().astype({"age": float})
     df.loc[3, "age"] = np.nan
-    assert "column 'age', row 3: expected a finite number, got nan" in errors(tmp_path, BASE, df)
+    msg = errors(tmp_path, BASE, df)
+    assert "t.csv: line 5: column 'age' is missing (1 missing in this file); declare `na_values:`" in msg
 
 
 def test_wrong_number_of_columns(tmp_path: Path) -> None:
-    (tmp_path / "t.csv").write_text("a,b,c\n1,2,3\n4,5,6,7\n")
-    assert "t.csv: rows do not all have the header's number of columns" in errors(tmp_path, BASE, None)
+    lines = table(5).to_csv(index=False).splitlines()
+    lines[3] += ",extra"
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    assert "t.csv: line 4 has 7 fields where the first row has 6" in errors(tmp_path, BASE, None)
 
 
 def test_empty_split(tmp_path: Path) -> None:

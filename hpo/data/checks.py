@@ -1,0 +1,118 @@
+"""Checks a dataset must pass before any training, and the summary ``hpo data info`` and ``hpo validate`` print.
+
+A task with one class in the validation split makes every trial's AUC undefined (each would be pruned with a
+message about the metric, not about the data); a test split with one class makes the report's test scores
+meaningless. Both are found here, at load time, with the split named.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hpo.data._tabular import SPLITS, TabularDataset
+from hpo.data.columns import normalise_label
+
+__all__ = ["label_spellings", "split_problems", "summary_lines"]
+
+MAX_LABEL_VALUES = 50
+
+
+def split_problems(ds: TabularDataset) -> list[tuple[str, str, str]]:
+    """``(task, split, what is wrong)`` for every binary task with one class and every regression task without
+    spread, in every split."""
+    problems = []
+    for k, task in enumerate(ds.tasks):
+        for split in SPLITS:
+            y = ds.splits[split].y
+            values = y.reshape(-1, y.shape[-1])[:, k].double()
+            n = int(values.numel())
+            if task.kind == "binary":
+                positives = int(values.sum())
+                if positives in (0, n):
+                    problems.append(
+                        (
+                            task.name,
+                            split,
+                            f"has a single class in the {split} split ({positives} of {n} rows positive); "
+                            "a binary task needs both in every split",
+                        )
+                    )
+            elif n < 2 or float(values.std()) == 0.0:
+                problems.append(
+                    (
+                        task.name,
+                        split,
+                        f"has no spread in the {split} split (every value is {float(values[0])})",
+                    )
+                )
+    return problems
+
+
+def label_spellings(
+    seen: dict[str, dict[str, tuple[str, set[str]]]], suffix: str | None
+) -> tuple[list[str], dict[str, str]]:
+    """Label values one file holds and another does not (``seen``: task -> split -> (file, values)).
+
+    Returns the warnings and, per task, a hint for its error message; a value that differs only by a trailing
+    character suggests ``label_suffix``. Splits cut from one file are not compared (a rare value may simply fall
+    in one of them), nor are columns with more than 50 values (not a label column's spelling problem)."""
+    warnings: list[str] = []
+    hints: dict[str, str] = {}
+    for task, by_split in seen.items():
+        train_file, train_values = by_split["train"]
+        for split, (file, values) in by_split.items():
+            if file == train_file or len(values | train_values) > MAX_LABEL_VALUES:
+                continue
+            only_here, only_train = sorted(values - train_values), sorted(train_values - values)
+            if not only_here:
+                continue
+            warnings.append(
+                f"task {task!r}: label values {only_here} appear in {file} ({split}) but not in {train_file} "
+                f"(which has {only_train or sorted(train_values)})"
+            )
+            hints[task] = f"; {file} spells its labels {sorted(values)}, {train_file} {sorted(train_values)}"
+            last = {v[-1] for v in only_here if v}
+            if (
+                suffix is None
+                and len(last) == 1
+                and {normalise_label(v, next(iter(last))) for v in only_here} <= train_values
+            ):
+                hints[task] += f": set `label_suffix: {next(iter(last))!r}` in the dataset YAML"
+    return warnings, hints
+
+
+def summary_lines(info: dict[str, Any]) -> list[str]:
+    """The facts to read before tuning, as text: sizes, features, per-split label balance, missing values,
+    inferred columns, leakage candidates and warnings."""
+    lines = [
+        f"{info['name']}: rows {info['rows']}",
+        f"  features: {info['continuous_features']} continuous, {info['categorical_features']} categorical, "
+        f"one-hot width {info['one_hot_width']}",
+    ]
+    for t in info["tasks"]:
+        if rates := t.get("positive_rate"):
+            shown = ", ".join(f"{s} {rates[s]:.4f}" for s in SPLITS)
+            lines.append(f"  task {t['name']} ({t['kind']}): positive rate {shown}")
+        else:
+            lines.append(
+                f"  task {t['name']} ({t['kind']}): mean {t['mean']:.4g}, std {t['std']:.4g} (train)"
+            )
+    if info.get("label_pearson") is not None:
+        lines.append(f"  label Pearson (train): {info['label_pearson']:.3f}")
+    provenance = info.get("provenance", {})
+    if dropped := provenance.get("dropped_columns"):
+        lines.append(f"  dropped columns: {', '.join(dropped)}")
+    imputed = provenance.get("imputed_median", {})
+    for col, counts in provenance.get("missing", {}).items():
+        shown = ", ".join(f"{s} {counts.get(s, 0)}" for s in SPLITS)
+        how = (
+            f"imputed with the training median {imputed[col]:.4g}, indicator column '{col} missing'"
+            if col in imputed
+            else "its own category"
+        )
+        lines.append(f"  missing values in {col}: {shown} ({how})")
+    for task, best in info.get("best_single_feature", {}).items():
+        lines.append(f"  best single feature for {task} (train AUC): {best['column']} {best['auc']:.3f}")
+    lines += [f"  inferred {note}" for note in provenance.get("column_inference", [])]
+    lines += [f"  warning: {w}" for w in provenance.get("warnings", [])]
+    return lines
