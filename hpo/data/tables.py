@@ -178,7 +178,12 @@ def _read_csv(path: Path, options: ReadOptions, header: list[str]) -> pd.DataFra
         raise DataError(f"{path}: {_parser_detail(exc)}") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty") from None
-    except (OSError, ValueError, pd.errors.ParserWarning) as exc:
+    except pd.errors.ParserWarning:
+        raise DataError(
+            f"{path}: the header has {len(header)} fields but the data rows have more"
+            + (_banner_hint(path) if len(header) == 1 else "")
+        ) from None
+    except (OSError, ValueError) as exc:
         raise DataError(f"{path}: cannot be read as a table ({' '.join(str(exc).split())})") from None
     if options.usecols is not None:
         frame = frame[[c for c in frame.columns if c in set(options.usecols)]]
@@ -216,9 +221,9 @@ def _numeric(name: object) -> bool:
 
 def _check_header_line(path: Path, options: ReadOptions) -> list[str]:
     """The header's names; a header-less file read as if it had a header would lose its first row to column
-    names, so a first line that is mostly numbers is refused."""
+    names, so a first line that is half numbers or more is refused."""
     names = _first_fields(path, options.comment)
-    if names and sum(_numeric(c) for c in names) * 2 > len(names):
+    if names and sum(_numeric(c) for c in names) * 2 >= len(names):
         raise DataError(
             f"{path}: line 1 looks like data, not a header ({', '.join(names[:4])}, ...); "
             "name the columns with `columns:` in the dataset YAML"

@@ -406,6 +406,8 @@ def check_inputs(spec: StudySpec, n_trials: int | None) -> tuple[TabularDataset,
     from hpo.search.validate import check_space
 
     ds = load_study_dataset(spec)
+    for warning in ds.provenance.get("warnings", []):
+        log.warning("dataset %s: %s", ds.name, warning)
     spaces = spec.spaces()
     spec.optimizer_space_loaded()
     objective_directions(spec, ds)
