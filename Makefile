@@ -44,6 +44,7 @@ bench: install
 	$(BIN)/python -m pip install -q tqdm requests
 	$(BIN)/python bench/models.py
 	$(BIN)/python bench/train.py
+	$(BIN)/python bench/load.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hpo-cache

@@ -101,9 +101,13 @@ def encode_continuous(
     any_missing = any(m.any() for _, m in columns)
     out, indicators = [], []
     for part, (values, missing) in zip(parts, columns, strict=True):
-        filled = np.where(missing, median, values)[part.order]
-        out.append(((filled - mean) / std).astype(np.float32))
-        indicators.append(missing[part.order].astype(np.float32))
+        filled = values[part.order]  # in place from here on: one temporary column, not four
+        flags = missing[part.order]
+        filled[flags] = median
+        filled -= mean
+        filled /= std
+        out.append(filled.astype(np.float32))
+        indicators.append(flags.astype(np.float32))
         _count_missing(fitted, col, part, missing)
     if any_missing:
         fitted.imputed[col] = median
@@ -132,7 +136,7 @@ def category_codes(series: pd.Series, suffix: str | None = None) -> tuple[np.nda
     Works on pandas categoricals, so 10 million rows of a column with 40 values cost 10 million small codes."""
     cats = series if isinstance(series.dtype, pd.CategoricalDtype) else series.astype("category")
     names = [normalise_label(c, suffix) for c in cats.cat.categories] + [MISSING]
-    codes = cats.cat.codes.to_numpy().astype(np.int64)
+    codes = cats.cat.codes.to_numpy().astype(np.int32)
     codes[codes < 0] = len(names) - 1
     return codes, names
 
@@ -146,7 +150,7 @@ def encode_categorical(parts: Sequence[Part], col: str, fitted: Fitted) -> tuple
     index = {v: k + 1 for k, v in enumerate(vocabulary)}
     out = []
     for part, (c, n) in zip(parts, coded, strict=True):
-        lookup = np.array([index.get(name, 0) for name in n], dtype=np.int64)
+        lookup = np.array([index.get(name, 0) for name in n], dtype=np.int32)
         out.append(lookup[c[part.order]])
         _count_missing(fitted, col, part, c == len(n) - 1)
     return out, len(vocabulary) + 1

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import union_categoricals
 
 from hpo.errors import DataError
 
@@ -26,6 +27,7 @@ __all__ = ["PARQUET_SUFFIXES", "ReadOptions", "Table", "read_table"]
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 MISSING = "<missing>"
+CHUNK_ROWS = 200_000  # the parser's unit: bounds its working memory to one chunk beyond the table itself
 
 
 @dataclass(frozen=True)
@@ -160,10 +162,11 @@ def _read_csv(path: Path, options: ReadOptions, header: list[str]) -> pd.DataFra
     dtype = (
         {c: "category" for c in header if c not in options.numeric} if options.numeric is not None else None
     )
+    keep = set(options.usecols) if options.usecols is not None else None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            frame = pd.read_csv(
+            reader = pd.read_csv(
                 path,
                 header=None if options.columns is not None else 0,
                 names=list(options.columns) if options.columns is not None else None,
@@ -173,7 +176,10 @@ def _read_csv(path: Path, options: ReadOptions, header: list[str]) -> pd.DataFra
                 na_values=list(options.na_values) or None,
                 skipinitialspace=True,
                 engine="c",
+                chunksize=CHUNK_ROWS,
             )
+            with reader:
+                chunks = [c if keep is None else c[[n for n in c.columns if n in keep]] for c in reader]
     except pd.errors.ParserError as exc:
         raise DataError(f"{path}: {_parser_detail(exc)}") from None
     except pd.errors.EmptyDataError:
@@ -185,9 +191,23 @@ def _read_csv(path: Path, options: ReadOptions, header: list[str]) -> pd.DataFra
         ) from None
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: cannot be read as a table ({' '.join(str(exc).split())})") from None
-    if options.usecols is not None:
-        frame = frame[[c for c in frame.columns if c in set(options.usecols)]]
-    return frame
+    return _combine(chunks)
+
+
+def _combine(chunks: list[pd.DataFrame]) -> pd.DataFrame:
+    """One frame from the parser's chunks, a column at a time (categoricals merged with their categories), so
+    that the whole table is never held twice."""
+    if len(chunks) == 1:
+        return chunks[0]
+    columns = {}
+    for name in list(chunks[0].columns):
+        pieces = [chunk.pop(name) for chunk in chunks]
+        if all(isinstance(p.dtype, pd.CategoricalDtype) for p in pieces):
+            columns[name] = pd.Series(union_categoricals(pieces), name=name)
+        else:
+            columns[name] = pd.concat(pieces, ignore_index=True)
+        del pieces
+    return pd.DataFrame(columns, copy=False)
 
 
 def _parser_detail(exc: Exception) -> str:

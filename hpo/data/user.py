@@ -255,6 +255,14 @@ def _label(part: Part, rule: TaskRule, suffix: str | None) -> tuple[np.ndarray, 
     return hit[codes][part.order].astype(np.float32), seen
 
 
+def _release(parts: list[Part], col: str) -> None:
+    """Drop an encoded input column from the frames (inputs never include a label column, and labels are read
+    later), so the frames shrink as the arrays fill and the two are never both whole."""
+    for part in parts:
+        if col in part.table.frame.columns:
+            del part.table.frame[col]
+
+
 def _missing_somewhere(parts: list[Part], col: str) -> bool:
     return any(bool(p.table.frame[col].isna().any()) for p in parts)
 
@@ -275,13 +283,16 @@ def _encode(
             x[:, j] = values[k]
             if indicators is not None:
                 x[:, len(cont) + flagged.index(col)] = indicators[k]
+        _release(parts, col)
     codes = [np.empty((len(p.order), len(cat)), dtype=np.int64) for p in parts]
     sizes, offset = [], 0
     for j, col in enumerate(cat):
         encoded, size = encode_categorical(parts, col, fitted)
         for k, c in enumerate(codes):
-            c[:, j] = encoded[k] + offset
+            c[:, j] = encoded[k]
+            c[:, j] += offset
         sizes.append(size)
+        _release(parts, col)
         offset += size
     return xs, codes, [*cont, *(f"{c} missing" for c in flagged)], tuple(sizes)
 
@@ -325,6 +336,7 @@ def _provenance(
     notes: list[str],
     fitted: Fitted,
     warnings: list[str],
+    hashes: dict[str, str],
 ) -> dict[str, Any]:
     files = {s: p.table.path for p in parts for s in p.bounds}
     if spec.file is not None:
@@ -336,7 +348,7 @@ def _provenance(
     return {
         "dataset": spec.name,
         "declaration": str(path),
-        "files": {str(p): {"path": str(p), "sha256": file_sha256(p)} for p in dict.fromkeys(files.values())},
+        "files": {str(p): {"path": str(p), "sha256": hashes[str(p)]} for p in dict.fromkeys(files.values())},
         "split_files": {s: str(p) for s, p in files.items()},
         "labels": {t.name: t.describe() for t in spec.tasks},
         "split": split,
@@ -375,7 +387,8 @@ def load_user_dataset(path: str | Path, *, use_cache: bool = True) -> TabularDat
     path = Path(path)
     spec, raw = _declaration(path)
     files = _source_files(spec, path.parent)
-    key = cache_key("user-table", {str(p): file_sha256(p) for p in files}, {"declaration": raw})
+    hashes = {str(p): file_sha256(p) for p in files}
+    key = cache_key("user-table", hashes, {"declaration": raw})
     if use_cache and (cached := load_cached(key)) is not None:
         return cached
     parts = _layout(spec, path.parent)
@@ -392,7 +405,7 @@ def load_user_dataset(path: str | Path, *, use_cache: bool = True) -> TabularDat
     warnings, hints = label_spellings(seen, spec.label_suffix)
     splits = _splits(parts, xs, codes, ys)
     tasks = tuple(TaskSpec(t.name, t.kind) for t in spec.tasks)
-    provenance = _provenance(spec, path, parts, notes, fitted, warnings)
+    provenance = _provenance(spec, path, parts, notes, fitted, warnings, hashes)
     ds = TabularDataset(
         spec.name, InputSpec(len(cont_names), sizes), tasks, splits, tuple(cont_names), tuple(cat), provenance
     )

@@ -15,7 +15,9 @@ from tests.search.conftest import make_study
 def test_a_good_study_lists_each_architecture_with_its_widest_layer(tmp_path: Path) -> None:
     lines = validate_file(make_study(tmp_path), samples=5)
     assert "study" in lines[0] and "ok (2 architectures, 2 tasks)" in lines[0]
-    assert lines[1].startswith("  dataset synthetic-p0.7-seed0: rows")  # the dataset is loaded, as a run would
+    assert lines[1].startswith(
+        "  dataset synthetic-p0.7-seed0: rows"
+    )  # the dataset is loaded, as a run would
     archs = [line for line in lines[1:] if not line.startswith(("    ", "  dataset"))]
     assert [line.split(":")[0].strip() for line in archs] == ["shared_bottom", "mmoe"]
     assert all("(budget 2048)" in line for line in archs)
