@@ -218,15 +218,16 @@ class Encoder:
 
 
 def numeric_column(df: pd.DataFrame, col: str, source: str) -> np.ndarray:
-    """A continuous column as float64, refusing unparseable or missing values with the row that holds one."""
+    """A continuous column as float64, refusing unparseable or missing values with the file line that holds one
+    (``df`` is a header-less file's rows with their 0-based positions as the index, as census-income is read)."""
     raw = df[col]
     values = pd.to_numeric(raw, errors="coerce")
     bad = values.isna() | ~np.isfinite(values.to_numpy(dtype=np.float64, na_value=np.nan))
     if bad.any():
         pos = int(np.flatnonzero(bad.to_numpy())[0])
-        row = df.index[pos]
+        line = int(df.index[pos]) + 1
         raise DataError(
-            f"{source}: column {col!r}, row {row}: expected a finite number, got {_show(raw.iloc[pos])}"
+            f"{source}: line {line}: column {col!r}: expected a finite number, got {_show(raw.iloc[pos])}"
         )
     return values.to_numpy(dtype=np.float64)
 

@@ -118,7 +118,7 @@ def test_wrong_number_of_fields_names_file_and_line(census_dir: Path) -> None:
         load_census(1, census_dir, verify_checksums=False)
 
 
-def test_unparseable_number_names_column_and_row(census_dir: Path) -> None:
+def test_unparseable_number_names_column_and_line(census_dir: Path) -> None:
     path = census_dir / "census-income" / "census-income.data.gz"
     lines = gzip.open(path, "rt").read().splitlines()
     fields = lines[2].split(", ")
@@ -126,7 +126,7 @@ def test_unparseable_number_names_column_and_row(census_dir: Path) -> None:
     lines[2] = ", ".join(fields)
     with gzip.open(path, "wt") as f:
         f.write("\n".join(lines) + "\n")
-    with pytest.raises(DataError, match=r"column 'age', row 2: expected a finite number, got 'forty'"):
+    with pytest.raises(DataError, match=r"census-income.data.gz: line 3: column 'age': expected a finite number, got 'forty'"):
         load_census(1, census_dir, verify_checksums=False)
 
 
