@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -43,41 +44,64 @@ class HyperParam:
 
 @dataclass(frozen=True)
 class ModelEntry:
+    """A registered architecture. ``origin`` says where it comes from: ``built-in``, or a plugin's file (with its
+    SHA-256) or package (with its version), recorded on every trial and in the report."""
+
     name: str
     cls: type[MTLModel]
     description: str
     params: tuple[HyperParam, ...]
+    origin: str = "built-in"
+    route: str = "fused"  # "fused": hpo's building blocks; "module": a plain nn.Module run under torch.func
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "description": self.description,
             "params": [dataclasses.asdict(p) for p in self.params],
+            "origin": self.origin,
+            "route": self.route,
         }
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 M = TypeVar("M", bound=type[MTLModel])
+# set by hpo.models.plugins while it imports a plugin, so that what the plugin registers records where it came from
+_ORIGIN: list[str] = []
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def hyperparams(owner: type, params: Mapping[str, str]) -> tuple[HyperParam, ...]:
+    """The tunable parameters, typed and defaulted from ``owner``'s constructor so they cannot drift from it."""
+    sig = inspect.signature(owner.__init__)  # type: ignore[misc]
+    hps = []
+    for pname, help_text in params.items():
+        if pname not in sig.parameters:
+            raise TypeError(f"{owner.__name__} has no constructor argument {pname!r}")
+        p = sig.parameters[pname]
+        hps.append(HyperParam(pname, str(p.annotation), p.default, help_text))
+    return tuple(hps)
+
+
+def add_entry(entry: ModelEntry) -> None:
+    """Register ``entry``; a name that is taken (a built-in's, or another plugin's) is refused in one line."""
+    if not NAME_PATTERN.match(entry.name):
+        raise ConfigError(
+            f"model name {entry.name!r}: use lower-case letters, digits and underscores, starting with a letter"
+        )
+    if entry.name in _REGISTRY:
+        taken = _REGISTRY[entry.name]
+        what = "a built-in architecture" if taken.origin == "built-in" else f"the model from {taken.origin}"
+        raise ConfigError(f"model name {entry.name!r} clashes with {what}; register it under another name")
+    _REGISTRY[entry.name] = dataclasses.replace(entry, origin=_ORIGIN[-1] if _ORIGIN else entry.origin)
 
 
 def register_model(name: str, description: str, params: Mapping[str, str]) -> Callable[[M], M]:
-    """Class decorator: register an architecture under ``name`` with help text for each tunable parameter.
-
-    The parameters' types and defaults are read from the constructor's keyword-only arguments, so they cannot
-    drift from the code.
-    """
+    """Class decorator: register an :class:`MTLModel` subclass (hpo's fused building blocks) under ``name`` with
+    help text for each tunable parameter (keyword-only constructor arguments)."""
 
     def deco(cls: M) -> M:
-        sig = inspect.signature(cls.__init__)
-        hps = []
-        for pname, help_text in params.items():
-            if pname not in sig.parameters:
-                raise TypeError(f"{cls.__name__} has no constructor argument {pname!r}")
-            p = sig.parameters[pname]
-            hps.append(HyperParam(pname, str(p.annotation), p.default, help_text))
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} registered twice")
-        _REGISTRY[name] = ModelEntry(name, cls, description, tuple(hps))
+        add_entry(ModelEntry(name, cls, description, hyperparams(cls, params)))
         cls.name = name
         return cls
 
@@ -85,14 +109,21 @@ def register_model(name: str, description: str, params: Mapping[str, str]) -> Ca
 
 
 def list_models() -> list[ModelEntry]:
+    from hpo.models.plugins import load_entry_points
+
+    load_entry_points()
     return list(_REGISTRY.values())
 
 
 def get_entry(name: str) -> ModelEntry:
+    from hpo.models.plugins import entry_point_failures, load_entry_points
+
+    load_entry_points()
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ConfigError(f"unknown model {name!r}; known models: {', '.join(_REGISTRY)}") from None
+        failed = "".join(f"; {f}" for f in entry_point_failures())
+        raise ConfigError(f"unknown model {name!r}; known models: {', '.join(_REGISTRY)}{failed}") from None
 
 
 def probe_model(
@@ -109,12 +140,24 @@ def probe_model(
     unknown = sorted(set(hyper) - valid)
     if unknown:
         raise ConfigError(f"model {name}: unknown parameter(s) {unknown}; valid: {sorted(valid)}")
+    # a plugin's constructor may fail in any way; a built-in's only with ValueError/TypeError (anything else in
+    # a built-in is a bug and keeps its traceback)
+    caught: tuple[type[BaseException], ...] = (
+        (ValueError, TypeError) if entry.origin == "built-in" else (Exception,)
+    )
+    where = "" if entry.origin == "built-in" else f" ({entry.origin})"
     try:
         probe = entry.cls(spec, tasks, 1, device="meta", **hyper)  # type: ignore[call-arg]
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"model {name}: {exc}") from None
+        layers = probe.layer_units()
+    except ConfigError as exc:
+        raise ConfigError(f"model {name}{where}: {exc}") from None
+    except caught as exc:
+        if entry.origin == "built-in":
+            raise ConfigError(f"model {name}: {exc}") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ConfigError(f"model {name}{where}: {hyper} rejected: {type(exc).__name__}: {first}") from None
     if budget is not None:
-        check_budget(probe.layer_units(), budget, model=name)
+        check_budget(layers, budget, model=name)
     return probe
 
 

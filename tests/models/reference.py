@@ -206,6 +206,40 @@ def tensor_factorization_reference(model: MTLModel, onehot: Tensor, r: int) -> T
     return torch.stack(hs, dim=1)
 
 
+def adatt_reference(model: MTLModel, onehot: Tensor, r: int) -> Tensor:
+    """AdaTT-sp as the authors' ``AdaTTSp.forward`` loops it: a list of experts (expert i reads the input of
+    task i // m), one softmax gate per task over all experts, then the task's own experts added (weighted by
+    its learned row when m > 1, as they are when m == 1)."""
+    T, m = model.n_tasks, model.m
+    E = T * m
+    parts = first_layer_parts(model.input, onehot, r)
+    h0 = model.expert_units[0]
+    experts = [torch.relu(block(parts["experts"], i, h0)) for i in range(E)]
+    gates = [softmax_plain(block(parts["gates"], t, E)) for t in range(T)]
+    layers = [None, *zip(model.experts, model.gates)]
+    inputs: list[Tensor] = []
+    for level, pair in enumerate(layers):
+        if pair is not None:
+            expert_layer, gate_layer = pair
+            experts = [
+                torch.relu(inputs[i // m] @ expert_layer.weight[r, i] + expert_layer.bias[r, i])
+                for i in range(E)
+            ]
+            gates = [
+                softmax_plain(inputs[t] @ gate_layer.weight[r, t] + gate_layer.bias[r, t]) for t in range(T)
+            ]
+        fused = []
+        for t in range(T):
+            out = sum(gates[t][:, i : i + 1] * experts[i] for i in range(E))
+            if model.residual and m == 1:
+                out = out + experts[t]
+            elif model.residual:
+                out = out + sum(model.self_weights[r, level, t, j] * experts[t * m + j] for j in range(m))
+            fused.append(out)
+        inputs = fused
+    return torch.stack([tower(inputs[t], model.towers, r, t) for t in range(T)], dim=1)
+
+
 def reference_forward(model: MTLModel, x: Features) -> Tensor:
     """``(R, B, K)`` outputs computed replica by replica with plain loops."""
     onehot = x.one_hot(model.spec, dtype=next(model.parameters()).dtype)
@@ -220,6 +254,7 @@ def reference_forward(model: MTLModel, x: Features) -> Tensor:
         "cross_stitch": columns_reference,
         "shared_bottom": shared_bottom_reference,
         "tensor_factorization": tensor_factorization_reference,
+        "adatt": adatt_reference,
     }[model.name]
     return torch.stack([fn(model, onehot[min(r, onehot.shape[0] - 1)], r) for r in range(model.replicas)])
 

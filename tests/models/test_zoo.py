@@ -29,6 +29,7 @@ DEEP: dict[str, dict[str, Any]] = {
     "tensor_factorization": {"hidden_units": (6, 5), "r1": 3, "r2": 4, "r3": 2},
     "cgc": {"n_specific": 2, "n_shared": 3, "expert_units": (6, 5), "tower_units": (4,)},
     "ple": {"n_levels": 3, "n_specific": 2, "n_shared": 3, "expert_units": (6, 5), "tower_units": (4,)},
+    "adatt": {"n_task_experts": 2, "expert_units": (6, 5, 4), "tower_units": (4,)},
 }
 
 
@@ -52,7 +53,7 @@ def build(name: str, replicas: int = 1, seeds=None, dtype=torch.float64, tasks=T
 
 def test_every_registered_model_has_a_test_config() -> None:
     assert sorted(NAMES) == sorted(DEEP)
-    assert len(NAMES) == 10
+    assert len(NAMES) == 11
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -161,6 +162,11 @@ def test_gates_select_over_every_expert_with_the_right_width(name: str) -> None:
         else:
             torch.testing.assert_close(reading.weights.sum(-1), torch.ones(1, 7, dtype=torch.float64))
         used |= set(reading.experts)
+    if name == "adatt":  # every task's fusion unit, at every level, mixes all tasks' experts
+        everyone = tuple(f"{t.name}.expert{j}" for t in TASKS for j in range(model.m))
+        assert set(gates) == {f"level{lv}:{t.name}" for lv in range(len(model.expert_units)) for t in TASKS}
+        assert all(reading.experts == everyone for reading in gates.values())
+        return
     if name in ("mmoe", "omoe", "dselect_k"):
         assert used == {f"expert{i}" for i in range(model.n_experts)}
         assert len(gates) == (1 if name == "omoe" else len(TASKS))
