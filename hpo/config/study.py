@@ -105,6 +105,7 @@ class SweepSpec(_Strict):
 
 class StudySpec(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    plugins: list[str] = Field(default_factory=list)
     dataset: DatasetSource
     architectures: list[ArchitectureSpec] = Field(min_length=1)
     optimizer_space: str | None = None
@@ -131,6 +132,31 @@ class StudySpec(_Strict):
         if isinstance(v, list):
             return [{"name": a} if isinstance(a, str) else a for a in v]
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _load_plugins(cls, data: Any) -> Any:
+        """Import the study's plugins before its architecture names are checked against the registry."""
+        if isinstance(data, dict) and data.get("plugins"):
+            from hpo.models.plugins import load_plugins
+
+            plugins = data["plugins"]
+            if not isinstance(plugins, list) or not all(isinstance(p, str) and p for p in plugins):
+                raise ValueError(f"plugins must be a list of file paths or module names, got {plugins!r}")
+            source = data.get("source") or ""
+            try:
+                load_plugins(plugins, Path(source).parent if source else Path.cwd())
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return data
+
+    def plugin_origins(self) -> dict[str, str]:
+        """Each plugin's origin (file and SHA-256, or package and version), as loaded in this process."""
+        if not self.plugins:
+            return {}
+        from hpo.models.plugins import load_plugins
+
+        return load_plugins(self.plugins, self.base_dir)
 
     @model_validator(mode="after")
     def _unique_and_bounded(self) -> StudySpec:
@@ -216,6 +242,7 @@ class StudySpec(_Strict):
         data["search_spaces"] = {k: v.model_dump(exclude={"source"}) for k, v in self.spaces().items()}
         data["optimizer_space_resolved"] = self.optimizer_space_loaded().model_dump(exclude={"source"})
         data["source_file"] = str(Path(self.source).resolve()) if self.source else ""
+        data["plugin_origins"] = self.plugin_origins()
         return json.loads(json.dumps(data, default=str))
 
     @classmethod
@@ -225,12 +252,30 @@ class StudySpec(_Strict):
         spaces = data.pop("search_spaces", None)
         optimizer = data.pop("optimizer_space_resolved", None)
         source = data.pop("source_file", "")
+        stored_origins = data.pop("plugin_origins", {}) or {}
+        _same_plugins(stored_origins, Path(source).parent if source else Path.cwd())
         try:
-            return cls.model_validate(
+            spec = cls.model_validate(
                 {**data, "source": source, "stored_spaces": spaces, "stored_optimizer_space": optimizer}
             )
         except ValidationError as exc:
             raise ConfigError(format_validation_error("the spec stored on the study", exc)) from None
+        return spec
+
+
+def _same_plugins(stored: dict[str, str], base_dir: Path) -> None:
+    """A worker or a retrain must run the plugin code the study was tuned with, or refuse in one line."""
+    if not stored:
+        return
+    from hpo.models.plugins import plugin_origin
+
+    for plugin, origin in stored.items():
+        now = plugin_origin(plugin, base_dir)
+        if now != origin:
+            raise ConfigError(
+                f"plugin {plugin} is not the code the study was created with: stored {origin}, found {now}; "
+                "restore it or start a new study"
+            )
 
 
 def load_study(path: str | Path) -> StudySpec:

@@ -149,6 +149,8 @@ def probe_model(
     try:
         probe = entry.cls(spec, tasks, 1, device="meta", **hyper)  # type: ignore[call-arg]
         layers = probe.layer_units()
+        if entry.origin != "built-in":
+            _check_outputs(probe, spec, len(tasks))
     except ConfigError as exc:
         raise ConfigError(f"model {name}{where}: {exc}") from None
     except caught as exc:
@@ -159,6 +161,24 @@ def probe_model(
     if budget is not None:
         check_budget(layers, budget, model=name)
     return probe
+
+
+def _check_outputs(probe: MTLModel, spec: InputSpec, n_tasks: int, batch: int = 3) -> None:
+    """A plugin's forward on the meta device must give ``(replicas, batch, tasks)``."""
+    from hpo.models._layers import Features
+
+    cont = torch.zeros(1, batch, spec.n_continuous, device="meta") if spec.n_continuous else None
+    cat = (
+        torch.zeros(1, batch, spec.n_categorical, dtype=torch.long, device="meta")
+        if spec.n_categorical
+        else None
+    )
+    out = probe(Features(cont, cat))
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, batch, n_tasks):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(
+            f"forward returned {got}; expected (replicas, batch, tasks) = (1, {batch}, {n_tasks})"
+        )
 
 
 def create_model(

@@ -26,12 +26,11 @@ from pathlib import Path
 from hpo.errors import ConfigError
 from hpo.models import _registry
 
-__all__ = ["entry_point_failures", "load_entry_points", "load_plugins"]
+__all__ = ["entry_point_failures", "load_entry_points", "load_plugins", "plugin_origin"]
 
 GROUP = "hpo.models"
 log = logging.getLogger(__name__)
 
-_LOADED: dict[str, str] = {}  # plugin key (resolved path or module name) -> origin
 _ENTRY_POINTS: dict[str, str] = {}  # entry point name -> "" (loaded) or its failure
 _ENTRY_POINTS_DONE = False
 
@@ -41,11 +40,13 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
+def _file_origin(path: Path) -> tuple[str, str]:
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return f"plugin file {path} (sha256 {digest[:16]})", f"hpo_plugin_{path.stem}_{digest[:12]}"
+
+
 def _import_file(path: Path) -> str:
-    data = path.read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    origin = f"plugin file {path} (sha256 {digest[:16]})"
-    module_name = f"hpo_plugin_{path.stem}_{digest[:12]}"
+    origin, module_name = _file_origin(path)
     if module_name in sys.modules:
         return origin
     spec = importlib.util.spec_from_file_location(module_name, path)
@@ -95,21 +96,31 @@ def _import_module(name: str) -> str:
     return origin
 
 
+def _is_file(item: str) -> bool:
+    return item.endswith(".py") or "/" in item
+
+
+def _path(item: str, base_dir: Path) -> Path:
+    path = (base_dir / item).resolve()
+    if not path.is_file():
+        raise ConfigError(f"plugin {path}: file not found")
+    return path
+
+
+def plugin_origin(item: str, base_dir: Path) -> str:
+    """What :func:`load_plugins` would record for ``item`` now, without importing it (a file's current hash)."""
+    return _file_origin(_path(item, base_dir))[0] if _is_file(item) else _module_origin(item)
+
+
 def load_plugins(plugins: list[str], base_dir: Path) -> dict[str, str]:
-    """Import each plugin (a ``.py`` path relative to ``base_dir``, or a module name); return plugin -> origin."""
-    out = {}
-    for item in plugins:
-        if item.endswith(".py") or "/" in item:
-            path = (base_dir / item).resolve()
-            if not path.is_file():
-                raise ConfigError(f"plugin {path}: file not found")
-            key = str(path)
-            out[item] = _LOADED.get(key) or _import_file(path)
-        else:
-            key = item
-            out[item] = _LOADED.get(key) or _import_module(item)
-        _LOADED[key] = out[item]
-    return out
+    """Import each plugin (a ``.py`` path relative to ``base_dir``, or a module name); return plugin -> origin.
+
+    A file is imported once per content (its module is named after its hash): loading it again is a no-op, and
+    an edited file is a new plugin whose names clash with the old one's in the same process."""
+    return {
+        item: _import_file(_path(item, base_dir)) if _is_file(item) else _import_module(item)
+        for item in plugins
+    }
 
 
 def load_entry_points() -> None:

@@ -37,6 +37,7 @@ class ReportData:
     directions: list[str] = field(default_factory=list)
     metric_names: list[str] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
+    model_origins: dict[str, str] = field(default_factory=dict)
     code_revisions: list[str] = field(default_factory=list)
     searched: pd.DataFrame = field(default_factory=pd.DataFrame)
 
@@ -124,6 +125,8 @@ def collect(spec: StudySpec, storage_url: str | None = None) -> ReportData:
         searched.append(searched_row(arch, study, spec.budget))
         for t in study.get_trials(deepcopy=False):
             data.versions.update(keys.plain(t.user_attrs).get("versions") or {})
+            if origin := keys.plain(t.user_attrs).get("model_origin"):
+                data.model_origins[arch] = origin
             if keys.plain(t.user_attrs).get("code_revision"):
                 revisions.add(keys.plain(t.user_attrs)["code_revision"])
         data.study_attrs[arch] = dict(keys.plain(study.user_attrs))

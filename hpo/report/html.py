@@ -101,6 +101,11 @@ def _provenance(data: ReportData) -> str:
         ("randomised per seed", randomised(data)),
         ("storage", data.storage),
         ("code revision", ", ".join(data.code_revisions) or "unknown"),
+        (
+            "architectures' code",
+            "; ".join(f"{a}: {o}" for a, o in data.model_origins.items() if o != "built-in")
+            or "all built into hpo",
+        ),
         ("package versions", ", ".join(f"{k} {v}" for k, v in data.versions.items())),
         ("generated", dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
     ]

@@ -22,7 +22,7 @@ import torch
 from hpo.config.study import StudySpec
 from hpo.data._tabular import TabularDataset
 from hpo.errors import ConfigError
-from hpo.models import create_model
+from hpo.models import create_model, get_entry
 from hpo.storage import keys
 from hpo.storage.claims import worker_seed
 from hpo.training import EpochReport, TrainConfig, TrainResult, train
@@ -230,6 +230,7 @@ class Objective:
 
     def _record_setup(self, trial: optuna.Trial, hyper: dict[str, Any], cfg: TrainConfig, seed: int) -> None:
         trial.set_user_attr(keys.key("architecture"), self.arch)
+        trial.set_user_attr(keys.key("model_origin"), get_entry(self.arch).origin)
         trial.set_user_attr(
             keys.key("model_config"), {k: list(v) if isinstance(v, tuple) else v for k, v in hyper.items()}
         )

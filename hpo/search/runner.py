@@ -102,6 +102,12 @@ def create_studies(
             )
             study.set_user_attr(keys.key("provenance"), ds.provenance)
             study.set_metric_names(names)
+        elif (before := attrs["spec"].get("plugin_origins") or {}) != resolved["plugin_origins"]:
+            raise ConfigError(
+                f"study {study.study_name} was tuned with plugin code {before}, this run loads "
+                f"{resolved['plugin_origins']}: continuing would compare two versions of one architecture; "
+                "restore the plugin or give the study a new name"
+            )
         studies[arch] = study
     return studies
 
