@@ -67,10 +67,17 @@ def _root(
 @app.command("models")
 def models_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON list")] = False,
+    plugin: Annotated[
+        list[str] | None, typer.Option(help="a plugin file or module to load first (repeatable)")
+    ] = None,
 ) -> None:
-    """List the registered architectures and their tunable hyperparameters."""
-    from hpo.models import list_models
+    """List the registered architectures (built-in, installed through the hpo.models entry points, and
+    --plugin ones), their tunable hyperparameters and where their code comes from."""
+    from pathlib import Path
 
+    from hpo.models import list_models, load_plugins
+
+    load_plugins(list(plugin or []), Path.cwd())
     entries = list_models()
     if as_json:
         typer.echo(json.dumps([e.as_dict() for e in entries], indent=2, default=str))
@@ -82,8 +89,9 @@ def models_cmd(
     table.add_column("name", style="bold")
     table.add_column("description")
     table.add_column("tunable parameters")
+    table.add_column("code")
     for e in entries:
-        table.add_row(e.name, e.description, ", ".join(p.name for p in e.params))
+        table.add_row(e.name, e.description, ", ".join(p.name for p in e.params), f"{e.origin} ({e.route})")
     Console().print(table)
 
 

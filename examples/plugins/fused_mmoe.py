@@ -57,9 +57,14 @@ class MyMMoE(MTLModel):
         check_positive("expert_units", expert_units)
         check_positive("tower_units", tower_units)
         # one fused first layer: the experts' first layer and the gates' logits read the input once
-        parts = {"experts": Part(n_experts, expert_units), "gates": Part(self.n_tasks, n_experts, hidden=False)}
+        parts = {
+            "experts": Part(n_experts, expert_units),
+            "gates": Part(self.n_tasks, n_experts, hidden=False),
+        }
         self.input = InputLayer(spec, parts, replicas, **kw)
-        self.towers = ParallelMLP(replicas, self.n_tasks, expert_units, (tower_units,), output_features=1, **kw)
+        self.towers = ParallelMLP(
+            replicas, self.n_tasks, expert_units, (tower_units,), output_features=1, **kw
+        )
 
     def _forward(self, x: Features, gates: dict[str, GateReading] | None) -> Tensor:
         parts = self.input(x)  # each part (R, B, n * width)
@@ -68,7 +73,9 @@ class MyMMoE(MTLModel):
         weights = torch.softmax(parts["gates"].view(r, b, self.n_tasks, self.n_experts), dim=-1)
         if gates is not None:
             for k, task in enumerate(self.tasks):
-                gates[f"gate:{task.name}"] = GateReading(weights[:, :, k], tuple(f"e{i}" for i in range(self.n_experts)))
+                gates[f"gate:{task.name}"] = GateReading(
+                    weights[:, :, k], tuple(f"e{i}" for i in range(self.n_experts))
+                )
         return tower_outputs(self.towers, mix(weights, experts))  # (R, B, K)
 
     def hidden_blocks(self) -> Iterator[Block]:

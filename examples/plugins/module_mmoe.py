@@ -42,7 +42,8 @@ class PlainMMoE(nn.Module):
         self.experts = nn.ModuleList(nn.Linear(width, expert_units) for _ in range(n_experts))
         self.gates = nn.ModuleList(nn.Linear(width, n_experts) for _ in tasks)
         self.towers = nn.ModuleList(
-            nn.Sequential(nn.Linear(expert_units, tower_units), nn.ReLU(), nn.Linear(tower_units, 1)) for _ in tasks
+            nn.Sequential(nn.Linear(expert_units, tower_units), nn.ReLU(), nn.Linear(tower_units, 1))
+            for _ in tasks
         )
 
     def forward(self, x: Features) -> Tensor:

@@ -282,6 +282,14 @@ def load_study(path: str | Path) -> StudySpec:
     """Read and validate a study file; every problem is reported at once in one :class:`ConfigError`."""
     path = Path(path)
     raw = read_yaml(path)
+    plugins = raw.get("plugins") if isinstance(raw, dict) else None
+    if isinstance(plugins, list) and all(isinstance(p, str) and p for p in plugins):
+        from hpo.models.plugins import load_plugins
+
+        try:  # first, so that a plugin's failure is its own line, not a validation error of the whole file
+            load_plugins(plugins, path.parent)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: plugins: {exc}") from None
     try:
         spec = StudySpec.model_validate({**raw, "source": str(path)})
     except ValidationError as exc:

@@ -126,7 +126,9 @@ def test_unparseable_number_names_column_and_line(census_dir: Path) -> None:
     lines[2] = ", ".join(fields)
     with gzip.open(path, "wt") as f:
         f.write("\n".join(lines) + "\n")
-    with pytest.raises(DataError, match=r"census-income.data.gz: line 3: column 'age': expected a finite number, got 'forty'"):
+    with pytest.raises(
+        DataError, match=r"census-income.data.gz: line 3: column 'age': expected a finite number, got 'forty'"
+    ):
         load_census(1, census_dir, verify_checksums=False)
 
 
