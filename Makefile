@@ -34,8 +34,8 @@ demo: install
 	$(BIN)/hpo demo
 
 lint: install
-	$(BIN)/ruff check hpo tests bench
-	$(BIN)/ruff format --check hpo tests bench
+	$(BIN)/ruff check hpo tests bench examples
+	$(BIN)/ruff format --check hpo tests bench examples
 	$(BIN)/mypy
 
 # peers for bench/train.py, installed without their dependencies so that torch is not replaced
@@ -45,6 +45,7 @@ bench: install
 	$(BIN)/python bench/models.py
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/load.py
+	$(BIN)/python bench/plugins.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hpo-cache

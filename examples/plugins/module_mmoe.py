@@ -12,7 +12,6 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from hpo.models.api import Features, InputSpec, TaskSpec, register_module
 
@@ -49,8 +48,11 @@ class PlainMMoE(nn.Module):
     def forward(self, x: Features) -> Tensor:
         dtype = self.experts[0].weight.dtype
         inputs = [] if x.cont is None else [x.cont.to(dtype)]
-        if x.cat is not None:
-            inputs.append(F.one_hot(x.cat, self.vocab).sum(dim=-2).to(dtype))
+        if (
+            x.cat is not None
+        ):  # each row's codes are distinct (one per column): scattering ones is its one-hot
+            zeros = torch.zeros(x.cat.shape[0], self.vocab, dtype=dtype, device=x.cat.device)
+            inputs.append(zeros.scatter(1, x.cat, torch.ones(x.cat.shape, dtype=dtype, device=x.cat.device)))
         h = torch.cat(inputs, dim=-1)  # (batch, width)
         experts = torch.stack([torch.relu(e(h)) for e in self.experts], dim=1)  # (batch, E, units)
         outs = []

@@ -111,6 +111,12 @@ class ModuleReplicas(MTLModel):
         self.replica_buffers = tuple(f"buffer__{_key(n)}" for n in self.buffer_names)
         self._blocks: list[Block] | None = None
 
+    def train(self, mode: bool = True) -> ModuleReplicas:
+        """Train/eval mode reaches the template too (dropout and the like read it inside ``functional_call``)."""
+        super().train(mode)
+        self._template[0].train(mode)
+        return self
+
     # -- initialisation ------------------------------------------------------------------------------------------
     def reset_parameters(self, seeds: Sequence[int]) -> None:
         """Replica ``r`` is the module as its own constructor initialises it under ``torch.manual_seed(seeds[r])``."""

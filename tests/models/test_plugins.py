@@ -298,3 +298,19 @@ def test_models_command_lists_plugins_with_origin(tmp_path: Path, capsys: pytest
     assert by_name["adatt"]["origin"] == "built-in"
     assert by_name["my_mmoe_module"]["route"] == "module"
     assert by_name["extra_model"]["origin"].startswith(f"plugin file {tmp_path / 'extra.py'} (sha256 ")
+
+
+def test_eval_mode_reaches_the_wrapped_module(tmp_path: Path) -> None:
+    """Dropout inside a plain module must stop at evaluation, or every validation score would be noisy."""
+    source = module_source(
+        name="dropping",
+        init="self.drop = nn.Dropout(0.5)",
+        forward="return self.head(self.drop(torch.relu(self.hidden(x.cont))))",
+    )
+    (tmp_path / "dropping.py").write_text(textwrap.dedent(source))
+    load_plugins(["dropping.py"], tmp_path)
+    model = create_model("dropping", SPEC, TASKS[:2], replicas=2, seeds=[0, 1], n=2)
+    x = features(2, 32, dtype=torch.float32)
+    assert not torch.equal(model(x), model(x))  # training: a fresh mask per call (and per replica)
+    model.eval()
+    assert torch.equal(model(x), model(x))
