@@ -74,14 +74,18 @@ def trials_frame(study: optuna.Study, arch: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+MIN_FANOVA_TRIALS = 20  # fANOVA fits a random forest on the trials: on fewer it ranks noise with confidence
+
+
 def _importance(study: optuna.Study) -> dict[str, float] | None:
-    """fANOVA importance of a single-objective study with at least three finite complete trials."""
+    """fANOVA importance of a single-objective study with at least :data:`MIN_FANOVA_TRIALS` finite complete
+    trials (None otherwise: the report says how many each architecture had)."""
     complete = [
         t
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
         if t.values and all(map(math.isfinite, t.values))
     ]
-    if len(study.directions) != 1 or len(complete) < 3:
+    if len(study.directions) != 1 or len(complete) < MIN_FANOVA_TRIALS:
         return None
     try:
         return optuna.importance.get_param_importances(

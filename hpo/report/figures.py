@@ -256,6 +256,7 @@ def convergence_figure(data: ReportData) -> go.Figure:
 
 
 def importance_figure(data: ReportData) -> go.Figure | None:
+    """fANOVA importance, only for architectures with enough complete trials to fit its forest on."""
     items = {a: imp for a, imp in data.importances.items() if imp}
     if not items:
         return None
@@ -265,7 +266,13 @@ def importance_figure(data: ReportData) -> go.Figure | None:
         fig.add_trace(
             go.Bar(x=vals, y=names, orientation="h", showlegend=False, marker_color=COLORS[j - 1]), 1, j
         )
-    return _layout(fig, "hyperparameter importance (fANOVA on the tuning trials)", 380)
+    from hpo.report.collect import MIN_FANOVA_TRIALS
+
+    return _layout(
+        fig,
+        f"hyperparameter importance (fANOVA, architectures with >= {MIN_FANOVA_TRIALS} complete trials)",
+        380,
+    )
 
 
 def size_figures(data: ReportData) -> go.Figure:
@@ -335,7 +342,14 @@ def pairs_figure(pairs: pd.DataFrame, task: str) -> go.Figure | None:
     for _, r in p.iterrows():
         i, j = names.index(r.a), names.index(r.b)
         z[i, j], z[j, i] = r.p_a_beats_b, 1 - r.p_a_beats_b
-    text = [["" if np.isnan(v) else f"{v:.2f}" for v in row] for row in z]
+    star = np.zeros_like(z, dtype=bool)
+    for _, r in p.iterrows():
+        i, j = names.index(r.a), names.index(r.b)
+        star[i, j] = star[j, i] = bool(r.holm_p < 0.05)
+    text = [
+        ["" if np.isnan(v) else f"{v:.2f}{'*' if s else ''}" for v, s in zip(row, srow, strict=True)]
+        for row, srow in zip(z, star, strict=True)
+    ]
     fig = go.Figure(
         go.Heatmap(
             z=z,
@@ -351,8 +365,12 @@ def pairs_figure(pairs: pd.DataFrame, task: str) -> go.Figure | None:
         )
     )
     fig.update_yaxes(autorange="reversed")
+    family = int(p.holm_family_size.iloc[0]) if "holm_family_size" in p else len(p)
     return _layout(
-        fig, f"probability that the row's architecture beats the column's on one random seed ({task})", 420
+        fig,
+        f"P(row's architecture beats the column's on one random seed), {task}; * Holm-corrected p < 0.05 "
+        f"(one family of {family} tests)",
+        max(420, 60 + 36 * len(names)),
     )
 
 

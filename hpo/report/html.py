@@ -14,7 +14,8 @@ import pandas as pd
 import plotly.offline
 
 from hpo.config.study import StudySpec
-from hpo.report.collect import ReportData, collect
+from hpo.report.across import pareto_figure, rank_figure, rank_html, ranks
+from hpo.report.collect import MIN_FANOVA_TRIALS, ReportData, collect
 from hpo.report.figures import (
     comparison_table,
     cost_table,
@@ -23,6 +24,7 @@ from hpo.report.figures import (
     seed_values,
     test_metric,
 )
+from hpo.report.stats import RankSummary
 from hpo.report.verdict import caveats, gaps_frame, verdict_html, verdicts
 from hpo.schema import HIGHER_IS_BETTER
 from hpo.storage.naming import DATA_SEED_OFFSET
@@ -35,7 +37,7 @@ padding:0 1rem}h1{margin-bottom:.2rem}h2{border-bottom:1px solid #ddd;padding-bo
 table{border-collapse:collapse;margin:.6rem 0;font-size:.9rem}th,td{border:1px solid #ddd;padding:.3rem .6rem;
 text-align:right}th{background:#f5f5f5}td:first-child,th:first-child{text-align:left}.best{font-weight:700;
 background:#e8f4e8}.muted{color:#666}.note{background:#f8f8f8;border-left:3px solid #1f77b4;padding:.5rem 1rem}
-code{background:#f3f3f3;padding:0 .2rem}.fig{margin:1rem 0}
+code{background:#f3f3f3;padding:0 .2rem}.fig{margin:1rem 0}td{max-width:24rem;overflow-wrap:break-word}
 """
 
 
@@ -66,7 +68,8 @@ def table_html(
                 continue
             target = values.max() if higher else values.min()
             marks |= {(int(i), col) for i in values.index[values == target]}
-    head = "".join(f"<th>{esc(c)}</th>" for c in df.columns)
+    # headers break at the underscores (the CSV keeps the names), so that wide tables fit a 1280-px window
+    head = "".join(f'<th title="{esc(c)}">{esc(str(c).replace("_", " "))}</th>' for c in df.columns)
     rows = []
     for i, r in df.iterrows():
         cells = "".join(
@@ -160,6 +163,38 @@ def _verdict_section(data: ReportData, pairs: pd.DataFrame, metrics: dict[str, s
     return verdict_html(found, notes, "two-sided Mann-Whitney U", len(pairs))
 
 
+def _across_figures(
+    data: ReportData, metrics: dict[str, str], summary: RankSummary | None
+) -> list[tuple[str, Any]]:
+    found = [
+        ("Ranks across tasks", rank_figure(summary)),
+        ("Both tasks: Pareto view", pareto_figure(data, metrics)),
+    ]
+    return [(t, f) for t, f in found if f is not None]
+
+
+def _set_only(value: Any) -> Any:
+    """The stored spec without its unset entries (null, empty lists and dicts): a census study's dump then shows no
+    sweep, no sweep point and no timeout, only what was set or applies."""
+    if isinstance(value, dict):
+        kept = {k: _set_only(v) for k, v in value.items()}
+        return {k: v for k, v in kept.items() if v not in (None, [], {}, "")}
+    if isinstance(value, list):
+        return [_set_only(v) for v in value]
+    return value
+
+
+def _importance_note(data: ReportData) -> str:
+    few = [a.name for a in data.spec.architectures if a.name not in data.importances]
+    if not few:
+        return ""
+    return (
+        f'<p class="muted">Hyperparameter importance (fANOVA) is drawn only for architectures with at least '
+        f"{MIN_FANOVA_TRIALS} complete trials of a single objective; {', '.join(few)} had fewer (see What was "
+        "searched), so none is shown for them.</p>"
+    )
+
+
 def write_report(spec: StudySpec, out: str | Path, storage_url: str | None = None) -> Path:
     """Collect, compute, draw and write ``out`` (HTML) plus ``<stem>_*.csv`` beside it; return the HTML path."""
     data = collect(spec, storage_url)
@@ -172,9 +207,10 @@ def write_report(spec: StudySpec, out: str | Path, storage_url: str | None = Non
     cost.to_csv(f"{stem}_cost.csv", index=False)
     data.trials.to_csv(f"{stem}_trials.csv", index=False)
     data.searched.to_csv(f"{stem}_searched.csv", index=False)
-    figs = figure_list(data, pairs)
-    parts = figures_html(figs)
     metrics = test_metric(data)
+    summary = ranks(data, metrics)
+    figs = figure_list(data, pairs) + _across_figures(data, metrics, summary)
+    parts = figures_html(figs)
     verdict = _verdict_section(data, pairs, metrics, stem)
     comp_sections = _comparison_sections(comp, metrics)
     n_seeds = int(data.seed_results.groupby("architecture").size().min()) if len(data.seed_results) else 0
@@ -195,15 +231,17 @@ trial used against the budget, and the best configuration's parameters that sit 
 caveat). For scale, the MMoE paper's tuner ran "thousands of experiments" per method and tuned the number of
 training steps.</p>{table_html(data.searched)}</section>
 <h2>Test results over seeds</h2>{"".join(comp_sections) or '<p class="muted">no retrain results yet: run hpo retrain</p>'}
+<section id="ranks"><h2>Across tasks</h2>{rank_html(summary)}</section>
 <h2>Pairwise comparisons</h2>
 <p>P(A beats B): the probability that A's test metric beats B's for one random seed of each, with a bootstrap 95%
 interval; p-values are two-sided Mann-Whitney U tests (whose statistic is that probability), Holm-corrected as one
 family: every pair on every task in this table ({len(pairs)} tests, the CSV's <code>holm_family_size</code>).</p>
 {table_html(pairs)}
 <h2>Cost</h2>{table_html(cost)}
-<h2>Figures</h2>{parts}
+<h2>Figures</h2>{_importance_note(data)}{parts}
 <h2>Provenance</h2>{_provenance(data)}
-<h2>Study specification</h2><pre>{esc(json.dumps(next(iter(data.study_attrs.values()), {}).get("spec", {}), indent=2))}</pre>
+<h2>Study specification</h2><p class="muted">As stored on the studies, settings that are unset (null or empty)
+left out; the search spaces as they were searched.</p><pre>{esc(json.dumps(_set_only(next(iter(data.study_attrs.values()), {}).get("spec", {})), indent=2))}</pre>
 """
     out.write_text(render_page(f"{spec.name} report", body, len(figs)), encoding="utf-8")
     return out

@@ -17,13 +17,16 @@ from scipy import stats as sps
 
 __all__ = [
     "PairComparison",
+    "RankSummary",
     "Summary",
     "bootstrap_ci",
     "compare_pairs",
     "holm",
     "holm_over",
     "iqm",
+    "nemenyi_cd",
     "probability_of_improvement",
+    "rank_summary",
     "sign_test",
     "summarise",
 ]
@@ -209,3 +212,53 @@ def compare_pairs(
             test = "sign test" if paired else "Mann-Whitney U"
             rows.append(PairComparison(a, b, p, lo, hi, pv, pv, pv < alpha, test))
     return holm_over(rows, alpha)
+
+
+@dataclass(frozen=True)
+class RankSummary:
+    """Mean ranks of ``k`` methods over ``n`` blocks, Friedman's test and the Nemenyi critical difference (Demsar,
+    JMLR 2006): two methods whose mean ranks differ by less than ``cd`` are not distinguished at ``alpha``."""
+
+    names: tuple[str, ...]
+    mean_ranks: tuple[float, ...]
+    blocks: int
+    friedman_statistic: float
+    friedman_p: float
+    cd: float
+    alpha: float
+
+    def groups(self) -> list[tuple[str, ...]]:
+        """Maximal runs of methods (in rank order) whose mean ranks lie within ``cd`` of each other."""
+        order = sorted(range(len(self.names)), key=lambda i: self.mean_ranks[i])
+        out: list[tuple[str, ...]] = []
+        for start, i in enumerate(order):
+            run = [j for j in order[start:] if self.mean_ranks[j] - self.mean_ranks[i] < self.cd]
+            group = tuple(self.names[j] for j in run)
+            if len(group) > 1 and not any(set(group) <= set(g) for g in out):
+                out.append(group)
+        return out
+
+
+def nemenyi_cd(k: int, n: int, alpha: float = 0.05) -> float:
+    """``q_alpha * sqrt(k (k + 1) / (6 n))`` with ``q_alpha`` the studentized range quantile over sqrt(2)
+    (Demsar 2006, Table 5a: 2.569 for k = 4 at alpha = 0.05)."""
+    q = float(sps.studentized_range.ppf(1 - alpha, k, np.inf)) / np.sqrt(2)
+    return q * float(np.sqrt(k * (k + 1) / (6.0 * n)))
+
+
+def rank_summary(
+    scores: np.ndarray, names: Sequence[str], higher_is_better: Sequence[bool] | bool, alpha: float = 0.05
+) -> RankSummary:
+    """``scores`` ``(n blocks, k methods)``: rank 1 is the best in each block (ties get their average rank);
+    ``higher_is_better`` per block or for all. Friedman's chi-square test of equal mean ranks."""
+    scores = np.asarray(scores, dtype=float)
+    n, k = scores.shape
+    hib = np.broadcast_to(np.asarray(higher_is_better, dtype=bool), (n,))
+    signed = np.where(hib[:, None], -scores, scores)
+    ranks = sps.rankdata(signed, axis=1)
+    mean = ranks.mean(axis=0)
+    chi2 = 12 * n / (k * (k + 1)) * float(np.sum(mean**2) - k * (k + 1) ** 2 / 4)
+    p = float(sps.chi2.sf(chi2, k - 1)) if k > 1 else 1.0
+    return RankSummary(
+        tuple(names), tuple(float(m) for m in mean), n, chi2, p, nemenyi_cd(k, n, alpha), alpha
+    )

@@ -72,7 +72,7 @@ def test_run_retrain_report_export_end_to_end(tmp_path: Path, capsys: pytest.Cap
 
 @pytest.mark.browser
 def test_report_renders_offline_in_chromium(tmp_path: Path) -> None:
-    path, url = tuned(tmp_path, retrain={"seeds": 5})
+    path, url = tuned(tmp_path, retrain={"seeds": 5}, architectures=["shared_bottom", "mmoe", "omoe"])
     assert main(["retrain", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
     # planted: one collapsed seed (mmoe seed 0's test loss x 100); shared_bottom's n_layers ranges over {1, 2}, so
     # its best configuration always sits on a search-space bound
@@ -102,6 +102,11 @@ def test_report_renders_offline_in_chromium(tmp_path: Path) -> None:
     assert "shared_bottom's best configuration sits on a search-space bound (n_layers=" in verdict
     assert dom.index('id="verdict"') < dom.index('id="searched"')  # the verdict leads
     assert "outside the axis: mmoe 1 seed" in dom  # counted on the shared axis, not stretching it
+    ranks = dom[dom.index('<section id="ranks">') :]
+    ranks = ranks[: ranks.index("</section>")]
+    assert "over 10 blocks of (task, seed)" in ranks and "Friedman test" in ranks and "Nemenyi" in ranks
+    assert "Pareto front" in dom and "mean rank over 10 (task, seed) blocks" in dom
+    assert "Hyperparameter importance (fANOVA) is drawn only for architectures with at least 20" in dom
     shot = screenshot(out.as_uri(), tmp_path / "report.png", size="1300,3000")
     assert shot.stat().st_size > 50_000
     Path("reports").mkdir(exist_ok=True)

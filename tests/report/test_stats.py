@@ -123,3 +123,36 @@ def test_one_correction_family_over_tasks_by_hand() -> None:
     rows = [PairComparison("a", "b", 0.7, 0.5, 0.9, p, p, p < 0.05) for p in (0.02, 0.04)]
     fixed = holm_over(rows)
     assert [r.p_holm for r in fixed] == pytest.approx([0.04, 0.04]) and all(r.family == 2 for r in fixed)
+
+
+def test_nemenyi_critical_difference_matches_demsar() -> None:
+    """Demsar (JMLR 2006), section 3.2.4: four algorithms on 14 data sets, q_0.05 = 2.569, CD = 1.25."""
+    from hpo.report.stats import nemenyi_cd
+
+    assert nemenyi_cd(4, 14) == pytest.approx(2.569 * (4 * 5 / (6 * 14)) ** 0.5, abs=2e-3)
+    assert nemenyi_cd(4, 14) == pytest.approx(1.25, abs=5e-3)
+
+
+def test_rank_summary_by_hand() -> None:
+    """Three blocks, three methods, higher is better: ranks [1,2,3], [1,2,3], [1,3,2]; mean ranks 1, 7/3, 8/3;
+    Friedman chi2 = 12 n / (k (k+1)) * (sum R^2 - k (k+1)^2 / 4) = 3 * (1 + 49/9 + 64/9 - 12) = 14/3."""
+    from scipy import stats as sps
+
+    from hpo.report.stats import rank_summary
+
+    scores = np.array([[3.0, 2.0, 1.0], [0.9, 0.5, 0.1], [7.0, 1.0, 2.0]])
+    s = rank_summary(scores, ["a", "b", "c"], True)
+    assert s.mean_ranks == pytest.approx((1.0, 7 / 3, 8 / 3))
+    assert s.friedman_statistic == pytest.approx(14 / 3)
+    assert s.friedman_p == pytest.approx(np.exp(-7 / 3))  # chi-square with 2 degrees of freedom
+    assert s.friedman_statistic == pytest.approx(sps.friedmanchisquare(*scores.T).statistic)
+    assert s.groups() == [("a", "b", "c")]  # CD(3, 3) = 1.91 > 8/3 - 1
+    lower = rank_summary(-scores, ["a", "b", "c"], False)  # the same order when lower is better
+    assert lower.mean_ranks == s.mean_ranks
+
+
+def test_rank_groups_split_where_the_critical_difference_is_exceeded() -> None:
+    from hpo.report.stats import RankSummary
+
+    s = RankSummary(("a", "b", "c", "d"), (1.0, 1.5, 2.9, 3.2), 50, 0.0, 1.0, 1.0, 0.05)
+    assert s.groups() == [("a", "b"), ("c", "d")]
