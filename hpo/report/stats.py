@@ -116,6 +116,31 @@ def probability_of_improvement(a: np.ndarray, b: np.ndarray, *, higher_is_better
     return float((diff > 0).mean() + 0.5 * (diff == 0).mean())
 
 
+def resampled_probabilities(
+    x: np.ndarray, y: np.ndarray, ix: np.ndarray, iy: np.ndarray, *, higher_is_better: bool = True
+) -> np.ndarray:
+    """:func:`probability_of_improvement` of every bootstrap resample ``(x[ix[r]], y[iy[r]])`` at once.
+
+    Each resample is the original values with multiplicities, so P = sum_i a_i (#{resampled y < x_i} +
+    #{resampled y = x_i} / 2) / (n m), with a_i the multiplicity of x_i; the counts are cumulative sums over
+    sorted y. O(R (n + m)) instead of R n m comparisons: a report of 10 architectures x 400 seeds took minutes."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if not higher_is_better:
+        x, y = -x, -y
+    r, n, m = ix.shape[0], len(x), len(y)
+    order = np.argsort(y, kind="stable")
+    position = np.empty(m, dtype=np.int64)
+    position[order] = np.arange(m)
+    offsets = (np.arange(r) * m)[:, None]
+    w = np.bincount((position[iy] + offsets).ravel(), minlength=r * m).reshape(r, m)
+    cum = np.concatenate([np.zeros((r, 1)), np.cumsum(w, axis=1)], axis=1)
+    ys = y[order]
+    left, right = np.searchsorted(ys, x, "left"), np.searchsorted(ys, x, "right")
+    per_x = cum[:, left] + 0.5 * (cum[:, right] - cum[:, left])  # (R, n): resampled y below x_i, ties half
+    a = np.bincount((ix + (np.arange(r) * n)[:, None]).ravel(), minlength=r * n).reshape(r, n)
+    return np.asarray((a * per_x).sum(axis=1) / (n * m))
+
+
 @dataclass(frozen=True)
 class PairComparison:
     a: str
@@ -171,12 +196,9 @@ def _unpaired(x: np.ndarray, y: np.ndarray, higher: bool, level: float, n_resamp
     if len(x) < 2 or len(y) < 2:
         return (float("nan"), float("nan"), float("nan"), 1.0)
     rng = np.random.default_rng(seed)
-    boots = [
-        probability_of_improvement(
-            x[rng.integers(0, len(x), len(x))], y[rng.integers(0, len(y), len(y))], higher_is_better=higher
-        )
-        for _ in range(n_resamples)
-    ]
+    draws = [(rng.integers(0, len(x), len(x)), rng.integers(0, len(y), len(y))) for _ in range(n_resamples)]
+    ix, iy = np.stack([i for i, _ in draws]), np.stack([j for _, j in draws])
+    boots = resampled_probabilities(x, y, ix, iy, higher_is_better=higher)
     a = (1 - level) / 2
     p = probability_of_improvement(x, y, higher_is_better=higher)
     pv = float(sps.mannwhitneyu(x, y, alternative="two-sided").pvalue)

@@ -156,3 +156,18 @@ def test_rank_groups_split_where_the_critical_difference_is_exceeded() -> None:
 
     s = RankSummary(("a", "b", "c", "d"), (1.0, 1.5, 2.9, 3.2), 50, 0.0, 1.0, 1.0, 0.05)
     assert s.groups() == [("a", "b"), ("c", "d")]
+
+
+def test_resampled_probabilities_equal_the_pairwise_count_on_each_resample() -> None:
+    from hpo.report.stats import probability_of_improvement, resampled_probabilities
+
+    rng = np.random.default_rng(3)
+    x, y = rng.integers(0, 6, 9).astype(float), rng.integers(0, 6, 13).astype(float)  # many ties
+    ix, iy = rng.integers(0, 9, (50, 9)), rng.integers(0, 13, (50, 13))
+    for higher in (True, False):
+        fast = resampled_probabilities(x, y, ix, iy, higher_is_better=higher)
+        slow = [
+            probability_of_improvement(x[i], y[j], higher_is_better=higher)
+            for i, j in zip(ix, iy, strict=True)
+        ]
+        np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-12)
