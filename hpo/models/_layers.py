@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,11 +42,33 @@ __all__ = [
 ]
 
 
+# Widest first layer (outputs per replica) whose CPU backward goes through a sparse CSR product; wider ones use
+# one index_add_ per column. A fixed threshold, not a per-run timing, so the path (and the floating-point order
+# of the sums) never depends on how busy the machine was: bench/first_layer.py measured the crossover.
+CSR_MAX_WIDTH = 256
+
+
+def _csr_of_codes(codes: Tensor, n_rows: int, dtype: torch.dtype) -> Tensor:
+    """The transposed one-hot matrix ``(n_rows, N)`` of ``codes`` ``(N, C)`` in CSR form (a one per code)."""
+    n, c = codes.shape
+    flat = codes.reshape(-1)
+    order = torch.argsort(flat, stable=True)
+    crow = torch.zeros(n_rows + 1, dtype=torch.long, device=codes.device)
+    crow[1:] = torch.bincount(flat, minlength=n_rows).cumsum(0)
+    values = torch.ones(n * c, dtype=dtype, device=codes.device)
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": the product used here is long stable
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, order // c, values, (n_rows, n), check_invariants=False)
+
+
 class _SumOfRows(torch.autograd.Function):
-    """``out[n] = sum_j weight[codes[n, j]]``: forward by ``embedding_bag``, backward by per-column ``index_add_``.
+    """``out[n] = sum_j weight[codes[n, j]]``: forward by ``embedding_bag``; backward on the CPU as a sparse CSR
+    product of the transposed one-hot matrix with the output gradient (narrow layers), or one ``index_add_`` per
+    categorical column (wide layers, and on CUDA).
 
     PyTorch's own ``embedding_bag`` backward was measured 2-3x slower at narrow widths on CPU than one
-    ``index_add_`` per categorical column, which computes the same gradient (docs/performance.md).
+    ``index_add_`` per categorical column, which computes the same gradient (docs/performance.md); the CSR
+    product is another 2-2.5x faster than the loop at the paper's widths (bench/first_layer.py).
     """
 
     @staticmethod
@@ -59,8 +82,11 @@ class _SumOfRows(torch.autograd.Function):
         if not ctx.needs_input_grad[1]:
             return None, None
         (codes,) = ctx.saved_tensors
-        grad_w = grad_out.new_zeros(ctx.n_rows, grad_out.shape[1])
         grad_out = grad_out.contiguous()
+        csr = grad_out.device.type == "cpu" and grad_out.dtype in (torch.float32, torch.float64)
+        if csr and grad_out.shape[1] <= CSR_MAX_WIDTH:
+            return None, _csr_of_codes(codes, ctx.n_rows, grad_out.dtype) @ grad_out
+        grad_w = grad_out.new_zeros(ctx.n_rows, grad_out.shape[1])
         for j in range(codes.shape[1]):
             grad_w.index_add_(0, codes[:, j], grad_out)
         return None, grad_w

@@ -1,0 +1,68 @@
+"""The first layer's backward on the CPU: one ``index_add_`` per categorical column against a sparse CSR product of
+the transposed one-hot matrix with the output gradient, across output widths, on census-shaped codes (33 columns,
+502 categories, batch 1024). The ratio says which path is faster at each width; ``CSR_MAX_WIDTH`` in
+``hpo/models/_layers.py`` is set from it (a fixed threshold, so results never depend on machine load).
+
+    python bench/first_layer.py [--repeats 50] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _shapes import CENSUS_SPEC, census_like
+
+from hpo.models._layers import _csr_of_codes
+
+WIDTHS = (16, 64, 144, 256, 512, 1024, 2064)
+
+
+def loop(codes: torch.Tensor, grad: torch.Tensor, rows: int) -> torch.Tensor:
+    out = grad.new_zeros(rows, grad.shape[1])
+    for j in range(codes.shape[1]):
+        out.index_add_(0, codes[:, j], grad)
+    return out
+
+
+def csr(codes: torch.Tensor, grad: torch.Tensor, rows: int) -> torch.Tensor:
+    return _csr_of_codes(codes, rows, grad.dtype) @ grad
+
+
+def timed(fn, *args, repeats: int) -> float:  # type: ignore[no-untyped-def]
+    fn(*args)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn(*args)
+    return (time.perf_counter() - t0) / repeats
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeats", type=int, default=50)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    feats, _ = census_like(1024)
+    assert feats.cat is not None
+    codes, rows = feats.cat[0], CENSUS_SPEC.vocab_size
+    ratios = {}
+    for width in WIDTHS:
+        grad = torch.randn(1024, width)
+        torch.testing.assert_close(csr(codes, grad, rows), loop(codes, grad, rows), rtol=1e-4, atol=1e-4)
+        t_loop, t_csr = (timed(f, codes, grad, rows, repeats=args.repeats) for f in (loop, csr))
+        ratios[width] = round(t_loop / t_csr, 2)
+        print(f"width {width:>5}: index_add_ loop {t_loop * 1e3:7.2f} ms, CSR {t_csr * 1e3:7.2f} ms, "
+              f"CSR is {ratios[width]:.2f}x as fast")  # fmt: skip
+    if args.json:
+        print(json.dumps({"csr_speedup_by_width": ratios}))
+
+
+if __name__ == "__main__":
+    main()
