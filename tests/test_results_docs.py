@@ -1,0 +1,132 @@
+"""Every number in the tables of ``docs/results/README.md`` is checked against the CSVs beside it: a reviewer
+reads the README, and a table that drifted from its data (a rerun, a hand edit) fails here."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
+NAMES = {
+    "Single-Task": "single_task",
+    "Shared-Bottom": "shared_bottom",
+    "OMoE": "omoe",
+    "MMoE": "mmoe",
+    "L2-Constrained": "l2_constrained",
+    "Cross-Stitch": "cross_stitch",
+    "Tensor-Factorization": "tensor_factorization",
+    "CGC": "cgc",
+    "PLE": "ple",
+    "DSelect-k": "dselect_k",
+}
+NUMBER = r"-?\d+(?:\.\d+)?(?:e-?\d+)?"
+
+
+def tables() -> list[tuple[list[str], list[list[str]]]]:
+    """Every markdown table of the README: its header cells and rows of cells (bold marks removed)."""
+    out, current = [], None
+    for line in (RESULTS / "README.md").read_text().splitlines():
+        if line.startswith("|"):
+            cells = [c.strip().replace("**", "") for c in line.strip().strip("|").split("|")]
+            if current is None:
+                current = (cells, [])
+            elif not set("".join(cells)) <= set("-: "):
+                current[1].append(cells)
+        elif current is not None:
+            out.append(current)
+            current = None
+    return out
+
+
+def table(first_header: str, second_header: str) -> list[list[str]]:
+    found = [rows for head, rows in tables() if head[:2] == [first_header, second_header]]
+    assert found, f"no table headed {first_header} | {second_header}"
+    return found[0]
+
+
+def close(shown: str, value: float) -> None:
+    """``shown`` is ``value`` rounded to the digits the README prints."""
+    decimals = len(shown.split(".")[1]) if "." in shown else 0
+    assert float(shown) == pytest.approx(round(value, decimals), abs=0.6 * 10**-decimals), (shown, value)
+
+
+def interval(cell: str) -> tuple[str, str, str]:
+    m = re.match(rf"({NUMBER}) \[({NUMBER}), ({NUMBER})\]", cell)
+    assert m, cell
+    return m.group(1), m.group(2), m.group(3)
+
+
+@pytest.mark.parametrize(("group", "tasks"), [(1, ("income", "marital")), (2, ("education", "marital"))])
+def test_census_tables_match_their_csvs(group: int, tasks: tuple[str, str]) -> None:
+    comp = pd.read_csv(RESULTS / f"paper_census_group{group}_quick_comparison.csv")
+    cost = pd.read_csv(RESULTS / f"paper_census_group{group}_quick_cost.csv").set_index("architecture")
+    rows = table("architecture", tasks[0])
+    assert len(rows) == 9
+    for name, *cells, params in rows:
+        arch = NAMES[name]
+        for task, cell in zip(tasks, cells, strict=True):
+            r = comp[(comp.architecture == arch) & (comp.task == task)].iloc[0]
+            for shown, value in zip(interval(cell), (r["mean"], r.ci95_low, r.ci95_high), strict=True):
+                close(shown, value)
+            if m := re.search(rf"median ({NUMBER})", cell):
+                close(m.group(1), r["median"])
+        assert int(params.replace(",", "")) == cost.loc[arch, "parameters"]
+        best = {task: comp[comp.task == task]["mean"].max() for task in tasks}
+    for task, cell_index in zip(tasks, (1, 2), strict=True):  # the bold mark sits on each column's best mean
+        raw = [r for r in (RESULTS / "README.md").read_text().splitlines() if r.startswith("| ")]
+        bold = [
+            line.split("|")[1].strip()
+            for line in raw
+            if line.split("|")[cell_index + 1].strip().startswith("**")
+        ]
+        winners = {NAMES[b] for b in bold if b in NAMES}
+        top = comp[(comp.task == task) & (comp["mean"] == best[task])].architecture.iloc[0]
+        assert top in winners, (task, top, winners)
+
+
+def test_synthetic_figure4_table_matches_its_csv() -> None:
+    comp = pd.read_csv(RESULTS / "paper_synthetic_correlation_comparison.csv")
+    comp = comp[comp.task == "mean over tasks"]
+    rows = table("p", "Shared-Bottom")
+    assert [r[0] for r in rows] == ["0.5", "0.6", "0.7", "0.8", "0.9", "1"]
+    for p, *cells in rows:
+        for arch, cell in zip(("shared_bottom", "omoe", "mmoe"), cells, strict=True):
+            r = comp[(comp.architecture == arch) & np.isclose(comp.p, float(p))].iloc[0]
+            assert r.seeds == 200
+            for shown, value in zip(interval(cell), (r["mean"], r.ci95_low, r.ci95_high), strict=True):
+                close(shown, value)
+            close(re.search(rf"median ({NUMBER})", cell).group(1), r["median"])  # type: ignore[union-attr]
+
+
+def test_synthetic_figure3_table_matches_its_csv() -> None:
+    comp = pd.read_csv(RESULTS / "paper_synthetic_shared_bottom_comparison.csv")
+    comp = comp[comp.task == "mean over tasks"].set_index("p")
+    rows = {r[0]: r[1:] for r in table("p", "0.5")}
+    ps = [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+    for p, cell in zip(ps, rows["mean [95% CI]"], strict=True):
+        for shown, value in zip(interval(cell), comp.loc[p, ["mean", "ci95_low", "ci95_high"]], strict=True):
+            close(shown, value)
+    for p, cell in zip(ps, rows["median"], strict=True):
+        close(cell, comp.loc[p, "median"])
+
+
+def test_paired_win_counts_and_sign_tests_match_the_seed_losses() -> None:
+    losses = pd.read_csv(RESULTS / "paper_synthetic_correlation_seed_losses.csv")
+    wide = losses.pivot_table(index=["value", "seed"], columns="architecture", values="mean over tasks")
+    pairs = (("mmoe", "shared_bottom"), ("omoe", "shared_bottom"), ("mmoe", "omoe"))
+    for p, *cells in table("p", "MMoE < Shared-Bottom"):
+        at = wide.loc[float(p)]
+        for (a, b), cell in zip(pairs, cells, strict=True):
+            m = re.match(rf"(\d+)/(\d+), p = ({NUMBER})", cell)
+            assert m, cell
+            wins, n = int((at[a] < at[b]).sum()), int((at[a] != at[b]).sum())
+            assert (int(m.group(1)), int(m.group(2))) == (wins, n), (p, a, b)
+            pv = sps.binomtest(wins, n, 0.5).pvalue
+            shown = m.group(3)
+            digits = len(re.sub(r"\D", "", re.sub(r"e.*", "", shown)).lstrip("0")) or 1  # significant digits
+            assert float(shown) == float(f"{pv:.{digits}g}"), (p, a, b, shown, pv)
