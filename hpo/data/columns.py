@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from hpo.data._tabular import _show
 from hpo.data.tables import MISSING, Table
 from hpo.errors import DataError
 
@@ -51,10 +52,6 @@ class Fitted:
 
     imputed: dict[str, float] = field(default_factory=dict)
     missing: dict[str, dict[str, int]] = field(default_factory=dict)
-
-
-def _show(value: object) -> str:
-    return repr(value) if isinstance(value, str) else str(value)
 
 
 def numbers(table: Table, col: str, *, allow_missing: bool, what: str) -> tuple[np.ndarray, np.ndarray]:
