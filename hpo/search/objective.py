@@ -23,6 +23,7 @@ from hpo.config.study import StudySpec
 from hpo.data._tabular import TabularDataset
 from hpo.errors import ConfigError
 from hpo.models import create_model, get_entry
+from hpo.search import interrupts
 from hpo.storage import keys
 from hpo.storage.claims import worker_seed
 from hpo.training import EpochReport, TrainConfig, TrainResult, train
@@ -215,6 +216,7 @@ class Objective:
         """Live progress for this worker's display and for a coordinator elsewhere; pruning where asked."""
 
         def callback(rep: EpochReport) -> None:
+            interrupts.check()
             if self.on_epoch is not None:
                 self.on_epoch(trial, rep)
             value = rep.valid_metric[0]

@@ -22,6 +22,7 @@ from hpo.data._tabular import TabularDataset
 from hpo.data.synthetic import SyntheticConfig
 from hpo.errors import ConfigError, WorkerError
 from hpo.models import create_model, gate_utilisation, probe_model
+from hpo.search import interrupts
 from hpo.search.launch import spawn_workers, watch_workers
 from hpo.search.objective import objective_targets
 from hpo.search.runner import _with_signals, drain, load_study_dataset
@@ -187,7 +188,9 @@ class RetrainObjective:
             budget=self.spec.budget,
             **hyper,
         )
-        results = train(model, ds, cfg, init_seeds=init, data_seeds=data)
+        results = train(
+            model, ds, cfg, init_seeds=init, data_seeds=data, callback=lambda _: interrupts.check()
+        )
         test = ds.splits["test"]
         n = min(len(test), 4096)
         rows = torch.arange(n, device=test.y.device).unsqueeze(0)

@@ -22,6 +22,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ from hpo.config.study import StudySpec
 from hpo.data._tabular import TabularDataset
 from hpo.data.sources import load_source
 from hpo.errors import ConfigError, Interrupted, WorkerError
+from hpo.search import interrupts
 from hpo.search.factories import grid_points, make_pruner, make_sampler
 from hpo.search.launch import WorkerExit, spawn_workers, watch_workers
 from hpo.search.objective import DuplicateConfiguration, Objective, objective_directions, objective_names
@@ -315,6 +318,7 @@ def drain(
             for key, (study, objective) in queues.items():
                 if key in done:
                     continue
+                interrupts.check()
                 ran = worker.step(key, study, objective)
                 if ran is None:
                     done.add(key)
@@ -501,14 +505,44 @@ def _with_signals(fn: Any) -> Any:
         if fired:
             return
         fired = True
+        interrupts.request()  # raised again at the next epoch or trial if this raise is swallowed
         raise KeyboardInterrupt
 
+    def unraisable(
+        info: Any,
+    ) -> None:  # the swallowed raise is raised again later: no "Exception ignored" noise
+        if not (info.exc_type is KeyboardInterrupt and interrupts.requested()):
+            hook(info)
+
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    hook, sys.unraisablehook = sys.unraisablehook, unraisable
+    interrupts.clear()
     try:
         return fn()
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+        sys.unraisablehook = hook
+        interrupts.clear()
+        if fired:
+            _stop_leftover_heartbeats()
+
+
+def _stop_leftover_heartbeats() -> None:
+    """Stop Optuna heartbeat threads that an interrupt orphaned.
+
+    A signal that lands while Optuna starts a trial's heartbeat thread (inside ``Thread.start``, before the
+    ``with`` block that would stop it has begun) leaves that thread running; it is not a daemon, so the
+    interpreter would wait for it forever at exit (seen about one time in six when Ctrl-C follows a trial's
+    start). Its stop event is the third argument it was started with."""
+    from optuna.storages._heartbeat import HeartbeatThread
+
+    for thread in threading.enumerate():
+        if getattr(thread, "_target", None) is HeartbeatThread._record_heartbeat:
+            args: tuple[Any, ...] = tuple(getattr(thread, "_args", ()))
+            if len(args) == 3 and isinstance(args[2], threading.Event):
+                args[2].set()
+                thread.join(timeout=5)
 
 
 def _run_processes(
