@@ -335,10 +335,10 @@ def retrain_cmd(
 ) -> None:
     """Retrain each architecture's best configuration from scratch over many seeds; rerun to resume."""
     from hpo.config.study import load_study
-    from hpo.search.retrain import run_retrain
+    from hpo.search.retrain import retrain_specs, run_retrain
     from hpo.search.runner import stored_spec
 
-    specs = [stored_spec(storage, study)] if stored else load_study(study).expand()
+    specs = [stored_spec(storage, study)] if stored else retrain_specs(load_study(study))
     with _resumable():
         for spec in specs:
             run_retrain(
@@ -389,19 +389,25 @@ def export_cmd(
 
     from hpo.config.study import load_study
     from hpo.errors import ConfigError
-    from hpo.report.collect import collect
+    from hpo.report.collect import collect, read_default
 
     if fmt not in ("csv", "parquet"):
         raise ConfigError(f"--format must be csv or parquet, got {fmt!r}")
     target = Path(out)
-    for spec in load_study(study).expand():
+    base = load_study(study)
+    subs = base.expand()
+    for i, spec in enumerate(subs):
         data = collect(spec, storage)  # a missing storage or study fails here, before any folder is made
         target.mkdir(parents=True, exist_ok=True)
-        for name, df in (
+        tables = [
             ("trials", data.trials),
             ("seed_results", data.seed_results),
             ("seed_metrics", data.seed_metrics),
-        ):
+        ]
+        if base.retrain.default and i == len(subs) - 1:  # the default rows once, after the last replicate
+            default = read_default(base, storage)
+            tables += [("default_seed_results", default[0]), ("default_seed_metrics", default[1])]
+        for name, df in tables:
             path = target / f"{spec.name}_{name}.{fmt}"
             if fmt == "csv":
                 df.to_csv(path, index=False)

@@ -18,7 +18,9 @@ files are resolved relative to the study file (default ``../search_spaces/<archi
     seed: 0
     budget: 2048
     training: {epochs: 5, patience: 2, batch_size: 256, device: auto}
-    retrain: {seeds: 30, replicas_per_run: null, fresh_data: false}
+    retrain: {seeds: 30, replicas_per_run: null, fresh_data: false, default: false}
+                                                                 # or {cross: {init: 5, data: 5}, default: true}
+    replicates: 1                                                # independent tuning studies per architecture
     sweep: {key: p, values: [0.5, 0.9, 1.0]}                     # synthetic only: one sub-study per value
 
 ``sampler: {name: grid}`` runs every combination of the categorical choices of the search spaces once.
@@ -38,7 +40,7 @@ from hpo.config.yamlio import format_validation_error, read_yaml
 from hpo.data.sources import DatasetSource
 from hpo.data.synthetic import SyntheticConfig
 from hpo.errors import ConfigError
-from hpo.limits import MAX_SEEDS, MAX_TRIALS
+from hpo.limits import MAX_REPLICATES, MAX_SEEDS, MAX_TRIALS
 
 __all__ = ["StudySpec", "load_study"]
 
@@ -85,13 +87,52 @@ class PrunerSpec(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class CrossSpec(_Strict):
+    """A crossed retrain: every one of ``init`` initialisation seeds with every one of ``data`` data-order seeds,
+    so that the variance of the test score can be split between the two sources (the report's variance section).
+    Retrain seed ``s`` is cell (``s // data``, ``s % data``)."""
+
+    init: int = Field(ge=2, le=MAX_SEEDS)
+    data: int = Field(ge=2, le=MAX_SEEDS)
+
+
 class RetrainSpec(_Strict):
     """``fresh_data``: every seed also draws its own dataset (synthetic data only), as the MMoE paper's synthetic
-    experiments do ("fresh data and initialisation" per run); otherwise every seed trains on the same data."""
+    experiments do ("fresh data and initialisation" per run); otherwise every seed trains on the same data.
+
+    ``cross``: initialisation and data order are crossed (``seeds`` is then ``init x data``) instead of varying
+    together. ``default``: each architecture's documented default configuration (its constructor's defaults and
+    the study's ``training`` block) is retrained over the same seeds too, so the gain from tuning is visible."""
 
     seeds: int = Field(12, ge=1, le=MAX_SEEDS)
     replicas_per_run: int | None = Field(None, ge=1)
     fresh_data: bool = False
+    cross: CrossSpec | None = None
+    default: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seeds_of_cross(cls, data: Any) -> Any:
+        """With ``cross``, ``seeds`` is its product: left out, it is filled in; given, it must agree."""
+        if isinstance(data, dict) and isinstance(cross := data.get("cross"), dict):
+            init, dat = cross.get("init"), cross.get("data")
+            if isinstance(init, int) and isinstance(dat, int):
+                if "seeds" not in data:
+                    return {**data, "seeds": init * dat}
+                if data["seeds"] != init * dat:
+                    raise ValueError(
+                        f"seeds ({data['seeds']}) must equal cross.init x cross.data ({init * dat}) or be left out"
+                    )
+        return data
+
+    @model_validator(mode="after")
+    def _cross_alone(self) -> RetrainSpec:
+        if self.cross is not None and self.fresh_data:
+            raise ValueError(
+                "cross separates initialisation from data order on one dataset; it cannot be combined with "
+                "fresh_data (which draws a dataset per seed)"
+            )
+        return self
 
 
 class SweepSpec(_Strict):
@@ -120,6 +161,8 @@ class StudySpec(_Strict):
     retrain: RetrainSpec = Field(default_factory=lambda: RetrainSpec())
     sweep: SweepSpec | None = None
     sweep_point: dict[str, Any] | None = None  # set on the sub-studies of a sweep: {"of", "key", "value"}
+    replicates: int = Field(1, ge=1, le=MAX_REPLICATES)
+    replicate_point: dict[str, Any] | None = None  # set on a replicate's study: {"of", "index", "count"}
     source: str = ""
     # set only on a spec rebuilt from the copy stored on its studies (``from_stored``): the search spaces as they
     # were when the study was created, so workers never re-read YAML that may have changed since
@@ -177,12 +220,35 @@ class StudySpec(_Strict):
                     SyntheticConfig(**{**self.dataset.model_dump(), self.sweep.key: v})
                 except ValidationError as exc:  # one line, turned into this file's field error by load_study
                     raise ValueError(format_validation_error(f"sweep value {v}", exc)) from None
+        if self.replicates > 1 and self.sweep is not None:
+            raise ValueError(
+                "replicates repeat one study's tuning; with a sweep, give each sweep value its own study file"
+            )
         if self.retrain.fresh_data and self.dataset.kind != "synthetic":
             raise ValueError("retrain.fresh_data draws a new dataset per seed: only for synthetic data")
         return self
 
     def expand(self) -> list[StudySpec]:
-        """The studies this spec stands for: itself, or one sub-study per value of its sweep."""
+        """The studies this spec stands for: itself, one sub-study per value of its sweep, or one per replicate.
+
+        Replicate ``r`` (1-based) is named ``NAME.rep<r>`` and differs from the others only in its seeds: the
+        sampler's seed and the trials' training seeds are the spec's plus ``r - 1`` (so replicate 1 is the study
+        the spec would be without replicates). Each is an ordinary study, shown on its own in the dashboard."""
+        if self.replicates > 1:
+            return [
+                self.model_copy(
+                    update={
+                        "name": f"{self.name}.rep{r}",
+                        "replicates": 1,
+                        "replicate_point": {"of": self.name, "index": r, "count": self.replicates},
+                        "seed": self.seed + r - 1,
+                        "sampler": self.sampler.model_copy(
+                            update={"seed": None if self.sampler.seed is None else self.sampler.seed + r - 1}
+                        ),
+                    }
+                )
+                for r in range(1, self.replicates + 1)
+            ]
         if self.sweep is None:
             return [self]
         out = []
@@ -200,6 +266,21 @@ class StudySpec(_Strict):
                 )
             )
         return out
+
+    def default_spec(self) -> StudySpec:
+        """The study whose retraining is each architecture's default configuration (``retrain.default``): named
+        ``NAME.default``, shared by all replicates (the default does not depend on tuning)."""
+        return self.model_copy(
+            update={
+                "name": f"{self.name}.default",
+                "replicates": 1,
+                "replicate_point": {"of": self.name, "default": True},
+            }
+        )
+
+    @property
+    def is_default(self) -> bool:
+        return bool(self.replicate_point and self.replicate_point.get("default"))
 
     # -- resolution ----------------------------------------------------------------------------------------------
     @property

@@ -37,6 +37,7 @@ __all__ = [
     "objective_names",
     "package_versions",
     "same_configuration",
+    "training_config",
 ]
 
 
@@ -127,6 +128,25 @@ def objective_names(spec: StudySpec, ds: TabularDataset) -> list[str]:
     return [f"valid {task} {metric.upper()}" for task, metric in targets]
 
 
+def training_config(
+    spec: StudySpec, targets: list[tuple[str, str]], device: str, sampled: dict[str, Any] | None = None
+) -> TrainConfig:
+    """The study's ``training`` block with the sampled optimiser settings over it, early stopping on the main
+    objective. Without ``sampled``: the documented default an untuned run gets."""
+    base = spec.training.model_dump()
+    base["device"] = device
+    known = set(TrainConfig.model_fields)
+    for k, v in (sampled or {}).items():
+        if k not in known:
+            raise ConfigError(
+                f"optimizer space parameter {k!r} is not a training setting; known: {sorted(known)}"
+            )
+        base[k] = v
+    main_task, main_metric = targets[0]
+    base["early_stopping_metric"] = f"{main_task}.{main_metric}"
+    return TrainConfig(**base)
+
+
 class TrialPrunedWithReason(optuna.TrialPruned):
     pass
 
@@ -184,18 +204,7 @@ class Objective:
         self.multi = spec.objective.kind == "multi"
 
     def _train_config(self, sampled: dict[str, Any]) -> TrainConfig:
-        base = self.spec.training.model_dump()
-        base["device"] = self.device
-        known = set(TrainConfig.model_fields)
-        for k, v in sampled.items():
-            if k not in known:
-                raise ConfigError(
-                    f"optimizer space parameter {k!r} is not a training setting; known: {sorted(known)}"
-                )
-            base[k] = v
-        main_task, main_metric = self.targets[0]
-        base["early_stopping_metric"] = f"{main_task}.{main_metric}"
-        return TrainConfig(**base)
+        return training_config(self.spec, self.targets, self.device, sampled)
 
     def _check_new(self, trial: optuna.Trial) -> float | list[float] | None:
         """``None`` for a configuration not tried before; raise for a fresh proposal, or reuse a result."""

@@ -5,12 +5,16 @@ for tuning), so any worker on any machine can take chunks, a dead worker's chunk
 machinery, and running again resumes. A chunk trains its seeds as one vectorised model (the chunk size is chosen
 from the device's free memory unless the spec fixes it) and stores every seed's metrics in the results tables,
 keyed by (spec, architecture, seed): a retried chunk can never double a result.
+
+The same machinery retrains each architecture's documented default configuration (``retrain.default``; study
+``SPEC.default``, tuning trial -1) and runs crossed designs (``retrain.cross``: initialisation x data-order seeds).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,10 +25,10 @@ from hpo.config.study import StudySpec
 from hpo.data._tabular import TabularDataset
 from hpo.data.synthetic import SyntheticConfig
 from hpo.errors import ConfigError, WorkerError
-from hpo.models import create_model, gate_utilisation, probe_model
+from hpo.models import create_model, gate_utilisation, get_entry, probe_model
 from hpo.search import interrupts
 from hpo.search.launch import spawn_workers, watch_workers
-from hpo.search.objective import objective_targets
+from hpo.search.objective import objective_directions, objective_targets, training_config
 from hpo.search.runner import _with_signals, drain, load_study_dataset
 from hpo.storage import keys, naming
 from hpo.storage.engine import is_rdb, normalise_url, open_storage
@@ -34,7 +38,16 @@ from hpo.storage.results import SEED_RESULTS_ATTR, as_attribute, seed_rows, writ
 from hpo.training import TrainConfig, resolve_device, train
 from hpo.training.memory import bytes_per_replica, replicas_that_fit
 
-__all__ = ["best_trial", "prepare_retrain", "retrain_study_name", "run_retrain", "seeds_of"]
+__all__ = [
+    "Chosen",
+    "best_trial",
+    "default_choice",
+    "prepare_retrain",
+    "retrain_specs",
+    "retrain_study_name",
+    "run_retrain",
+    "seeds_of",
+]
 
 
 def retrain_study_name(spec: StudySpec, arch: str) -> str:
@@ -78,6 +91,38 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
     return max(front, key=lambda t: sign * t.values[0])
 
 
+@dataclass(frozen=True)
+class Chosen:
+    """What a retrain study retrains: a tuning trial's configuration, or the default one (trial number -1)."""
+
+    number: int
+    values: list[float] | None
+    model_config: dict[str, Any]
+    train_config: dict[str, Any]
+    parameter_count: int
+
+    @classmethod
+    def of_trial(cls, trial: optuna.trial.FrozenTrial) -> Chosen:
+        attrs = keys.plain(trial.user_attrs)
+        return cls(
+            trial.number, trial.values, attrs["model_config"], attrs["train_config"], attrs["parameter_count"]
+        )
+
+
+def default_choice(spec: StudySpec, arch: str, ds: TabularDataset, device: torch.device) -> Chosen:
+    """The architecture's documented default: its constructor's defaults (``hpo models``) and the study's
+    ``training`` block with the trainer's defaults (no optimiser setting sampled), under the study's budget."""
+    hyper = {p.name: p.default for p in get_entry(arch).params}
+    shaped = {k: tuple(v) if isinstance(v, list) else v for k, v in hyper.items()}
+    try:
+        probe = probe_model(arch, ds.spec, ds.tasks, budget=spec.budget, **shaped)
+    except ConfigError as exc:
+        raise ConfigError(f"{spec.source}: retrain.default: {arch}'s default configuration: {exc}") from None
+    cfg = training_config(spec, objective_targets(spec, ds), str(device))
+    plain = {k: list(v) if isinstance(v, tuple) else v for k, v in hyper.items()}
+    return Chosen(-1, None, plain, cfg.model_dump(), probe.parameter_count())
+
+
 def prepare_retrain(
     spec: StudySpec,
     storage: optuna.storages.BaseStorage,
@@ -92,13 +137,17 @@ def prepare_retrain(
     out = {}
     existing = {s.study_name for s in storage.get_all_studies()}
     for arch in (a.name for a in spec.architectures):
-        if spec.study_name(arch) not in existing:
-            raise ConfigError(
-                f"no tuning study {spec.study_name(arch)!r} in the storage; run `hpo run {spec.source}` first"
-            )
-        tuning = optuna.load_study(study_name=spec.study_name(arch), storage=storage)
-        best = best_trial(tuning)
-        main_dir = tuning.directions[0]
+        if spec.is_default:
+            chosen = default_choice(spec, arch, ds, device)
+            main_dir = optuna.study.StudyDirection[objective_directions(spec, ds)[0].upper()]
+        else:
+            if spec.study_name(arch) not in existing:
+                raise ConfigError(
+                    f"no tuning study {spec.study_name(arch)!r} in the storage; run `hpo run {spec.source}` first"
+                )
+            tuning = optuna.load_study(study_name=spec.study_name(arch), storage=storage)
+            chosen = Chosen.of_trial(best_trial(tuning))
+            main_dir = tuning.directions[0]
         study = optuna.create_study(
             storage=storage,
             study_name=retrain_study_name(spec, arch),
@@ -106,7 +155,7 @@ def prepare_retrain(
             load_if_exists=True,
         )
         if "tuning_trial" not in keys.plain(study.user_attrs):
-            _describe_retrain(study, spec, arch, best, ds, device, n_seeds)
+            _describe_retrain(study, spec, arch, chosen, ds, device, n_seeds)
         chunk = int(keys.plain(study.user_attrs)["chunk_size"])
         n_chunks = math.ceil(n_seeds / chunk)
         with claim_lock(url, study.study_name):  # overlapping `hpo retrain` processes queue each chunk once
@@ -119,29 +168,33 @@ def _describe_retrain(
     study: optuna.Study,
     spec: StudySpec,
     arch: str,
-    best: optuna.trial.FrozenTrial,
+    chosen: Chosen,
     ds: TabularDataset,
     device: torch.device,
     n_seeds: int,
 ) -> None:
-    """Store on a new retrain study what it retrains (the best trial's configuration) and its chunk size, chosen
-    once from the device's free memory unless the spec fixes it, so every worker cuts the same chunks."""
-    hyper = keys.plain(best.user_attrs)["model_config"]
-    cfg = TrainConfig(**{**keys.plain(best.user_attrs)["train_config"], "device": str(device)})
+    """Store on a new retrain study what it retrains (the best trial's configuration, or the default one), its
+    seed design and its chunk size, chosen once from the device's free memory unless the spec fixes it, so every
+    worker cuts the same chunks and maps seeds to the same (initialisation, data-order) cells."""
+    hyper = chosen.model_config
+    cfg = TrainConfig(**{**chosen.train_config, "device": str(device)})
     shaped = {k: tuple(v) if isinstance(v, list) else v for k, v in hyper.items()}
     probe = probe_model(arch, ds.spec, ds.tasks, budget=spec.budget, **shaped)
     units = [u.units for u in probe.layer_units()]
-    per = bytes_per_replica(keys.plain(best.user_attrs)["parameter_count"], units, cfg.batch_size)
+    per = bytes_per_replica(chosen.parameter_count, units, cfg.batch_size)
     chunk = spec.retrain.replicas_per_run or replicas_that_fit(per, device, wanted=n_seeds)
     attrs = {
-        "tuning_trial": best.number,
-        "tuning_values": best.values,
+        "tuning_trial": chosen.number,
+        "tuning_values": chosen.values,
         "model_config": hyper,
-        "train_config": keys.plain(best.user_attrs)["train_config"],
+        "train_config": chosen.train_config,
         "architecture": arch,
         "spec_name": spec.name,
         "chunk_size": chunk,
         "fresh_data": spec.retrain.fresh_data,
+        "cross": spec.retrain.cross.model_dump() if spec.retrain.cross else None,
+        "default": spec.is_default,
+        "replicate": spec.replicate_point,
     }
     for key, value in attrs.items():
         study.set_user_attr(keys.key(key), value)
@@ -173,8 +226,9 @@ class RetrainObjective:
             k: tuple(v) if isinstance(v, list) else v for k, v in study_attrs["model_config"].items()
         }
         cfg = TrainConfig(**{**study_attrs["train_config"], "device": self.device})
-        init = [seeds_of(s)[0] for s in seeds]
-        data = [seeds_of(s)[1] for s in seeds]
+        cross_data = (study_attrs.get("cross") or {}).get("data")
+        init = [seeds_of(s, cross_data)[0] for s in seeds]
+        data = [seeds_of(s, cross_data)[1] for s in seeds]
         ds = self.ds
         if self.spec.retrain.fresh_data:
             ds = fresh_datasets(self.spec, seeds).to(self.ds.device)
@@ -216,6 +270,12 @@ class RetrainObjective:
         return float(np.mean(values))
 
 
+def retrain_specs(spec: StudySpec) -> list[StudySpec]:
+    """Every study a spec's retraining covers: its (replicate or sweep) studies, then the default configurations'
+    when ``retrain.default`` is set."""
+    return [*spec.expand(), *([spec.default_spec()] if spec.retrain.default else [])]
+
+
 def run_retrain(
     spec: StudySpec,
     storage_url: str | None = None,
@@ -234,6 +294,11 @@ def run_retrain(
     stored once."""
     url = normalise_url(storage_url)
     n_seeds = seeds or spec.retrain.seeds
+    if spec.retrain.cross is not None and n_seeds != spec.retrain.seeds:
+        raise ConfigError(
+            f"--seeds {n_seeds} does not fit the crossed design of {spec.source} (retrain.cross: "
+            f"{spec.retrain.cross.init} x {spec.retrain.cross.data} = {spec.retrain.seeds} seeds); change cross instead"
+        )
     storage = open_storage(url, create=False)  # retraining needs the tuning studies: never a new database
     device = resolve_device(devices[worker_index % len(devices)])
     ds = load_study_dataset(spec).to(device)  # once per worker: every chunk trains on device-resident data
