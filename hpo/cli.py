@@ -395,25 +395,26 @@ def export_cmd(
         raise ConfigError(f"--format must be csv or parquet, got {fmt!r}")
     target = Path(out)
     base = load_study(study)
-    subs = base.expand()
-    for i, spec in enumerate(subs):
+    written: list[tuple[str, str, Any]] = []
+    for spec in base.expand():
         data = collect(spec, storage)  # a missing storage or study fails here, before any folder is made
-        target.mkdir(parents=True, exist_ok=True)
-        tables = [
-            ("trials", data.trials),
-            ("seed_results", data.seed_results),
-            ("seed_metrics", data.seed_metrics),
+        written += [
+            (spec.name, "trials", data.trials),
+            (spec.name, "seed_results", data.seed_results),
+            (spec.name, "seed_metrics", data.seed_metrics),
         ]
-        if base.retrain.default and i == len(subs) - 1:  # the default rows once, after the last replicate
-            default = read_default(base, storage)
-            tables += [("default_seed_results", default[0]), ("default_seed_metrics", default[1])]
-        for name, df in tables:
-            path = target / f"{spec.name}_{name}.{fmt}"
-            if fmt == "csv":
-                df.to_csv(path, index=False)
-            else:
-                df.astype({c: str for c in df.columns if df[c].dtype == object}).to_parquet(path, index=False)
-            typer.echo(f"{name}: {path} ({len(df)} rows)")
+    if base.retrain.default:  # the default configurations' seeds: one set for all replicates, NAME.default
+        results, metrics = read_default(base, storage)
+        name = base.default_spec().name
+        written += [(name, "seed_results", results), (name, "seed_metrics", metrics)]
+    target.mkdir(parents=True, exist_ok=True)
+    for prefix, table, df in written:
+        path = target / f"{prefix}_{table}.{fmt}"
+        if fmt == "csv":
+            df.to_csv(path, index=False)
+        else:
+            df.astype({c: str for c in df.columns if df[c].dtype == object}).to_parquet(path, index=False)
+        typer.echo(f"{table}: {path} ({len(df)} rows)")
 
 
 @app.command("demo")

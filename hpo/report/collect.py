@@ -20,7 +20,7 @@ from hpo.storage.engine import mask_url, normalise_url, open_storage
 from hpo.storage.naming import retrain_study_name
 from hpo.storage.results import read_seed_metrics, read_seed_results
 
-__all__ = ["ReportData", "collect", "trials_frame"]
+__all__ = ["ReportData", "collect", "read_default", "seed_frame", "trials_frame"]
 
 
 @dataclass
@@ -40,6 +40,33 @@ class ReportData:
     model_origins: dict[str, str] = field(default_factory=dict)
     code_revisions: list[str] = field(default_factory=list)
     searched: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # replicated tuning (``replicates``): each replicate's retrain attributes, keyed by (replicate, architecture);
+    # the frames above then carry a ``replicate`` column and pool every replicate
+    replicate_attrs: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)
+    # ``retrain.default``: the default configurations' seeds, and what each default configuration was
+    default_results: pd.DataFrame = field(default_factory=pd.DataFrame)
+    default_metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
+    default_attrs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def replicates(self) -> int:
+        return int(self.trials["replicate"].nunique()) if "replicate" in self.trials else 1
+
+
+def seed_frame(
+    results: pd.DataFrame, metrics: pd.DataFrame, task: str, metric: str, split: str = "test"
+) -> pd.DataFrame:
+    """One row per successful seed with its value of (split, task, metric) and its seeds (and replicate)."""
+    if metrics.empty or results.empty:
+        return pd.DataFrame(columns=["architecture", "seed", "init_seed", "data_seed", "value"])
+    on = [
+        "architecture",
+        "seed",
+        *(["replicate"] if "replicate" in metrics and "replicate" in results else []),
+    ]
+    sel = metrics[(metrics.split == split) & (metrics.task == task) & (metrics.metric == metric)]
+    ok = results.loc[results.status == "ok", [*on, "init_seed", "data_seed"]]
+    return sel.merge(ok, on=on)
 
 
 def trials_frame(study: optuna.Study, arch: str) -> pd.DataFrame:
@@ -113,8 +140,64 @@ def _load(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study | Non
         return None
 
 
+def read_default(spec: StudySpec, storage_url: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The seed results and metrics of the default configurations' retraining (``retrain.default``)."""
+    url = normalise_url(storage_url)
+    name = spec.default_spec().name
+    return read_seed_results(url, name), read_seed_metrics(url, name)
+
+
 def collect(spec: StudySpec, storage_url: str | None = None) -> ReportData:
-    """Everything the report shows, read from the storage (which must exist: nothing is created here)."""
+    """Everything the report shows, read from the storage (which must exist: nothing is created here). A spec with
+    replicates pools its replicate studies (frames gain a ``replicate`` column); ``retrain.default`` adds the
+    default configurations' seeds."""
+    if spec.replicates > 1:
+        data = _collect_replicates(spec, storage_url)
+    else:
+        data = _collect_one(spec, storage_url)
+    if spec.retrain.default:
+        data.default_results, data.default_metrics = read_default(spec, storage_url)
+        storage = open_storage(normalise_url(storage_url), heartbeat=False, create=False)
+        for arch in (a.name for a in spec.architectures):
+            if (study := _load(storage, retrain_study_name(spec.default_spec().name, arch))) is not None:
+                data.default_attrs[arch] = dict(keys.plain(study.user_attrs))
+    return data
+
+
+def _collect_replicates(spec: StudySpec, storage_url: str | None) -> ReportData:
+    """The replicates' data pooled, each row labelled with its replicate (1-based)."""
+    parts = [
+        (int((sub.replicate_point or {})["index"]), _collect_one(sub, storage_url)) for sub in spec.expand()
+    ]
+    first = parts[0][1]
+
+    def pooled(frames: list[tuple[int, pd.DataFrame]]) -> pd.DataFrame:
+        kept = [f.assign(replicate=r) for r, f in frames if not f.empty]
+        return pd.concat(kept, ignore_index=True) if kept else pd.DataFrame()
+
+    data = ReportData(
+        spec,
+        first.storage,
+        pooled([(r, d.trials) for r, d in parts]),
+        pooled([(r, d.seed_results) for r, d in parts]),
+        pooled([(r, d.seed_metrics) for r, d in parts]),
+        first.study_attrs,
+        first.retrain_attrs,
+        gate_use=first.gate_use,
+        directions=first.directions,
+        metric_names=first.metric_names,
+    )
+    data.searched = pooled([(r, d.searched) for r, d in parts])
+    for r, d in parts:
+        data.versions.update(d.versions)
+        data.model_origins.update(d.model_origins)
+        data.importances.update({a: v for a, v in d.importances.items() if a not in data.importances})
+        data.replicate_attrs.update({(r, a): attrs for a, attrs in d.retrain_attrs.items()})
+    data.code_revisions = sorted({rev for _, d in parts for rev in d.code_revisions})
+    return data
+
+
+def _collect_one(spec: StudySpec, storage_url: str | None = None) -> ReportData:
     url = normalise_url(storage_url)
     storage = open_storage(url, heartbeat=False, create=False)
     data = ReportData(spec, mask_url(url), pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), {}, {})

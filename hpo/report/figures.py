@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from hpo.report.collect import ReportData
+from hpo.report.collect import ReportData, seed_frame
 from hpo.report.stats import PairComparison, compare_pairs, holm_over, summarise
 from hpo.schema import HIGHER_IS_BETTER
 
@@ -59,10 +59,8 @@ def test_metric(data: ReportData) -> dict[str, str]:
 
 
 def seed_values(data: ReportData, task: str, metric: str, split: str = "test") -> dict[str, np.ndarray]:
-    sm = data.seed_metrics
-    sel = sm[(sm.split == split) & (sm.task == task) & (sm.metric == metric)]
-    ok = data.seed_results.loc[data.seed_results.status == "ok", ["architecture", "seed"]]
-    sel = sel.merge(ok, on=["architecture", "seed"])
+    """Each architecture's values over its successful seeds (of every tuning replicate, pooled)."""
+    sel = seed_frame(data.seed_results, data.seed_metrics, task, metric, split)
     archs = [a.name for a in data.spec.architectures]
     return {
         a: sel.loc[sel.architecture == a, "value"].to_numpy(dtype=float)

@@ -24,6 +24,7 @@ from hpo.report.figures import (
     seed_values,
     test_metric,
 )
+from hpo.report.robustness import robustness_sections
 from hpo.report.stats import RankSummary
 from hpo.report.verdict import caveats, gaps_frame, verdict_html, verdicts
 from hpo.schema import HIGHER_IS_BETTER
@@ -209,16 +210,23 @@ def write_report(spec: StudySpec, out: str | Path, storage_url: str | None = Non
     data.searched.to_csv(f"{stem}_searched.csv", index=False)
     metrics = test_metric(data)
     summary = ranks(data, metrics)
+    shown, robust_figs = robustness_sections(data, str(stem), table_html)
     figs = figure_list(data, pairs) + _across_figures(data, metrics, summary)
     parts = figures_html(figs)
+    robust_parts = figures_html(robust_figs, start=len(figs))
     verdict = _verdict_section(data, pairs, metrics, stem)
     comp_sections = _comparison_sections(comp, metrics)
     n_seeds = int(data.seed_results.groupby("architecture").size().min()) if len(data.seed_results) else 0
+    pooled = (
+        f"{n_seeds} seeds per architecture ({data.replicates} tuning replicates' retrains pooled)"
+        if data.replicates > 1
+        else f"{n_seeds} seeds per architecture"
+    )
     obj = data.metric_names[0] if data.metric_names else "objective"
     body = f"""
 <h1>{esc(spec.name)}: comparison of {len(spec.architectures)} architectures</h1>
 <p class="muted">dataset {esc(_dataset_name(data))} · objective {esc(obj)} · sampler {esc(spec.sampler.name)} ·
-pruner {esc(spec.pruner.name)} · budget {spec.budget} hidden units per layer · {n_seeds} seeds per architecture</p>
+pruner {esc(spec.pruner.name)} · budget {spec.budget} hidden units per layer · {esc(pooled)}</p>
 <div class="note">Each architecture was tuned on the validation split; its best configuration was then retrained from
 random initialisation with every seed below and evaluated once on the test split. Intervals are bootstrap 95%
 intervals of the mean over seeds (BCa, or percentile where BCa is undefined); the best value of each column is in
@@ -239,18 +247,20 @@ family: every pair on every task in this table ({len(pairs)} tests, the CSV's <c
 {table_html(pairs)}
 <h2>Cost</h2>{table_html(cost)}
 <h2>Figures</h2>{_importance_note(data)}{parts}
+{shown}{robust_parts}
 <h2>Provenance</h2>{_provenance(data)}
 <h2>Study specification</h2><p class="muted">As stored on the studies, settings that are unset (null or empty)
 left out; the search spaces as they were searched.</p><pre>{esc(json.dumps(_set_only(next(iter(data.study_attrs.values()), {}).get("spec", {})), indent=2))}</pre>
 """
-    out.write_text(render_page(f"{spec.name} report", body, len(figs)), encoding="utf-8")
+    out.write_text(render_page(f"{spec.name} report", body, len(figs) + len(robust_figs)), encoding="utf-8")
     return out
 
 
-def figures_html(figs: list[tuple[str, Any]]) -> str:
-    """Each figure as a titled div (plotly's JavaScript is inlined once, by :func:`render_page`)."""
+def figures_html(figs: list[tuple[str, Any]], start: int = 0) -> str:
+    """Each figure as a titled div (plotly's JavaScript is inlined once, by :func:`render_page`); ``start``
+    numbers the divs after figures placed elsewhere on the page."""
     parts = []
-    for i, (title, fig) in enumerate(figs):
+    for i, (title, fig) in enumerate(figs, start=start):
         div = fig.to_html(
             full_html=False, include_plotlyjs=False, div_id=f"fig{i}", config={"displaylogo": False}
         )

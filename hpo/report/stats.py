@@ -21,6 +21,7 @@ __all__ = [
     "Summary",
     "bootstrap_ci",
     "compare_pairs",
+    "difference_ci",
     "holm",
     "holm_over",
     "iqm",
@@ -66,6 +67,32 @@ def bootstrap_ci(
         if np.isfinite(lo) and np.isfinite(hi):
             return lo, hi
     return (float("nan"), float("nan"))
+
+
+def difference_ci(
+    x: np.ndarray, y: np.ndarray, *, level: float = 0.95, n_resamples: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """Bootstrap interval of ``mean(x) - mean(y)`` for two independent samples (each resampled on its own):
+    SciPy's BCa interval, or the percentile one where BCa is undefined."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) < 2 or len(y) < 2:
+        return (float("nan"), float("nan"))
+
+    def diff(a: np.ndarray, b: np.ndarray, axis: int = -1) -> Any:
+        return np.mean(a, axis=axis) - np.mean(b, axis=axis)
+
+    for method in ("BCa", "percentile"):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = sps.bootstrap(
+                (x, y), diff, confidence_level=level, n_resamples=n_resamples, method=method,
+                random_state=np.random.default_rng(seed), vectorized=True,
+            )  # fmt: skip
+        lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+        if np.isfinite(lo) and np.isfinite(hi):
+            return lo, hi
+    d = float(x.mean() - y.mean())
+    return (d, d)
 
 
 def sign_test(d: np.ndarray) -> float:

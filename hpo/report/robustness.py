@@ -1,0 +1,477 @@
+"""How far the verdict depends on the tuning budget and on every source of randomness ("show your work").
+
+Four report sections, each with its CSV, computed from the same storage as the rest of the report:
+
+* ``expected-max``: expected best validation score against the number of trials (:mod:`hpo.report.expected_max`),
+  with the observed best-so-far of every tuning replicate, and where two architectures' curves cross;
+* ``replicates``: per architecture, the retrained test score of each independent tuning run (``replicates``) and
+  the winner's curse: the validation score the tuner selected on against the same configuration retrained;
+* ``variance``: the test score's variance split into initialisation, data order and residual (a crossed retrain)
+  and tuning (between replicates) (:mod:`hpo.report.variance`);
+* ``default-vs-tuned``: each architecture's documented default configuration retrained beside its tuned one.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from hpo.report.collect import ReportData, seed_frame
+from hpo.report.expected_max import best_so_far, crossings, expected_max
+from hpo.report.figures import COLORS, _layout, test_metric
+from hpo.report.stats import bootstrap_ci, difference_ci
+from hpo.report.variance import METHOD_CROSSED, METHOD_ONE_WAY, crossed_components, one_way_components
+from hpo.schema import HIGHER_IS_BETTER
+
+__all__ = [
+    "default_vs_tuned",
+    "expected_max_frame",
+    "replicate_frame",
+    "robustness_sections",
+    "variance_frame",
+]
+
+MODEL_BASED = ("gp", "tpe", "cmaes")
+
+
+def _esc(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _archs(data: ReportData) -> list[str]:
+    return [a.name for a in data.spec.architectures]
+
+
+def _complete(data: ReportData) -> pd.DataFrame:
+    tr = data.trials
+    if tr.empty or "value_0" not in tr:
+        return pd.DataFrame(columns=["architecture", "number", "value_0", "replicate"])
+    keep = (tr.state == "COMPLETE") & ~tr.get("surplus", pd.Series(False, index=tr.index)).astype(bool)
+    out = tr.loc[keep].copy()
+    if "replicate" not in out:
+        out["replicate"] = 1
+    return out[np.isfinite(out.value_0.astype(float))]
+
+
+# -- expected best against trials -----------------------------------------------------------------------------
+def expected_max_frame(data: ReportData, *, seed: int = 0) -> pd.DataFrame:
+    """Per architecture and ``k``: the expected best validation objective of ``k`` trials with its bootstrap 95%
+    band (all replicates' trials pooled), and the observed best after ``k`` trials averaged over the replicates
+    with their min and max."""
+    higher = data.directions[:1] != ["minimize"]
+    done = _complete(data)
+    rows = []
+    for arch in _archs(data):
+        t = done[done.architecture == arch]
+        if t.empty:
+            continue
+        em = expected_max(t.value_0.to_numpy(dtype=float), higher_is_better=higher, seed=seed)
+        runs = [
+            best_so_far(g.sort_values("number").value_0.to_numpy(dtype=float), higher_is_better=higher)
+            for _, g in t.groupby("replicate")
+        ]
+        for k, m, lo, hi in zip(em.k, em.mean, em.low, em.high, strict=True):
+            seen = [r[k - 1] for r in runs if len(r) >= k]
+            rows.append(
+                {
+                    "architecture": arch,
+                    "trials": int(k),
+                    "expected_best": float(m),
+                    "ci95_low": float(lo),
+                    "ci95_high": float(hi),
+                    "observed_best_mean": float(np.mean(seen)) if seen else math.nan,
+                    "observed_best_min": float(np.min(seen)) if seen else math.nan,
+                    "observed_best_max": float(np.max(seen)) if seen else math.nan,
+                    "replicates_reaching_k": len(seen),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _expected_max_figure(frame: pd.DataFrame, data: ReportData) -> go.Figure | None:
+    if frame.empty:
+        return None
+    fig = go.Figure()
+    for i, arch in enumerate(_archs(data)):
+        f = frame[frame.architecture == arch]
+        if f.empty:
+            continue
+        c = COLORS[i % len(COLORS)]
+        fig.add_trace(
+            go.Scatter(
+                x=np.r_[f.trials, f.trials[::-1]],
+                y=np.r_[f.ci95_high, f.ci95_low[::-1]],
+                fill="toself",
+                fillcolor=c,
+                opacity=0.15,
+                line={"width": 0},
+                hoverinfo="skip",
+                showlegend=False,
+            )
+        )
+        fig.add_trace(go.Scatter(x=f.trials, y=f.expected_best, mode="lines", name=arch, line={"color": c}))
+        fig.add_trace(
+            go.Scatter(
+                x=f.trials,
+                y=f.observed_best_mean,
+                mode="lines",
+                name=f"{arch} observed",
+                line={"color": c, "dash": "dot", "shape": "hv"},
+                legendgroup=arch,
+            )
+        )
+    name = data.metric_names[0] if data.metric_names else "objective"
+    last = int(frame.trials.max())
+    fig.update_xaxes(title="trials (k)", tick0=1, dtick=max(1, math.ceil(last / 10)), tickformat="d")
+    fig.update_yaxes(title=f"expected best {name}")
+    return _layout(
+        fig, "expected best validation score of k trials (solid, 95% band); observed best-so-far (dotted)"
+    )
+
+
+def _expected_max_html(frame: pd.DataFrame, data: ReportData) -> str:
+    if frame.empty:
+        return '<p class="muted">no complete trials</p>'
+    higher = data.directions[:1] != ["minimize"]
+    curves = {
+        a: g.sort_values("trials").expected_best.to_numpy()
+        for a, g in frame.groupby("architecture", sort=False)
+    }
+    found = crossings(curves, higher_is_better=higher)
+    n = frame.groupby("architecture").trials.max()
+    sampler = data.spec.sampler.name
+    if sampler in MODEL_BASED:
+        meaning = (
+            f"The {_esc(sampler)} sampler chose each trial from the earlier ones, so its trials are not exchangeable: "
+            "the solid curve is the expected best of k trials drawn at random from those it ran (how good a "
+            "random-search study over that sampler's proposals would be), not the result of a k-trial run of the "
+            "sampler; the dotted curve is that: the best after k trials as they ran, averaged over the tuning "
+            "replicates."
+        )
+    else:
+        meaning = (
+            f"The {_esc(sampler)} sampler draws trials independently, so the solid curve is the expected best of a "
+            "k-trial study of this kind."
+        )
+    if found:
+        items = "".join(f"<li>{_esc(c.sentence())}</li>" for c in found)
+        cross = f"<p>Where the expected-best curves cross (the ranking depends on the tuning budget):</p><ul>{items}</ul>"
+    else:
+        cross = (
+            "<p>No two expected-best curves cross: the ranking of the tuned scores does not depend on the budget "
+            "within the trials run.</p>"
+        )
+    return (
+        "<p>Expected best validation objective of k trials for k = 1 .. n (n = "
+        + ", ".join(f"{_esc(a)} {int(v)}" for a, v in n.items())
+        + " complete trials, every replicate pooled), by the unbiased estimator of Tang et al. (2020) for draws "
+        "without replacement (Dodge et al. 2019 drew with replacement, biased upwards near n); the band is a "
+        f"percentile bootstrap 95% interval over the trials. {meaning}</p>{cross}"
+    )
+
+
+# -- tuning replicates and the winner's curse -----------------------------------------------------------------
+def _main_target(data: ReportData) -> tuple[list[str], str]:
+    """The tasks the objective is made of and its metric (``mean`` averages every task)."""
+    metrics = test_metric(data)
+    tasks = list(metrics)
+    if not tasks:
+        return [], ""
+    main = data.spec.objective.task or tasks[0]
+    metric = data.spec.objective.metric or metrics.get(main, "auc")
+    return (tasks if data.spec.objective.kind == "mean" else [main]), metric
+
+
+def _per_seed_objective(
+    results: pd.DataFrame, metrics: pd.DataFrame, tasks: list[str], metric: str, split: str
+) -> pd.DataFrame:
+    frames = [seed_frame(results, metrics, t, metric, split) for t in tasks]
+    if not frames or frames[0].empty:
+        return pd.DataFrame()
+    keys = [c for c in ("architecture", "replicate", "seed") if c in frames[0]]
+    joined = pd.concat(frames).groupby(keys, as_index=False).value.mean()
+    return joined
+
+
+def replicate_frame(data: ReportData) -> pd.DataFrame:
+    """Per architecture and tuning replicate: the selected trial's validation objective, the same configuration
+    retrained (mean over seeds) on validation and test, and the optimism of the selection."""
+    tasks, metric = _main_target(data)
+    if not tasks or data.seed_results.empty:
+        return pd.DataFrame()
+    valid = _per_seed_objective(data.seed_results, data.seed_metrics, tasks, metric, "valid")
+    test = _per_seed_objective(data.seed_results, data.seed_metrics, tasks, metric, "test")
+    attrs = data.replicate_attrs or {(1, a): v for a, v in data.retrain_attrs.items()}
+    rows = []
+    for (rep, arch), a in sorted(attrs.items(), key=lambda kv: (_archs(data).index(kv[0][1]), kv[0][0])):
+        sel = (valid.architecture == arch) & ((valid.replicate == rep) if "replicate" in valid else True)
+        tsel = (test.architecture == arch) & ((test.replicate == rep) if "replicate" in test else True)
+        chosen = (a.get("tuning_values") or [math.nan])[0]
+        v, t = valid.loc[sel, "value"].to_numpy(), test.loc[tsel, "value"].to_numpy()
+        rows.append(
+            {
+                "architecture": arch,
+                "replicate": rep,
+                "tuning_trial": a.get("tuning_trial"),
+                "valid_at_selection": chosen,
+                "retrained_valid_mean": float(v.mean()) if len(v) else math.nan,
+                "retrained_test_mean": float(t.mean()) if len(t) else math.nan,
+                "seeds": len(t),
+                "optimism": (chosen - float(v.mean())) * (1 if HIGHER_IS_BETTER.get(metric, True) else -1)
+                if len(v)
+                else math.nan,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _replicates_html(frame: pd.DataFrame, data: ReportData, table: Any) -> tuple[str, go.Figure | None]:
+    if frame.empty:
+        return '<p class="muted">no retrain results yet: run hpo retrain</p>', None
+    tasks, metric = _main_target(data)
+    what = f"{'mean ' if len(tasks) > 1 else ''}{metric.upper()} of {', '.join(tasks)}"
+    spread = (
+        frame.groupby("architecture", sort=False)
+        .retrained_test_mean.agg(replicates="count", lowest="min", highest="max", sd="std")
+        .reset_index()
+    )
+    spread["range"] = spread.highest - spread.lowest
+    if data.replicates == 1:
+        lead = (
+            "<p>One tuning run per architecture (<code>replicates: 1</code>): the table shows the winner's curse, "
+            "but whether another tuning run would choose as well cannot be told. Set <code>replicates: 3</code> or "
+            "more in the study to measure it.</p>"
+        )
+    else:
+        lead = (
+            f"<p>{data.replicates} independent tuning runs per architecture (sampler and training seeds differ, the "
+            "budget is the same); each run's best configuration was retrained over the seeds. The spread of the "
+            "retrained test score across runs is the part of a result that comes from the tuner, which a single "
+            "tuning run hides.</p>"
+        )
+    curse = (
+        f"<p>Winner's curse: <code>valid_at_selection</code> is the validation {_esc(what)} of the trial the tuner "
+        "picked as best; <code>retrained_valid_mean</code> is the same configuration retrained from fresh seeds, "
+        "on the same validation split. Picking the best of many noisy trials favours lucky ones, so "
+        "<code>optimism</code> (selection minus retrained, in the direction of better) is expected to be positive; "
+        "its size is how much the tuning score overstates what the configuration delivers.</p>"
+    )
+    fig = go.Figure()
+    for i, arch in enumerate(_archs(data)):
+        f = frame[frame.architecture == arch]
+        if f.empty:
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=f.valid_at_selection,
+                y=f.retrained_valid_mean,
+                mode="markers",
+                name=arch,
+                marker={"color": COLORS[i % len(COLORS)], "size": 9},
+                text=[f"replicate {r}" for r in f.replicate],
+            )
+        )
+    lo = float(np.nanmin(frame[["valid_at_selection", "retrained_valid_mean"]].to_numpy()))
+    hi = float(np.nanmax(frame[["valid_at_selection", "retrained_valid_mean"]].to_numpy()))
+    fig.add_trace(
+        go.Scatter(
+            x=[lo, hi], y=[lo, hi], mode="lines", line={"color": "#999", "dash": "dash"}, name="no optimism"
+        )
+    )
+    fig.update_xaxes(title=f"validation {what} at selection")
+    fig.update_yaxes(title=f"retrained validation {what} (mean over seeds)")
+    _layout(fig, "winner's curse: selection score against the same configuration retrained")
+    return lead + table(spread) + curse + table(frame), fig
+
+
+# -- variance by source ---------------------------------------------------------------------------------------
+def variance_frame(data: ReportData) -> pd.DataFrame:
+    """Per architecture and task: variance components of the test metric (standard deviations, in metric units,
+    and shares of their sum). Crossed components are estimated within each replicate and averaged."""
+    rows = []
+    for task, metric in test_metric(data).items():
+        frame = seed_frame(data.seed_results, data.seed_metrics, task, metric)
+        for arch in _archs(data):
+            f = frame[frame.architecture == arch]
+            if f.empty:
+                continue
+            groups = [g for _, g in f.groupby("replicate")] if "replicate" in f else [f]
+            crossed = [c for c in (crossed_components(g) for g in groups) if c is not None]
+            one_way = one_way_components([g.value.to_numpy() for g in groups]) if len(groups) > 1 else None
+            row: dict[str, Any] = {"architecture": arch, "task": task, "metric": metric, "seeds": len(f)}
+            comps: dict[str, float] = {}
+            if crossed:
+                comps["init"] = float(np.mean([c.init for c in crossed]))
+                comps["data_order"] = float(np.mean([c.data for c in crossed]))
+                comps["residual"] = float(np.mean([c.residual for c in crossed]))
+                row["design"] = f"{crossed[0].n_init} init x {crossed[0].n_data} data order" + (
+                    f", {len(crossed)} replicates" if len(crossed) > 1 else ""
+                )
+                row["set_to_zero"] = ", ".join(sorted({t for c in crossed for t in c.truncated}))
+            else:
+                within = [g.value.var(ddof=1) for g in groups if len(g) > 1]
+                comps["seed (init and data order together)"] = float(np.mean(within)) if within else math.nan
+                row["design"] = "paired seeds (init and data order vary together)"
+                row["set_to_zero"] = ""
+            if one_way is not None:
+                comps["tuning"] = one_way.between
+                if one_way.truncated:
+                    row["set_to_zero"] = ", ".join(filter(None, [row["set_to_zero"], "tuning"]))
+            total = sum(v for v in comps.values() if math.isfinite(v))
+            for name, v in comps.items():
+                row[f"sd_{name}"] = math.sqrt(v) if math.isfinite(v) else math.nan
+                row[f"share_{name}"] = v / total if total > 0 and math.isfinite(v) else math.nan
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _variance_figure(frame: pd.DataFrame) -> go.Figure | None:
+    shares = [c for c in frame.columns if c.startswith("share_")]
+    if frame.empty or not shares:
+        return None
+    task = frame.task.iloc[0]
+    f = frame[frame.task == task]
+    fig = go.Figure()
+    for i, col in enumerate(shares):
+        fig.add_trace(
+            go.Bar(
+                y=f.architecture,
+                x=f[col],
+                name=col.removeprefix("share_").replace("_", " "),
+                orientation="h",
+                marker_color=COLORS[i % len(COLORS)],
+            )
+        )
+    fig.update_layout(barmode="stack")
+    fig.update_xaxes(title="share of the test-score variance", range=[0, 1], tickformat=".0%")
+    return _layout(
+        fig, f"variance of the test {f.metric.iloc[0].upper()} of {task} by source", 120 + 40 * len(f)
+    )
+
+
+def _variance_html(frame: pd.DataFrame, data: ReportData, table: Any) -> str:
+    if frame.empty:
+        return '<p class="muted">no retrain results yet: run hpo retrain</p>'
+    crossed = frame.design.str.contains(" x ").any()
+    parts = []
+    if crossed:
+        parts.append(f"Initialisation, data order and residual: {METHOD_CROSSED}.")
+    else:
+        parts.append(
+            "Every retrain seed varies initialisation and data order together, so their variances cannot be told "
+            "apart: set <code>retrain: {cross: {init: 5, data: 5}}</code> to cross them."
+        )
+    if data.replicates > 1:
+        parts.append(f"Tuning: {METHOD_ONE_WAY}.")
+    else:
+        parts.append("Tuning variance needs <code>replicates</code> of 2 or more.")
+    parts.append(
+        "Columns <code>sd_*</code> are standard deviations in metric units (the square roots of the components), "
+        "<code>share_*</code> each component's share of their sum. The validation and test splits are fixed, so "
+        "the variance of the split itself is not part of these figures."
+    )
+    return "<p>" + " ".join(parts) + "</p>" + table(frame)
+
+
+# -- default against tuned -------------------------------------------------------------------------------------
+def default_vs_tuned(data: ReportData, *, seed: int = 0) -> pd.DataFrame:
+    """Per architecture and task: the default configuration's and the tuned configuration's test mean with their
+    bootstrap 95% intervals, and the gain from tuning (positive: tuning helped) with its interval."""
+    if data.default_metrics.empty:
+        return pd.DataFrame()
+    rows = []
+    for task, metric in test_metric(data).items():
+        sign = 1.0 if HIGHER_IS_BETTER.get(metric, True) else -1.0
+        tuned = seed_frame(data.seed_results, data.seed_metrics, task, metric)
+        default = seed_frame(data.default_results, data.default_metrics, task, metric)
+        for arch in _archs(data):
+            t = tuned.loc[tuned.architecture == arch, "value"].to_numpy(dtype=float)
+            d = default.loc[default.architecture == arch, "value"].to_numpy(dtype=float)
+            if not len(t) or not len(d):
+                continue
+            lo, hi = difference_ci(sign * t, sign * d, seed=seed)
+            cfg = data.default_attrs.get(arch, {})
+            rows.append(
+                {
+                    "architecture": arch,
+                    "task": task,
+                    "metric": metric,
+                    "default_mean": float(d.mean()),
+                    "default_ci95": _interval(bootstrap_ci(d, seed=seed)),
+                    "default_seeds": len(d),
+                    "tuned_mean": float(t.mean()),
+                    "tuned_ci95": _interval(bootstrap_ci(t, seed=seed)),
+                    "tuned_seeds": len(t),
+                    "gain": float(sign * (t.mean() - d.mean())),
+                    "gain_ci95_low": lo,
+                    "gain_ci95_high": hi,
+                    "default_configuration": _describe(cfg),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _interval(ci: tuple[float, float]) -> str:
+    return f"[{ci[0]:.4f}, {ci[1]:.4f}]" if all(map(math.isfinite, ci)) else ""
+
+
+def _describe(attrs: dict[str, Any]) -> str:
+    model = attrs.get("model_config") or {}
+    train = attrs.get("train_config") or {}
+    items = [f"{k}={v}" for k, v in model.items()]
+    items += [f"{k}={train[k]}" for k in ("optimizer", "lr", "epochs") if k in train]
+    return ", ".join(items)
+
+
+def _default_html(frame: pd.DataFrame, data: ReportData, table: Any) -> str:
+    if not data.spec.retrain.default:
+        return (
+            '<p class="muted">The default configurations were not retrained: set <code>retrain: {default: true}'
+            "</code> in the study and run <code>hpo retrain</code> again to see what tuning gained.</p>"
+        )
+    if frame.empty:
+        return '<p class="muted">the default configurations have no retrain results yet: run hpo retrain</p>'
+    gained = frame[frame.gain_ci95_low > 0]
+    lost = frame[frame.gain_ci95_high < 0]
+    summary = (
+        f"Tuning improved {len(gained)} of {len(frame)} architecture-task results beyond their 95% interval"
+        + (f" and made {len(lost)} worse" if len(lost) else "")
+        + "."
+    )
+    return (
+        "<p>Each architecture's documented default (its constructor's defaults, listed by <code>hpo models</code>, "
+        "and the study's <code>training</code> block with the trainer's default optimiser settings) retrained over "
+        "the same seeds as the tuned configuration. <code>gain</code> is tuned minus default in the direction of "
+        "better, with a bootstrap 95% interval of the difference of means (BCa). "
+        f"{summary}</p>" + table(frame)
+    )
+
+
+def robustness_sections(data: ReportData, stem: str, table: Any) -> tuple[str, list[tuple[str, go.Figure]]]:
+    """The four sections' HTML (figures are placed by the caller) and their figures; CSVs written at ``stem``."""
+    em = expected_max_frame(data)
+    reps = replicate_frame(data)
+    var = variance_frame(data)
+    dvt = default_vs_tuned(data)
+    em.to_csv(f"{stem}_expected_max.csv", index=False)
+    reps.to_csv(f"{stem}_replicates.csv", index=False)
+    var.to_csv(f"{stem}_variance.csv", index=False)
+    dvt.to_csv(f"{stem}_default_vs_tuned.csv", index=False)
+    reps_html, curse_fig = _replicates_html(reps, data, table)
+    figs = [
+        ("Expected best against trials", _expected_max_figure(em, data)),
+        ("Winner's curse", curse_fig),
+        ("Variance by source", _variance_figure(var)),
+    ]
+    body = f"""
+<section id="expected-max"><h2>Tuning budget: expected best against trials</h2>{_expected_max_html(em, data)}</section>
+<section id="replicates"><h2>Tuning replicates and the winner's curse</h2>{reps_html}</section>
+<section id="variance"><h2>Variance by source</h2>{_variance_html(var, data, table)}</section>
+<section id="default-vs-tuned"><h2>Default against tuned</h2>{_default_html(dvt, data, table)}</section>
+"""
+    return body, [(t, f) for t, f in figs if f is not None]

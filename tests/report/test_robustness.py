@@ -1,0 +1,165 @@
+"""Show your work: replicated tuning, crossed and default retrains, and the report sections built on them."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+
+from hpo.cli import main
+from hpo.config.study import load_study
+from hpo.errors import ConfigError
+from hpo.report.collect import ReportData
+from hpo.report.expected_max import crossings
+from hpo.report.robustness import expected_max_frame
+from hpo.storage.engine import open_storage
+from hpo.storage.results import read_seed_results
+from tests.search.conftest import make_study
+
+
+def _first_k_where_b_wins(mean_a: np.ndarray, mean_b: np.ndarray) -> int:
+    return int(np.argmax(mean_b > mean_a)) + 1
+
+
+def test_planted_ranking_flip_crosses_where_brute_force_says() -> None:
+    """Two planted architectures: A's trials are consistently good, B's mostly worse with a few better ones, so A
+    looks better with few trials and B with many. The report's expected-max curves must cross where drawing k of
+    the very same trials at random says (exact up to Monte-Carlo error), and near where fresh draws from the
+    generating distributions say."""
+    rng = np.random.default_rng(7)
+    n = 60
+
+    def draw_a(size: int | tuple[int, ...]) -> np.ndarray:
+        return rng.normal(0.800, 0.004, size)
+
+    def draw_b(size: int | tuple[int, ...]) -> np.ndarray:
+        good = rng.random(size) < 0.15
+        return np.where(good, rng.normal(0.830, 0.004, size), rng.normal(0.760, 0.010, size))
+
+    trials_a, trials_b = draw_a(n), draw_b(n)
+    frame = pd.DataFrame(
+        [
+            {"architecture": arch, "number": i, "state": "COMPLETE", "value_0": v, "replicate": 1 + i // 20}
+            for arch, values in (("shared_bottom", trials_a), ("mmoe", trials_b))
+            for i, v in enumerate(values)
+        ]
+    )
+    spec = load_study(Path(__file__).resolve().parents[2] / "studies" / "smoke.yaml")  # shared_bottom, mmoe
+    spec = spec.model_copy(update={"sampler": spec.sampler.model_copy(update={"name": "random"})})
+    data = ReportData(spec, "", frame, pd.DataFrame(), pd.DataFrame(), {}, {}, directions=["maximize"])
+    em = expected_max_frame(data)
+    curves = {
+        a: g.sort_values("trials").expected_best.to_numpy() for a, g in em.groupby("architecture", sort=False)
+    }
+    found = crossings(curves)
+    assert len(found) == 1 and found[0].before == "shared_bottom" and found[0].after == "mmoe"
+    k_report = found[0].k
+    # brute force on the same trials: the mean best of k drawn without replacement, 4000 draws per k
+    ks = np.arange(1, n + 1)
+    sims = 4000
+    bf_a = np.array(
+        [np.mean([rng.choice(trials_a, k, replace=False).max() for _ in range(sims)]) for k in ks]
+    )
+    bf_b = np.array(
+        [np.mean([rng.choice(trials_b, k, replace=False).max() for _ in range(sims)]) for k in ks]
+    )
+    np.testing.assert_allclose(curves["shared_bottom"], bf_a, atol=6e-4)
+    np.testing.assert_allclose(curves["mmoe"], bf_b, atol=1.5e-3)
+    assert abs(_first_k_where_b_wins(bf_a, bf_b) - k_report) <= 1
+    # the generating distributions (fresh trials): the crossing of the truth, within two trials
+    truth_a = np.array([draw_a((sims, k)).max(axis=1).mean() for k in ks])
+    truth_b = np.array([draw_b((sims, k)).max(axis=1).mean() for k in ks])
+    assert abs(_first_k_where_b_wins(truth_a, truth_b) - k_report) <= 2
+    # the observed best-so-far: three replicates of 20 trials each reach k = 20
+    assert set(em.loc[em.trials == 20, "replicates_reaching_k"]) == {3}
+    assert (em.loc[em.trials == 21, "replicates_reaching_k"] == 0).all()
+
+
+def test_replicates_crossed_and_default_retrains_end_to_end(tmp_path: Path) -> None:
+    """On the synthetic generator: two tuning replicates, a 2 x 3 crossed retrain and the default configurations,
+    through run, retrain, report and export."""
+    path = make_study(
+        tmp_path,
+        replicates=2,
+        sampler={"name": "random", "seed": 0},
+        trials=4,
+        retrain={"cross": {"init": 2, "data": 3}, "default": True},
+    )
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    spec = load_study(path)
+    assert main(["run", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
+    names = {s.study_name for s in open_storage(url, heartbeat=False).get_all_studies()}
+    assert {f"{spec.name}.rep{r}/{a}" for r in (1, 2) for a in ("shared_bottom", "mmoe")} <= names
+    storage = open_storage(url, heartbeat=False)
+    params = [
+        [t.params for t in optuna.load_study(study_name=f"{spec.name}.rep{r}/mmoe", storage=storage).trials]
+        for r in (1, 2)
+    ]
+    assert params[0] != params[1]  # different sampler seeds, not a copy
+    assert main(["retrain", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
+    for name in (f"{spec.name}.rep1", f"{spec.name}.rep2", f"{spec.name}.default"):
+        res = read_seed_results(url, name)
+        assert len(res) == 12, name  # 2 architectures x 6 cells
+        cells = res.groupby("architecture")[["init_seed", "data_seed"]].apply(
+            lambda f: sorted(map(tuple, f.to_numpy().tolist()))
+        )
+        expected = sorted((i, 7919 + d) for i in range(2) for d in range(3))
+        assert all(c == expected for c in cells), cells
+    default = read_seed_results(url, f"{spec.name}.default")
+    assert set(default.tuning_trial) == {-1}
+    out = tmp_path / "rep" / "r.html"
+    assert main(["report", str(path), "--storage", url, "--out", str(out)]) == 0
+    html = out.read_text()
+    for section in ("expected-max", "replicates", "variance", "default-vs-tuned", "verdict"):
+        assert f'<section id="{section}">' in html
+    assert (
+        "2 tuning replicates&#x27; retrains pooled" in html or "2 tuning replicates' retrains pooled" in html
+    )
+    comp = pd.read_csv(tmp_path / "rep" / "r_comparison.csv")
+    assert (comp.seeds == 12).all()  # 6 cells x 2 replicates, pooled
+    var = pd.read_csv(tmp_path / "rep" / "r_variance.csv")
+    assert set(var.design) == {"2 init x 3 data order, 2 replicates"}
+    assert {"sd_init", "sd_data_order", "sd_residual", "sd_tuning"} <= set(var.columns)
+    shares = var[[c for c in var.columns if c.startswith("share_")]].sum(axis=1)
+    assert np.allclose(shares[shares > 0], 1.0)
+    reps = pd.read_csv(tmp_path / "rep" / "r_replicates.csv")
+    assert sorted(map(tuple, reps[["architecture", "replicate"]].to_numpy().tolist())) == [
+        ("mmoe", 1), ("mmoe", 2), ("shared_bottom", 1), ("shared_bottom", 2)
+    ]  # fmt: skip
+    assert reps.valid_at_selection.notna().all() and reps.retrained_test_mean.notna().all()
+    dvt = pd.read_csv(tmp_path / "rep" / "r_default_vs_tuned.csv")
+    assert len(dvt) == 4 and (dvt.default_seeds == 6).all() and (dvt.tuned_seeds == 12).all()
+    assert (dvt.gain_ci95_low <= dvt.gain).all() and (dvt.gain <= dvt.gain_ci95_high).all()
+    assert dvt.default_configuration.str.contains("lr=").all()
+    em = pd.read_csv(tmp_path / "rep" / "r_expected_max.csv")
+    assert set(em.groupby("architecture").trials.max()) == {8}  # 2 replicates x 4 trials pooled
+    section = html[html.index('<section id="expected-max">') :]
+    assert "random sampler draws trials independently" in section[: section.index("</section>")]
+    assert main(["export", str(path), "--storage", url, "--out", str(tmp_path / "x")]) == 0
+    exported = {p.name for p in (tmp_path / "x").iterdir()}
+    assert f"{spec.name}.rep2_seed_metrics.csv" in exported
+    assert len(pd.read_csv(tmp_path / "x" / f"{spec.name}.default_seed_results.csv")) == 12
+    assert re.search(r"Tuning improved \d+ of 4 architecture-task results", html)
+
+
+def test_bad_replicate_and_cross_settings_are_one_line_errors(tmp_path: Path) -> None:
+    for overrides, words in (
+        ({"replicates": 0}, "replicates"),
+        (
+            {"retrain": {"seeds": 5, "cross": {"init": 2, "data": 3}}},
+            "must equal cross.init x cross.data (6)",
+        ),
+        ({"retrain": {"cross": {"init": 1, "data": 3}}}, "init"),
+        (
+            {"replicates": 2, "sweep": {"key": "p", "values": [0.5, 1.0]}},
+            "give each sweep value its own study",
+        ),
+    ):
+        path = make_study(tmp_path, **overrides)
+        with pytest.raises(ConfigError) as exc:
+            load_study(path)
+        assert words in str(exc.value) and "\n" not in str(exc.value) and path.name in str(exc.value)
