@@ -210,10 +210,10 @@ def write_report(spec: StudySpec, out: str | Path, storage_url: str | None = Non
     data.searched.to_csv(f"{stem}_searched.csv", index=False)
     metrics = test_metric(data)
     summary = ranks(data, metrics)
-    shown, robust_figs = robustness_sections(data, str(stem), table_html)
     figs = figure_list(data, pairs) + _across_figures(data, metrics, summary)
     parts = figures_html(figs)
-    robust_parts = figures_html(robust_figs, start=len(figs))
+    drawer = FigureNumbers(start=len(figs))
+    shown = robustness_sections(data, str(stem), table_html, drawer)
     verdict = _verdict_section(data, pairs, metrics, stem)
     comp_sections = _comparison_sections(comp, metrics)
     n_seeds = int(data.seed_results.groupby("architecture").size().min()) if len(data.seed_results) else 0
@@ -247,13 +247,25 @@ family: every pair on every task in this table ({len(pairs)} tests, the CSV's <c
 {table_html(pairs)}
 <h2>Cost</h2>{table_html(cost)}
 <h2>Figures</h2>{_importance_note(data)}{parts}
-{shown}{robust_parts}
+{shown}
 <h2>Provenance</h2>{_provenance(data)}
 <h2>Study specification</h2><p class="muted">As stored on the studies, settings that are unset (null or empty)
 left out; the search spaces as they were searched.</p><pre>{esc(json.dumps(_set_only(next(iter(data.study_attrs.values()), {}).get("spec", {})), indent=2))}</pre>
 """
-    out.write_text(render_page(f"{spec.name} report", body, len(figs) + len(robust_figs)), encoding="utf-8")
+    out.write_text(render_page(f"{spec.name} report", body, drawer.next), encoding="utf-8")
     return out
+
+
+class FigureNumbers:
+    """Draws one figure at a time where a section wants it, numbering the divs on from the figures before."""
+
+    def __init__(self, start: int = 0) -> None:
+        self.next = start
+
+    def __call__(self, title: str, fig: Any) -> str:
+        out = figures_html([(title, fig)], start=self.next)
+        self.next += 1
+        return out
 
 
 def figures_html(figs: list[tuple[str, Any]], start: int = 0) -> str:

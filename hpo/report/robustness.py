@@ -334,14 +334,13 @@ def _variance_figure(frame: pd.DataFrame) -> go.Figure | None:
     shares = [c for c in frame.columns if c.startswith("share_")]
     if frame.empty or not shares:
         return None
-    task = frame.task.iloc[0]
-    f = frame[frame.task == task]
+    labels = [f"{a} ({t})" for a, t in zip(frame.architecture, frame.task, strict=True)]
     fig = go.Figure()
     for i, col in enumerate(shares):
         fig.add_trace(
             go.Bar(
-                y=f.architecture,
-                x=f[col],
+                y=labels,
+                x=frame[col],
                 name=col.removeprefix("share_").replace("_", " "),
                 orientation="h",
                 marker_color=COLORS[i % len(COLORS)],
@@ -349,9 +348,8 @@ def _variance_figure(frame: pd.DataFrame) -> go.Figure | None:
         )
     fig.update_layout(barmode="stack")
     fig.update_xaxes(title="share of the test-score variance", range=[0, 1], tickformat=".0%")
-    return _layout(
-        fig, f"variance of the test {f.metric.iloc[0].upper()} of {task} by source", 120 + 40 * len(f)
-    )
+    fig.update_yaxes(autorange="reversed")
+    return _layout(fig, "variance of each task's test metric by source", 140 + 28 * len(frame))
 
 
 def _variance_html(frame: pd.DataFrame, data: ReportData, table: Any) -> str:
@@ -372,7 +370,8 @@ def _variance_html(frame: pd.DataFrame, data: ReportData, table: Any) -> str:
         parts.append("Tuning variance needs <code>replicates</code> of 2 or more.")
     parts.append(
         "Columns <code>sd_*</code> are standard deviations in metric units (the square roots of the components), "
-        "<code>share_*</code> each component's share of their sum. The validation and test splits are fixed, so "
+        "<code>share_*</code> each component's share of their sum; <code>set_to_zero</code> names components whose "
+        "estimate was negative (in at least one replicate) and was set to 0 there. The validation and test splits are fixed, so "
         "the variance of the split itself is not part of these figures."
     )
     return "<p>" + " ".join(parts) + "</p>" + table(frame)
@@ -452,8 +451,9 @@ def _default_html(frame: pd.DataFrame, data: ReportData, table: Any) -> str:
     )
 
 
-def robustness_sections(data: ReportData, stem: str, table: Any) -> tuple[str, list[tuple[str, go.Figure]]]:
-    """The four sections' HTML (figures are placed by the caller) and their figures; CSVs written at ``stem``."""
+def robustness_sections(data: ReportData, stem: str, table: Any, draw: Any) -> str:
+    """The four sections' HTML with their figures in place (``draw(title, figure)`` renders one); the CSVs are
+    written at ``stem``."""
     em = expected_max_frame(data)
     reps = replicate_frame(data)
     var = variance_frame(data)
@@ -463,15 +463,17 @@ def robustness_sections(data: ReportData, stem: str, table: Any) -> tuple[str, l
     var.to_csv(f"{stem}_variance.csv", index=False)
     dvt.to_csv(f"{stem}_default_vs_tuned.csv", index=False)
     reps_html, curse_fig = _replicates_html(reps, data, table)
-    figs = [
-        ("Expected best against trials", _expected_max_figure(em, data)),
-        ("Winner's curse", curse_fig),
-        ("Variance by source", _variance_figure(var)),
-    ]
+
+    def fig(title: str, figure: go.Figure | None) -> str:
+        return "" if figure is None else str(draw(title, figure))
+
     body = f"""
-<section id="expected-max"><h2>Tuning budget: expected best against trials</h2>{_expected_max_html(em, data)}</section>
-<section id="replicates"><h2>Tuning replicates and the winner's curse</h2>{reps_html}</section>
-<section id="variance"><h2>Variance by source</h2>{_variance_html(var, data, table)}</section>
+<section id="expected-max"><h2>Tuning budget: expected best against trials</h2>{_expected_max_html(em, data)}
+{fig("Expected best against trials", _expected_max_figure(em, data))}</section>
+<section id="replicates"><h2>Tuning replicates and the winner's curse</h2>{reps_html}
+{fig("Winner's curse", curse_fig)}</section>
+<section id="variance"><h2>Variance by source</h2>{_variance_html(var, data, table)}
+{fig("Variance by source", _variance_figure(var))}</section>
 <section id="default-vs-tuned"><h2>Default against tuned</h2>{_default_html(dvt, data, table)}</section>
 """
-    return body, [(t, f) for t, f in figs if f is not None]
+    return body
