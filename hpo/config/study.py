@@ -19,7 +19,8 @@ files are resolved relative to the study file (default ``../search_spaces/<archi
     budget: 2048
     training: {epochs: 5, patience: 2, batch_size: 256, device: auto}
     retrain: {seeds: 30, replicas_per_run: null, fresh_data: false, default: false}
-                                                                 # or {cross: {init: 5, data: 5}, default: true}
+                                                                 # or {cross: {init: 5, data: 5, splits: 1},
+                                                                 #     default: true}
     replicates: 1                                                # independent tuning studies per architecture
     sweep: {key: p, values: [0.5, 0.9, 1.0]}                     # synthetic only: one sub-study per value
 
@@ -88,12 +89,19 @@ class PrunerSpec(_Strict):
 
 
 class CrossSpec(_Strict):
-    """A crossed retrain: every one of ``init`` initialisation seeds with every one of ``data`` data-order seeds,
-    so that the variance of the test score can be split between the two sources (the report's variance section).
-    Retrain seed ``s`` is cell (``s // data``, ``s % data``)."""
+    """A crossed retrain: every one of ``init`` initialisation seeds with every one of ``data`` data-order seeds
+    (and, with ``splits`` > 1, every one of ``splits`` draws of the validation/test rows from their pool; split 0 is
+    the dataset's own), so that the variance of the test score can be split between the sources (the report's
+    variance section). Retrain seed ``s`` is split ``s // (init * data)``, then init and data order as
+    ``divmod(s % (init * data), data)``."""
 
     init: int = Field(ge=2, le=MAX_SEEDS)
     data: int = Field(ge=2, le=MAX_SEEDS)
+    splits: int = Field(1, ge=1, le=MAX_SEEDS)
+
+    @property
+    def cells(self) -> int:
+        return self.init * self.data * self.splits
 
 
 class RetrainSpec(_Strict):
@@ -115,13 +123,15 @@ class RetrainSpec(_Strict):
     def _seeds_of_cross(cls, data: Any) -> Any:
         """With ``cross``, ``seeds`` is its product: left out, it is filled in; given, it must agree."""
         if isinstance(data, dict) and isinstance(cross := data.get("cross"), dict):
-            init, dat = cross.get("init"), cross.get("data")
-            if isinstance(init, int) and isinstance(dat, int):
+            init, dat, splits = cross.get("init"), cross.get("data"), cross.get("splits", 1)
+            if isinstance(init, int) and isinstance(dat, int) and isinstance(splits, int):
+                cells = init * dat * splits
                 if "seeds" not in data:
-                    return {**data, "seeds": init * dat}
-                if data["seeds"] != init * dat:
+                    return {**data, "seeds": cells}
+                if data["seeds"] != cells:
                     raise ValueError(
-                        f"seeds ({data['seeds']}) must equal cross.init x cross.data ({init * dat}) or be left out"
+                        f"seeds ({data['seeds']}) must equal cross.init x cross.data x cross.splits ({cells}) "
+                        "or be left out"
                     )
         return data
 

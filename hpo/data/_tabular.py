@@ -142,6 +142,31 @@ class TabularDataset:
         provenance = {**first.provenance, "replicas": [d.provenance for d in datasets]}
         return replace(first, name=f"{first.name} (x{len(datasets)})", splits=splits, provenance=provenance)
 
+    def redraw_heldout(self, seed: int) -> TabularDataset:
+        """The validation and test rows pooled and split again at random (same sizes; training rows unchanged):
+        one level of the split factor of a crossed retrain. Seed 0 is the dataset's own split. The encoding was
+        fitted on the training rows only, so no held-out row leaks into it either way."""
+        if seed == 0:
+            return self
+        if self.replicas is not None:
+            raise DataError(
+                f"dataset {self.name}: held-out rows are redrawn for one shared dataset, not replicas"
+            )
+        valid, test = self.splits["valid"], self.splits["test"]
+        pooled = Split(
+            torch.cat([valid.cont, test.cont]), torch.cat([valid.cat, test.cat]), torch.cat([valid.y, test.y])
+        )
+        gen = torch.Generator().manual_seed(int(seed))
+        order = torch.randperm(len(pooled), generator=gen).to(pooled.y.device)
+        take = Split(pooled.cont[order], pooled.cat[order], pooled.y[order])
+        n_valid = len(valid)
+        splits = {
+            "train": self.splits["train"],
+            "valid": take.rows(0, n_valid),
+            "test": take.rows(n_valid, len(take)),
+        }
+        return replace(self, splits=splits, provenance={**self.provenance, "heldout_redrawn_with_seed": seed})
+
     def to(self, device: torch.device | str) -> TabularDataset:
         return TabularDataset(
             self.name,

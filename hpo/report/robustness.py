@@ -22,7 +22,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from hpo.report.collect import ReportData, seed_frame
-from hpo.report.expected_max import best_so_far, crossings, expected_max
+from hpo.report.expected_max import Crossing, best_so_far, crossings, expected_max
 from hpo.report.figures import COLORS, _layout, test_metric
 from hpo.report.stats import bootstrap_ci, difference_ci
 from hpo.report.variance import METHOD_CROSSED, METHOD_ONE_WAY, crossed_components, one_way_components
@@ -93,6 +93,14 @@ def expected_max_frame(data: ReportData, *, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _crossings(frame: pd.DataFrame, data: ReportData) -> list[Crossing]:
+    curves = {
+        a: g.sort_values("trials").expected_best.to_numpy()
+        for a, g in frame.groupby("architecture", sort=False)
+    }
+    return crossings(curves, higher_is_better=data.directions[:1] != ["minimize"])
+
+
 def _expected_max_figure(frame: pd.DataFrame, data: ReportData) -> go.Figure | None:
     if frame.empty:
         return None
@@ -125,6 +133,14 @@ def _expected_max_figure(frame: pd.DataFrame, data: ReportData) -> go.Figure | N
                 legendgroup=arch,
             )
         )
+    for cr in _crossings(frame, data)[:6]:  # more would hide the curves; the text lists every one
+        fig.add_vline(
+            x=cr.k,
+            line={"color": "#666", "dash": "dot", "width": 1},
+            annotation_text=f"{cr.after} overtakes {cr.before}",
+            annotation_textangle=-90,
+            annotation_font_size=10,
+        )
     name = data.metric_names[0] if data.metric_names else "objective"
     last = int(frame.trials.max())
     fig.update_xaxes(title="trials (k)", tick0=1, dtick=max(1, math.ceil(last / 10)), tickformat="d")
@@ -137,12 +153,7 @@ def _expected_max_figure(frame: pd.DataFrame, data: ReportData) -> go.Figure | N
 def _expected_max_html(frame: pd.DataFrame, data: ReportData) -> str:
     if frame.empty:
         return '<p class="muted">no complete trials</p>'
-    higher = data.directions[:1] != ["minimize"]
-    curves = {
-        a: g.sort_values("trials").expected_best.to_numpy()
-        for a, g in frame.groupby("architecture", sort=False)
-    }
-    found = crossings(curves, higher_is_better=higher)
+    found = _crossings(frame, data)
     n = frame.groupby("architecture").trials.max()
     sampler = data.spec.sampler.name
     if sampler in MODEL_BASED:
@@ -290,6 +301,20 @@ def _replicates_html(frame: pd.DataFrame, data: ReportData, table: Any) -> tuple
 
 
 # -- variance by source ---------------------------------------------------------------------------------------
+FACTOR_NAMES = {"heldout_split": "heldout_split", "init_seed": "init", "data_seed": "data_order"}
+
+
+def _with_split(f: pd.DataFrame, data: ReportData, arch: str) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """The frame with its crossed factors: init and data order, and the held-out split (from the seed and the
+    stored design) when the design drew the held-out rows more than once."""
+    reps = f["replicate"] if "replicate" in f else pd.Series(1, index=f.index)
+    attrs = data.replicate_attrs.get((int(reps.iloc[0]), arch)) or data.retrain_attrs.get(arch, {})
+    cross = attrs.get("cross") or {}
+    if cross.get("splits", 1) > 1:
+        return f.assign(heldout_split=f.seed // (cross["init"] * cross["data"])), tuple(FACTOR_NAMES)
+    return f, ("init_seed", "data_seed")
+
+
 def variance_frame(data: ReportData) -> pd.DataFrame:
     """Per architecture and task: variance components of the test metric (standard deviations, in metric units,
     and shares of their sum). Crossed components are estimated within each replicate and averaged."""
@@ -301,21 +326,25 @@ def variance_frame(data: ReportData) -> pd.DataFrame:
             if f.empty:
                 continue
             groups = [g for _, g in f.groupby("replicate")] if "replicate" in f else [f]
-            crossed = [c for c in (crossed_components(g) for g in groups) if c is not None]
+            crossed = [
+                c for c in (crossed_components(*_with_split(g, data, arch)) for g in groups) if c is not None
+            ]
             one_way = one_way_components([g.value.to_numpy() for g in groups]) if len(groups) > 1 else None
             row: dict[str, Any] = {"architecture": arch, "task": task, "metric": metric, "seeds": len(f)}
             comps: dict[str, float] = {}
             if crossed:
-                comps["init"] = float(np.mean([c.init for c in crossed]))
-                comps["data_order"] = float(np.mean([c.data for c in crossed]))
+                for factor in crossed[0].factors:
+                    comps[FACTOR_NAMES[factor]] = float(np.mean([c.factors[factor] for c in crossed]))
                 comps["residual"] = float(np.mean([c.residual for c in crossed]))
-                row["design"] = f"{crossed[0].n_init} init x {crossed[0].n_data} data order" + (
-                    f", {len(crossed)} replicates" if len(crossed) > 1 else ""
+                row["design"] = " x ".join(
+                    f"{n} {FACTOR_NAMES[k].replace('_', ' ')}" for k, n in crossed[0].levels.items()
+                ) + (f", {len(crossed)} replicates" if len(crossed) > 1 else "")
+                row["set_to_zero"] = ", ".join(
+                    sorted({FACTOR_NAMES[t] for c in crossed for t in c.truncated})
                 )
-                row["set_to_zero"] = ", ".join(sorted({t for c in crossed for t in c.truncated}))
             else:
                 within = [g.value.var(ddof=1) for g in groups if len(g) > 1]
-                comps["seed (init and data order together)"] = float(np.mean(within)) if within else math.nan
+                comps["seed"] = float(np.mean(within)) if within else math.nan
                 row["design"] = "paired seeds (init and data order vary together)"
                 row["set_to_zero"] = ""
             if one_way is not None:
@@ -358,11 +387,20 @@ def _variance_html(frame: pd.DataFrame, data: ReportData, table: Any) -> str:
     crossed = frame.design.str.contains(" x ").any()
     parts = []
     if crossed:
-        parts.append(f"Initialisation, data order and residual: {METHOD_CROSSED}.")
+        parts.append(
+            f"Initialisation, data order{', held-out split' if 'sd_heldout_split' in frame else ''} and residual: "
+            f"{METHOD_CROSSED}."
+        )
+        if "sd_heldout_split" in frame:
+            parts.append(
+                "A held-out split is one random division of the pooled validation and test rows into two sets of "
+                "the original sizes (split 0 is the dataset's own); the training rows never change."
+            )
     else:
         parts.append(
             "Every retrain seed varies initialisation and data order together, so their variances cannot be told "
-            "apart: set <code>retrain: {cross: {init: 5, data: 5}}</code> to cross them."
+            "apart: set <code>retrain: {cross: {init: 5, data: 5}}</code> to cross them (and <code>splits: 3"
+            "</code> to redraw the held-out rows)."
         )
     if data.replicates > 1:
         parts.append(f"Tuning: {METHOD_ONE_WAY}.")
@@ -371,9 +409,12 @@ def _variance_html(frame: pd.DataFrame, data: ReportData, table: Any) -> str:
     parts.append(
         "Columns <code>sd_*</code> are standard deviations in metric units (the square roots of the components), "
         "<code>share_*</code> each component's share of their sum; <code>set_to_zero</code> names components whose "
-        "estimate was negative (in at least one replicate) and was set to 0 there. The validation and test splits are fixed, so "
-        "the variance of the split itself is not part of these figures."
+        "estimate was negative (in at least one replicate) and was set to 0 there."
     )
+    if "sd_heldout_split" not in frame:
+        parts.append(
+            "The held-out rows were split once, so their sampling variance is not part of these figures."
+        )
     return "<p>" + " ".join(parts) + "</p>" + table(frame)
 
 

@@ -1,11 +1,11 @@
 """Where the variance of a test score comes from (Bouthillier et al. 2021; the tuning playbook's trial, study and
 data-sampling variance), by random-effects analysis of variance.
 
-* A crossed retrain (``retrain.cross``) trains every initialisation seed with every data-order seed, one run per
-  cell. Under the main-effects random model ``y = mu + a_init + b_data + e`` (the interaction cannot be separated
-  from the residual with one run per cell, so it is pooled into it), the expected mean squares give the method-of-
-  moments (ANOVA) estimators ``var_init = (MS_init - MS_res) / n_data``, ``var_data = (MS_data - MS_res) / n_init``,
-  ``var_res = MS_res``.
+* A crossed retrain (``retrain.cross``) trains every initialisation seed with every data-order seed (and every
+  draw of the held-out rows), one run per cell. Under the main-effects random model ``y = mu + a_init + b_data
+  (+ c_split) + e`` (interactions cannot be separated from the residual with one run per cell, so they are pooled
+  into it), the expected mean squares give the method-of-moments (ANOVA) estimators, e.g. for two factors
+  ``var_init = (MS_init - MS_res) / n_data``, ``var_data = (MS_data - MS_res) / n_init``, ``var_res = MS_res``.
 * Replicated tuning (``replicates``) gives groups of retrained seeds, one group per tuning run. The one-way random-
   effects model gives ``var_tuning = (MS_between - MS_within) / n0`` (``n0`` the effective group size of an
   unbalanced design): the variance that comes from which configuration the tuner chose, net of seed noise.
@@ -23,8 +23,8 @@ import pandas as pd
 __all__ = ["CrossedComponents", "OneWayComponents", "crossed_components", "one_way_components"]
 
 METHOD_CROSSED = (
-    "two-way random-effects ANOVA of the crossed init x data-order design (main-effects model, interaction pooled "
-    "into the residual; method-of-moments estimators, negative estimates set to 0)"
+    "random-effects ANOVA of the fully crossed design (main-effects model, interactions pooled into the residual; "
+    "method-of-moments estimators from the expected mean squares, negative estimates set to 0)"
 )
 METHOD_ONE_WAY = (
     "one-way random-effects ANOVA of the retrained seeds grouped by tuning replicate (method of moments, "
@@ -34,36 +34,48 @@ METHOD_ONE_WAY = (
 
 @dataclass(frozen=True)
 class CrossedComponents:
-    init: float
-    data: float
+    """Variance of each factor's random effect (keyed by factor column), the residual's, each factor's number of
+    levels, and the factors whose negative estimate was set to 0."""
+
+    factors: dict[str, float]
     residual: float
-    n_init: int
-    n_data: int
+    levels: dict[str, int]
     truncated: tuple[str, ...]
 
     @property
     def total(self) -> float:
-        return self.init + self.data + self.residual
+        return sum(self.factors.values()) + self.residual
 
 
-def crossed_components(frame: pd.DataFrame, value: str = "value") -> CrossedComponents | None:
-    """Variance components of ``value`` over the crossed cells (``init_seed``, ``data_seed``) of ``frame``; None
-    unless every init seed was run with every data seed (at least 2 x 2), one run per cell."""
-    grid = frame.pivot_table(index="init_seed", columns="data_seed", values=value, aggfunc="mean")
-    counts = frame.groupby(["init_seed", "data_seed"]).size()
-    if grid.shape[0] < 2 or grid.shape[1] < 2 or grid.isna().any().any() or (counts != 1).any():
+def crossed_components(
+    frame: pd.DataFrame, factors: tuple[str, ...] = ("init_seed", "data_seed"), value: str = "value"
+) -> CrossedComponents | None:
+    """Variance components of ``value`` over a fully crossed design of ``factors`` with one run per cell (main-
+    effects random model: ``MS_f = (N / L_f) * sum (mean_l - grand)^2 / (L_f - 1)``, ``E[MS_f] = var_res +
+    (N / L_f) var_f``); None unless every combination of at least two levels of each factor was run exactly once."""
+    levels = {f: int(frame[f].nunique()) for f in factors}
+    n = len(frame)
+    if min(levels.values(), default=0) < 2 or n != int(np.prod(list(levels.values()))):
         return None
-    y = grid.to_numpy(dtype=float)
-    n_i, n_d = y.shape
+    if frame.duplicated(list(factors)).any():
+        return None
+    y = frame[value].to_numpy(dtype=float)
     grand = y.mean()
-    rows, cols = y.mean(axis=1), y.mean(axis=0)
-    ms_init = n_d * np.sum((rows - grand) ** 2) / (n_i - 1)
-    ms_data = n_i * np.sum((cols - grand) ** 2) / (n_d - 1)
-    resid = y - rows[:, None] - cols[None, :] + grand
-    ms_res = np.sum(resid**2) / ((n_i - 1) * (n_d - 1))
-    raw = {"init": (ms_init - ms_res) / n_d, "data": (ms_data - ms_res) / n_i}
-    truncated = tuple(k for k, v in raw.items() if v < 0)
-    return CrossedComponents(max(raw["init"], 0.0), max(raw["data"], 0.0), float(ms_res), n_i, n_d, truncated)
+    fitted = np.full(n, grand)
+    ms = {}
+    for f in factors:
+        means = frame.groupby(f)[value].transform("mean").to_numpy(dtype=float)
+        fitted += means - grand
+        ms[f] = (
+            (n / levels[f])
+            * np.sum((frame.groupby(f)[value].mean().to_numpy() - grand) ** 2)
+            / (levels[f] - 1)
+        )
+    df_res = n - 1 - sum(levels[f] - 1 for f in factors)
+    ms_res = float(np.sum((y - fitted) ** 2) / df_res)
+    raw = {f: (ms[f] - ms_res) / (n / levels[f]) for f in factors}
+    truncated = tuple(f for f, v in raw.items() if v < 0)
+    return CrossedComponents({f: max(float(v), 0.0) for f, v in raw.items()}, ms_res, levels, truncated)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from the device's free memory unless the spec fixes it) and stores every seed's 
 keyed by (spec, architecture, seed): a retried chunk can never double a result.
 
 The same machinery retrains each architecture's documented default configuration (``retrain.default``; study
-``SPEC.default``, tuning trial -1) and runs crossed designs (``retrain.cross``: initialisation x data-order seeds).
+``SPEC.default``, tuning trial -1) and runs crossed designs (``retrain.cross``: initialisation x data-order seeds x draws of the held-out rows).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from hpo.search.runner import _with_signals, drain, load_study_dataset
 from hpo.storage import keys, naming
 from hpo.storage.engine import is_rdb, normalise_url, open_storage
 from hpo.storage.locks import claim_lock
-from hpo.storage.naming import seeds_of
+from hpo.storage.naming import cross_cell, seeds_of
 from hpo.storage.results import SEED_RESULTS_ATTR, as_attribute, seed_rows, write_seed_results
 from hpo.training import TrainConfig, resolve_device, train
 from hpo.training.memory import bytes_per_replica, replicas_that_fit
@@ -156,10 +156,12 @@ def prepare_retrain(
         )
         if "tuning_trial" not in keys.plain(study.user_attrs):
             _describe_retrain(study, spec, arch, chosen, ds, device, n_seeds)
-        chunk = int(keys.plain(study.user_attrs)["chunk_size"])
-        n_chunks = math.ceil(n_seeds / chunk)
+        attrs = keys.plain(study.user_attrs)
+        cross = attrs.get("cross")
+        block = cross["init"] * cross["data"] if cross and cross.get("splits", 1) > 1 else None
+        chunks = chunk_seeds(n_seeds, int(attrs["chunk_size"]), block)
         with claim_lock(url, study.study_name):  # overlapping `hpo retrain` processes queue each chunk once
-            _queue_chunks(study, n_chunks, chunk, n_seeds)
+            _queue_chunks(study, chunks)
         out[arch] = study
     return out
 
@@ -202,15 +204,25 @@ def _describe_retrain(
     study.set_metric_names([f"test {task} {metric.upper()} (mean over the chunk's seeds)"])
 
 
-def _queue_chunks(study: optuna.Study, n_chunks: int, chunk: int, n_seeds: int) -> None:
+def chunk_seeds(n_seeds: int, chunk: int, block: int | None = None) -> list[list[int]]:
+    """Seeds ``0 .. n_seeds - 1`` cut into chunks of at most ``chunk``; with ``block``, no chunk spans two
+    blocks (a crossed retrain's held-out split is one dataset per chunk)."""
+    step = block or n_seeds
+    return [
+        list(range(c, min(start + step, n_seeds, c + chunk)))
+        for start in range(0, n_seeds, step)
+        for c in range(start, min(start + step, n_seeds), chunk)
+    ]
+
+
+def _queue_chunks(study: optuna.Study, chunks: list[list[int]]) -> None:
     live = {
         keys.plain(t.user_attrs).get("ticket")
         for t in study.get_trials(deepcopy=False)
         if t.state != optuna.trial.TrialState.FAIL
     }
-    for c in range(n_chunks):
+    for c, seeds in enumerate(chunks):
         if c not in live:
-            seeds = list(range(c * chunk, min(n_seeds, (c + 1) * chunk)))
             study.enqueue_trial({}, user_attrs=keys.tag({"ticket": c, "seeds": seeds}))
 
 
@@ -226,10 +238,15 @@ class RetrainObjective:
             k: tuple(v) if isinstance(v, list) else v for k, v in study_attrs["model_config"].items()
         }
         cfg = TrainConfig(**{**study_attrs["train_config"], "device": self.device})
-        cross_data = (study_attrs.get("cross") or {}).get("data")
-        init = [seeds_of(s, cross_data)[0] for s in seeds]
-        data = [seeds_of(s, cross_data)[1] for s in seeds]
         ds = self.ds
+        if cross := study_attrs.get("cross"):
+            cells = [cross_cell(s, cross) for s in seeds]
+            (split,) = {c[0] for c in cells}  # chunks never span two held-out splits (chunk_seeds)
+            init, data = [c[1] for c in cells], [c[2] for c in cells]
+            ds = ds.redraw_heldout(split)
+            trial.set_user_attr(keys.key("heldout_split"), split)
+        else:
+            init, data = [seeds_of(s)[0] for s in seeds], [seeds_of(s)[1] for s in seeds]
         if self.spec.retrain.fresh_data:
             ds = fresh_datasets(self.spec, seeds).to(self.ds.device)
             trial.set_user_attr(keys.key("dataset_seeds"), [dataset_seed_of(self.spec, s) for s in seeds])
@@ -297,7 +314,8 @@ def run_retrain(
     if spec.retrain.cross is not None and n_seeds != spec.retrain.seeds:
         raise ConfigError(
             f"--seeds {n_seeds} does not fit the crossed design of {spec.source} (retrain.cross: "
-            f"{spec.retrain.cross.init} x {spec.retrain.cross.data} = {spec.retrain.seeds} seeds); change cross instead"
+            f"{spec.retrain.cross.init} x {spec.retrain.cross.data} x {spec.retrain.cross.splits} = "
+            f"{spec.retrain.seeds} seeds); change cross instead"
         )
     storage = open_storage(url, create=False)  # retraining needs the tuning studies: never a new database
     device = resolve_device(devices[worker_index % len(devices)])

@@ -79,9 +79,12 @@ def test_planted_ranking_flip_crosses_where_brute_force_says() -> None:
     assert (em.loc[em.trials == 21, "replicates_reaching_k"] == 0).all()
 
 
-def test_replicates_crossed_and_default_retrains_end_to_end(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_replicates_crossed_and_default_retrains_end_to_end(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
     """On the synthetic generator: two tuning replicates, a 2 x 3 crossed retrain and the default configurations,
-    through run, retrain, report and export."""
+    through run, retrain, report and export, on SQLite and on PostgreSQL."""
     path = make_study(
         tmp_path,
         replicates=2,
@@ -89,7 +92,11 @@ def test_replicates_crossed_and_default_retrains_end_to_end(tmp_path: Path) -> N
         trials=4,
         retrain={"cross": {"init": 2, "data": 3}, "default": True},
     )
-    url = f"sqlite:///{tmp_path / 'r.db'}"
+    url = (
+        f"sqlite:///{tmp_path / 'r.db'}"
+        if backend == "sqlite"
+        else str(request.getfixturevalue("postgres_url"))
+    )
     spec = load_study(path)
     assert main(["run", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
     names = {s.study_name for s in open_storage(url, heartbeat=False).get_all_studies()}

@@ -26,7 +26,7 @@ def test_crossed_components_recover_the_planted_variances_on_average() -> None:
     sd = (0.004, 0.002, 0.001)
     est = np.array(
         [
-            [c.init, c.data, c.residual]
+            [c.factors["init_seed"], c.factors["data_seed"], c.residual]
             for c in (crossed_components(_crossed(rng, 8, 8, sd)) for _ in range(200))
             if c is not None
         ]
@@ -39,9 +39,9 @@ def test_crossed_components_recover_the_planted_variances_on_average() -> None:
 def test_one_large_design_is_within_tolerance_and_a_missing_cell_refuses() -> None:
     rng = np.random.default_rng(1)
     c = crossed_components(_crossed(rng, 60, 60, (0.01, 0.005, 0.002)))
-    assert c is not None and (c.n_init, c.n_data) == (60, 60)
-    assert c.init == pytest.approx(1e-4, rel=0.4)
-    assert c.data == pytest.approx(2.5e-5, rel=0.4)
+    assert c is not None and c.levels == {"init_seed": 60, "data_seed": 60}
+    assert c.factors["init_seed"] == pytest.approx(1e-4, rel=0.4)
+    assert c.factors["data_seed"] == pytest.approx(2.5e-5, rel=0.4)
     assert c.residual == pytest.approx(4e-6, rel=0.1)
     frame = _crossed(rng, 4, 4, (0.01, 0.005, 0.002))
     assert crossed_components(frame.iloc[1:]) is None  # not every init seed met every data seed
@@ -51,9 +51,27 @@ def test_one_large_design_is_within_tolerance_and_a_missing_cell_refuses() -> No
 def test_a_source_without_variance_is_truncated_at_zero_and_named() -> None:
     rng = np.random.default_rng(2)
     c = crossed_components(_crossed(rng, 5, 5, (0.0, 0.01, 0.01)))
-    assert c is not None and c.init >= 0
-    if c.init == 0:
-        assert "init" in c.truncated
+    assert c is not None and c.factors["init_seed"] >= 0
+    if c.factors["init_seed"] == 0:
+        assert "init_seed" in c.truncated
+
+
+def test_three_crossed_factors_recover_their_variances_on_average() -> None:
+    """Held-out split x init x data order, 6 x 4 x 4, over 400 simulations: every mean estimate within 12% (the
+    split's, from 5 degrees of freedom per simulation, has a standard error of about 3% of its mean)."""
+    rng = np.random.default_rng(4)
+    sd = {"split": 0.003, "init_seed": 0.002, "data_seed": 0.001}
+    grid = pd.MultiIndex.from_product([range(6), range(4), range(4)], names=list(sd)).to_frame(index=False)
+    est = []
+    for _ in range(400):
+        y = 0.9 + rng.normal(0, 0.0005, len(grid))
+        for f, s in sd.items():
+            y += rng.normal(0, s, grid[f].nunique())[grid[f].to_numpy()]
+        c = crossed_components(grid.assign(value=y), tuple(sd))
+        assert c is not None
+        est.append([c.factors[f] for f in sd] + [c.residual])
+    truth = [v**2 for v in sd.values()] + [0.0005**2]
+    np.testing.assert_allclose(np.mean(est, axis=0), truth, rtol=0.12)
 
 
 def test_one_way_recovers_between_replicate_variance() -> None:
