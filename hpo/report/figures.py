@@ -332,6 +332,8 @@ def gate_figure(data: ReportData, arch: str) -> go.Figure | None:
 
 
 def pairs_figure(pairs: pd.DataFrame, task: str) -> go.Figure | None:
+    if pairs.empty:  # one architecture: no pairs
+        return None
     p = pairs[pairs.task == task]
     if p.empty:
         return None

@@ -47,3 +47,28 @@ def test_bad_settings_are_refused(kw: dict) -> None:
 
     with pytest.raises(DataError, match="synthetic: "):
         load_dataset("synthetic", synthetic=kw)
+
+
+def test_redrawn_heldout_rows_keep_sizes_rows_and_training_split() -> None:
+    """cross.splits' held-out draws: the pooled validation and test rows split again at the same sizes, the
+    training rows untouched, seed 0 the dataset's own split, different seeds different splits."""
+    import torch
+
+    from hpo.data.synthetic import SyntheticConfig, make_synthetic
+
+    ds = make_synthetic(SyntheticConfig(p=0.5, d=8, n_train=100, n_valid=30, n_test=50, seed=0))
+    assert ds.redraw_heldout(0) is ds
+    one, two = ds.redraw_heldout(1), ds.redraw_heldout(2)
+    assert one.splits["train"] is ds.splits["train"]
+    assert (len(one.splits["valid"]), len(one.splits["test"])) == (30, 50)
+
+    def rows(d: object) -> list[tuple[float, ...]]:
+        s = d.splits  # type: ignore[attr-defined]
+        return sorted(map(tuple, torch.cat([s["valid"].cont, s["test"].cont]).tolist()))
+
+    assert rows(one) == rows(ds)  # the same pooled rows, divided again
+    assert not torch.equal(one.splits["valid"].cont, ds.splits["valid"].cont)
+    assert not torch.equal(one.splits["valid"].cont, two.splits["valid"].cont)
+    assert torch.equal(
+        ds.redraw_heldout(1).splits["test"].y, one.splits["test"].y
+    )  # a pure function of the seed

@@ -16,6 +16,7 @@ from hpo.errors import ConfigError
 from hpo.report.collect import ReportData
 from hpo.report.expected_max import crossings
 from hpo.report.robustness import expected_max_frame
+from hpo.storage import keys
 from hpo.storage.engine import open_storage
 from hpo.storage.results import read_seed_results
 from tests.search.conftest import make_study
@@ -158,7 +159,7 @@ def test_bad_replicate_and_cross_settings_are_one_line_errors(tmp_path: Path) ->
         ({"replicates": 0}, "replicates"),
         (
             {"retrain": {"seeds": 5, "cross": {"init": 2, "data": 3}}},
-            "must equal cross.init x cross.data (6)",
+            "must equal cross.init x cross.data x cross.splits (6)",
         ),
         ({"retrain": {"cross": {"init": 1, "data": 3}}}, "init"),
         (
@@ -170,3 +171,32 @@ def test_bad_replicate_and_cross_settings_are_one_line_errors(tmp_path: Path) ->
         with pytest.raises(ConfigError) as exc:
             load_study(path)
         assert words in str(exc.value) and "\n" not in str(exc.value) and path.name in str(exc.value)
+
+
+def test_crossed_retrain_with_redrawn_heldout_splits(tmp_path: Path) -> None:
+    """cross.splits: the held-out rows are drawn again per split block; chunks never span two blocks, and the
+    variance section gains a held-out split component."""
+    path = make_study(
+        tmp_path,
+        trials=2,
+        architectures=["shared_bottom"],
+        retrain={"cross": {"init": 2, "data": 2, "splits": 2}, "replicas_per_run": 3},
+    )
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    spec = load_study(path)
+    assert spec.retrain.seeds == 8
+    assert main(["run", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
+    assert main(["retrain", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
+    study = optuna.load_study(study_name=f"{spec.name}/shared_bottom/retrain", storage=url)
+    chunks = sorted(
+        (keys.plain(t.user_attrs)["seeds"], keys.plain(t.user_attrs)["heldout_split"]) for t in study.trials
+    )
+    assert chunks == [([0, 1, 2], 0), ([3], 0), ([4, 5, 6], 1), ([7], 1)]
+    res = read_seed_results(url, spec.name).sort_values("seed")
+    assert res.init_seed.tolist() == [0, 0, 1, 1] * 2 and res.data_seed.tolist() == [7919, 7920] * 4
+    out = tmp_path / "r.html"
+    assert main(["report", str(path), "--storage", url, "--out", str(out)]) == 0
+    var = pd.read_csv(tmp_path / "r_variance.csv")
+    assert set(var.design) == {"2 heldout split x 2 init x 2 data order"}
+    assert {"sd_heldout_split", "sd_init", "sd_data_order", "sd_residual"} <= set(var.columns)
+    assert "held-out split is one random division" in out.read_text()
