@@ -293,6 +293,18 @@ def retrain_specs(spec: StudySpec) -> list[StudySpec]:
     return [*spec.expand(), *([spec.default_spec()] if spec.retrain.default else [])]
 
 
+def _seed_count(spec: StudySpec, seeds: int | None) -> int:
+    """``--seeds`` or the spec's; a crossed design fixes the count (its cells), so another is refused."""
+    n_seeds = seeds or spec.retrain.seeds
+    if spec.retrain.cross is not None and n_seeds != spec.retrain.seeds:
+        raise ConfigError(
+            f"--seeds {n_seeds} does not fit the crossed design of {spec.source} (retrain.cross: "
+            f"{spec.retrain.cross.init} x {spec.retrain.cross.data} x {spec.retrain.cross.splits} = "
+            f"{spec.retrain.seeds} seeds); change cross instead"
+        )
+    return n_seeds
+
+
 def run_retrain(
     spec: StudySpec,
     storage_url: str | None = None,
@@ -310,13 +322,7 @@ def run_retrain(
     Chunks are tickets like tuning trials: queued once under the study's lock, claimed once, each seed's result
     stored once."""
     url = normalise_url(storage_url)
-    n_seeds = seeds or spec.retrain.seeds
-    if spec.retrain.cross is not None and n_seeds != spec.retrain.seeds:
-        raise ConfigError(
-            f"--seeds {n_seeds} does not fit the crossed design of {spec.source} (retrain.cross: "
-            f"{spec.retrain.cross.init} x {spec.retrain.cross.data} x {spec.retrain.cross.splits} = "
-            f"{spec.retrain.seeds} seeds); change cross instead"
-        )
+    n_seeds = _seed_count(spec, seeds)
     storage = open_storage(url, create=False)  # retraining needs the tuning studies: never a new database
     device = resolve_device(devices[worker_index % len(devices)])
     ds = load_study_dataset(spec).to(device)  # once per worker: every chunk trains on device-resident data
