@@ -20,6 +20,7 @@ from plotly.subplots import make_subplots
 from hpo.config.study import StudySpec
 from hpo.report.collect import ReportData, collect
 from hpo.report.figures import COLORS, _layout, pair_row, summary_row
+from hpo.report.findings import Finding, paper_findings
 from hpo.report.html import esc, figures_html, randomised, render_page, table_html
 from hpo.report.stats import compare_pairs
 
@@ -182,6 +183,25 @@ def _provenance_rows(spec: StudySpec, datas: list[tuple[float, ReportData]]) -> 
     return "".join(f"<tr><th>{esc(k)}</th><td style='text-align:left'>{esc(v)}</td></tr>" for k, v in items)
 
 
+def findings_html(found: list[Finding], key: str) -> str:
+    """The paper's observations judged from these runs, first thing on the page (or why none can be)."""
+    if not found:
+        return (
+            '<section id="findings"><h2>The paper\'s observations</h2><p class="muted">This sweep cannot judge '
+            f"the MMoE paper's synthetic observations: they concern a sweep over p (this one sweeps {esc(key)}) "
+            "with Shared-Bottom, OMoE and MMoE.</p></section>"
+        )
+    items = "".join(f"<li><b>{esc(f.claim)}: {esc(f.verdict)}.</b> {esc(f.evidence)}.</li>" for f in found)
+    return (
+        '<section id="findings"><h2>The paper\'s observations, judged from these runs</h2>'
+        "<p>Each observation of the MMoE paper's synthetic experiments (science.md section 4) as this sweep measured "
+        "it, from the per-run test losses below (medians, since a few runs that fail to train move a mean more than p "
+        "does; the figures show every run). Paired comparisons use run s of every architecture, which trains on the "
+        "same dataset.</p>"
+        f"<ul>{items}</ul></section>"
+    )
+
+
 def _write_csvs(stem: Path, tables: dict[str, pd.DataFrame]) -> None:
     for name, df in tables.items():
         df.to_csv(f"{stem}_{name}.csv", index=False)
@@ -189,7 +209,7 @@ def _write_csvs(stem: Path, tables: dict[str, pd.DataFrame]) -> None:
 
 def _body(
     spec: StudySpec, summary: pd.DataFrame, pairs: pd.DataFrame, chosen: pd.DataFrame, figs: list[tuple[str, Any]],
-    n_seeds: int, prov_rows: str,
+    n_seeds: int, prov_rows: str, findings: str,
 ) -> str:  # fmt: skip
     assert spec.sweep is not None
     key, archs = spec.sweep.key, [a.name for a in spec.architectures]
@@ -204,6 +224,7 @@ def _body(
 split ({esc(spec.sampler.name)} sampler over its search space), then that configuration was trained again once per
 run and its loss measured on the test split. Intervals are bootstrap 95% intervals (BCa) of the mean over runs;
 the lowest loss at each value is in bold.</div>
+{findings}
 <h2>Test loss (mean MSE over tasks)</h2>{table_html(mean_table, best=low, group=key)}
 <h2>Per task</h2>{table_html(task_tables, best=low, group=[key, "task"])}
 <h2>Pairwise comparisons at each value</h2>
@@ -253,6 +274,10 @@ def write_sweep_report(spec: StudySpec, out: str | Path, storage_url: str | None
             ("Trainability histograms", trainability_figure(losses, key, archs)),
         ]
     n_seeds = int(losses.groupby(["value", "architecture"]).size().min()) if len(losses) else 0
-    body = _body(spec, summary, pairs, chosen, figs, n_seeds, _provenance_rows(spec, datas))
+    found = paper_findings(losses, key)
+    pd.DataFrame([f.__dict__ for f in found]).to_csv(f"{out.with_suffix('')}_findings.csv", index=False)
+    body = _body(
+        spec, summary, pairs, chosen, figs, n_seeds, _provenance_rows(spec, datas), findings_html(found, key)
+    )
     out.write_text(render_page(f"{spec.name} report", body, len(figs)), encoding="utf-8")
     return out

@@ -1,0 +1,188 @@
+"""The MMoE paper's synthetic observations (science.md section 4), judged from a sweep's runs, in words.
+
+Each observation becomes a verdict (``holds``, ``partly``, ``does not hold``) with the effect sizes and tests
+behind it, computed from the per-run test losses of a sweep over the task correlation ``p``:
+
+1. both MoE models beat Shared-Bottom at every p (Figure 4): paired by run (run s of every architecture trains on
+   the same dataset), the share of runs each MoE model wins, with a sign test, Holm-corrected over models and p;
+2. MMoE's loss barely moves with p while OMoE's degrades as p falls (Figure 4): the change of the median loss from
+   the highest to the lowest p, with a bootstrap 95% interval (runs resampled within each p). "Barely moves" needs
+   positive evidence: the whole interval within +-10% of the median at the highest p (an equivalence margin);
+   "degrades" needs the interval above 0;
+3. Shared-Bottom's loss rises as p falls (Figure 3): Spearman's correlation of p and the loss over every run, and
+   the same change of the median;
+4. trainability (Figure 5): Shared-Bottom's tail of bad runs (90th percentile minus median) is the widest at every
+   p; OMoE's tail widens at low p and MMoE's does not (bootstrap interval of the change).
+
+Medians, not means: a few runs that fail to train move a mean by more than p does (the report shows both).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from hpo.report.stats import holm, sign_test
+
+__all__ = ["Finding", "paper_findings"]
+
+LOSS = "mean over tasks"
+NAMES = {"shared_bottom": "Shared-Bottom", "omoe": "OMoE", "mmoe": "MMoE"}
+FLAT_MARGIN = 0.10  # "barely moves": the change's interval within +-10% of the median at the highest p
+
+
+@dataclass(frozen=True)
+class Finding:
+    claim: str
+    verdict: str  # "holds", "partly", "does not hold", "cannot be judged"
+    evidence: str
+
+
+def _runs(losses: pd.DataFrame, arch: str, p: float) -> np.ndarray:
+    sel = losses[(losses.architecture == arch) & (losses.value == p)]
+    return sel[LOSS].to_numpy(dtype=float)
+
+
+def _change(
+    a: np.ndarray, b: np.ndarray, stat: Callable[[np.ndarray], float], rng: np.random.Generator, n: int = 2000
+) -> tuple[float, float, float]:
+    """``stat(a) - stat(b)`` with a percentile bootstrap 95% interval (each sample resampled on its own)."""
+    point = stat(a) - stat(b)
+    ia = rng.integers(0, len(a), (n, len(a)))
+    ib = rng.integers(0, len(b), (n, len(b)))
+    boot = np.array([stat(a[i]) - stat(b[j]) for i, j in zip(ia, ib, strict=True)])
+    lo, hi = np.quantile(boot, [0.025, 0.975])
+    return float(point), float(lo), float(hi)
+
+
+def _median(x: np.ndarray) -> float:
+    return float(np.median(x))
+
+
+def _tail(x: np.ndarray) -> float:
+    return float(np.quantile(x, 0.9) - np.median(x))
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.2g}" if abs(x) < 1e-3 else f"{x:.4f}"
+
+
+def _moe_beats_sb(losses: pd.DataFrame, ps: list[float], moes: list[str]) -> Finding:
+    tests = []
+    for m in moes:
+        for p in ps:
+            sel = losses[losses.value == p].pivot_table(index="seed", columns="architecture", values=LOSS)
+            d = (sel["shared_bottom"] - sel[m]).dropna().to_numpy()
+            tests.append((m, p, float((d > 0).mean()), sign_test(d), float(np.median(d))))
+    corrected = holm([t[3] for t in tests])
+    won = [(t, q) for t, q in zip(tests, corrected, strict=True) if t[2] > 0.5 and q < 0.05]
+    parts = []
+    for m in moes:
+        rows = [(t, q) for t, q in zip(tests, corrected, strict=True) if t[0] == m]
+        shares = [t[2] for t, _ in rows]
+        parts.append(
+            f"{NAMES[m]} has the lower loss in {min(shares):.0%}-{max(shares):.0%} of paired runs across p "
+            f"(Holm-corrected sign test p <= {max(q for _, q in rows):.2g}; median paired gap "
+            f"{_fmt(min(t[4] for t, _ in rows))}-{_fmt(max(t[4] for t, _ in rows))} MSE)"
+        )
+    verdict = "holds" if len(won) == len(tests) else ("does not hold" if not won else "partly")
+    lost = [
+        f"{NAMES[t[0]]} at p = {t[1]:g}" for t, q in zip(tests, corrected, strict=True) if (t, q) not in won
+    ]
+    tail = f"; not significant: {', '.join(lost)}" if lost else ""
+    return Finding(
+        "Both MoE models beat Shared-Bottom at every p (Figure 4)", verdict, "; ".join(parts) + tail
+    )
+
+
+def _mmoe_flat_omoe_degrades(losses: pd.DataFrame, lo: float, hi: float, rng: np.random.Generator) -> Finding:
+    found = {}
+    for m in ("mmoe", "omoe"):
+        a, b = _runs(losses, m, lo), _runs(losses, m, hi)
+        found[m] = (*_change(a, b, _median, rng), _median(b))
+    mm, om = found["mmoe"], found["omoe"]
+    mmoe_flat = -FLAT_MARGIN * mm[3] <= mm[1] and mm[2] <= FLAT_MARGIN * mm[3]
+    omoe_worse = om[1] > 0
+    sel = losses[losses.value == lo].pivot_table(index="seed", columns="architecture", values=LOSS)
+    d = (sel["omoe"] - sel["mmoe"]).dropna().to_numpy()
+    evidence = (
+        f"From p = {hi:g} to p = {lo:g} the median loss of MMoE changes by {_fmt(mm[0])} ({mm[0] / mm[3]:+.0%}; "
+        f"95% interval {_fmt(mm[1])} to {_fmt(mm[2])}) and OMoE's by {_fmt(om[0])} ({om[0] / om[3]:+.0%}; "
+        f"{_fmt(om[1])} to {_fmt(om[2])}); at p = {lo:g} MMoE beats OMoE in {(d > 0).mean():.0%} of paired runs "
+        f"(sign test p = {sign_test(d):.2g}, uncorrected); MMoE's change is "
+        f"{'' if mmoe_flat else 'not '}shown to lie within +-{FLAT_MARGIN:.0%}, OMoE's "
+        f"{'is' if omoe_worse else 'is not'} shown to be a rise"
+    )
+    verdict = (
+        "holds" if mmoe_flat and omoe_worse else ("partly" if mmoe_flat or omoe_worse else "does not hold")
+    )
+    return Finding(
+        "MMoE's loss barely moves with p while OMoE's degrades as p falls (Figure 4)", verdict, evidence
+    )
+
+
+def _sb_rises(losses: pd.DataFrame, lo: float, hi: float, rng: np.random.Generator) -> Finding:
+    sb = losses[losses.architecture == "shared_bottom"]
+    rho, p_value = sps.spearmanr(sb.value, sb[LOSS])
+    change, c_lo, c_hi = _change(
+        _runs(losses, "shared_bottom", lo), _runs(losses, "shared_bottom", hi), _median, rng
+    )
+    rises = rho < 0 and p_value < 0.05 and c_lo > 0
+    medians = sb.groupby("value")[LOSS].median()
+    evidence = (
+        f"Spearman's rho of p and the loss over {len(sb)} runs = {rho:.3f} (p = {p_value:.2g}); the median loss "
+        f"changes by {_fmt(change)} from p = {hi:g} to p = {lo:g} (95% interval {_fmt(c_lo)} to {_fmt(c_hi)}); "
+        f"medians per p range {_fmt(medians.min())}-{_fmt(medians.max())}"
+    )
+    verdict = "holds" if rises else ("partly" if rho < 0 and p_value < 0.05 else "does not hold")
+    return Finding("Shared-Bottom's loss rises as p falls (Figure 3)", verdict, evidence)
+
+
+def _trainability(losses: pd.DataFrame, ps: list[float], rng: np.random.Generator) -> Finding:
+    lo, hi = min(ps), max(ps)
+    tails = {(m, p): _tail(_runs(losses, m, p)) for m in ("shared_bottom", "omoe", "mmoe") for p in ps}
+    sb_widest = [p for p in ps if tails[("shared_bottom", p)] > max(tails[("omoe", p)], tails[("mmoe", p)])]
+    om = _change(_runs(losses, "omoe", lo), _runs(losses, "omoe", hi), _tail, rng)
+    mm = _change(_runs(losses, "mmoe", lo), _runs(losses, "mmoe", hi), _tail, rng)
+    parts_hold = [len(sb_widest) == len(ps), om[1] > 0, not mm[1] > 0]
+    evidence = (
+        f"The tail of bad runs (90th percentile minus median) is widest for Shared-Bottom at {len(sb_widest)} of "
+        f"{len(ps)} values of p (Shared-Bottom {_fmt(min(tails[('shared_bottom', p)] for p in ps))}-"
+        f"{_fmt(max(tails[('shared_bottom', p)] for p in ps))}); from p = {hi:g} to {lo:g} OMoE's tail changes by "
+        f"{_fmt(om[0])} (95% interval {_fmt(om[1])} to {_fmt(om[2])}) and MMoE's by {_fmt(mm[0])} "
+        f"({_fmt(mm[1])} to {_fmt(mm[2])}): OMoE's {'is' if om[1] > 0 else 'is not'} shown to widen, MMoE's "
+        f"{'is' if mm[1] > 0 else 'is not'}"
+    )
+    verdict = "holds" if all(parts_hold) else ("does not hold" if not any(parts_hold) else "partly")
+    return Finding(
+        "Trainability: Shared-Bottom has the widest spread; OMoE's widens at low p and MMoE's does not (Figure 5)",
+        verdict,
+        evidence,
+    )
+
+
+def paper_findings(losses: pd.DataFrame, key: str, *, seed: int = 0) -> list[Finding]:
+    """The paper's observations that this sweep can judge (a sweep over ``p`` with the models each names)."""
+    if key != "p" or losses.empty:
+        return []
+    rng = np.random.default_rng(seed)
+    ps = sorted(float(v) for v in losses.value.unique())
+    archs = set(losses.architecture)
+    out: list[Finding] = []
+    if len(ps) < 2:
+        return out
+    lo, hi = ps[0], ps[-1]
+    moes = [m for m in ("mmoe", "omoe") if m in archs]
+    if "shared_bottom" in archs and moes:
+        out.append(_moe_beats_sb(losses, ps, moes))
+    if {"mmoe", "omoe"} <= archs:
+        out.append(_mmoe_flat_omoe_degrades(losses, lo, hi, rng))
+    if "shared_bottom" in archs:
+        out.append(_sb_rises(losses, lo, hi, rng))
+    if {"shared_bottom", "omoe", "mmoe"} <= archs:
+        out.append(_trainability(losses, ps, rng))
+    return out
