@@ -150,7 +150,7 @@ class SweepSpec(_Strict):
 
     Sub-study ``i`` is named ``NAME.<key><value>`` and is an ordinary study in every other respect."""
 
-    key: Literal["p", "c", "m", "noise", "d", "n_train", "seed"]
+    key: Literal["p", "c", "m", "sine_scale", "noise", "d", "n_train", "seed"]
     values: list[float] = Field(min_length=1)
 
 

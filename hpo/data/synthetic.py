@@ -23,7 +23,8 @@ __all__ = ["SyntheticConfig", "make_synthetic"]
 class SyntheticConfig(BaseModel):
     """Generator settings: the one definition, used by studies (``dataset: {kind: synthetic, ...}``) too. The
     paper's ``d = 100``; ``c``, ``m`` and the ``p`` grid are not published (reimplementations use ``c = 1``,
-    ``m = 10``). ``noise`` is the noise's standard deviation."""
+    ``m = 10``). ``noise`` is the noise's standard deviation; ``sine_scale`` the standard deviation of the sines'
+    frequencies and phases (``alpha_i, beta_i ~ N(0, sine_scale^2)``; the paper's is 1)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -32,6 +33,7 @@ class SyntheticConfig(BaseModel):
     d: int = Field(100, ge=2)
     c: float = Field(1.0, gt=0)
     m: int = Field(10, ge=0)
+    sine_scale: float = Field(1.0, gt=0)
     noise: float = Field(0.1, ge=0)
     n_train: int = Field(10_000, ge=1)
     n_valid: int = Field(1_000, ge=1)
@@ -47,7 +49,7 @@ def make_synthetic(cfg: SyntheticConfig | None = None) -> TabularDataset:
     u1, u2 = q[:, 0], q[:, 1]
     w1 = cfg.c * u1
     w2 = cfg.c * (cfg.p * u1 + math.sqrt(max(0.0, 1.0 - cfg.p**2)) * u2)
-    alpha, beta = rng.standard_normal(cfg.m), rng.standard_normal(cfg.m)
+    alpha, beta = cfg.sine_scale * rng.standard_normal(cfg.m), cfg.sine_scale * rng.standard_normal(cfg.m)
     n = cfg.n_train + cfg.n_valid + cfg.n_test
     x = rng.standard_normal((n, cfg.d))
 

@@ -162,3 +162,30 @@ def test_grid_and_sweep_errors_are_clear(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"optimizer.yaml: params.lr is float; the grid sampler needs"):
         run_study(load_study(bad), f"sqlite:///{tmp_path / 'x.db'}", devices=("cpu",), quiet=True)
+
+
+def test_every_ablation_changes_exactly_one_setting_of_the_baseline() -> None:
+    """studies/ablations/: the Figure-3 sweep with one generator or training setting changed per file, so that a
+    trend that appears or not can be put down to that one setting."""
+    folder = ROOT / "studies" / "ablations"
+    base = load_study(folder / "baseline.yaml")
+    files = sorted(p for p in folder.glob("*.yaml") if p.name != "baseline.yaml")
+    assert len(files) >= 12
+    changed = set()
+    for path in files:
+        spec = load_study(path)
+        assert [s.dataset.p for s in spec.expand()] == [0.5, 0.7, 0.9, 1.0]
+        diff = {
+            f"dataset.{k}" for k, v in spec.dataset.model_dump().items() if v != base.dataset.model_dump()[k]
+        } | {
+            f"training.{k}"
+            for k, v in spec.training.model_dump().items()
+            if v != base.training.model_dump()[k]
+        }
+        if diff in ({"training.optimizer", "training.lr"}, {"training.epochs", "training.patience"}):
+            diff = {
+                path.stem
+            }  # the optimiser with its own learning rate; the training length with its patience
+        assert len(diff) == 1, (path.name, diff)
+        changed |= diff
+    assert {"dataset.n_train", "dataset.noise", "dataset.m", "dataset.c", "dataset.sine_scale"} <= changed
