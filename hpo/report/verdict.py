@@ -134,7 +134,12 @@ def _sample_caveats(seed_results: pd.DataFrame, searched: pd.DataFrame) -> list[
         out += [f"{arch}: {int(n)} diverged seeds, left out of every statistic" for arch, n in bad.items()]
     if len(searched) and "complete_trials" in searched:
         trials = searched.complete_trials
-        out.append(f"complete tuning trials per architecture: {int(trials.min())} to {int(trials.max())}")
+        per = (
+            f"per architecture and tuning replicate ({searched.replicate.nunique()} replicates)"
+            if "replicate" in searched
+            else "per architecture"
+        )
+        out.append(f"complete tuning trials {per}: {int(trials.min())} to {int(trials.max())}")
         if trials.min() < FEW_TRIALS:
             out.append(
                 f"few tuning trials: {int(trials.min())} (under {FEW_TRIALS}); a better configuration may exist"
@@ -146,8 +151,9 @@ def _bound_caveats(searched: pd.DataFrame) -> list[str]:
     if not len(searched) or "best_on_bound" not in searched:
         return []
     return [
-        f"{row.architecture}'s best configuration sits on a search-space bound ({row.best_on_bound}): "
-        "the range, not the tuner, chose it"
+        f"{row.architecture}'s best configuration"
+        + (f" (tuning replicate {row.replicate})" if "replicate" in searched else "")
+        + f" sits on a search-space bound ({row.best_on_bound}): the range, not the tuner, chose it"
         for row in searched.itertuples()
         if isinstance(row.best_on_bound, str) and row.best_on_bound
     ]
