@@ -133,11 +133,26 @@ def _architecture_line(
             grid = f", grid of {tickets_of(spec, arch.name, None)[0]} points"
         except HpoError as exc:
             problems.append(str(exc))
+    if spec.retrain.default:
+        problems += _default_problems(spec, arch.name, n_tasks)
     line = (
         f"  {arch.name}: {rep.configurations} configurations built, max {rep.max_units} units per layer "
         f"(budget {spec.budget}){grid}"
     )
     return line, problems
+
+
+def _default_problems(spec: StudySpec, arch: str, n_tasks: int) -> list[str]:
+    """``retrain.default`` retrains the architecture's constructor defaults: they must fit the study's budget."""
+    from hpo.models import get_entry
+
+    hyper = {p.name: p.default for p in get_entry(arch).params}
+    try:
+        probe_model(arch, InputSpec(n_continuous=4, cardinalities=(3, 5)), [TaskSpec(f"t{i}") for i in range(n_tasks)],
+                    budget=spec.budget, **hyper)  # fmt: skip
+    except HpoError as exc:
+        return [f"{spec.source}: retrain.default: {arch}'s default configuration {hyper} -> {exc}"]
+    return []
 
 
 def _validate_study(path: Path, samples: int) -> list[str]:
@@ -155,6 +170,16 @@ def _validate_study(path: Path, samples: int) -> list[str]:
     if spec.sweep is not None:
         names = ", ".join(s.name for s in spec.expand())
         head += f"; sweep over {spec.sweep.key}: {len(spec.sweep.values)} studies ({names})"
+    if spec.replicates > 1:
+        subs = spec.expand()
+        head += f"; {spec.replicates} tuning replicates ({subs[0].name} .. {subs[-1].name})"
+    if (cross := spec.retrain.cross) is not None:
+        head += (
+            f"; retrain crossed: {cross.init} init x {cross.data} data order x {cross.splits} held-out splits "
+            f"= {spec.retrain.seeds} seeds"
+        )
+    if spec.retrain.default:
+        head += f"; default configurations retrained as {spec.default_spec().name}"
     return [head, *lines]
 
 

@@ -201,3 +201,17 @@ def test_crossed_retrain_with_redrawn_heldout_splits(tmp_path: Path) -> None:
     assert set(var.design) == {"2 heldout split x 2 init x 2 data order"}
     assert {"sd_heldout_split", "sd_init", "sd_data_order", "sd_residual"} <= set(var.columns)
     assert "held-out split is one random division" in out.read_text()
+
+
+def test_validate_names_the_design_and_refuses_a_default_over_the_budget(tmp_path: Path) -> None:
+    from hpo.search.validate import validate_file
+
+    path = make_study(
+        tmp_path, replicates=3, retrain={"cross": {"init": 2, "data": 2, "splits": 2}, "default": True}
+    )
+    head = validate_file(path, samples=5)[0]
+    assert "3 tuning replicates" in head and "2 init x 2 data order x 2 held-out splits = 8 seeds" in head
+    assert ".default" in head
+    small = make_study(tmp_path, budget=8, retrain={"default": True})
+    with pytest.raises(ConfigError, match=r"retrain.default: shared_bottom's default configuration"):
+        validate_file(small, samples=5)
