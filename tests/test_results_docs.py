@@ -23,6 +23,7 @@ NAMES = {
     "CGC": "cgc",
     "PLE": "ple",
     "DSelect-k": "dselect_k",
+    "AdaTT": "adatt",
 }
 NUMBER = r"-?\d+(?:\.\d+)?(?:e-?\d+)?"
 
@@ -66,7 +67,7 @@ def test_census_tables_match_their_csvs(group: int, tasks: tuple[str, str]) -> N
     comp = pd.read_csv(RESULTS / f"paper_census_group{group}_quick_comparison.csv")
     cost = pd.read_csv(RESULTS / f"paper_census_group{group}_quick_cost.csv").set_index("architecture")
     rows = table("architecture", tasks[0])
-    assert len(rows) == 9
+    assert len(rows) == comp.architecture.nunique()  # every architecture of the run, none left out
     for name, *cells, params in rows:
         arch = NAMES[name]
         for task, cell in zip(tasks, cells, strict=True):

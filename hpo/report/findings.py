@@ -87,7 +87,7 @@ def _moe_beats_sb(losses: pd.DataFrame, ps: list[float], moes: list[str]) -> Fin
         parts.append(
             f"{NAMES[m]} has the lower loss in {min(shares):.0%}-{max(shares):.0%} of paired runs across p "
             f"(Holm-corrected sign test p <= {max(q for _, q in rows):.2g}; median paired gap "
-            f"{_fmt(min(t[4] for t, _ in rows))}-{_fmt(max(t[4] for t, _ in rows))} MSE)"
+            f"{_fmt(min(t[4] for t, _ in rows))} to {_fmt(max(t[4] for t, _ in rows))} MSE)"
         )
     verdict = "holds" if len(won) == len(tests) else ("does not hold" if not won else "partly")
     lost = [
@@ -136,7 +136,7 @@ def _sb_rises(losses: pd.DataFrame, lo: float, hi: float, rng: np.random.Generat
     evidence = (
         f"Spearman's rho of p and the loss over {len(sb)} runs = {rho:.3f} (p = {p_value:.2g}); the median loss "
         f"changes by {_fmt(change)} from p = {hi:g} to p = {lo:g} (95% interval {_fmt(c_lo)} to {_fmt(c_hi)}); "
-        f"medians per p range {_fmt(medians.min())}-{_fmt(medians.max())}"
+        f"medians per p range {_fmt(medians.min())} to {_fmt(medians.max())}"
     )
     verdict = "holds" if rises else ("partly" if rho < 0 and p_value < 0.05 else "does not hold")
     return Finding("Shared-Bottom's loss rises as p falls (Figure 3)", verdict, evidence)
@@ -151,7 +151,7 @@ def _trainability(losses: pd.DataFrame, ps: list[float], rng: np.random.Generato
     parts_hold = [len(sb_widest) == len(ps), om[1] > 0, not mm[1] > 0]
     evidence = (
         f"The tail of bad runs (90th percentile minus median) is widest for Shared-Bottom at {len(sb_widest)} of "
-        f"{len(ps)} values of p (Shared-Bottom {_fmt(min(tails[('shared_bottom', p)] for p in ps))}-"
+        f"{len(ps)} values of p (Shared-Bottom {_fmt(min(tails[('shared_bottom', p)] for p in ps))} to "
         f"{_fmt(max(tails[('shared_bottom', p)] for p in ps))}); from p = {hi:g} to {lo:g} OMoE's tail changes by "
         f"{_fmt(om[0])} (95% interval {_fmt(om[1])} to {_fmt(om[2])}) and MMoE's by {_fmt(mm[0])} "
         f"({_fmt(mm[1])} to {_fmt(mm[2])}): OMoE's {'is' if om[1] > 0 else 'is not'} shown to widen, MMoE's "

@@ -105,9 +105,46 @@ def _chosen_table(datas: list[tuple[float, ReportData]], key: str) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-def loss_curve_figure(summary: pd.DataFrame, key: str, archs: list[str]) -> go.Figure:
-    """Test loss against the swept value, one line per architecture, bootstrap 95% intervals as error bars."""
-    tasks = list(dict.fromkeys(summary.task))
+def loss_band_figure(summary: pd.DataFrame, key: str, archs: list[str]) -> go.Figure:
+    """The paper's Figure 3/4 view: mean test loss (over tasks) against the swept value per architecture, with its
+    bootstrap 95% band, and the median dotted (a few failed runs move the mean; the median shows the typical run)."""
+    fig = go.Figure()
+    mean = summary[summary.task == MEAN]
+    for i, arch in enumerate(archs):
+        s = mean[mean.architecture == arch].sort_values(key)
+        if s.empty:
+            continue
+        c = COLORS[i % len(COLORS)]
+        fig.add_trace(
+            go.Scatter(
+                x=np.r_[s[key], s[key][::-1]],
+                y=np.r_[s.ci95_high, s.ci95_low[::-1]],
+                fill="toself",
+                fillcolor=c,
+                opacity=0.18,
+                line={"width": 0},
+                hoverinfo="skip",
+                showlegend=False,
+                legendgroup=arch,
+            )
+        )
+        fig.add_trace(
+            go.Scatter(x=s[key], y=s["mean"], mode="lines+markers", name=arch, line_color=c, legendgroup=arch)
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=s[key], y=s["median"], mode="lines", name=f"{arch} median", legendgroup=arch,
+                line={"color": c, "dash": "dot"},
+            )
+        )  # fmt: skip
+    fig.update_xaxes(title_text=key)
+    fig.update_yaxes(title_text="test MSE, mean over tasks")
+    return _layout(fig, f"test loss against {key}: mean with bootstrap 95% band, median dotted", 460)
+
+
+def task_curves_figure(summary: pd.DataFrame, key: str, archs: list[str]) -> go.Figure:
+    """Each task's test loss against the swept value, one panel per task, bootstrap 95% intervals as error bars."""
+    tasks = [t for t in dict.fromkeys(summary.task) if t != MEAN]
     fig = make_subplots(rows=1, cols=len(tasks), subplot_titles=[f"test MSE: {t}" for t in tasks])
     for i, arch in enumerate(archs):
         for j, task in enumerate(tasks):
@@ -134,7 +171,7 @@ def loss_curve_figure(summary: pd.DataFrame, key: str, archs: list[str]) -> go.F
                 col=j + 1,
             )
             fig.update_xaxes(title_text=key, row=1, col=j + 1)
-    return _layout(fig, f"test loss against {key} (mean over seeds, bootstrap 95% interval)", 460)
+    return _layout(fig, f"each task's test loss against {key} (mean over runs, bootstrap 95% interval)", 420)
 
 
 def trainability_figure(losses: pd.DataFrame, key: str, archs: list[str]) -> go.Figure:
@@ -270,8 +307,9 @@ def write_sweep_report(spec: StudySpec, out: str | Path, storage_url: str | None
     figs: list[tuple[str, Any]] = []
     if len(losses):
         figs = [
-            (f"Test loss against {key}", loss_curve_figure(summary, key, archs)),
-            ("Trainability histograms", trainability_figure(losses, key, archs)),
+            (f"Test loss against {key} (the paper's Figures 3 and 4)", loss_band_figure(summary, key, archs)),
+            (f"Per task against {key}", task_curves_figure(summary, key, archs)),
+            ("Trainability histograms (the paper's Figure 5)", trainability_figure(losses, key, archs)),
         ]
     n_seeds = int(losses.groupby(["value", "architecture"]).size().min()) if len(losses) else 0
     found = paper_findings(losses, key)

@@ -113,9 +113,14 @@ def test_sweep_runs_grid_and_fresh_data_end_to_end(tmp_path: Path) -> None:
     assert body is not None, dom[:500]
     attrs = dict(re.findall(r'(data-[a-z-]+)="(\d+)"', body.group(0)))
     assert attrs["data-js-errors"] == "0"
-    assert (
-        attrs["data-expected-plots"] == "2" and attrs["data-rendered-plots"] == "2"
-    )  # loss curves, histograms
+    # the paper's three views: loss against p with bands, per-task curves, trainability histograms
+    assert attrs["data-expected-plots"] == "3" and attrs["data-rendered-plots"] == "3"
+    for title in (
+        "Test loss against p (the paper",
+        "Per task against p",
+        "Trainability histograms (the paper",
+    ):
+        assert title in dom
     shot = screenshot(out.as_uri(), tmp_path / "sweep.png", size="1300,2600")
     assert shot.stat().st_size > 30_000
     Path("reports").mkdir(exist_ok=True)
