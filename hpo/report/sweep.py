@@ -75,6 +75,46 @@ def _pairs_table(losses: pd.DataFrame, key: str, archs: list[str], paired: bool)
     return pd.DataFrame(rows)
 
 
+def convergence_table(datas: list[tuple[float, ReportData]], key: str) -> pd.DataFrame:
+    """Per value and architecture: the best epoch of the runs (median, 90th percentile, most) and how many runs
+    stopped at the epoch cap rather than by early stopping (those were still improving: the paper trains to
+    convergence, so a capped cell is a caveat)."""
+    rows = []
+    for value, data in datas:
+        sr = data.seed_results
+        for arch, attrs in data.retrain_attrs.items():
+            s = sr[(sr.architecture == arch) & (sr.status == "ok")] if len(sr) else sr
+            if not len(s):
+                continue
+            cap = int((attrs.get("train_config") or {}).get("epochs") or 0)
+            rows.append(
+                {
+                    key: value,
+                    "architecture": arch,
+                    "runs": len(s),
+                    "epoch_cap": cap,
+                    "best_epoch_median": float(s.best_epoch.median()),
+                    "best_epoch_p90": float(s.best_epoch.quantile(0.9)),
+                    "epochs_run_max": int(s.epochs_run.max()),
+                    "runs_at_cap": int((s.epochs_run >= cap).sum()) if cap else 0,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _convergence_html(conv: pd.DataFrame) -> str:
+    if conv.empty:
+        return ""
+    capped = conv[conv.runs_at_cap > 0]
+    words = (
+        "No run reached the epoch cap: every run stopped early on its validation loss."
+        if capped.empty
+        else f"{int(capped.runs_at_cap.sum())} of {int(conv.runs.sum())} runs in {len(capped)} of {len(conv)} cells "
+        "reached the epoch cap and were still improving when stopped; their losses are slightly pessimistic."
+    )
+    return f"<h2>Convergence</h2><p>{esc(words)}</p>{table_html(conv)}"
+
+
 def _chosen_table(datas: list[tuple[float, ReportData]], key: str) -> pd.DataFrame:
     """Per value and architecture: the grid's trials (validation objective per learning rate) and the winner."""
     rows = []
@@ -246,7 +286,7 @@ def _write_csvs(stem: Path, tables: dict[str, pd.DataFrame]) -> None:
 
 def _body(
     spec: StudySpec, summary: pd.DataFrame, pairs: pd.DataFrame, chosen: pd.DataFrame, figs: list[tuple[str, Any]],
-    n_seeds: int, prov_rows: str, findings: str,
+    n_seeds: int, prov_rows: str, findings: str, convergence: str,
 ) -> str:  # fmt: skip
     assert spec.sweep is not None
     key, archs = spec.sweep.key, [a.name for a in spec.architectures]
@@ -273,6 +313,7 @@ is most of the spread. p-values are Holm-corrected over the pairs of one design 
 <code>holm_family_size</code>).</p>
 {table_html(pairs)}
 <h2>Chosen hyperparameters</h2>{table_html(chosen)}
+{convergence}
 <h2>Figures</h2>{figures_html(figs) or '<p class="muted">no retrain results yet: run hpo retrain</p>'}
 <h2>Provenance</h2><table class="results provenance">{prov_rows}</table>
 <h2>Study specification</h2><pre>{esc(json.dumps(spec.model_dump(exclude={"source"}), indent=2, default=str))}</pre>
@@ -293,6 +334,7 @@ def write_sweep_report(spec: StudySpec, out: str | Path, storage_url: str | None
     summary = _summary_table(losses, key, archs)
     pairs = _pairs_table(losses, key, archs, paired=spec.retrain.fresh_data)
     chosen = _chosen_table(datas, key)
+    conv = convergence_table(datas, key)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     trials = pd.concat([d.trials.assign(**{key: v}) for v, d in datas], ignore_index=True)
@@ -300,6 +342,7 @@ def write_sweep_report(spec: StudySpec, out: str | Path, storage_url: str | None
         "comparison": summary,
         "pairs": pairs,
         "chosen": chosen,
+        "convergence": conv,
         "seed_losses": losses,
         "trials": trials,
     }
@@ -315,7 +358,8 @@ def write_sweep_report(spec: StudySpec, out: str | Path, storage_url: str | None
     found = paper_findings(losses, key)
     pd.DataFrame([f.__dict__ for f in found]).to_csv(f"{out.with_suffix('')}_findings.csv", index=False)
     body = _body(
-        spec, summary, pairs, chosen, figs, n_seeds, _provenance_rows(spec, datas), findings_html(found, key)
-    )
+        spec, summary, pairs, chosen, figs, n_seeds, _provenance_rows(spec, datas), findings_html(found, key),
+        _convergence_html(conv),
+    )  # fmt: skip
     out.write_text(render_page(f"{spec.name} report", body, len(figs)), encoding="utf-8")
     return out

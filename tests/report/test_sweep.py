@@ -107,6 +107,9 @@ def test_sweep_runs_grid_and_fresh_data_end_to_end(tmp_path: Path) -> None:
     section = section[: section.index("</section>")]
     assert section.count("<li>") == 4 and "paired runs" in section and "Spearman" in section
     assert html.index('id="findings"') < html.index("<h2>Test loss")
+    conv = pd.read_csv(tmp_path / "rep" / "sweep_convergence.csv")
+    assert len(conv) == 6 and (conv.runs == 5).all() and (conv.epoch_cap == 4).all()
+    assert (conv.runs_at_cap <= conv.runs).all() and "<h2>Convergence</h2>" in html
 
     dom = dump_dom(out.as_uri(), budget_ms=20000)
     body = re.search(r"<body[^>]*>", dom)
