@@ -155,7 +155,7 @@ def collect(spec: StudySpec, storage_url: str | None = None) -> ReportData:
         data = _collect_replicates(spec, storage_url)
     else:
         data = _collect_one(spec, storage_url)
-    if spec.retrain.default:
+    if spec.retrain.default and spec.replicate_point is None:  # a replicate's own data has no default rows
         data.default_results, data.default_metrics = read_default(spec, storage_url)
         storage = open_storage(normalise_url(storage_url), heartbeat=False, create=False)
         for arch in (a.name for a in spec.architectures):
