@@ -173,7 +173,7 @@ def test_killed_retrain_worker_then_rerun_gives_every_seed_exactly_once(
         text=True,
     )
     t0 = time.time()
-    while time.time() - t0 < 180:
+    while time.time() - t0 < 600 and proc.poll() is None:  # generous: a loaded machine trains slowly
         trials = study.get_trials()
         if any(t.state == optuna.trial.TrialState.COMPLETE for t in trials) and any(
             t.state == optuna.trial.TrialState.RUNNING for t in trials
