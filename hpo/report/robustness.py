@@ -93,12 +93,24 @@ def expected_max_frame(data: ReportData, *, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _crossings(frame: pd.DataFrame, data: ReportData) -> list[Crossing]:
+def _crossings(frame: pd.DataFrame, data: ReportData) -> tuple[str, list[Crossing], int]:
+    """The architecture with the best expected score at the largest budget, the last crossing of its curve with
+    each other architecture's (the budget from which it stays ahead), and how many crossings there are in all.
+    Curves within noise of each other cross back and forth; the last crossing with the leader is what a reader
+    acts on ("with fewer than k trials, B looks better than the leader")."""
     curves = {
         a: g.sort_values("trials").expected_best.to_numpy()
         for a, g in frame.groupby("architecture", sort=False)
     }
-    return crossings(curves, higher_is_better=data.directions[:1] != ["minimize"])
+    higher = data.directions[:1] != ["minimize"]
+    found = crossings(curves, higher_is_better=higher)
+    ends = {a: c[-1] for a, c in curves.items()}
+    leader = (max if higher else min)(ends, key=lambda a: ends[a])
+    last: dict[str, Crossing] = {}
+    for c in found:
+        if leader in (c.before, c.after):
+            last[c.before if c.after == leader else c.after] = c
+    return leader, sorted(last.values(), key=lambda c: c.k), len(found)
 
 
 def _expected_max_figure(frame: pd.DataFrame, data: ReportData) -> go.Figure | None:
@@ -133,7 +145,7 @@ def _expected_max_figure(frame: pd.DataFrame, data: ReportData) -> go.Figure | N
                 legendgroup=arch,
             )
         )
-    for cr in _crossings(frame, data)[:6]:  # more would hide the curves; the text lists every one
+    for cr in _crossings(frame, data)[1][:6]:  # more would hide the curves; the text lists every one
         fig.add_vline(
             x=cr.k,
             line={"color": "#666", "dash": "dot", "width": 1},
@@ -153,7 +165,7 @@ def _expected_max_figure(frame: pd.DataFrame, data: ReportData) -> go.Figure | N
 def _expected_max_html(frame: pd.DataFrame, data: ReportData) -> str:
     if frame.empty:
         return '<p class="muted">no complete trials</p>'
-    found = _crossings(frame, data)
+    leader, found, n_all = _crossings(frame, data)
     n = frame.groupby("architecture").trials.max()
     sampler = data.spec.sampler.name
     if sampler in MODEL_BASED:
@@ -171,7 +183,17 @@ def _expected_max_html(frame: pd.DataFrame, data: ReportData) -> str:
         )
     if found:
         items = "".join(f"<li>{_esc(c.sentence())}</li>" for c in found)
-        cross = f"<p>Where the expected-best curves cross (the ranking depends on the tuning budget):</p><ul>{items}</ul>"
+        cross = (
+            f"<p>{_esc(leader)} has the best expected score with all the trials run. Where its curve last crosses "
+            f"another's (the budget from which it stays ahead):</p><ul>{items}</ul>"
+            f'<p class="muted">{n_all} crossings between any two curves in all (curves within noise of each other '
+            "cross back and forth); every curve is in the CSV.</p>"
+        )
+    elif n_all:
+        cross = (
+            f"<p>{_esc(leader)} is ahead at every budget; other curves cross {n_all} times among themselves (every "
+            "curve is in the CSV).</p>"
+        )
     else:
         cross = (
             "<p>No two expected-best curves cross: the ranking of the tuned scores does not depend on the budget "
