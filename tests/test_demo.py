@@ -13,7 +13,9 @@ from tests.conftest import SHARED_DATA, require
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(2400)  # a hang guard: the demo takes about 7 minutes on 2 cores, 20+ beside other heavy work
+@pytest.mark.timeout(
+    2400
+)  # a hang guard: the demo takes about 7 minutes on 2 cores, 20+ beside other heavy work
 @pytest.mark.browser
 def test_demo_produces_a_report_that_renders(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     if not (SHARED_DATA / "census-income").is_dir():

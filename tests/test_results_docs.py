@@ -131,3 +131,39 @@ def test_paired_win_counts_and_sign_tests_match_the_seed_losses() -> None:
             shown = m.group(3)
             digits = len(re.sub(r"\D", "", re.sub(r"e.*", "", shown)).lstrip("0")) or 1  # significant digits
             assert float(shown) == float(f"{pv:.{digits}g}"), (p, a, b, shown, pv)
+
+
+def test_show_your_work_tables_match_their_csvs() -> None:
+    """The census group-1 study of issue 16: replicates, variance components and default against tuned."""
+    stem = RESULTS / "census_group1_show_your_work"
+    reps = pd.read_csv(f"{stem}_replicates.csv")
+    rows = table("architecture", "replicate")
+    assert len(rows) == len(reps)
+    for (name, rep, trial, *cells), r in zip(rows, reps.itertuples(), strict=True):
+        assert (NAMES[name], int(rep), int(trial)) == (r.architecture, r.replicate, r.tuning_trial)
+        for shown, value in zip(
+            cells,
+            (r.valid_at_selection, r.retrained_valid_mean, r.retrained_test_mean, r.optimism),
+            strict=True,
+        ):
+            close(shown, value)
+    var = pd.read_csv(f"{stem}_variance.csv")
+    rows = table("architecture", "task")
+    assert len(rows) == len(var)
+    for (name, task, *cells), r in zip(rows, var.itertuples(), strict=True):
+        assert (NAMES[name], task) == (r.architecture, r.task)
+        for shown, value in zip(
+            cells, (r.sd_init, r.sd_data_order, r.sd_residual, r.sd_tuning, r.share_tuning), strict=True
+        ):
+            close(shown, value)
+    dvt = pd.read_csv(f"{stem}_default_vs_tuned.csv")
+    rows = [
+        r for head, rows in tables() if head[:3] == ["architecture", "task", "default mean"] for r in rows
+    ]
+    assert len(rows) == len(dvt)
+    for (name, task, default, tuned, gain), r in zip(rows, dvt.itertuples(), strict=True):
+        assert (NAMES[name], task) == (r.architecture, r.task)
+        close(default, r.default_mean)
+        close(tuned, r.tuned_mean)
+        for shown, value in zip(interval(gain), (r.gain, r.gain_ci95_low, r.gain_ci95_high), strict=True):
+            close(shown, value)
