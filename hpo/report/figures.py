@@ -41,6 +41,22 @@ COLORS = [
 ]
 
 
+def band(x: Any, low: Any, high: Any, color: str, group: str | None = None) -> go.Scatter:
+    """A shaded interval between ``low`` and ``high`` along ``x`` (no legend entry; grouped with its line)."""
+    x, low, high = np.asarray(x), np.asarray(low), np.asarray(high)
+    return go.Scatter(
+        x=np.r_[x, x[::-1]],
+        y=np.r_[high, low[::-1]],
+        fill="toself",
+        fillcolor=color,
+        opacity=0.16,
+        line={"width": 0},
+        hoverinfo="skip",
+        showlegend=False,
+        legendgroup=group,
+    )
+
+
 def _layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
     fig.update_layout(
         title=title, template="plotly_white", height=height, margin={"l": 60, "r": 20, "t": 60, "b": 50}

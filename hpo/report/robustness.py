@@ -23,7 +23,7 @@ import plotly.graph_objects as go
 
 from hpo.report.collect import ReportData, seed_frame
 from hpo.report.expected_max import Crossing, best_so_far, crossings, expected_max
-from hpo.report.figures import COLORS, _layout, test_metric
+from hpo.report.figures import COLORS, _layout, band, test_metric
 from hpo.report.stats import bootstrap_ci, difference_ci
 from hpo.report.variance import METHOD_CROSSED, METHOD_ONE_WAY, crossed_components, one_way_components
 from hpo.schema import HIGHER_IS_BETTER
@@ -122,18 +122,7 @@ def _expected_max_figure(frame: pd.DataFrame, data: ReportData) -> go.Figure | N
         if f.empty:
             continue
         c = COLORS[i % len(COLORS)]
-        fig.add_trace(
-            go.Scatter(
-                x=np.r_[f.trials, f.trials[::-1]],
-                y=np.r_[f.ci95_high, f.ci95_low[::-1]],
-                fill="toself",
-                fillcolor=c,
-                opacity=0.15,
-                line={"width": 0},
-                hoverinfo="skip",
-                showlegend=False,
-            )
-        )
+        fig.add_trace(band(f.trials, f.ci95_low, f.ci95_high, c, arch))
         fig.add_trace(go.Scatter(x=f.trials, y=f.expected_best, mode="lines", name=arch, line={"color": c}))
         fig.add_trace(
             go.Scatter(

@@ -19,7 +19,7 @@ from plotly.subplots import make_subplots
 
 from hpo.config.study import StudySpec
 from hpo.report.collect import ReportData, collect
-from hpo.report.figures import COLORS, _layout, pair_row, summary_row
+from hpo.report.figures import COLORS, _layout, band, pair_row, summary_row
 from hpo.report.findings import Finding, paper_findings
 from hpo.report.html import esc, figures_html, randomised, render_page, table_html
 from hpo.report.stats import compare_pairs
@@ -155,19 +155,7 @@ def loss_band_figure(summary: pd.DataFrame, key: str, archs: list[str]) -> go.Fi
         if s.empty:
             continue
         c = COLORS[i % len(COLORS)]
-        fig.add_trace(
-            go.Scatter(
-                x=np.r_[s[key], s[key][::-1]],
-                y=np.r_[s.ci95_high, s.ci95_low[::-1]],
-                fill="toself",
-                fillcolor=c,
-                opacity=0.18,
-                line={"width": 0},
-                hoverinfo="skip",
-                showlegend=False,
-                legendgroup=arch,
-            )
-        )
+        fig.add_trace(band(s[key], s.ci95_low, s.ci95_high, c, arch))
         fig.add_trace(
             go.Scatter(x=s[key], y=s["mean"], mode="lines+markers", name=arch, line_color=c, legendgroup=arch)
         )
