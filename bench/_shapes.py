@@ -62,8 +62,17 @@ def census_like(n: int, seed: int = 0, spec: InputSpec = CENSUS_SPEC) -> tuple[F
     return Features(cont, cat), y
 
 
-def median_rounds(fns: dict[str, Callable[[], float]], rounds: int) -> dict[str, float]:
-    """Run every candidate once per round, interleaved (so machine noise hits all alike); median per candidate."""
+def median_rounds(fns: dict[str, Callable[[], float]], rounds: int, warmup: bool = True) -> dict[str, float]:
+    """Run every candidate once per round, interleaved (so machine noise hits all alike); median per candidate.
+
+    With ``warmup`` every candidate first runs once untimed: a first call in a process pays one-off costs (the
+    allocator growing its heap, oneDNN choosing kernels, lazy imports) that a tuning worker pays once for hundreds
+    of trials; measured here, our first census epoch ran at half the speed of the second, so without a warm-up
+    the median of two rounds mixed a cold and a warm run.
+    """
+    if warmup:
+        for fn in fns.values():
+            fn()
     results: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(rounds):
         for k, fn in fns.items():
