@@ -47,6 +47,21 @@ class LoopMMoE(nn.Module):
         return torch.cat(outs, dim=-1)
 
 
+class PlainSharedBottom(nn.Module):
+    """The tutorial Shared-Bottom: one dense bottom on the one-hot input, then a small tower per task."""
+
+    def __init__(self, d: int, units: int, tower: int, n_tasks: int = 2) -> None:
+        super().__init__()
+        self.bottom = nn.Sequential(nn.Linear(d, units), nn.ReLU())
+        self.towers = nn.ModuleList(
+            nn.Sequential(nn.Linear(units, tower), nn.ReLU(), nn.Linear(tower, 1)) for _ in range(n_tasks)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.bottom(x)
+        return torch.cat([tower(h) for tower in self.towers], dim=-1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batches", type=int, default=40)

@@ -1,7 +1,8 @@
 """Training throughput: one full epoch (forward, backward, optimiser step) on census-shaped data.
 
 199,523 rows of 7 continuous + 33 categorical columns (the real census cardinalities), two binary tasks, batch
-1024, MMoE at the paper's size (8 experts x 16, towers 8) and at the budget maximum (8 x 256, towers 64):
+1024, MMoE at the paper's size (8 experts x 16, towers 8) and at the budget maximum (8 x 256, towers 64), and a
+2048-unit Shared-Bottom:
 
 * ``ours``: ``hpo.training.train`` (device-resident data, fused experts, sum-of-rows first layer);
 * ``tutorial``: the common implementation, a ``DataLoader`` over a one-hot ``TensorDataset`` and experts as a
@@ -10,7 +11,11 @@
   (``make bench`` installs them with ``--no-deps``, so torch stays as it is); torch-rechub through its
   ``MTLTrainer`` (its data loader included, as its users run it), deepctr-torch through ``fit`` with its
   per-call input concatenation left out;
-* ``seeds``: 16 seeds as one vectorised model against 16 sequential runs (paper size).
+* ``bottom2048``: Shared-Bottom with one 2048-unit bottom (the budget's widest layer) and towers of 64;
+* ``seeds``: 16 seeds as one vectorised model against 16 sequential runs (paper size);
+* ``synthetic``: the MMoE paper's synthetic cell, 200 runs of its MMoE (8 x 16, towers 8) each on its own freshly
+  drawn dataset (d = 100, 10,000 rows, batch 256) as one vectorised model, against lone runs (examples/s per run
+  from 10 of them).
 
 Every candidate runs once per round, interleaved, and the median of the rounds is compared, so the ratios are
 measured in one run on one machine. Each candidate first runs once untimed (``median_rounds``), so the
@@ -33,14 +38,24 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _shapes import CENSUS_ROWS, CENSUS_SPEC, census_like, median_rounds, timed
-from models import LoopMMoE
+from models import LoopMMoE, PlainSharedBottom
 
 from hpo.data import Split, TabularDataset
+from hpo.data.synthetic import SyntheticConfig, make_synthetic
 from hpo.models import TaskSpec, create_model
 from hpo.training import TrainConfig, train
 
-SIZES = {"paper": (8, 16, 8), "max": (8, 256, 64)}
+# name -> (architecture, experts, units, tower units); Shared-Bottom has one bottom of ``units`` (experts unused)
+SIZES: dict[str, tuple[str, int, int, int]] = {
+    "paper": ("mmoe", 8, 16, 8),
+    "max": ("mmoe", 8, 256, 64),
+    "bottom2048": ("shared_bottom", 1, 2048, 64),
+}
 TASKS = (TaskSpec("income"), TaskSpec("marital"))
+SYNTHETIC_RUNS = 200  # the paper's runs per model and correlation (science.md section 4)
+SYNTHETIC_LONE = (
+    10  # lone runs timed for the sequential reference (their mean cost per run is what is compared)
+)
 
 
 def census_dataset(device: torch.device) -> TabularDataset:
@@ -54,28 +69,45 @@ def census_dataset(device: torch.device) -> TabularDataset:
     return TabularDataset("census-shaped", CENSUS_SPEC, TASKS, splits).to(device)
 
 
-def ours(ds: TabularDataset, size: tuple[int, int, int], device: torch.device, seeds: int = 1) -> None:
-    e, h, t = size
+def _hyper(size: tuple[str, int, int, int]) -> dict[str, Any]:
+    arch, e, h, t = size
+    if arch == "shared_bottom":
+        return {"bottom_units": (h,), "tower_units": (t,)}
+    return {"n_experts": e, "expert_units": (h,), "tower_units": (t,)}
+
+
+def ours(
+    ds: TabularDataset,
+    size: tuple[str, int, int, int],
+    device: torch.device,
+    seeds: int = 1,
+    batch: int = 1024,
+) -> None:
     model = create_model(
-        "mmoe",
-        ds.spec,
-        ds.tasks,
-        replicas=seeds,
-        seeds=list(range(seeds)),
-        n_experts=e,
-        expert_units=(h,),
-        tower_units=(t,),
-        device=device,
+        size[0], ds.spec, ds.tasks, replicas=seeds, seeds=list(range(seeds)), device=device, **_hyper(size)
     )
-    cfg = TrainConfig(lr=1e-3, batch_size=1024, epochs=1, patience=None, device=str(device))
+    cfg = TrainConfig(lr=1e-3, batch_size=batch, epochs=1, patience=None, device=str(device))
     train(model, ds, cfg, evaluate_splits=("valid",))
     if device.type == "cuda":
         torch.cuda.synchronize()
 
 
-def tutorial(onehot: torch.Tensor, y: torch.Tensor, size: tuple[int, int, int], device: torch.device) -> None:
-    e, h, t = size
-    model = LoopMMoE(onehot.shape[1], e, h, t).to(device)
+def synthetic_data(runs: int, device: torch.device) -> TabularDataset:
+    """The paper's synthetic cell (d = 100, 10,000 training rows, p = 0.5): one freshly drawn dataset per run."""
+    return TabularDataset.stack(
+        [
+            make_synthetic(SyntheticConfig(p=0.5, n_train=10_000, n_valid=2000, n_test=2000, seed=s))
+            for s in range(runs)
+        ]
+    ).to(device)
+
+
+def tutorial(
+    onehot: torch.Tensor, y: torch.Tensor, size: tuple[str, int, int, int], device: torch.device
+) -> None:
+    arch, e, h, t = size
+    d = onehot.shape[1]
+    model = (PlainSharedBottom(d, h, t) if arch == "shared_bottom" else LoopMMoE(d, e, h, t)).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loader = torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(onehot, y), batch_size=1024, shuffle=True
@@ -91,28 +123,28 @@ def tutorial(onehot: torch.Tensor, y: torch.Tensor, size: tuple[int, int, int], 
 
 
 def rechub_runner(
-    onehot: torch.Tensor, y: torch.Tensor, size: tuple[int, int, int], device: torch.device
+    onehot: torch.Tensor, y: torch.Tensor, size: tuple[str, int, int, int], device: torch.device
 ) -> Any:
-    """torch-rechub 0.9.0's MMOE trained by its MTLTrainer for one epoch on the one-hot input."""
+    """torch-rechub 0.9.0's MMOE (or SharedBottom) trained by its MTLTrainer for one epoch on the one-hot input."""
     try:
         from torch_rechub.basic.features import DenseFeature
-        from torch_rechub.models.multi_task import MMOE
+        from torch_rechub.models.multi_task import MMOE, SharedBottom
         from torch_rechub.trainers import MTLTrainer
         from torch_rechub.utils.data import DataGenerator
     except ImportError:
         return None
-    e, h, t = size
+    arch, e, h, t = size
     d = onehot.shape[1]
     x = {"x": onehot.numpy()}
     features = [DenseFeature("x", embed_dim=d)]
 
     def run() -> None:
-        model = MMOE(
-            features,
-            ["classification", "classification"],
-            e,
-            {"dims": [h]},
-            [{"dims": [t]}, {"dims": [t]}],
+        tasks = ["classification", "classification"]
+        towers = [{"dims": [t]}, {"dims": [t]}]
+        model = (
+            SharedBottom(features, tasks, {"dims": [h]}, towers)
+            if arch == "shared_bottom"
+            else MMOE(features, tasks, e, {"dims": [h]}, towers)
         )
         gen = DataGenerator(x, y.numpy())
         train_dl, _, _ = gen.generate_dataloader(
@@ -133,27 +165,38 @@ def rechub_runner(
 
 
 def deepctr_runner(
-    onehot: torch.Tensor, y: torch.Tensor, size: tuple[int, int, int], device: torch.device
+    onehot: torch.Tensor, y: torch.Tensor, size: tuple[str, int, int, int], device: torch.device
 ) -> Any:
-    """deepctr-torch 0.3.0's MMOE.fit for one epoch on the one-hot input, linear+softmax gates."""
+    """deepctr-torch 0.3.0's MMOE (linear+softmax gates) or SharedBottom, ``fit`` for one epoch on the one-hot
+    input."""
     try:
         from deepctr_torch.inputs import DenseFeat
-        from deepctr_torch.models import MMOE
+        from deepctr_torch.models import MMOE, SharedBottom
     except ImportError:
         return None
-    e, h, t = size
+    arch, e, h, t = size
     cols = [DenseFeat(f"c{i}", 1) for i in range(onehot.shape[1])]
     x = {f"c{i}": onehot[:, i].numpy() for i in range(onehot.shape[1])}
 
     def run() -> float:
-        model = MMOE(
-            cols,
-            num_experts=e,
-            expert_dnn_hidden_units=(h,),
-            gate_dnn_hidden_units=(),
-            tower_dnn_hidden_units=(t,),
-            task_types=("binary", "binary"),
-            device=str(device),
+        model = (
+            SharedBottom(
+                cols,
+                bottom_dnn_hidden_units=(h,),
+                tower_dnn_hidden_units=(t,),
+                task_types=("binary", "binary"),
+                device=str(device),
+            )
+            if arch == "shared_bottom"
+            else MMOE(
+                cols,
+                num_experts=e,
+                expert_dnn_hidden_units=(h,),
+                gate_dnn_hidden_units=(),
+                tower_dnn_hidden_units=(t,),
+                task_types=("binary", "binary"),
+                device=str(device),
+            )
         )
         model.compile("adam", ["binary_crossentropy", "binary_crossentropy"])
         # fit() concatenates its inputs on every call; time that alone (epochs=0) and leave it out
@@ -200,6 +243,24 @@ def main() -> None:
         args.rounds,
     )
     eps.update({k: s * CENSUS_ROWS / v for k, v in med.items()})
+    # the synthetic cell: 200 runs of the paper's MMoE, each on its own dataset, as one vectorised model, against
+    # lone runs of the same model on the first datasets (batch 256, as the synthetic studies train)
+    syn = synthetic_data(SYNTHETIC_RUNS, device)
+    lone = [syn.select_replicas([i]) for i in range(SYNTHETIC_LONE)]
+    rows = len(syn.splits["train"].y[0])
+    med = median_rounds(
+        {
+            "synthetic/vectorised": lambda: timed(
+                lambda: ours(syn, SIZES["paper"], device, seeds=SYNTHETIC_RUNS, batch=256)
+            ),
+            "synthetic/sequential": lambda: timed(
+                lambda: [ours(d, SIZES["paper"], device, batch=256) for d in lone]
+            ),
+        },
+        args.rounds,
+    )
+    eps["synthetic/vectorised"] = SYNTHETIC_RUNS * rows / med["synthetic/vectorised"]
+    eps["synthetic/sequential"] = SYNTHETIC_LONE * rows / med["synthetic/sequential"]
     ratios: dict[str, float] = {}
     for size_name in SIZES:
         ratios[f"{size_name}_vs_tutorial"] = eps[f"{size_name}/ours"] / eps[f"{size_name}/tutorial"]
@@ -211,6 +272,7 @@ def main() -> None:
         if peers:
             ratios[f"{size_name}_vs_best_peer"] = eps[f"{size_name}/ours"] / max(peers)
     ratios["seeds_vs_sequential"] = eps["seeds/vectorised"] / eps["seeds/sequential"]
+    ratios["synthetic_vs_sequential"] = eps["synthetic/vectorised"] / eps["synthetic/sequential"]
     print(
         f"one training epoch, {CENSUS_ROWS:,} census-shaped rows, batch 1024, device {device}, "
         f"{torch.get_num_threads()} threads, median of {args.rounds} interleaved rounds"

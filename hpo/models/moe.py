@@ -89,13 +89,20 @@ class _MoEBase(MTLModel):
 
     def _forward(self, x: Features, gates: dict[str, GateReading] | None) -> Tensor:
         parts = self.input(x)
-        experts = self.experts(torch.relu(blocks_first(parts["experts"], self.n_experts)))
         g = self._gate_weights(parts)
         if gates is not None:
             names = tuple(f"expert{i}" for i in range(self.n_experts))
             for k in range(self.n_gates):
                 gates[self._gate_name(k)] = GateReading(g[:, :, k], names)
-        return tower_outputs(self.towers, mix(g, experts))
+        if len(self.experts.hidden):  # deeper experts: the parallel-block layout their batched products need
+            experts = self.experts(torch.relu(blocks_first(parts["experts"], self.n_experts)))
+            return tower_outputs(self.towers, mix(g, experts))
+        # one-layer experts (the paper's): mix in the input layer's own (R, B, E, h) layout. The same products as
+        # `mix`, without transposing the experts' activations forward (and their gradient backward), which cost
+        # a fifth of a vectorised paper-size step on the CPU (bench/PROFILE.md)
+        r, b, _ = parts["experts"].shape
+        experts = torch.relu(parts["experts"]).view(r, b, self.n_experts, -1)
+        return tower_outputs(self.towers, torch.matmul(g, experts).transpose(1, 2))
 
     def _gate_name(self, k: int) -> str:
         return f"gate:{self.tasks[k].name}"

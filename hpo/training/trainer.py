@@ -149,11 +149,26 @@ class _Monitor:
         return new > best if self.higher else new < best
 
 
+# On the CPU an evaluation chunk holds at most this many (replica, row) pairs: the activations of 200 replicas x
+# 2,000 rows of a paper-size MMoE are 230 MB, far past the caches, and evaluating them in one chunk took a fifth
+# of a synthetic retrain's time (bench/PROFILE.md); chunks of this size stay in cache. A lone replica's chunks are
+# unchanged (``eval_batch_size`` rows), so its results are too.
+CPU_EVAL_PAIRS = 16384
+
+
+def _eval_chunk(batch: int, replicas: int, device: torch.device) -> int:
+    """Rows per evaluation chunk: ``eval_batch_size``, capped on the CPU so the chunk's activations stay in cache."""
+    if device.type != "cpu" or replicas <= 1:
+        return batch
+    return max(1, min(batch, CPU_EVAL_PAIRS // replicas))
+
+
 @torch.no_grad()
 def _outputs(model: MTLModel, split: Split, batch: int, amp: bool) -> Tensor:
     """Raw outputs ``(R, N, K)`` of every replica on a whole split, in chunks."""
     model.eval()
     outs = []
+    batch = _eval_chunk(batch, model.replicas, split.y.device)
     for i in range(0, len(split), batch):
         feats = split.rows(i, i + batch).features()
         with torch.autocast(split.y.device.type, dtype=torch.bfloat16, enabled=amp):
