@@ -42,7 +42,7 @@ from hpo.search.objective import DuplicateConfiguration, Objective, objective_di
 from hpo.storage import keys
 from hpo.storage.claims import claim_ticket, register_worker
 from hpo.storage.engine import is_rdb, mask_url, normalise_url, open_storage
-from hpo.storage.heartbeat import beating, fail_stale
+from hpo.storage.heartbeat import beating, fail_stale, fail_unbeaten
 from hpo.storage.locks import claim_lock
 from hpo.training import resolve_device
 
@@ -246,6 +246,7 @@ class _Drain:
         with claim_lock(self.url, study.study_name) as lock:
             if self.rdb:
                 optuna.storages.fail_stale_trials(study)
+                fail_unbeaten(study)
             else:
                 fail_stale(study)
             states = [t.state for t in study.get_trials(deepcopy=False)]

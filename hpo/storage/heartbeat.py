@@ -10,14 +10,16 @@ machines are compared, so the grace period is generous (three intervals and at l
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import threading
 import time
 from collections.abc import Iterator
 
 import optuna
+import sqlalchemy
 
-__all__ = ["HEARTBEAT_ATTR", "beating", "fail_stale"]
+__all__ = ["HEARTBEAT_ATTR", "beating", "fail_stale", "fail_unbeaten"]
 
 HEARTBEAT_ATTR = "hpo.heartbeat"
 INTERVAL = float(os.environ.get("HPO_HEARTBEAT_SECONDS", "10"))
@@ -63,4 +65,53 @@ def fail_stale(study: optuna.Study, max_retry: int = 1) -> list[int]:
             if frozen.state == optuna.trial.TrialState.FAIL:
                 optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)(study, frozen)
                 out.append(t.number)
+    return out
+
+
+# A RUNNING trial without any heartbeat this long after it started was claimed by a worker that died before its
+# first beat. Generous, because ``datetime_start`` is the claiming machine's clock; a live worker beats within
+# milliseconds of the claim.
+UNBEATEN_GRACE = 60.0
+
+
+def fail_unbeaten(
+    study: optuna.Study, grace_seconds: float = UNBEATEN_GRACE, max_retry: int = 1
+) -> list[int]:
+    """On a SQL database, fail and re-queue the RUNNING trials that never recorded a heartbeat.
+
+    Optuna's ``fail_stale_trials`` only looks at trials that have a heartbeat row; a worker killed between taking a
+    WAITING trial (``study.ask``) and its heartbeat thread's first beat leaves a trial RUNNING for ever, and its
+    ticket or retrain chunk would never run (a fault-injection run found one). Returns their numbers.
+    """
+    backend = getattr(study._storage, "_backend", study._storage)
+    if not isinstance(backend, optuna.storages.RDBStorage):
+        return []
+    now = datetime.datetime.now()
+    old = {
+        t._trial_id: t.number
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        if t.datetime_start is not None and (now - t.datetime_start).total_seconds() > grace_seconds
+    }
+    if not old:
+        return []
+    with backend.engine.connect() as conn:
+        beaten = {
+            row[0]
+            for row in conn.execute(
+                sqlalchemy.text("SELECT trial_id FROM trial_heartbeats WHERE trial_id IN :ids").bindparams(
+                    sqlalchemy.bindparam("ids", expanding=True)
+                ),
+                {"ids": list(old)},
+            )
+        }
+    out = []
+    for trial_id, number in old.items():
+        if trial_id in beaten:
+            continue  # Optuna's own stale check covers it
+        with contextlib.suppress(Exception):  # another worker may have failed it first
+            study.tell(number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+            frozen = study.get_trials(deepcopy=False)[number]
+            if frozen.state == optuna.trial.TrialState.FAIL:
+                optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)(study, frozen)
+                out.append(number)
     return out
