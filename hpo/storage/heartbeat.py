@@ -54,17 +54,25 @@ def beating(trial: optuna.Trial, interval: float = INTERVAL) -> Iterator[None]:
 def fail_stale(study: optuna.Study, max_retry: int = 1) -> list[int]:
     """Fail the RUNNING trials of ``study`` whose heartbeat is older than the grace period and re-queue each
     (same parameters and ticket) as Optuna's retry callback does; return their numbers."""
-    now, out = time.time(), []
+    now, stale = time.time(), []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         started = t.datetime_start.timestamp() if t.datetime_start else now
-        if now - float(t.user_attrs.get(HEARTBEAT_ATTR, started)) <= grace():
-            continue
-        with contextlib.suppress(Exception):  # another worker may have failed it first
-            study.tell(t.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
-            frozen = study.get_trials(deepcopy=False)[t.number]
+        if now - float(t.user_attrs.get(HEARTBEAT_ATTR, started)) > grace():
+            stale.append(t.number)
+    return _fail_and_requeue(study, stale, max_retry)
+
+
+def _fail_and_requeue(study: optuna.Study, numbers: list[int], max_retry: int) -> list[int]:
+    """Fail trials ``numbers`` and re-queue each (same parameters and ticket) with Optuna's retry callback; return
+    those this call failed (another worker may have failed one first)."""
+    out = []
+    for number in numbers:
+        with contextlib.suppress(Exception):
+            study.tell(number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+            frozen = study.get_trials(deepcopy=False)[number]
             if frozen.state == optuna.trial.TrialState.FAIL:
                 optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)(study, frozen)
-                out.append(t.number)
+                out.append(number)
     return out
 
 
@@ -104,14 +112,7 @@ def fail_unbeaten(
                 {"ids": list(old)},
             )
         }
-    out = []
-    for trial_id, number in old.items():
-        if trial_id in beaten:
-            continue  # Optuna's own stale check covers it
-        with contextlib.suppress(Exception):  # another worker may have failed it first
-            study.tell(number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
-            frozen = study.get_trials(deepcopy=False)[number]
-            if frozen.state == optuna.trial.TrialState.FAIL:
-                optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)(study, frozen)
-                out.append(number)
-    return out
+    unbeaten = [
+        number for trial_id, number in old.items() if trial_id not in beaten
+    ]  # beaten: Optuna's check
+    return _fail_and_requeue(study, unbeaten, max_retry)
