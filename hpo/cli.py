@@ -362,6 +362,12 @@ def report_cmd(
     study: Annotated[str, typer.Argument(help="study YAML")],
     out: Annotated[str | None, typer.Option(help="HTML file (default reports/NAME.html)")] = None,
     storage: StorageOpt = None,
+    from_tables: Annotated[
+        str | None,
+        typer.Option(
+            "--from-tables", help="folder written by `hpo export`: report from it instead of a storage"
+        ),
+    ] = None,
 ) -> None:
     """Write the self-contained HTML comparison report, and its tables as CSV beside it."""
     from hpo.config.study import load_study
@@ -371,9 +377,9 @@ def report_cmd(
     if spec.sweep is not None:
         from hpo.report.sweep import write_sweep_report
 
-        path = write_sweep_report(spec, out or f"reports/{spec.name}.html", storage)
+        path = write_sweep_report(spec, out or f"reports/{spec.name}.html", storage, tables=from_tables)
     else:
-        path = write_report(spec, out or f"reports/{spec.name}.html", storage)
+        path = write_report(spec, out or f"reports/{spec.name}.html", storage, tables=from_tables)
     typer.echo(f"report: {path}")
 
 
@@ -384,37 +390,13 @@ def export_cmd(
     out: Annotated[str, typer.Option(help="output directory")] = "reports",
     storage: StorageOpt = None,
 ) -> None:
-    """Write the tuning trials and the seed results as tables (CSV or Parquet)."""
-    from pathlib import Path
-
+    """Write the study's results as a folder of tables (CSV or Parquet) and one JSON file of attributes per
+    sub-study: everything `hpo report --from-tables` needs to render the report again without the database."""
     from hpo.config.study import load_study
-    from hpo.errors import ConfigError
-    from hpo.report.collect import collect, read_default
+    from hpo.report.collect import export
 
-    if fmt not in ("csv", "parquet"):
-        raise ConfigError(f"--format must be csv or parquet, got {fmt!r}")
-    target = Path(out)
-    base = load_study(study)
-    written: list[tuple[str, str, Any]] = []
-    for spec in base.expand():
-        data = collect(spec, storage)  # a missing storage or study fails here, before any folder is made
-        written += [
-            (spec.name, "trials", data.trials),
-            (spec.name, "seed_results", data.seed_results),
-            (spec.name, "seed_metrics", data.seed_metrics),
-        ]
-    if base.retrain.default:  # the default configurations' seeds: one set for all replicates, NAME.default
-        results, metrics = read_default(base, storage)
-        name = base.default_spec().name
-        written += [(name, "seed_results", results), (name, "seed_metrics", metrics)]
-    target.mkdir(parents=True, exist_ok=True)
-    for prefix, table, df in written:
-        path = target / f"{prefix}_{table}.{fmt}"
-        if fmt == "csv":
-            df.to_csv(path, index=False)
-        else:
-            df.astype({c: str for c in df.columns if df[c].dtype == object}).to_parquet(path, index=False)
-        typer.echo(f"{table}: {path} ({len(df)} rows)")
+    for path in export(load_study(study), storage, out, fmt):
+        typer.echo(f"wrote {path}")
 
 
 @app.command("demo")

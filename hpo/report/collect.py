@@ -1,4 +1,5 @@
-"""Read everything a report needs from the storage (tuning trials, retrain chunks, seed results) into tables.
+"""Read everything a report needs from the storage (tuning trials, retrain chunks, seed results) into tables,
+or from the folder of tables that ``hpo export`` wrote (``hpo.report.tables``).
 
 The report layer only reads: it never trains and never writes to the database.
 """
@@ -6,7 +7,8 @@ The report layer only reads: it never trains and never writes to the database.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -14,43 +16,15 @@ import pandas as pd
 
 from hpo.config.study import StudySpec
 from hpo.errors import ConfigError
+from hpo.report.data import ReportData
 from hpo.report.searched import searched_row
+from hpo.report.tables import FORMAT, TABLES, attrs_of, read_default_tables, read_tables, write_tables
 from hpo.storage import keys
 from hpo.storage.engine import mask_url, normalise_url, open_storage
 from hpo.storage.naming import retrain_study_name
 from hpo.storage.results import read_seed_metrics, read_seed_results
 
-__all__ = ["ReportData", "collect", "read_default", "seed_frame", "trials_frame"]
-
-
-@dataclass
-class ReportData:
-    spec: StudySpec
-    storage: str
-    trials: pd.DataFrame
-    seed_results: pd.DataFrame
-    seed_metrics: pd.DataFrame
-    study_attrs: dict[str, dict[str, Any]]
-    retrain_attrs: dict[str, dict[str, Any]]
-    gate_use: dict[str, pd.DataFrame] = field(default_factory=dict)
-    importances: dict[str, dict[str, float]] = field(default_factory=dict)
-    directions: list[str] = field(default_factory=list)
-    metric_names: list[str] = field(default_factory=list)
-    versions: dict[str, str] = field(default_factory=dict)
-    model_origins: dict[str, str] = field(default_factory=dict)
-    code_revisions: list[str] = field(default_factory=list)
-    searched: pd.DataFrame = field(default_factory=pd.DataFrame)
-    # replicated tuning (``replicates``): each replicate's retrain attributes, keyed by (replicate, architecture);
-    # the frames above then carry a ``replicate`` column and pool every replicate
-    replicate_attrs: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)
-    # ``retrain.default``: the default configurations' seeds, and what each default configuration was
-    default_results: pd.DataFrame = field(default_factory=pd.DataFrame)
-    default_metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
-    default_attrs: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    @property
-    def replicates(self) -> int:
-        return int(self.trials["replicate"].nunique()) if "replicate" in self.trials else 1
+__all__ = ["ReportData", "collect", "export", "read_default", "seed_frame", "trials_frame"]
 
 
 def seed_frame(
@@ -147,28 +121,60 @@ def read_default(spec: StudySpec, storage_url: str | None = None) -> tuple[pd.Da
     return read_seed_results(url, name), read_seed_metrics(url, name)
 
 
-def collect(spec: StudySpec, storage_url: str | None = None) -> ReportData:
-    """Everything the report shows, read from the storage (which must exist: nothing is created here). A spec with
-    replicates pools its replicate studies (frames gain a ``replicate`` column); ``retrain.default`` adds the
-    default configurations' seeds."""
-    if spec.replicates > 1:
-        data = _collect_replicates(spec, storage_url)
-    else:
-        data = _collect_one(spec, storage_url)
+def collect(spec: StudySpec, storage_url: str | None = None, tables: str | Path | None = None) -> ReportData:
+    """Everything the report shows, read from the storage (which must exist: nothing is created here) or, with
+    ``tables``, from a folder that ``hpo export`` wrote. A spec with replicates pools its replicate studies (frames
+    gain a ``replicate`` column); ``retrain.default`` adds the default configurations' seeds."""
+
+    def one(sub: StudySpec) -> ReportData:
+        return read_tables(sub, tables) if tables is not None else _collect_one(sub, storage_url)
+
+    data = _collect_replicates(spec, one) if spec.replicates > 1 else one(spec)
     if spec.retrain.default and spec.replicate_point is None:  # a replicate's own data has no default rows
-        data.default_results, data.default_metrics = read_default(spec, storage_url)
-        storage = open_storage(normalise_url(storage_url), heartbeat=False, create=False)
-        for arch in (a.name for a in spec.architectures):
-            if (study := _load(storage, retrain_study_name(spec.default_spec().name, arch))) is not None:
-                data.default_attrs[arch] = dict(keys.plain(study.user_attrs))
+        if tables is not None:
+            data.default_results, data.default_metrics, data.default_attrs = read_default_tables(spec, tables)
+            return data
+        data.default_results, data.default_metrics, data.default_attrs = _default_data(spec, storage_url)
     return data
 
 
-def _collect_replicates(spec: StudySpec, storage_url: str | None) -> ReportData:
+def _default_data(
+    spec: StudySpec, storage_url: str | None
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, Any]]]:
+    """The default configurations' seed results and metrics, and each default retrain study's attributes."""
+    results, metrics = read_default(spec, storage_url)
+    storage = open_storage(normalise_url(storage_url), heartbeat=False, create=False)
+    attrs = {}
+    for arch in (a.name for a in spec.architectures):
+        if (study := _load(storage, retrain_study_name(spec.default_spec().name, arch))) is not None:
+            attrs[arch] = dict(keys.plain(study.user_attrs))
+    return results, metrics, attrs
+
+
+def export(base: StudySpec, storage_url: str | None, folder: str | Path, fmt: str = "csv") -> list[Path]:
+    """Write every sub-study of ``base`` (and its default configurations' seeds) as tables into ``folder`` (see
+    ``hpo.report.tables``). Everything is read before anything is written, so a missing storage or study leaves
+    no folder behind."""
+    if fmt not in ("csv", "parquet"):
+        raise ConfigError(f"--format must be csv or parquet, got {fmt!r}")
+    parts: list[tuple[str, str, Any]] = []
+    for spec in base.expand():
+        data = _collect_one(spec, storage_url)
+        parts += [(spec.name, t, getattr(data, t)) for t in TABLES] + [(spec.name, "attrs", attrs_of(data))]
+    if base.retrain.default:
+        results, metrics, default_attrs = _default_data(base, storage_url)
+        name = base.default_spec().name
+        parts += [
+            (name, "seed_results", results),
+            (name, "seed_metrics", metrics),
+            (name, "attrs", {"format": FORMAT, "default_attrs": default_attrs}),
+        ]
+    return write_tables(parts, folder, fmt)
+
+
+def _collect_replicates(spec: StudySpec, one: Callable[[StudySpec], ReportData]) -> ReportData:
     """The replicates' data pooled, each row labelled with its replicate (1-based)."""
-    parts = [
-        (int((sub.replicate_point or {})["index"]), _collect_one(sub, storage_url)) for sub in spec.expand()
-    ]
+    parts = [(int((sub.replicate_point or {})["index"]), one(sub)) for sub in spec.expand()]
     first = parts[0][1]
 
     def pooled(frames: list[tuple[int, pd.DataFrame]]) -> pd.DataFrame:

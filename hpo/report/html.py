@@ -196,17 +196,18 @@ def _importance_note(data: ReportData) -> str:
     )
 
 
-def write_report(spec: StudySpec, out: str | Path, storage_url: str | None = None) -> Path:
-    """Collect, compute, draw and write ``out`` (HTML) plus ``<stem>_*.csv`` beside it; return the HTML path."""
-    data = collect(spec, storage_url)
+def write_report(
+    spec: StudySpec, out: str | Path, storage_url: str | None = None, tables: str | Path | None = None
+) -> Path:
+    """Collect (from the storage, or from ``tables``: a folder ``hpo export`` wrote), compute, draw and write
+    ``out`` (HTML) plus ``<stem>_*.csv`` beside it; return the HTML path."""
+    data = collect(spec, storage_url, tables)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     comp, pairs, cost = comparison_table(data), pairs_table(data), cost_table(data)
     stem = out.with_suffix("")
-    comp.to_csv(f"{stem}_comparison.csv", index=False)
-    pairs.to_csv(f"{stem}_pairs.csv", index=False)
-    cost.to_csv(f"{stem}_cost.csv", index=False)
-    data.trials.to_csv(f"{stem}_trials.csv", index=False)
+    for name, table in (("comparison", comp), ("pairs", pairs), ("cost", cost), ("trials", data.trials)):
+        table.to_csv(f"{stem}_{name}.csv", index=False)
     data.searched.to_csv(f"{stem}_searched.csv", index=False)
     metrics = test_metric(data)
     summary = ranks(data, metrics)

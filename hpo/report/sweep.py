@@ -308,13 +308,16 @@ is most of the spread. p-values are Holm-corrected over the pairs of one design 
 """
 
 
-def write_sweep_report(spec: StudySpec, out: str | Path, storage_url: str | None = None) -> Path:
-    """Collect every sub-study of the sweep and write ``out`` (HTML) plus ``<stem>_*.csv`` beside it."""
+def write_sweep_report(
+    spec: StudySpec, out: str | Path, storage_url: str | None = None, tables: str | Path | None = None
+) -> Path:
+    """Collect every sub-study of the sweep (from the storage, or from ``tables``: a folder ``hpo export`` wrote)
+    and write ``out`` (HTML) plus ``<stem>_*.csv`` beside it."""
     assert spec.sweep is not None
     key = spec.sweep.key
     archs = [a.name for a in spec.architectures]
     datas = [
-        (float(sub.sweep_point["value"]), collect(sub, storage_url))
+        (float(sub.sweep_point["value"]), collect(sub, storage_url, tables))
         for sub in spec.expand()
         if sub.sweep_point
     ]
@@ -326,7 +329,7 @@ def write_sweep_report(spec: StudySpec, out: str | Path, storage_url: str | None
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     trials = pd.concat([d.trials.assign(**{key: v}) for v, d in datas], ignore_index=True)
-    tables = {
+    out_tables = {
         "comparison": summary,
         "pairs": pairs,
         "chosen": chosen,
@@ -334,7 +337,7 @@ def write_sweep_report(spec: StudySpec, out: str | Path, storage_url: str | None
         "seed_losses": losses,
         "trials": trials,
     }
-    _write_csvs(out.with_suffix(""), tables)
+    _write_csvs(out.with_suffix(""), out_tables)
     figs: list[tuple[str, Any]] = []
     if len(losses):
         figs = [

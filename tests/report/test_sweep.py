@@ -110,6 +110,15 @@ def test_sweep_runs_grid_and_fresh_data_end_to_end(tmp_path: Path) -> None:
     conv = pd.read_csv(tmp_path / "rep" / "sweep_convergence.csv")
     assert len(conv) == 6 and (conv.runs == 5).all() and (conv.epoch_cap == 4).all()
     assert (conv.runs_at_cap <= conv.runs).all() and "<h2>Convergence</h2>" in html
+    # exported, then reported from the tables alone: the same tables (a sweep exports one set per value of p)
+    assert main(["export", str(path), "--storage", url, "--out", str(tmp_path / "exp")]) == 0
+    assert len(list((tmp_path / "exp").glob("*_attrs.json"))) == 2
+    again = tmp_path / "again" / "sweep.html"
+    assert main(["report", str(path), "--from-tables", str(tmp_path / "exp"), "--out", str(again)]) == 0
+    for table in ("comparison", "pairs", "chosen", "convergence", "seed_losses", "findings"):
+        a = pd.read_csv(tmp_path / "rep" / f"sweep_{table}.csv")
+        b = pd.read_csv(tmp_path / "again" / f"sweep_{table}.csv")
+        pd.testing.assert_frame_equal(a, b, check_exact=True, obj=table)
 
     dom = dump_dom(out.as_uri(), budget_ms=20000)
     body = re.search(r"<body[^>]*>", dom)
