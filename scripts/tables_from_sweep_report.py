@@ -88,7 +88,7 @@ def main() -> None:
         config = {**json.loads(settings), key: (sub.sweep_point or {})["value"]}
         attrs = {
             "format": FORMAT,
-            "storage": f"{prov['storage']} (not kept; rebuilt from {stem}_*.csv and {args.epochs})",
+            "storage": f"{prov['storage'].split(' (not kept')[0]} (not kept; rebuilt from {stem.name}_*.csv)",
             "study_attrs": {
                 a.name: {"provenance": {"generator": generator, "config": config}} for a in spec.architectures
             },
