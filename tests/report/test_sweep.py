@@ -218,13 +218,19 @@ def test_every_ablation_changes_exactly_one_setting_of_the_baseline() -> None:
     for path in files:
         spec = load_study(path)
         assert [s.dataset.p for s in spec.expand()] == [0.5, 0.7, 0.9, 1.0]
-        diff = {
-            f"dataset.{k}" for k, v in spec.dataset.model_dump().items() if v != base.dataset.model_dump()[k]
-        } | {
-            f"training.{k}"
-            for k, v in spec.training.model_dump().items()
-            if v != base.training.model_dump()[k]
-        }
+        diff = (
+            {
+                f"dataset.{k}"
+                for k, v in spec.dataset.model_dump().items()
+                if v != base.dataset.model_dump()[k]
+            }
+            | {
+                f"training.{k}"
+                for k, v in spec.training.model_dump().items()
+                if v != base.training.model_dump()[k]
+            }
+            | {"bottom_units" for a, b in zip(spec.architectures, base.architectures, strict=True) if a != b}
+        )
         if diff in ({"training.optimizer", "training.lr"}, {"training.epochs", "training.patience"}):
             diff = {
                 path.stem
@@ -232,3 +238,10 @@ def test_every_ablation_changes_exactly_one_setting_of_the_baseline() -> None:
         assert len(diff) == 1, (path.name, diff)
         changed |= diff
     assert {"dataset.n_train", "dataset.noise", "dataset.m", "dataset.c", "dataset.sine_scale"} <= changed
+    for units in (2, 4):  # the capacity ablations change only the width of the shared bottom
+        arch = load_study(folder / f"bottom_{units}.yaml").architectures[0]
+        space = (folder / str(arch.search_space)).resolve()
+        assert yaml.safe_load(space.read_text())["model"] == {
+            "bottom_units": [units],
+            "tower_units": [8],
+        }
