@@ -167,3 +167,33 @@ def test_show_your_work_tables_match_their_csvs() -> None:
         close(tuned, r.tuned_mean)
         for shown, value in zip(interval(gain), (r.gain, r.gain_ci95_low, r.gain_ci95_high), strict=True):
             close(shown, value)
+
+
+def test_ablation_table_matches_the_summary_and_the_summary_its_runs() -> None:
+    """The ablations' summary is what scripts/summarise_ablations.py computes from the committed per-run losses, and
+    the README's ablation table shows it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "summarise", RESULTS.parents[1] / "scripts" / "summarise_ablations.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    computed, _ = module.summarise(RESULTS / "ablations")
+    committed = pd.read_csv(RESULTS / "ablations_summary.csv")
+    pd.testing.assert_frame_equal(committed, computed, check_exact=False, rtol=1e-12)
+    rows = {r[0]: r for r in table("ablation", "what changed")}
+    assert set(rows) == set(committed.ablation)
+    for _, r in committed.iterrows():
+        _, _, lo_p, hi_p, change, rho, cap, verdict = rows[r.ablation]
+        close(lo_p, r["median_p0.5"])
+        close(hi_p, r["median_p1"])
+        m = re.match(rf"([+-]{NUMBER})% \[([+-]{NUMBER})%, ([+-]{NUMBER})%\]", change)
+        assert m, change
+        for shown, value in zip(
+            m.groups(), (r["relative_change_p1_to_p0.5"], r.change_ci95_low, r.change_ci95_high), strict=True
+        ):
+            close(shown, 100 * value)
+        close(rho.split(" ")[0], r.spearman_rho)
+        assert cap == f"{r.runs_at_epoch_cap}/{r.runs}" and verdict == r.verdict
