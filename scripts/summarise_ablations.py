@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.colors import qualitative
 from scipy import stats as sps
 
-from hpo.report.figures import COLORS, _layout
+from hpo.report.figures import _layout
 from hpo.report.html import esc, figures_html, render_page, table_html
 
 LOSS = "mean over tasks"
@@ -99,13 +100,15 @@ def figure(medians: pd.DataFrame) -> go.Figure:
                 y=m["median"] / ref,
                 mode="lines+markers",
                 name=name,
-                line_color=COLORS[i % len(COLORS)],
+                line_color=qualitative.Dark24[i % len(qualitative.Dark24)],
             )
         )
     fig.add_hline(y=1.0, line_dash="dot", line_color="gray")
     fig.update_xaxes(title_text="task correlation p")
     fig.update_yaxes(title_text="median test loss / median at p = 1")
-    return _layout(fig, "Shared-Bottom (16-unit bottom): median test loss against p, per ablation", 520)
+    return _layout(
+        fig, "Shared-Bottom: median test loss against p, per ablation (relative to its own p = 1)", 520
+    )
 
 
 def main() -> None:
@@ -115,13 +118,17 @@ def main() -> None:
     args = ap.parse_args()
     table, medians = summarise(Path(args.folder))
     table.to_csv(f"{args.out}.csv", index=False)
+    shown = table.drop(columns=["changed"]).rename(columns=lambda c: c.replace("_", " "))
     body = (
         "<h1>Ablations of the MMoE paper's Figure 3: does Shared-Bottom's loss rise as p falls?</h1>"
         f"<p>{len(table)} ablations, each one setting changed from the baseline (studies/ablations/). The verdict is the "
         "sweep report's: <i>holds</i> needs Spearman's rho of p and loss below 0 (p &lt; 0.05) and the median's "
         "change from p = 1 to p = 0.5 above 0 with its bootstrap interval.</p>"
         f"{figures_html([('Median loss against p, relative to p = 1', figure(medians))])}"
-        f"<h2>Per ablation</h2>{table_html(table)}"
+        f"<h2>Per ablation</h2>{table_html(shown)}"
+        "<h2>What each ablation changed</h2><ul>"
+        + "".join(f"<li><b>{esc(r.ablation)}</b>: {esc(r.changed)}</li>" for r in table.itertuples())
+        + "</ul>"
         f"<p class='muted'>{esc('Written by scripts/summarise_ablations.py from ' + args.folder)}</p>"
     )
     Path(f"{args.out}.html").write_text(render_page("ablations of Figure 3", body, 1), encoding="utf-8")
