@@ -238,7 +238,7 @@ def test_every_ablation_changes_exactly_one_setting_of_the_baseline() -> None:
         assert len(diff) == 1, (path.name, diff)
         changed |= diff
     assert {"dataset.n_train", "dataset.noise", "dataset.m", "dataset.c", "dataset.sine_scale"} <= changed
-    for units in (2, 4):  # the capacity ablations change only the width of the shared bottom
+    for units in (2, 4, 8):  # the capacity ablations change only the width of the shared bottom
         arch = load_study(folder / f"bottom_{units}.yaml").architectures[0]
         space = (folder / str(arch.search_space)).resolve()
         assert yaml.safe_load(space.read_text())["model"] == {
