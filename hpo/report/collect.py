@@ -131,10 +131,8 @@ def collect(spec: StudySpec, storage_url: str | None = None, tables: str | Path 
 
     data = _collect_replicates(spec, one) if spec.replicates > 1 else one(spec)
     if spec.retrain.default and spec.replicate_point is None:  # a replicate's own data has no default rows
-        if tables is not None:
-            data.default_results, data.default_metrics, data.default_attrs = read_default_tables(spec, tables)
-            return data
-        data.default_results, data.default_metrics, data.default_attrs = _default_data(spec, storage_url)
+        read = read_default_tables(spec, tables) if tables is not None else _default_data(spec, storage_url)
+        data.default_results, data.default_metrics, data.default_attrs = read
     return data
 
 

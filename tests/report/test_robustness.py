@@ -152,6 +152,24 @@ def test_replicates_crossed_and_default_retrains_end_to_end(
     exported = {p.name for p in (tmp_path / "x").iterdir()}
     assert f"{spec.name}.rep2_seed_metrics.csv" in exported
     assert len(pd.read_csv(tmp_path / "x" / f"{spec.name}.default_seed_results.csv")) == 12
+    # replicates, crossed cells and default seeds all come back from the exported folder: the same tables
+    again = tmp_path / "again" / "r.html"
+    assert main(["report", str(path), "--from-tables", str(tmp_path / "x"), "--out", str(again)]) == 0
+    for table in (
+        "comparison",
+        "pairs",
+        "verdict",
+        "replicates",
+        "variance",
+        "default_vs_tuned",
+        "expected_max",
+    ):
+        pd.testing.assert_frame_equal(
+            pd.read_csv(tmp_path / "rep" / f"r_{table}.csv"),
+            pd.read_csv(again.parent / f"r_{table}.csv"),
+            check_exact=True,
+            obj=table,
+        )
     assert re.search(r"Tuning improved \d+ of 4 architecture-task results", html)
 
 
