@@ -56,18 +56,25 @@ class Split:
             return Features(
                 None if cont is None else cont.unsqueeze(0), None if cat is None else cat.unsqueeze(0)
             )
-        rows = self._rows(index)
-        return Features(None if cont is None else cont[rows], None if cat is None else cat[rows])
+        return Features(
+            None if cont is None else self._gather(cont, index),
+            None if cat is None else self._gather(cat, index),
+        )
 
     def labels(self, index: Tensor) -> Tensor:
         """Labels ``(R, B, K)`` of the rows ``index`` ``(R, B)`` gathers."""
-        return self.y[self._rows(index)]
+        return self._gather(self.y, index)
 
-    def _rows(self, index: Tensor) -> Tensor | tuple[Tensor, Tensor]:
-        if not self.replicated:
-            return index
-        r = torch.arange(index.shape[0], device=index.device).unsqueeze(1)
-        return (r, index)
+    def _gather(self, t: Tensor, index: Tensor) -> Tensor:
+        """Rows ``index`` ``(R, B)`` of ``t`` -> ``(R, B, ...)`` by one ``index_select``, 3-4x as fast on the CPU
+        as advanced indexing for a batch (which was about a tenth of a paper-size step)."""
+        if self.replicated:  # replica r's rows: offset into the flattened (R * n) rows
+            r, n = t.shape[:2]
+            if not t.is_contiguous():  # a slice of the rows: flattening would copy the whole split
+                return t[torch.arange(r, device=index.device).unsqueeze(1), index]
+            index = index + torch.arange(r, device=index.device).unsqueeze(1) * n
+            t = t.reshape(r * n, *t.shape[2:])
+        return torch.index_select(t, 0, index.reshape(-1)).view(*index.shape, *t.shape[1:])
 
     def rows(self, start: int, stop: int) -> Split:
         """Rows ``start:stop`` (of every replica)."""

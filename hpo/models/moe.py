@@ -23,7 +23,15 @@ from torch import Tensor
 
 from hpo.models._base import GateReading, MTLModel
 from hpo.models._budget import Block
-from hpo.models._common import check_positive, check_widths, factory_kwargs, mix, mlp_blocks, tower_outputs
+from hpo.models._common import (
+    check_positive,
+    check_widths,
+    factory_kwargs,
+    mix,
+    mix_rows,
+    mlp_blocks,
+    tower_outputs,
+)
 from hpo.models._layers import (
     Features,
     InputLayer,
@@ -102,7 +110,7 @@ class _MoEBase(MTLModel):
         # a fifth of a vectorised paper-size step on the CPU (bench/PROFILE.md)
         r, b, _ = parts["experts"].shape
         experts = torch.relu(parts["experts"]).view(r, b, self.n_experts, -1)
-        return tower_outputs(self.towers, torch.matmul(g, experts).transpose(1, 2))
+        return tower_outputs(self.towers, mix_rows(g, experts).transpose(1, 2))
 
     def _gate_name(self, k: int) -> str:
         return f"gate:{self.tasks[k].name}"

@@ -205,11 +205,13 @@ def open_storage(
             ),
         }
     path = sqlite_path(url)
+    # Every opener of a SQLite file takes the schema lock, readers (create=False) included: a file that exists can
+    # still be mid-way through its schema, and a reader that opened it then raced the writer's CREATE TABLE. A
+    # reader in a folder it cannot write to (a shared, read-only results folder) skips the lock it cannot create.
+    lock = path is not None and (create or os.access(path.parent, os.W_OK))
     for attempt in range(3):
         try:
-            if (
-                path is not None and create
-            ):  # two processes creating one new SQLite file: one creates the schema, one waits
+            if lock and path is not None:  # one process creates the schema, the others wait for it
                 with file_lock(lock_path(path)):
                     return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kw)
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kw)
@@ -219,6 +221,9 @@ def open_storage(
             time.sleep(0.5 + attempt)
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            if "already exists" in reason and attempt < 2:  # a schema race with an opener that takes no lock
+                time.sleep(0.5 + attempt)
+                continue
             raise StorageError(f"cannot open storage {mask_url(url)}: {reason}") from None
         except (ImportError, sqlalchemy.exc.NoSuchModuleError, ValueError) as exc:
             raise StorageError(f"cannot open storage {mask_url(url)}: {exc}") from None

@@ -10,6 +10,7 @@ import torch
 
 from hpo.errors import BudgetError, ConfigError
 from hpo.models import Features, InputSpec, TaskSpec, create_model, gate_utilisation, list_models
+from hpo.models._common import BROADCAST_MIX_MAX_WIDTH, mix_rows
 from hpo.models._layers import InputLayer, Part
 from tests.models.reference import l2_reference, reference_forward
 
@@ -70,6 +71,39 @@ def test_fused_equals_reference_forward_and_gradients(name: str) -> None:
     for (pname, _), a, b in zip(model.named_parameters(), g_fused, g_ref, strict=True):
         assert a is not None and b is not None, pname
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12, msg=f"gradient of {pname}")
+
+
+@pytest.mark.parametrize("name", ["omoe", "mmoe", "dselect_k"])
+@pytest.mark.parametrize("n_experts, width", [(4, 3), (8, 16), (3, 48)])
+def test_one_layer_experts_equal_reference_on_both_mix_paths(name: str, n_experts: int, width: int) -> None:
+    """The paper's one-layer experts are mixed by broadcasting up to BROADCAST_MIX_MAX_WIDTH units and by a
+    batched product above it; both must be the reference's gate-weighted sum, forward and backward."""
+    kw = {**DEEP[name], "n_experts": n_experts, "expert_units": (width,)}
+    if name == "dselect_k":
+        kw["k"] = 2
+    model = create_model(name, SPEC, TASKS, replicas=2, seeds=[5, 6], dtype=torch.float64, **kw)
+    x = features(2, 9)
+    out = model(x)
+    ref = reference_forward(model, x)
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
+    proj = torch.randn(out.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(2))
+    params = list(model.parameters())
+    g_fused = torch.autograd.grad((out * proj).sum(), params, allow_unused=True)
+    g_ref = torch.autograd.grad((ref * proj).sum(), params, allow_unused=True)
+    for (pname, _), a, b in zip(model.named_parameters(), g_fused, g_ref, strict=True):
+        assert a is not None and b is not None, pname
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12, msg=f"gradient of {pname}")
+
+
+def test_mix_rows_paths_agree_on_either_side_of_the_threshold() -> None:
+    g = torch.Generator().manual_seed(0)
+    for e, h in [(8, 16), (8, 17)]:  # 128 units: broadcast; 136: batched product
+        assert (e * h <= BROADCAST_MIX_MAX_WIDTH) == (h == 16)
+        w = torch.softmax(torch.randn(2, 5, 3, e, generator=g, dtype=torch.float64), dim=-1)
+        x = torch.randn(2, 5, e, h, generator=g, dtype=torch.float64)
+        torch.testing.assert_close(
+            mix_rows(w, x), torch.einsum("rbge,rbeh->rbgh", w, x), rtol=1e-12, atol=1e-12
+        )
 
 
 @pytest.mark.parametrize("name", NAMES)

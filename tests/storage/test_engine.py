@@ -61,3 +61,48 @@ def test_reading_a_missing_database_creates_nothing(tmp_path: Path) -> None:
         with pytest.raises(StorageError, match="no database at"):
             open_storage(url, create=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_reader_waits_for_a_schema_being_created(tmp_path: Path) -> None:
+    """A reader that finds the file mid-way through its schema waits for the writer instead of racing its
+    CREATE TABLE (seen in CI: "table trial_system_attributes already exists" from `open_storage(create=False)`)."""
+    import sqlite3
+    import threading
+
+    import optuna
+
+    from hpo.storage.locks import file_lock
+
+    db = tmp_path / "hpo.db"
+    url = f"sqlite:///{db}"
+    opened: list[object] = []
+    with file_lock(lock_path(db)):  # the writer holds the schema lock, as `open_storage(create=True)` does
+        sqlite3.connect(db).close()  # the file exists, with no tables yet
+        reader = threading.Thread(
+            target=lambda: opened.append(open_storage(url, heartbeat=False, create=False))
+        )
+        reader.start()
+        reader.join(timeout=1.0)
+        assert reader.is_alive() and not opened, "the reader opened a database whose schema was being created"
+        storage = optuna.storages.RDBStorage(url)  # the writer creates the schema, then lets the reader in
+        storage.create_new_study(directions=[optuna.study.StudyDirection.MAXIMIZE], study_name="s")
+    reader.join(timeout=60)
+    assert len(opened) == 1
+    (study,) = opened[0].get_all_studies()  # type: ignore[attr-defined]
+    assert study.study_name == "s"
+
+
+def test_a_reader_in_a_folder_it_cannot_write_takes_no_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shared, read-only results folder: the report still opens the database, without a lock file it cannot
+    create (os.access is patched: this suite may run as root, whom no permission bit stops)."""
+    import optuna
+
+    from hpo.storage import engine
+
+    url = f"sqlite:///{tmp_path / 'hpo.db'}"
+    optuna.storages.RDBStorage(url).create_new_study(directions=[optuna.study.StudyDirection.MAXIMIZE])
+    monkeypatch.setattr(engine.os, "access", lambda path, mode: mode != engine.os.W_OK)
+    assert len(open_storage(url, heartbeat=False, create=False).get_all_studies()) == 1
+    assert not lock_path(tmp_path / "hpo.db").exists()
