@@ -294,14 +294,15 @@ def proxy_cmd(
     --storage grpc://HOST:PORT and need no database connection of their own."""
     import optuna
 
-    from hpo.storage.engine import is_rdb, mask_url, normalise_url, open_storage
+    from hpo.storage.engine import is_rdb, mask_url, normalise_url
+    from hpo.storage.proxy import served_storage
 
     url = normalise_url(storage)
     if not is_rdb(url):
         from hpo.errors import StorageError
 
         raise StorageError(f"the proxy serves a SQL database; {mask_url(url)} is not one")
-    served = optuna.storages.get_storage(open_storage(url, heartbeat=False))  # with Optuna's in-process cache
+    served = served_storage(url)  # Optuna's cache, and a trial's state changes one at a time
     typer.echo(
         f"gRPC storage proxy on {host}:{port} for {mask_url(url)}; workers: --storage grpc://{host}:{port}"
     )

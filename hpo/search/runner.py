@@ -155,8 +155,13 @@ class _Surplus(Exception):
     """A trial that holds no ticket, or whose ticket another trial owns: failed at once, never counted."""
 
 
+class _TakenTwice(Exception):
+    """This worker and another took the same WAITING trial at once (a storage whose pop is not atomic, such as a
+    gRPC proxy over SQLite that does not serialise it); the other worker runs it, this one steps aside."""
+
+
 MAX_RESAMPLES = 2
-_QUIET = (_Surplus, DuplicateConfiguration, KeyboardInterrupt)
+_QUIET = (_Surplus, _TakenTwice, DuplicateConfiguration, KeyboardInterrupt)
 
 
 class _QuietExpectedFailures(logging.Filter):
@@ -226,6 +231,12 @@ class _Drain:
             owner = claim_ticket(
                 self.url, self.storage, study.study_name, int(ticket), trial.number, _ticket_free(study)
             )
+            if owner == trial.number:
+                current["taken_twice"] = 1
+                _wait_while_running(study, trial.number)
+                raise _TakenTwice(
+                    f"trial {trial.number} ran in another worker that took it at the same moment"
+                )
             if owner is not None:
                 trial.set_user_attr(keys.key("surplus"), True)
                 trial.set_user_attr(keys.key("ticket_owner"), owner)
@@ -262,6 +273,13 @@ class _Drain:
                     catch=(_Surplus, DuplicateConfiguration),
                 )
             except (ValueError, optuna.exceptions.UpdateFinishedTrialError) as exc:
+                if current.get("taken_twice"):  # Optuna could not fail a trial another worker finished: right
+                    log.info(
+                        "%s trial %s ran in the worker that took it first",
+                        study.study_name,
+                        current["number"],
+                    )
+                    return True
                 if not _failed_elsewhere(study, current.get("number")):
                     raise
                 log.warning(
@@ -271,6 +289,7 @@ class _Drain:
                     study.study_name,
                     exc,
                 )
+                _requeue_dropped(self.url, study, current["number"])
             except KeyboardInterrupt:
                 number = current.get("number", _claimed_since(study, running_before))
                 _requeue_interrupted(study, number)
@@ -350,6 +369,30 @@ def _claimed_since(study: optuna.Study, running_before: set[int]) -> int | None:
         ]
         return max(new) if new else None
     return None
+
+
+def _wait_while_running(study: optuna.Study, number: int, poll: float = 1.0) -> None:
+    """Until trial ``number`` (running in another worker) finishes; a stale one is failed and re-queued here, so
+    a dead owner does not hold this worker for ever. An interrupt still stops the wait."""
+    while study.get_trials(deepcopy=False)[number].state == optuna.trial.TrialState.RUNNING:
+        interrupts.check()
+        fail_stale(study)
+        time.sleep(poll)
+
+
+def _requeue_dropped(url: str, study: optuna.Study, number: int) -> None:
+    """Queue the ticket of FAILED trial ``number`` again (same parameters, ticket and seeds) unless a live trial
+    holds it: whoever failed the trial (a stale heartbeat, an interrupt) normally re-queued it already, and a
+    ticket must never be left with no trial to run it."""
+    trial = study.get_trials(deepcopy=False)[number]
+    ticket = keys.plain(trial.user_attrs).get("ticket")
+    if trial.state != optuna.trial.TrialState.FAIL or ticket is None:
+        return
+    with claim_lock(url, study.study_name):
+        trials = study.get_trials(deepcopy=False)
+        live = {keys.plain(t.user_attrs).get("ticket") for t in trials if t.state in LIVE}
+        if ticket not in live:
+            optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None)(study, trials[number])
 
 
 def _requeue_interrupted(study: optuna.Study, number: int | None) -> None:

@@ -6,8 +6,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import optuna
@@ -336,3 +338,58 @@ def test_workers_run_the_spec_stored_on_the_study_not_the_yaml(tmp_path: Path) -
     storage = open_storage(url, heartbeat=False)
     trials = optuna.load_study(study_name=f"{name}/shared_bottom", storage=storage).get_trials()
     assert sorted(keys.plain(t.user_attrs)["ticket"] for t in trials if t.state == S.COMPLETE) == [0, 1]
+
+
+class _RacyStorage(optuna.storages.InMemoryStorage):
+    """Lets two workers take the same WAITING trial once, as Optuna's gRPC proxy over SQLite did before ``hpo
+    proxy`` serialised state changes (26 double takes in 200, measured): both read WAITING, then both win."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.barrier = threading.Barrier(2, timeout=60)
+        self.racing = True
+        self.guard = threading.Lock()
+
+    def set_trial_state_values(
+        self, trial_id: int, state: optuna.trial.TrialState, values: Sequence[float] | None = None
+    ) -> bool:
+        if state == S.RUNNING and self.racing:
+            self.barrier.wait()  # both workers have chosen the same WAITING trial before either writes
+            with self.guard:
+                if self.get_trial(trial_id).state == S.RUNNING:
+                    self.racing = False
+                    return True  # the lost update: the second worker is told it took the trial too
+        return super().set_trial_state_values(trial_id, state, values)
+
+
+def test_a_trial_two_workers_took_at_once_runs_once_and_no_ticket_is_lost() -> None:
+    """Before the fix, the second worker's ticket claim failed the trial the first was running, nothing re-queued
+    it, and its retraining chunk's seeds were lost (CI: one architecture with no seed results through gRPC)."""
+    storage = _RacyStorage()
+    study = optuna.create_study(
+        storage=storage, study_name="race", sampler=optuna.samplers.RandomSampler(seed=0)
+    )
+    ensure_tickets(study, 3)
+    ran: list[tuple[int, int]] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        ticket = int(keys.plain(trial.user_attrs)["ticket"])
+        ran.append((trial.number, ticket))
+        time.sleep(0.5)
+        return float(ticket)
+
+    def worker() -> None:
+        mine = optuna.load_study(study_name="race", storage=storage)
+        drain("grpc://127.0.0.1:1", storage, {"a": (mine, objective)}, heartbeat=1)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not storage.racing, "the two workers never took the same trial: the test did not test the race"
+    trials = study.get_trials()
+    complete = sorted(keys.plain(t.user_attrs)["ticket"] for t in trials if t.state == S.COMPLETE)
+    assert complete == [0, 1, 2]
+    assert sorted(ticket for _, ticket in ran) == [0, 1, 2], "a ticket ran twice or not at all"
+    assert not [t for t in trials if t.state in (S.RUNNING, S.WAITING)]
