@@ -28,12 +28,13 @@ NAMES = {
 NUMBER = r"-?\d+(?:\.\d+)?(?:e-?\d+)?"
 
 
-def tables() -> list[tuple[list[str], list[list[str]]]]:
-    """Every markdown table of the README: its header cells and rows of cells (bold marks removed)."""
+def parse_tables(lines: list[str], *, keep_bold: bool = False) -> list[tuple[list[str], list[list[str]]]]:
+    """Every markdown table in ``lines``: its header cells and rows of cells."""
     out, current = [], None
-    for line in (RESULTS / "README.md").read_text().splitlines():
+    for line in [*lines, ""]:
         if line.startswith("|"):
-            cells = [c.strip().replace("**", "") for c in line.strip().strip("|").split("|")]
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            cells = cells if keep_bold else [c.replace("**", "") for c in cells]
             if current is None:
                 current = (cells, [])
             elif not set("".join(cells)) <= set("-: "):
@@ -42,6 +43,11 @@ def tables() -> list[tuple[list[str], list[list[str]]]]:
             out.append(current)
             current = None
     return out
+
+
+def tables() -> list[tuple[list[str], list[list[str]]]]:
+    """Every markdown table of the README (bold marks removed)."""
+    return parse_tables((RESULTS / "README.md").read_text().splitlines())
 
 
 def table(first_header: str, second_header: str) -> list[list[str]]:
@@ -88,6 +94,64 @@ def test_census_tables_match_their_csvs(group: int, tasks: tuple[str, str]) -> N
         winners = {NAMES[b] for b in bold if b in NAMES}
         top = comp[(comp.task == task) & (comp["mean"] == best[task])].architecture.iloc[0]
         assert top in winners, (task, top, winners)
+
+
+def section_tables(heading: str) -> list[tuple[list[str], list[list[str]]]]:
+    """The tables (header cells, rows) under the README section whose ``## `` heading starts with ``heading``."""
+    text = (RESULTS / "README.md").read_text()
+    parts = re.split(r"^## ", text, flags=re.M)
+    found = [p for p in parts if p.startswith(heading)]
+    assert found, f"no section headed {heading!r}"
+    return parse_tables(found[0].splitlines(), keep_bold=True)
+
+
+@pytest.mark.parametrize(
+    ("stem", "heading", "tasks"),
+    [
+        (
+            "paper_census_group1_leakage_free_cpu",
+            "Group 1, leakage-free, epochs tuned",
+            ("income", "marital"),
+        ),
+        ("paper_census_group2_cpu", "Group 2, epochs tuned", ("education", "marital")),
+    ],
+)
+def test_epochs_tuned_census_tables_match_their_csvs(stem: str, heading: str, tasks: tuple[str, str]) -> None:
+    """The CPU-size census runs with epochs tuned: the comparison table (intervals, bold best, parameters) and the
+    chosen configurations (tuned epochs, epochs run, learning rate, units, trials, bounds) against their CSVs."""
+    comp = pd.read_csv(RESULTS / f"{stem}_comparison.csv")
+    cost = pd.read_csv(RESULTS / f"{stem}_cost.csv").set_index("architecture")
+    trials = pd.read_csv(RESULTS / f"{stem}_trials.csv")
+    searched = pd.read_csv(RESULTS / f"{stem}_searched.csv").set_index("architecture")
+    found = {tuple(head[:2]): rows for head, rows in section_tables(heading)}
+    rows = found[("architecture", tasks[0])]
+    assert len(rows) == comp.architecture.nunique() == 11
+    for name, *cells, params in rows:
+        arch = NAMES[name]
+        for task, cell in zip(tasks, cells, strict=True):
+            r = comp[(comp.architecture == arch) & (comp.task == task)].iloc[0]
+            bold = cell.startswith("**")
+            cell = cell.replace("**", "")
+            for shown, value in zip(interval(cell), (r["mean"], r.ci95_low, r.ci95_high), strict=True):
+                close(shown, value)
+            if m := re.search(rf"median ({NUMBER})", cell):
+                close(m.group(1), r["median"])
+            assert bold == (r["mean"] == comp[comp.task == task]["mean"].max()), (arch, task)
+        assert int(params.replace(",", "")) == cost.loc[arch, "parameters"]
+    assert (searched.space_ceiling == 256).all() and (searched.max_units_per_layer_used <= 256).all()
+    rows = found[("architecture", "tuned epochs")]
+    assert len(rows) == 11
+    for name, epochs, run, lr, units, n_trials, bound in rows:
+        arch = NAMES[name]
+        c = cost.loc[arch]
+        t = trials[(trials.architecture == arch) & (trials.number == c.tuned_trial)].iloc[0]
+        assert int(epochs) == int(t.param_epochs)
+        close(run, c.mean_epochs)
+        assert float(lr) == float(f"{t.param_lr:.2g}")
+        assert units == str(c.units_per_layer)
+        assert int(n_trials) == searched.loc[arch, "complete_trials"]
+        want = searched.loc[arch, "best_on_bound"]
+        assert bound == ("-" if pd.isna(want) or not str(want) else str(want))
 
 
 def test_synthetic_figure4_table_matches_its_csv() -> None:

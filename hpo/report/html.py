@@ -138,6 +138,15 @@ def randomised(data: ReportData) -> str:
     return f"{base}; {how}, identical for all seeds"
 
 
+def _space_ceiling_note(searched: pd.DataFrame, budget: int) -> str:
+    """`` (search spaces searched up to N)`` when every space stopped below the budget: the header must not let a
+    small-space study read as a search up to the full budget (issue 13)."""
+    if searched.empty or "space_ceiling" not in searched or searched.space_ceiling.isna().all():
+        return ""
+    top = int(searched.space_ceiling.max())
+    return f" (search spaces capped at {top})" if top < budget else ""
+
+
 def _dataset_name(data: ReportData) -> str:
     """The dataset's own name (a user's table by its declared name, not "file")."""
     info = next(iter(data.study_attrs.values()), {}).get("dataset", {})
@@ -224,10 +233,11 @@ def write_report(
         else f"{n_seeds} seeds per architecture"
     )
     obj = data.metric_names[0] if data.metric_names else "objective"
+    ceiling = _space_ceiling_note(data.searched, spec.budget)
     body = f"""
 <h1>{esc(spec.name)}: comparison of {len(spec.architectures)} architectures</h1>
 <p class="muted">dataset {esc(_dataset_name(data))} · objective {esc(obj)} · sampler {esc(spec.sampler.name)} ·
-pruner {esc(spec.pruner.name)} · budget {spec.budget} hidden units per layer · {esc(pooled)}</p>
+pruner {esc(spec.pruner.name)} · budget {spec.budget} hidden units per layer{ceiling} · {esc(pooled)}</p>
 <div class="note">Each architecture was tuned on the validation split; its best configuration was then retrained from
 random initialisation with every seed below and evaluated once on the test split. Intervals are bootstrap 95%
 intervals of the mean over seeds (BCa, or percentile where BCa is undefined); the best value of each column is in
@@ -235,7 +245,7 @@ bold.</div>
 {verdict}
 <section id="searched"><h2>What was searched</h2>
 <p>Per architecture: complete tuning trials, the most epochs a trial ran, the largest hidden units per layer any
-trial used against the budget, and the best configuration's parameters that sit on a bound of their search range
+trial used against its search space's ceiling and the budget, and the best configuration's parameters that sit on a bound of their search range
 (a best value on a bound means the range, not the tuner, chose it: widen the range or read the result with that
 caveat). For scale, the MMoE paper's tuner ran "thousands of experiments" per method and tuned the number of
 training steps.</p>{table_html(data.searched)}</section>

@@ -1,7 +1,7 @@
 """What the tuner actually explored, so a reader can judge whether the comparison's budget was used and enough.
 
 Per architecture: complete trials, the most epochs any trial ran, the largest units per layer any trial used
-against the study's budget, and every parameter of the best trial that sits on a bound of its search range (a best
+against the search space's ceiling (the highest bound of its units parameters) and the study's budget, and every parameter of the best trial that sits on a bound of its search range (a best
 value on a bound says the range, not the tuner, chose it). Bounds come from the distributions Optuna stored with
 each trial, so this reads the storage only.
 """
@@ -16,7 +16,7 @@ from optuna.distributions import FloatDistribution, IntDistribution
 
 from hpo.storage import keys
 
-__all__ = ["bounds_hit", "searched_row"]
+__all__ = ["bounds_hit", "searched_row", "space_units_ceiling"]
 
 
 def _on_bound(value: Any, dist: optuna.distributions.BaseDistribution) -> str | None:
@@ -40,6 +40,18 @@ def bounds_hit(trial: optuna.trial.FrozenTrial) -> list[str]:
     return out
 
 
+def space_units_ceiling(trials: list[optuna.trial.FrozenTrial]) -> int | None:
+    """The largest upper bound of any integer ``*units*`` parameter the trials were drawn from: what the search
+    space allowed per layer, which a study run on small spaces reports beside the (larger) budget."""
+    highs = [
+        int(d.high)
+        for t in trials
+        for name, d in t.distributions.items()
+        if "units" in name and isinstance(d, IntDistribution)
+    ]
+    return max(highs) if highs else None
+
+
 def searched_row(arch: str, study: optuna.Study, budget: int) -> dict[str, Any]:
     """One row of the report's "what was searched" table."""
     complete = [
@@ -57,6 +69,7 @@ def searched_row(arch: str, study: optuna.Study, budget: int) -> dict[str, Any]:
         "complete_trials": len(complete),
         "max_epochs_run": max(epochs) if epochs else None,
         "max_units_per_layer_used": max(units) if units else None,
+        "space_ceiling": space_units_ceiling(complete),
         "budget": budget,
         "best_on_bound": ", ".join(bounds_hit(best)) if best is not None else "",
     }

@@ -34,6 +34,26 @@ def test_bounds_and_units_on_a_hand_built_study() -> None:
         "complete_trials": 2,
         "max_epochs_run": 12,
         "max_units_per_layer_used": 2044,
+        "space_ceiling": 2048,
         "budget": 2048,
         "best_on_bound": "lr=0.01 (high), layer_units=2048 (high)",
     }
+
+
+def test_a_small_space_reports_its_own_ceiling_beside_the_budget() -> None:
+    """A study on spaces capped at 256 units must not read as a search up to the 2048-unit budget."""
+    study = optuna.create_study(direction="maximize")
+    dists = {
+        "layer_units": optuna.distributions.IntDistribution(16, 256, log=True),
+        "tower_units": optuna.distributions.IntDistribution(4, 64, log=True),
+    }
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={"layer_units": 200, "tower_units": 64},
+            distributions=dists,
+            value=0.9,
+            user_attrs={"units_per_layer": [200, 64], "epochs_run": 3},
+        )
+    )
+    row = searched_row("shared_bottom", study, 2048)
+    assert (row["max_units_per_layer_used"], row["space_ceiling"], row["budget"]) == (200, 256, 2048)
