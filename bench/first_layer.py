@@ -1,7 +1,8 @@
 """The first layer's backward on the CPU: one ``index_add_`` per categorical column against a sparse CSR product of
-the transposed one-hot matrix with the output gradient, across output widths, on census-shaped codes (33 columns,
-502 categories, batch 1024). The ratio says which path is faster at each width; ``CSR_MAX_WIDTH`` in
-``hpo/models/_layers.py`` is set from it (a fixed threshold, so results never depend on machine load).
+the transposed one-hot matrix with the output gradient, across output widths and replica counts, on census-shaped codes (33 columns,
+502 categories, batch 1024 per replica; R replicas' codes offset into R stacked vocabularies, as the vectorised
+models do). The ratio says which path is faster at each shape; ``CSR_MAX_WIDTH`` and ``CSR_MAX_ROWS`` in
+``hpo/models/_layers.py`` are set from it (fixed thresholds, so results never depend on machine load).
 
     python bench/first_layer.py [--repeats 50] [--json]
 """
@@ -22,6 +23,7 @@ from _shapes import CENSUS_SPEC, census_like
 from hpo.models._layers import _csr_of_codes
 
 WIDTHS = (16, 64, 144, 256, 512, 1024, 2064)
+REPLICAS = (1, 2, 4, 8, 16)
 
 
 def loop(codes: torch.Tensor, grad: torch.Tensor, rows: int) -> torch.Tensor:
@@ -51,17 +53,20 @@ def main() -> None:
     torch.set_num_threads(min(2, torch.get_num_threads()))
     feats, _ = census_like(1024)
     assert feats.cat is not None
-    codes, rows = feats.cat[0], CENSUS_SPEC.vocab_size
-    ratios = {}
-    for width in WIDTHS:
-        grad = torch.randn(1024, width)
-        torch.testing.assert_close(csr(codes, grad, rows), loop(codes, grad, rows), rtol=1e-4, atol=1e-4)
-        t_loop, t_csr = (timed(f, codes, grad, rows, repeats=args.repeats) for f in (loop, csr))
-        ratios[width] = round(t_loop / t_csr, 2)
-        print(f"width {width:>5}: index_add_ loop {t_loop * 1e3:7.2f} ms, CSR {t_csr * 1e3:7.2f} ms, "
-              f"CSR is {ratios[width]:.2f}x as fast")  # fmt: skip
+    vocab = CENSUS_SPEC.vocab_size
+    ratios: dict[str, float] = {}
+    for replicas in REPLICAS:
+        offsets = torch.arange(replicas).repeat_interleave(1024).unsqueeze(1) * vocab
+        codes, rows = feats.cat[0].repeat(replicas, 1) + offsets, replicas * vocab
+        for width in WIDTHS if replicas == 1 else (144, 256):
+            grad = torch.randn(replicas * 1024, width)
+            torch.testing.assert_close(csr(codes, grad, rows), loop(codes, grad, rows), rtol=1e-4, atol=1e-4)
+            t_loop, t_csr = (timed(f, codes, grad, rows, repeats=args.repeats) for f in (loop, csr))
+            ratios[f"{replicas}x{width}"] = round(t_loop / t_csr, 2)
+            print(f"{replicas:>2} replicas, width {width:>5}: index_add_ loop {t_loop * 1e3:7.2f} ms, "
+                  f"CSR {t_csr * 1e3:7.2f} ms, CSR is {t_loop / t_csr:.2f}x as fast")  # fmt: skip
     if args.json:
-        print(json.dumps({"csr_speedup_by_width": ratios}))
+        print(json.dumps({"csr_speedup_by_replicas_x_width": ratios}))
 
 
 if __name__ == "__main__":

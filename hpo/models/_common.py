@@ -11,7 +11,15 @@ from torch import Tensor
 from hpo.models._budget import Block
 from hpo.models._layers import ParallelMLP
 
-__all__ = ["check_positive", "check_widths", "mix", "mix_rows", "mlp_blocks", "tower_outputs"]
+__all__ = [
+    "check_positive",
+    "check_widths",
+    "gate_softmax",
+    "mix",
+    "mix_rows",
+    "mlp_blocks",
+    "tower_outputs",
+]
 
 
 def check_positive(name: str, value: int) -> int:
@@ -48,24 +56,82 @@ def mix(gate_weights: Tensor, experts: Tensor) -> Tensor:
     return torch.einsum("rbge,rebh->rgbh", gate_weights, experts)
 
 
-# Widest expert layer (experts x units, per example) mixed by a broadcast product and a sum instead of a batched
-# matrix product. The batched product runs one tiny (G x E)(E x h) product per example, and below this width the
-# per-product overhead dominates: at the paper's 8 x 16 the broadcast form takes about half the time forward and
-# backward on the CPU; from 8 x 32 on the batched product is faster (bench/PROFILE.md). A fixed width, not a
-# timing, so the floating-point order never depends on the machine's load.
+# Widest expert layer (experts x units, per example) mixed by :class:`_MixRows` (one broadcast product and sum per
+# gate) instead of a batched matrix product. The batched product runs one tiny (G x E)(E x h) product per example,
+# and below this width the per-product overhead dominates: at the paper's 8 x 16 the broadcast form takes about half
+# the time forward and backward on the CPU; from 8 x 32 on the batched product is faster (bench/PROFILE.md). A
+# fixed width, not a timing, so the floating-point order never depends on the machine's load.
 BROADCAST_MIX_MAX_WIDTH = 128
 
 
-def mix_rows(gate_weights: Tensor, experts: Tensor) -> Tensor:
-    """Gate-weighted sum of experts in the rows' own layout: ``(R, B, G, E)`` x ``(R, B, E, h)`` -> ``(R, B, G, h)``.
+class _MixRows(torch.autograd.Function):
+    """``out[r, g, b] = sum_e w[r, b, g, e] * x[r, b, e]`` with a hand-written backward, one gate at a time.
 
-    Narrow expert layers are mixed by broadcasting (the sum over experts runs in expert order); wider ones by one
-    batched matrix product.
+    Autograd's own backward of the broadcast form builds two ``(R, B, G, E, h)`` products (and the forward a
+    third) whose strided reads cost more than the arithmetic: 11.0 ms forward and backward for 16 replicas at the
+    paper's 8 x 16 on the 2-core CPU against 3.8 ms here, where no intermediate is wider than the experts
+    themselves (bench/PROFILE.md). The output is written blocks-first, the layout the towers' batched products read.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, w: Tensor, x: Tensor) -> Tensor:
+        ctx.save_for_backward(w, x)
+        return torch.stack([(w[:, :, k, :, None] * x).sum(-2) for k in range(w.shape[2])], dim=1)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        w, x = ctx.saved_tensors
+        gates = range(w.shape[2])
+        grad_w = grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_w = torch.stack([(x * grad_out[:, k, :, None, :]).sum(-1) for k in gates], dim=2)
+        if ctx.needs_input_grad[1]:
+            grad_x = w[:, :, 0, :, None] * grad_out[:, 0, :, None, :]
+            for k in gates[1:]:
+                grad_x.addcmul_(w[:, :, k, :, None], grad_out[:, k, :, None, :])
+        return grad_w, grad_x
+
+
+def mix_rows(gate_weights: Tensor, experts: Tensor) -> Tensor:
+    """Gate-weighted sum of experts held in the rows' own layout: ``(R, B, G, E)`` x ``(R, B, E, h)`` ->
+    ``(R, G, B, h)`` (blocks first, as the towers read it).
+
+    Narrow expert layers are mixed gate by gate with a hand-written backward (the sum over experts runs in expert
+    order); wider ones by one batched matrix product.
     """
     e, h = experts.shape[-2:]
     if e * h <= BROADCAST_MIX_MAX_WIDTH:
-        return (gate_weights.unsqueeze(-1) * experts.unsqueeze(-3)).sum(-2)
-    return torch.matmul(gate_weights, experts)
+        out: Tensor = _MixRows.apply(gate_weights, experts)
+        return out
+    return torch.matmul(gate_weights, experts).transpose(1, 2)
+
+
+class _GateSoftmax(torch.autograd.Function):
+    """Softmax over the last axis, for gates of a handful of experts.
+
+    ``torch.softmax`` over an axis of 2-16 entries runs its vectorised kernel on rows too short to fill it: for
+    16 replicas of two 8-expert gates it took 1.8 ms forward and 2.1 ms backward on the 2-core CPU, against 0.7 ms
+    and about 0.6 ms for these few elementwise passes (bench/PROFILE.md). Same maths: ``exp(z - max z) / sum``,
+    backward ``y * (g - sum(g * y))``.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, logits: Tensor) -> Tensor:
+        e = (logits - logits.amax(-1, keepdim=True)).exp_()
+        y = e.div_(e.sum(-1, keepdim=True))
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> Tensor:
+        (y,) = ctx.saved_tensors
+        return y * (grad_out - (grad_out * y).sum(-1, keepdim=True))
+
+
+def gate_softmax(logits: Tensor) -> Tensor:
+    """Gate weights from gate logits (softmax over the last axis); see :class:`_GateSoftmax`."""
+    out: Tensor = _GateSoftmax.apply(logits)
+    return out
 
 
 def factory_kwargs(device: Any, dtype: Any) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from hpo.models.api import (
     check_positive,
     check_widths,
     factory_kwargs,
+    gate_softmax,
     init_uniform,
     mlp_blocks,
     register_model,
@@ -103,7 +104,7 @@ class AdaTT(MTLModel):
         self, level: int, experts: Tensor, gate_logits: Tensor, gates: dict[str, GateReading] | None
     ) -> Tensor:
         """``(R, E, B, h)`` experts and ``(R, T, B, E)`` gate logits -> ``(R, T, B, h)`` fusion-unit outputs."""
-        g = torch.softmax(gate_logits, dim=-1)
+        g = gate_softmax(gate_logits)
         if gates is not None:
             names = tuple(
                 f"{self.tasks[i // self.m].name}.expert{i % self.m}" for i in range(experts.shape[1])

@@ -17,7 +17,15 @@ from __future__ import annotations
 
 from hpo.models._base import GateReading, MTLModel
 from hpo.models._budget import DEFAULT_BUDGET, Block, LayerUnits
-from hpo.models._common import check_positive, check_widths, factory_kwargs, mix, mlp_blocks, tower_outputs
+from hpo.models._common import (
+    check_positive,
+    check_widths,
+    factory_kwargs,
+    gate_softmax,
+    mix,
+    mlp_blocks,
+    tower_outputs,
+)
 from hpo.models._layers import (
     Features,
     InputLayer,
@@ -51,6 +59,7 @@ __all__ = [
     "check_positive",
     "check_widths",
     "factory_kwargs",
+    "gate_softmax",
     "init_uniform",
     "mix",
     "mlp_blocks",

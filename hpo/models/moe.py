@@ -27,6 +27,7 @@ from hpo.models._common import (
     check_positive,
     check_widths,
     factory_kwargs,
+    gate_softmax,
     mix,
     mix_rows,
     mlp_blocks,
@@ -93,7 +94,7 @@ class _MoEBase(MTLModel):
     def _gate_weights(self, parts: dict[str, Tensor]) -> Tensor:
         """``(R, B, G, n_experts)`` gate weights from the input layer's parts (softmax: they sum to one)."""
         r, b, _ = parts["gates"].shape
-        return torch.softmax(parts["gates"].view(r, b, self.n_gates, -1), dim=-1)
+        return gate_softmax(parts["gates"].view(r, b, self.n_gates, -1))
 
     def _forward(self, x: Features, gates: dict[str, GateReading] | None) -> Tensor:
         parts = self.input(x)
@@ -110,7 +111,7 @@ class _MoEBase(MTLModel):
         # a fifth of a vectorised paper-size step on the CPU (bench/PROFILE.md)
         r, b, _ = parts["experts"].shape
         experts = torch.relu(parts["experts"]).view(r, b, self.n_experts, -1)
-        return tower_outputs(self.towers, mix_rows(g, experts).transpose(1, 2))
+        return tower_outputs(self.towers, mix_rows(g, experts))
 
     def _gate_name(self, k: int) -> str:
         return f"gate:{self.tasks[k].name}"
@@ -180,7 +181,7 @@ def dselect_weights(z: Tensor, w: Tensor, n_experts: int, gamma: float) -> Tenso
     Not renormalised when ``n_experts`` is not a power of two (the authors' code): mass on unreachable codes is
     lost, and :meth:`DSelectK.regularization` pushes it back onto the experts.
     """
-    return (torch.softmax(w, dim=-1).unsqueeze(-1) * dselect_selectors(z, n_experts, gamma)).sum(dim=-2)
+    return (gate_softmax(w).unsqueeze(-1) * dselect_selectors(z, n_experts, gamma)).sum(dim=-2)
 
 
 def dselect_penalty(selectors: Tensor, entropy_reg: float, power_of_two: bool) -> Tensor:
@@ -289,7 +290,7 @@ class DSelectK(_MoEBase):
             r, b, _ = parts["gate_z"].shape
             z, w = parts["gate_z"].view(r, b, g, k, m), parts["gate_w"].view(r, b, g, k)
         selectors = dselect_selectors(z, self.n_experts, self.gamma)
-        weights = (torch.softmax(w, dim=-1).unsqueeze(-1) * selectors).sum(dim=-2)
+        weights = (gate_softmax(w).unsqueeze(-1) * selectors).sum(dim=-2)
         self._penalty = (
             dselect_penalty(selectors, self.entropy_reg, self.power_of_two)
             if self.training and (self.entropy_reg > 0 or not self.power_of_two)

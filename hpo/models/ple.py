@@ -20,7 +20,15 @@ from torch import Tensor, nn
 
 from hpo.models._base import GateReading, MTLModel
 from hpo.models._budget import Block
-from hpo.models._common import check_positive, check_widths, factory_kwargs, mix, mlp_blocks, tower_outputs
+from hpo.models._common import (
+    check_positive,
+    check_widths,
+    factory_kwargs,
+    gate_softmax,
+    mix,
+    mlp_blocks,
+    tower_outputs,
+)
 from hpo.models._layers import (
     Features,
     InputLayer,
@@ -123,8 +131,8 @@ class _Level(nn.Module):
                 else None
             )
         experts = self.experts(h)
-        task_w = torch.softmax(task_logits, dim=-1)
-        shared_w = torch.softmax(shared_logits, dim=-1) if shared_logits is not None else None
+        task_w = gate_softmax(task_logits)
+        shared_w = gate_softmax(shared_logits) if shared_logits is not None else None
         return experts, task_w, shared_w
 
     def task_mixing(self, task_w: Tensor) -> Tensor:

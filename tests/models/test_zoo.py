@@ -10,7 +10,7 @@ import torch
 
 from hpo.errors import BudgetError, ConfigError
 from hpo.models import Features, InputSpec, TaskSpec, create_model, gate_utilisation, list_models
-from hpo.models._common import BROADCAST_MIX_MAX_WIDTH, mix_rows
+from hpo.models._common import BROADCAST_MIX_MAX_WIDTH, gate_softmax, mix_rows
 from hpo.models._layers import InputLayer, Part
 from tests.models.reference import l2_reference, reference_forward
 
@@ -96,14 +96,37 @@ def test_one_layer_experts_equal_reference_on_both_mix_paths(name: str, n_expert
 
 
 def test_mix_rows_paths_agree_on_either_side_of_the_threshold() -> None:
+    """Both mix paths (gate by gate with a hand-written backward; one batched product) are the einsum, forward and
+    backward, for one gate and for several, and when only one input needs a gradient."""
     g = torch.Generator().manual_seed(0)
     for e, h in [(8, 16), (8, 17)]:  # 128 units: broadcast; 136: batched product
         assert (e * h <= BROADCAST_MIX_MAX_WIDTH) == (h == 16)
-        w = torch.softmax(torch.randn(2, 5, 3, e, generator=g, dtype=torch.float64), dim=-1)
-        x = torch.randn(2, 5, e, h, generator=g, dtype=torch.float64)
-        torch.testing.assert_close(
-            mix_rows(w, x), torch.einsum("rbge,rbeh->rbgh", w, x), rtol=1e-12, atol=1e-12
-        )
+        for gates in (1, 3):
+            w = torch.softmax(torch.randn(2, 5, gates, e, generator=g, dtype=torch.float64), dim=-1)
+            x = torch.randn(2, 5, e, h, generator=g, dtype=torch.float64)
+            w.requires_grad_(True)
+            x.requires_grad_(True)
+            ours, ref = mix_rows(w, x), torch.einsum("rbge,rbeh->rgbh", w, x)
+            torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
+            proj = torch.randn(ref.shape, generator=g, dtype=torch.float64)
+            for a, b in zip(
+                torch.autograd.grad((ours * proj).sum(), (w, x)),
+                torch.autograd.grad((ref * proj).sum(), (w, x)),
+                strict=True,
+            ):
+                torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+        assert torch.autograd.gradcheck(mix_rows, (w, x.detach()))
+        assert torch.autograd.gradcheck(mix_rows, (w.detach(), x))
+
+
+def test_gate_softmax_is_torch_softmax_forward_and_backward() -> None:
+    g = torch.Generator().manual_seed(1)
+    z = (torch.randn(2, 7, 3, 5, generator=g, dtype=torch.float64) * 30).requires_grad_(
+        True
+    )  # large logits too
+    torch.testing.assert_close(gate_softmax(z), torch.softmax(z, dim=-1), rtol=1e-12, atol=1e-15)
+    assert torch.autograd.gradcheck(gate_softmax, (z,))
+    assert torch.autograd.gradgradcheck(gate_softmax, (z,))
 
 
 @pytest.mark.parametrize("name", NAMES)
