@@ -1,8 +1,8 @@
 """The first layer's backward on the CPU: one ``index_add_`` per categorical column against a sparse CSR product of
 the transposed one-hot matrix with the output gradient, across output widths and replica counts, on census-shaped codes (33 columns,
 502 categories, batch 1024 per replica; R replicas' codes offset into R stacked vocabularies, as the vectorised
-models do). The ratio says which path is faster at each shape; ``CSR_MAX_WIDTH`` and ``CSR_MAX_ROWS`` in
-``hpo/models/_layers.py`` are set from it (fixed thresholds, so results never depend on machine load).
+models do, each replica with its own rows). The ratio says which path is faster at each shape; ``CSR_MAX_WIDTH``
+in ``hpo/models/_layers.py`` is set from it (a fixed threshold, so results never depend on machine load).
 
     python bench/first_layer.py [--repeats 50] [--json]
 """
@@ -51,13 +51,13 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    feats, _ = census_like(1024)
-    assert feats.cat is not None
     vocab = CENSUS_SPEC.vocab_size
     ratios: dict[str, float] = {}
     for replicas in REPLICAS:
+        feats, _ = census_like(replicas * 1024)  # each replica draws its own batch, as seeds do
+        assert feats.cat is not None
         offsets = torch.arange(replicas).repeat_interleave(1024).unsqueeze(1) * vocab
-        codes, rows = feats.cat[0].repeat(replicas, 1) + offsets, replicas * vocab
+        codes, rows = feats.cat[0] + offsets, replicas * vocab
         for width in WIDTHS if replicas == 1 else (144, 256):
             grad = torch.randn(replicas * 1024, width)
             torch.testing.assert_close(csr(codes, grad, rows), loop(codes, grad, rows), rtol=1e-4, atol=1e-4)
