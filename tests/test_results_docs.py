@@ -108,6 +108,7 @@ def section_tables(heading: str) -> list[tuple[list[str], list[list[str]]]]:
 @pytest.mark.parametrize(
     ("stem", "heading", "tasks"),
     [
+        ("paper_census_group1_cpu", "Group 1, epochs tuned", ("income", "marital")),
         (
             "paper_census_group1_leakage_free_cpu",
             "Group 1, leakage-free, epochs tuned",

@@ -121,17 +121,31 @@ def task_verdict(
     return out
 
 
+def _span(counts: pd.Series) -> str:
+    """``"20"`` when every architecture has the same count, else ``"12 to 20"``: a reader checks these against the
+    tables, and "20 to 20" reads like a typo."""
+    lo, hi = int(counts.min()), int(counts.max())
+    return str(lo) if lo == hi else f"{lo} to {hi}"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def _sample_caveats(seed_results: pd.DataFrame, searched: pd.DataFrame) -> list[str]:
     out: list[str] = []
     if len(seed_results):
         seeds = seed_results.groupby("architecture").size()
-        out.append(f"seeds per architecture: {int(seeds.min())} to {int(seeds.max())}")
+        out.append(f"seeds per architecture: {_span(seeds)}")
         if seeds.min() < FEW_SEEDS:
             out.append(
                 f"few seeds: {int(seeds.min())} (under {FEW_SEEDS}); intervals are wide and tests weak"
             )
         bad = seed_results[seed_results.status != "ok"].groupby("architecture").size()
-        out += [f"{arch}: {int(n)} diverged seeds, left out of every statistic" for arch, n in bad.items()]
+        out += [
+            f"{arch}: {_count(int(n), 'diverged seed')}, left out of every statistic"
+            for arch, n in bad.items()
+        ]
     if len(searched) and "complete_trials" in searched:
         trials = searched.complete_trials
         per = (
@@ -139,7 +153,7 @@ def _sample_caveats(seed_results: pd.DataFrame, searched: pd.DataFrame) -> list[
             if "replicate" in searched
             else "per architecture"
         )
-        out.append(f"complete tuning trials {per}: {int(trials.min())} to {int(trials.max())}")
+        out.append(f"complete tuning trials {per}: {_span(trials)}")
         if trials.min() < FEW_TRIALS:
             out.append(
                 f"few tuning trials: {int(trials.min())} (under {FEW_TRIALS}); a better configuration may exist"
@@ -177,7 +191,11 @@ def _task_caveats(v: TaskVerdict, values: dict[str, np.ndarray]) -> list[str]:
     for arch, x in values.items():
         n, rule = collapsed(x, v.metric)
         if n:
-            out.append(f"{arch}: {n} collapsed seeds on {v.task} ({rule}); they stay in the statistics")
+            out.append(
+                f"{arch}: {_count(n, 'collapsed seed')} on {v.task} ({rule}); "
+                + ("it stays" if n == 1 else "they stay")
+                + " in the statistics"
+            )
     if v.metric == "auc" and all(float(np.mean(x)) > CEILING_AUC for x in values.values() if len(x)):
         out.append(f"{v.task} is near its ceiling: every architecture's mean test AUC is above {CEILING_AUC}")
     if v.tied and math.isfinite(v.resolvable):

@@ -112,7 +112,7 @@ def test_report_renders_offline_in_chromium(tmp_path: Path) -> None:
     assert "Provenance" in dom and "code revision" in dom
     verdict = dom[dom.index('<section id="verdict">') :]
     verdict = verdict[: verdict.index("</section>")]
-    assert "mmoe: 1 collapsed seeds on y1" in verdict
+    assert "mmoe: 1 collapsed seed on y1" in verdict
     assert "shared_bottom's best configuration sits on a search-space bound (n_layers=" in verdict
     assert dom.index('id="verdict"') < dom.index('id="searched"')  # the verdict leads
     assert "outside the axis: mmoe 1 seed" in dom  # counted on the shared axis, not stretching it

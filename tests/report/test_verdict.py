@@ -52,7 +52,7 @@ def test_caveats_name_what_was_planted() -> None:
     )  # fmt: skip
     notes = caveats([v], values, seeds, searched)
     text = " | ".join(notes)
-    assert "a: 1 collapsed seeds on t (test AUC <= 0.55" in text
+    assert "a: 1 collapsed seed on t (test AUC <= 0.55" in text
     assert "a's best configuration sits on a search-space bound (n_layers=1 (low))" in text
     assert "few seeds: 4" in text and "few tuning trials: 4" in text
     assert "t: not enough seeds to resolve a difference of" in text
