@@ -43,6 +43,7 @@ from models import LoopMMoE, PlainSharedBottom
 from hpo.data import Split, TabularDataset
 from hpo.data.synthetic import SyntheticConfig, make_synthetic
 from hpo.models import TaskSpec, create_model
+from hpo.models._native import native_build_error, native_ops
 from hpo.training import TrainConfig, train
 
 # name -> (architecture, experts, units, tower units); Shared-Bottom has one bottom of ``units`` (experts unused)
@@ -273,9 +274,11 @@ def main() -> None:
             ratios[f"{size_name}_vs_best_peer"] = eps[f"{size_name}/ours"] / max(peers)
     ratios["seeds_vs_sequential"] = eps["seeds/vectorised"] / eps["seeds/sequential"]
     ratios["synthetic_vs_sequential"] = eps["synthetic/vectorised"] / eps["synthetic/sequential"]
+    kernel = "compiled" if native_ops() is not None else f"unavailable ({native_build_error()})"
     print(
         f"one training epoch, {CENSUS_ROWS:,} census-shaped rows, batch 1024, device {device}, "
-        f"{torch.get_num_threads()} threads, median of {args.rounds} interleaved rounds"
+        f"{torch.get_num_threads()} threads, median of {args.rounds} interleaved rounds, "
+        f"first-layer kernel {kernel}"
     )
     print(f"{'candidate':<26} {'examples/s':>12}")
     for k, v in eps.items():

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from hpo.models._native import native_ops
 from hpo.schema import Features, InputSpec, TaskSpec
 
 __all__ = [
@@ -39,17 +40,22 @@ __all__ = [
     "Part",
     "TaskSpec",
     "sum_of_rows",
+    "sum_of_rows_grad",
 ]
 
 
-# Widest first layer (outputs per replica) whose CPU backward goes through a sparse CSR product; wider ones use
-# one index_add_ per column. A fixed threshold, not a per-run timing, so the path (and the floating-point order
-# of the sums) never depends on how busy the machine was: bench/first_layer.py measured the crossover.
+# Without the compiled kernel: the widest first layer (outputs per replica) whose CPU backward goes through a sparse
+# CSR product; wider ones use one index_add_ per column. A fixed threshold, not a per-run timing, so the path never
+# depends on how busy the machine was: bench/first_layer.py measured the crossover.
 CSR_MAX_WIDTH = 256
 
 
 def _csr_of_codes(codes: Tensor, n_rows: int, dtype: torch.dtype) -> Tensor:
-    """The transposed one-hot matrix ``(n_rows, N)`` of ``codes`` ``(N, C)`` in CSR form (a one per code)."""
+    """The transposed one-hot matrix ``(n_rows, N)`` of ``codes`` ``(N, C)`` in CSR form (a one per code).
+
+    A stable sort keeps each row's nonzeros in ``(n, j)`` order, so the product with the output gradient sums every
+    element in the order the native kernel does (``_native.cpp``): the two agree bit for bit.
+    """
     n, c = codes.shape
     flat = codes.reshape(-1)
     # a stable sort's permutation is unique, so sorting 32-bit keys gives the same order as 64-bit ones, in about
@@ -64,15 +70,33 @@ def _csr_of_codes(codes: Tensor, n_rows: int, dtype: torch.dtype) -> Tensor:
         return torch.sparse_csr_tensor(crow, order // c, values, (n_rows, n), check_invariants=False)
 
 
-class _SumOfRows(torch.autograd.Function):
-    """``out[n] = sum_j weight[codes[n, j]]``: forward by ``embedding_bag``; backward on the CPU as a sparse CSR
-    product of the transposed one-hot matrix with the output gradient (narrow layers), or one ``index_add_`` per
-    categorical column (wide layers, and on CUDA).
+def sum_of_rows_grad(codes: Tensor, grad_out: Tensor, n_rows: int) -> Tensor:
+    """``grad_weight[codes[n, j]] += grad_out[n]``: the weight gradient of :func:`sum_of_rows`.
 
-    PyTorch's own ``embedding_bag`` backward was measured 2-3x slower at narrow widths on CPU than one
-    ``index_add_`` per categorical column, which computes the same gradient (docs/performance.md); the CSR
-    product is another 2-2.5x faster than the loop at the paper's widths (bench/first_layer.py).
+    On the CPU (float32/float64) by the compiled kernel when it is built (``_native.py``); without it, by a sparse
+    CSR product at widths up to ``CSR_MAX_WIDTH`` and one ``index_add_`` per categorical column above (and on
+    CUDA, and for other dtypes). All three add each row's contributions in ascending ``n``; where every code
+    belongs to one categorical column, as the input layer's global vocabulary guarantees, that is the whole order,
+    so they agree bit for bit and results do not depend on which ran. PyTorch's own ``embedding_bag`` backward was
+    measured 2-3x slower than the loop at narrow widths on the CPU (docs/performance.md); the kernel is faster
+    than both fallbacks at the shapes the studies train (bench/first_layer.py).
     """
+    grad_out = grad_out.contiguous()
+    if grad_out.device.type == "cpu" and grad_out.dtype in (torch.float32, torch.float64):
+        ops = native_ops()
+        if ops is not None:
+            out: Tensor = ops.sum_rows_backward(codes, grad_out, n_rows)
+            return out
+        if grad_out.shape[1] <= CSR_MAX_WIDTH:
+            return _csr_of_codes(codes, n_rows, grad_out.dtype) @ grad_out
+    grad_w = grad_out.new_zeros(n_rows, grad_out.shape[1])
+    for j in range(codes.shape[1]):
+        grad_w.index_add_(0, codes[:, j], grad_out)
+    return grad_w
+
+
+class _SumOfRows(torch.autograd.Function):
+    """``out[n] = sum_j weight[codes[n, j]]``: forward by ``embedding_bag``, backward by :func:`sum_of_rows_grad`."""
 
     @staticmethod
     def forward(ctx: Any, codes: Tensor, weight: Tensor) -> Tensor:
@@ -85,14 +109,7 @@ class _SumOfRows(torch.autograd.Function):
         if not ctx.needs_input_grad[1]:
             return None, None
         (codes,) = ctx.saved_tensors
-        grad_out = grad_out.contiguous()
-        csr = grad_out.device.type == "cpu" and grad_out.dtype in (torch.float32, torch.float64)
-        if csr and grad_out.shape[1] <= CSR_MAX_WIDTH:
-            return None, _csr_of_codes(codes, ctx.n_rows, grad_out.dtype) @ grad_out
-        grad_w = grad_out.new_zeros(ctx.n_rows, grad_out.shape[1])
-        for j in range(codes.shape[1]):
-            grad_w.index_add_(0, codes[:, j], grad_out)
-        return None, grad_w
+        return None, sum_of_rows_grad(codes, grad_out, ctx.n_rows)
 
 
 def sum_of_rows(codes: Tensor, weight: Tensor) -> Tensor:

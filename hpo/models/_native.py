@@ -1,0 +1,135 @@
+"""The compiled first-layer backward (``_native.cpp``), built on first use with the system's C++ compiler.
+
+Why compiled: the first layer's weight gradient is a scatter-add of output-gradient rows into the rows the batch's
+categorical codes select. Expressed in PyTorch it is either a sparse CSR product, which pays a stable sort of every
+code at every step, or one ``index_add_`` per categorical column, which reads the gradient 33 times; the compiled
+loop does neither and was measured 2-2.5x faster than the CSR product at the paper's widths and 1.1-1.3x at the
+budget's (bench/first_layer.py, bench/PROFILE.md "Fifth pass"). That layer is about half of a many-seed step, so
+the factor reaches every study.
+
+Why built here rather than shipped: the kernel links against the installed torch, whose C++ ABI changes between
+releases; building it against the torch actually installed (about 6 s, once per torch version and source, cached
+under ``$HPO_NATIVE_CACHE`` or ``~/.cache/hpo/native``) avoids a wheel per torch. Where no compiler is found or the
+build fails, :func:`native_ops` logs one warning and returns ``None`` and the layer uses the CSR product, which
+sums every element in the same order: results are the same bit for bit either way, only slower.
+``HPO_NATIVE=0`` turns the kernel off.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["native_build_error", "native_ops"]
+
+log = logging.getLogger(__name__)
+
+_SOURCE = Path(__file__).with_name("_native.cpp")
+_BUILD_TIMEOUT_S = 600
+_build_error: str | None = None
+
+
+def _cache_dir() -> Path:
+    if env := os.environ.get("HPO_NATIVE_CACHE"):
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "hpo" / "native"
+
+
+def _compile_command(cxx: str, out: Path) -> list[str]:
+    from torch.utils.cpp_extension import include_paths
+
+    torch_lib = Path(torch.__file__).parent / "lib"
+    abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
+    return [
+        cxx,
+        "-O3",
+        "-std=c++20",  # torch 2.13's headers use C++20 features
+        "-shared",
+        "-fPIC",
+        "-w",  # the torch headers' own warnings are not ours to fix
+        f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
+        *(f"-I{p}" for p in include_paths()),
+        str(_SOURCE),
+        "-o",
+        str(out),
+        f"-L{torch_lib}",
+        "-lc10",
+        "-ltorch_cpu",
+    ]
+
+
+def _library_path(cxx: str) -> Path:
+    """Where the library built from this source, with this compiler, for this torch and Python, is cached."""
+    key = hashlib.sha256()
+    key.update(_SOURCE.read_bytes())
+    for part in (torch.__version__, cxx, sys.version, sysconfig.get_platform()):
+        key.update(part.encode())
+    return _cache_dir() / f"hpo_native_{key.hexdigest()[:16]}.so"
+
+
+def _build(cxx: str, target: Path) -> None:
+    """Compile into a temporary file beside ``target`` and rename it into place, so that processes building at
+    the same moment (parallel workers, test processes) never load a half-written library."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        proc = subprocess.run(
+            _compile_command(cxx, Path(tmp)),
+            capture_output=True,
+            text=True,
+            timeout=_BUILD_TIMEOUT_S,
+            check=False,
+        )
+        if proc.returncode != 0:
+            tail = " ".join(proc.stderr.strip().splitlines()[-3:])[-400:]
+            raise RuntimeError(f"{cxx} exited with {proc.returncode}: {tail}")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@functools.lru_cache(maxsize=1)
+def native_ops() -> Any | None:
+    """``torch.ops.hpo_native`` with the kernel loaded, or ``None`` (disabled, or it could not be built)."""
+    global _build_error
+    if os.environ.get("HPO_NATIVE", "1").strip().lower() in ("0", "false", "no", "off"):
+        _build_error = "disabled by HPO_NATIVE=0"
+        return None
+    if sys.platform == "win32":
+        _build_error = "the native kernel is built on Linux and macOS only"
+        return None
+    cxx = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or "c++"
+    try:
+        target = _library_path(cxx)
+        if not target.exists():
+            log.info("building the first layer's native kernel into %s (once per torch version)", target)
+            _build(cxx, target)
+        torch.ops.load_library(str(target))
+        return torch.ops.hpo_native
+    except Exception as exc:  # any failure means the fallback, never a failed run
+        _build_error = f"{type(exc).__name__}: {exc}"
+        log.warning(
+            "the first layer's native kernel is unavailable (%s); using the CSR product, which gives the same "
+            "results more slowly",
+            _build_error,
+        )
+        return None
+
+
+def native_build_error() -> str | None:
+    """Why :func:`native_ops` returned ``None`` (after it has been called), else ``None``."""
+    return _build_error
