@@ -81,6 +81,12 @@ at::Tensor sum_rows_backward(const at::Tensor& codes, const at::Tensor& grad_out
 
 }  // namespace
 
+// The schema, then the CPU kernel under the CPU key: the dispatcher then refuses other devices by itself, and a
+// shape-only ("fake") kernel can be registered from Python (_native.py) so that torch.compile can trace the op.
 TORCH_LIBRARY(hpo_native, m) {
-  m.def("sum_rows_backward(Tensor codes, Tensor grad_out, int n_rows) -> Tensor", &sum_rows_backward);
+  m.def("sum_rows_backward(Tensor codes, Tensor grad_out, int n_rows) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(hpo_native, CPU, m) {
+  m.impl("sum_rows_backward", &sum_rows_backward);
 }

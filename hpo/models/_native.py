@@ -102,6 +102,14 @@ def _build(cxx: str, target: Path) -> None:
             os.unlink(tmp)
 
 
+def _register_fake() -> None:
+    """Shapes and dtypes of the op's output without running it, for tracing (``torch.compile``, meta tensors)."""
+
+    @torch.library.register_fake("hpo_native::sum_rows_backward")
+    def _(codes: torch.Tensor, grad_out: torch.Tensor, n_rows: int) -> torch.Tensor:
+        return grad_out.new_empty((n_rows, grad_out.shape[1]))
+
+
 @functools.lru_cache(maxsize=1)
 def native_ops() -> Any | None:
     """``torch.ops.hpo_native`` with the kernel loaded, or ``None`` (disabled, or it could not be built)."""
@@ -119,6 +127,7 @@ def native_ops() -> Any | None:
             log.info("building the first layer's native kernel into %s (once per torch version)", target)
             _build(cxx, target)
         torch.ops.load_library(str(target))
+        _register_fake()
         return torch.ops.hpo_native
     except Exception as exc:  # any failure means the fallback, never a failed run
         _build_error = f"{type(exc).__name__}: {exc}"

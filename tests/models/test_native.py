@@ -149,3 +149,20 @@ def test_the_kernel_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
     finally:
         monkeypatch.undo()
         native_ops.cache_clear()
+
+
+def test_kernel_has_a_shape_only_form_for_tracing(ops: object) -> None:
+    """``torch.compile`` and meta-device builds trace the op through its registered fake kernel, without running it."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        codes = torch.zeros(6, 3, dtype=torch.long)
+        grad = torch.empty(6, 5, dtype=torch.float64)
+        out = ops.sum_rows_backward(codes, grad, 11)  # type: ignore[attr-defined]
+    assert out.shape == (11, 5) and out.dtype == torch.float64
+
+
+def test_kernel_answers_meta_tensors_by_shape(ops: object) -> None:
+    codes = torch.zeros(2, 1, dtype=torch.long, device="meta")
+    out = ops.sum_rows_backward(codes, torch.empty(2, 3, device="meta"), 4)  # type: ignore[attr-defined]
+    assert out.device.type == "meta" and out.shape == (4, 3)  # the fake kernel answers for meta tensors
