@@ -21,7 +21,7 @@ Every candidate runs once per round, interleaved, and the median of the rounds i
 measured in one run on one machine. Each candidate first runs once untimed (``median_rounds``), so the
 figures are a warm worker's, as in a study of hundreds of trials. ``--json`` prints one JSON object of ratios as the last line.
 
-    python bench/train.py [--rounds 3] [--device cpu|cuda] [--json]
+    python bench/train.py [--rounds 3] [--device cpu|cuda] [--compile] [--json]
 """
 
 from __future__ import annotations
@@ -77,6 +77,9 @@ def _hyper(size: tuple[str, int, int, int]) -> dict[str, Any]:
     return {"n_experts": e, "expert_units": (h,), "tower_units": (t,)}
 
 
+COMPILE = False  # --compile: every ``ours`` candidate trains with ``training.compile`` (torch.compile)
+
+
 def ours(
     ds: TabularDataset,
     size: tuple[str, int, int, int],
@@ -87,7 +90,7 @@ def ours(
     model = create_model(
         size[0], ds.spec, ds.tasks, replicas=seeds, seeds=list(range(seeds)), device=device, **_hyper(size)
     )
-    cfg = TrainConfig(lr=1e-3, batch_size=batch, epochs=1, patience=None, device=str(device))
+    cfg = TrainConfig(lr=1e-3, batch_size=batch, epochs=1, patience=None, device=str(device), compile=COMPILE)
     train(model, ds, cfg, evaluate_splits=("valid",))
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -214,7 +217,10 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=16)
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--compile", action="store_true", help="train ours with torch.compile (training.compile)")
     args = ap.parse_args()
+    global COMPILE
+    COMPILE = args.compile
     warnings.filterwarnings("ignore")
     device = torch.device(args.device)
     ds = census_dataset(device)
@@ -278,7 +284,7 @@ def main() -> None:
     print(
         f"one training epoch, {CENSUS_ROWS:,} census-shaped rows, batch 1024, device {device}, "
         f"{torch.get_num_threads()} threads, median of {args.rounds} interleaved rounds, "
-        f"first-layer kernel {kernel}"
+        f"first-layer kernel {kernel}, ours {'compiled' if COMPILE else 'eager'}"
     )
     print(f"{'candidate':<26} {'examples/s':>12}")
     for k, v in eps.items():

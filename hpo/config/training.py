@@ -33,6 +33,11 @@ class TrainConfig(BaseModel):
     grad_clip: float | None = Field(None, gt=0)
     device: str = "auto"
     amp: bool = False
+    # torch.compile the model for training steps (Inductor). Measured on the 2-core CPU: 1.27x per census epoch for
+    # one seed and for 16, after a 10-20 s compile per shape (bench/PROFILE.md). Not bit for bit with eager (Inductor
+    # fuses and reorders sums), so it is off by default and stored with every result; it pays when one shape trains
+    # for long, as in retraining hundreds of seeds, and not for short tuning trials of changing shapes.
+    compile: bool = False
     eval_batch_size: int = Field(16384, ge=1)
 
     @model_validator(mode="after")

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from hpo.models._native import native_ops
+from hpo.models._native import loaded_ops, native_ops
 from hpo.schema import Features, InputSpec, TaskSpec
 
 __all__ = [
@@ -83,7 +83,7 @@ def sum_of_rows_grad(codes: Tensor, grad_out: Tensor, n_rows: int) -> Tensor:
     """
     grad_out = grad_out.contiguous()
     if grad_out.device.type == "cpu" and grad_out.dtype in (torch.float32, torch.float64):
-        ops = native_ops()
+        ops = loaded_ops() if torch.compiler.is_compiling() else native_ops()
         if ops is not None:
             out: Tensor = ops.sum_rows_backward(codes, grad_out, n_rows)
             return out

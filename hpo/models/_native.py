@@ -31,13 +31,14 @@ from typing import Any
 
 import torch
 
-__all__ = ["native_build_error", "native_ops"]
+__all__ = ["loaded_ops", "native_build_error", "native_ops"]
 
 log = logging.getLogger(__name__)
 
 _SOURCE = Path(__file__).with_name("_native.cpp")
 _BUILD_TIMEOUT_S = 600
 _build_error: str | None = None
+_loaded: Any | None = None  # set once the library is loaded: what traced code reads (see loaded_ops)
 
 
 def _cache_dir() -> Path:
@@ -113,7 +114,7 @@ def _register_fake() -> None:
 @functools.lru_cache(maxsize=1)
 def native_ops() -> Any | None:
     """``torch.ops.hpo_native`` with the kernel loaded, or ``None`` (disabled, or it could not be built)."""
-    global _build_error
+    global _build_error, _loaded
     if os.environ.get("HPO_NATIVE", "1").strip().lower() in ("0", "false", "no", "off"):
         _build_error = "disabled by HPO_NATIVE=0"
         return None
@@ -128,7 +129,8 @@ def native_ops() -> Any | None:
             _build(cxx, target)
         torch.ops.load_library(str(target))
         _register_fake()
-        return torch.ops.hpo_native
+        _loaded = torch.ops.hpo_native
+        return _loaded
     except Exception as exc:  # any failure means the fallback, never a failed run
         _build_error = f"{type(exc).__name__}: {exc}"
         log.warning(
@@ -137,6 +139,15 @@ def native_ops() -> Any | None:
             _build_error,
         )
         return None
+
+
+def loaded_ops() -> Any | None:
+    """The kernel if :func:`native_ops` has loaded it, else ``None``; never builds, reads no files.
+
+    For code that ``torch.compile`` traces: Dynamo cannot follow the environment and file checks of the first
+    :func:`native_ops` call, so a caller that compiles resolves the kernel first and traced code reads this.
+    """
+    return _loaded
 
 
 def native_build_error() -> str | None:

@@ -31,6 +31,8 @@ from hpo.data._tabular import SPLITS, Split, TabularDataset
 from hpo.errors import ConfigError
 from hpo.models import MTLModel
 from hpo.models._base import select_replicas
+from hpo.models._native import native_ops
+from hpo.schema import Features
 from hpo.training.metrics import HIGHER_IS_BETTER, task_metrics
 from hpo.training.weighting import LossWeighting, create_weighting
 
@@ -253,6 +255,11 @@ class _Run:
         self.ds = dataset if dataset.device == self.device else dataset.to(self.device)
         self.ds_active = self.ds  # the active replicas' data (all of it unless the dataset is replicated)
         self.kinds = [t.kind for t in self.ds.tasks]
+        self.forward: Callable[[Features], Tensor] = model
+        if config.compile:
+            if self.device.type == "cpu":
+                native_ops()  # resolved before tracing: the traced backward reads the loaded kernel (loaded_ops)
+            self.forward = torch.compile(model)
         self.params = list(model.parameters()) + list(self.weighting.parameters())
         self.opt = _make_optimizer(self.params, config)
         self.best_model = copy.deepcopy(model)  # holds each replica's best weights, all R of them
@@ -285,7 +292,7 @@ class _Run:
         feats, y = split.features(idx), split.labels(idx)
         self.opt.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            out = self.model(feats)
+            out = self.forward(feats)
         total = self.weighting.combine(_task_losses(out, y, self.kinds), self.model)
         reg = self.model.regularization()
         if reg is not None:
