@@ -33,10 +33,11 @@ class TrainConfig(BaseModel):
     grad_clip: float | None = Field(None, gt=0)
     device: str = "auto"
     amp: bool = False
-    # torch.compile the model for training steps (Inductor). Measured on the 2-core CPU: 1.27x per census epoch for
-    # one seed and for 16, after a 10-20 s compile per shape (bench/PROFILE.md). Not bit for bit with eager (Inductor
-    # fuses and reorders sums), so it is off by default and stored with every result; it pays when one shape trains
-    # for long, as in retraining hundreds of seeds, and not for short tuning trials of changing shapes.
+    # torch.compile the model for training steps (Inductor). It pays only for narrow models: on the 2-core CPU an
+    # MMoE of 8 x 16 (the paper's size) trains 1.27-1.5x faster per census epoch, one seed or 16, after a 10-20 s
+    # compile per shape, but 8 x 32 runs at 0.84x and 8 x 64 to 8 x 256 at 0.69-0.74x (bench/PROFILE.md). Not bit
+    # for bit with eager (Inductor fuses and reorders sums), so it is off by default and stored with every result:
+    # for long runs of one narrow shape, such as the synthetic study's hundreds of paper-size runs.
     compile: bool = False
     eval_batch_size: int = Field(16384, ge=1)
 
