@@ -3,15 +3,16 @@
 Why compiled: the first layer's weight gradient is a scatter-add of output-gradient rows into the rows the batch's
 categorical codes select. Expressed in PyTorch it is either a sparse CSR product, which pays a stable sort of every
 code at every step, or one ``index_add_`` per categorical column, which reads the gradient 33 times; the compiled
-loop does neither and was measured 2-2.5x faster than the CSR product at the paper's widths and 1.1-1.3x at the
-budget's (bench/first_layer.py, bench/PROFILE.md "Fifth pass"). That layer is about half of a many-seed step, so
-the factor reaches every study.
+loop does neither and was measured 1.9x faster than the CSR product at the paper's width for one seed and 2.4x for
+16 seeds; at the budget's widest layer it is level with the per-column loop inside a training step
+(bench/first_layer.py, bench/PROFILE.md "Fifth pass"). That layer is about half of a many-seed step.
 
 Why built here rather than shipped: the kernel links against the installed torch, whose C++ ABI changes between
 releases; building it against the torch actually installed (about 6 s, once per torch version and source, cached
 under ``$HPO_NATIVE_CACHE`` or ``~/.cache/hpo/native``) avoids a wheel per torch. Where no compiler is found or the
-build fails, :func:`native_ops` logs one warning and returns ``None`` and the layer uses the CSR product, which
-sums every element in the same order: results are the same bit for bit either way, only slower.
+build fails, :func:`native_ops` logs one warning and returns ``None`` and the layer uses the CSR product or the
+per-column loop, which add every element's terms in the same order: results are the same bit for bit either way,
+only slower.
 ``HPO_NATIVE=0`` turns the kernel off.
 """
 
@@ -134,8 +135,8 @@ def native_ops() -> Any | None:
     except Exception as exc:  # any failure means the fallback, never a failed run
         _build_error = f"{type(exc).__name__}: {exc}"
         log.warning(
-            "the first layer's native kernel is unavailable (%s); using the CSR product, which gives the same "
-            "results more slowly",
+            "the first layer's native kernel is unavailable (%s); using PyTorch's own ops (a CSR product or a "
+            "loop per column), which give the same results more slowly",
             _build_error,
         )
         return None
