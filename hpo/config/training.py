@@ -33,11 +33,13 @@ class TrainConfig(BaseModel):
     grad_clip: float | None = Field(None, gt=0)
     device: str = "auto"
     amp: bool = False
-    # torch.compile the model for training steps (Inductor). It pays only for narrow models: on the 2-core CPU an
-    # MMoE of 8 x 16 (the paper's size) trains 1.27-1.5x faster per census epoch, one seed or 16, after a 10-20 s
-    # compile per shape, but 8 x 32 runs at 0.84x and 8 x 64 to 8 x 256 at 0.69-0.74x (bench/PROFILE.md). Not bit
-    # for bit with eager (Inductor fuses and reorders sums), so it is off by default and stored with every result:
-    # for long runs of one narrow shape, such as the synthetic study's hundreds of paper-size runs.
+    # torch.compile the model for training steps (Inductor), with the partitioner recomputing views in the backward
+    # (hpo.training.trainer._compiled). Measured by bench/compile.py on the 2-core CPU, one census epoch: 1.38x for
+    # the paper's 8 x 16 MMoE (1.28x at 16 seeds) and level with eager (0.98-1.05x) from 8 x 32 to the budget's 8 x
+    # 256 and a 2048-unit Shared-Bottom, after a compile per shape and process (3-10 s with Inductor's disk cache
+    # warm, 10-20 s cold). Not bit for bit with eager (Inductor fuses and reorders sums), so it is off by default
+    # and stored with every result: for long runs of one shape, such as the synthetic study's hundreds of paper-size
+    # runs or a many-seed retrain.
     compile: bool = False
     eval_batch_size: int = Field(16384, ge=1)
 

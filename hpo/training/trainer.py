@@ -236,6 +236,28 @@ def _check_shapes(
         )
 
 
+def _compiled(model: MTLModel) -> Callable[[Features], Tensor]:
+    """``torch.compile`` of the model, traced with the partitioner told to recompute views in the backward.
+
+    Why: by default AOTAutograd's partitioner saves views of activations as they are and, for every ReLU whose
+    output is only reachable through a view (the experts' block of the first layer's output), a boolean mask
+    besides; Inductor's vectorised store of a boolean mask ran at about 5 ns an element on the CPU (10-12 ms for
+    the budget-max MMoE's 1024 x 2048 mask, against 0.5 ms for the float store beside it), which made the compiled
+    step slower than eager from 8 x 32 experts on. With ``recompute_views`` the base is saved, the mask is
+    recomputed inside the backward's fused loop, and no boolean tensor is written (bench/PROFILE.md, sixth pass).
+    The setting is scoped to our calls (compilation happens lazily inside them, again when early stopping cuts
+    replicas out) so a user's own compiled code is untouched.
+    """
+    compiled = torch.compile(model)
+
+    def forward(feats: Features) -> Tensor:
+        with torch._functorch.config.patch(recompute_views=True):
+            out: Tensor = compiled(feats)
+        return out
+
+    return forward
+
+
 class _Run:
     """One call of :func:`train`: the vectorised model, its optimiser, and the replicas still training."""
 
@@ -259,7 +281,7 @@ class _Run:
         if config.compile:
             if self.device.type == "cpu":
                 native_ops()  # resolved before tracing: the traced backward reads the loaded kernel (loaded_ops)
-            self.forward = torch.compile(model)
+            self.forward = _compiled(model)
         self.params = list(model.parameters()) + list(self.weighting.parameters())
         self.opt = _make_optimizer(self.params, config)
         self.best_model = copy.deepcopy(model)  # holds each replica's best weights, all R of them

@@ -50,3 +50,39 @@ def test_compile_is_a_validated_training_option() -> None:
     assert TrainConfig.model_validate({"compile": True}).compile is True
     with pytest.raises(ValueError, match="compile"):
         TrainConfig.model_validate({"compile": "sometimes"})
+
+
+def _saved_dtypes(forward: object, model: torch.nn.Module, ds: object) -> list[torch.dtype]:
+    """The dtypes of the activations the compiled forward saves for its backward."""
+    feats = ds.splits["train"].features(torch.arange(64).unsqueeze(0))  # type: ignore[attr-defined]
+    out = forward(feats)  # type: ignore[operator]
+    stack, seen, found = [out.grad_fn], set(), []
+    while stack:
+        fn = stack.pop()
+        if fn is None or id(fn) in seen:
+            continue
+        seen.add(id(fn))
+        if type(fn).__name__ == "CompiledFunctionBackward":
+            found += [t.dtype for t in fn.saved_tensors]
+        stack += [nxt for nxt, _ in fn.next_functions]
+    assert found, "no compiled region found behind the output"
+    return found
+
+
+@pytest.mark.parametrize("units", [8, 32])
+def test_compiled_step_saves_no_boolean_relu_mask(units: int) -> None:
+    """Inductor's vectorised store of a boolean mask is slow on the CPU (bench/PROFILE.md, sixth pass): the
+    trainer's compile recomputes views in the backward, so a ReLU's mask is rederived from the saved output
+    instead of being written as a boolean tensor. The plain ``torch.compile`` beside it does write one, which is
+    what this test guards against."""
+    from hpo.models import create_model
+    from hpo.training.trainer import _compiled
+
+    ds = binary_data()
+    kw = {"n_experts": 2, "expert_units": (units,), "tower_units": (4,)}
+    model = create_model("mmoe", ds.spec, ds.tasks, replicas=1, seeds=[0], device="cpu", **kw)
+    plain = _saved_dtypes(torch.compile(model), model, ds)
+    torch._dynamo.reset()
+    ours = _saved_dtypes(_compiled(model), model, ds)
+    assert torch.bool in plain, plain
+    assert torch.bool not in ours, ours
