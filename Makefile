@@ -44,6 +44,7 @@ bench: install
 	$(BIN)/python -m pip install -q tqdm requests
 	$(BIN)/python bench/models.py
 	$(BIN)/python bench/train.py
+	$(BIN)/python bench/compile.py
 	$(BIN)/python bench/load.py
 	$(BIN)/python bench/plugins.py
 

@@ -24,6 +24,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -37,7 +38,7 @@ from hpo.models import create_model
 from hpo.training import TrainConfig, train
 
 # name -> (architecture, replicas, hyperparameters)
-SIZES: dict[str, tuple[str, int, dict[str, object]]] = {
+SIZES: dict[str, tuple[str, int, dict[str, Any]]] = {
     "mmoe 8x16 (paper)": ("mmoe", 1, {"n_experts": 8, "expert_units": (16,), "tower_units": (8,)}),
     "mmoe 8x16, 16 seeds": ("mmoe", 16, {"n_experts": 8, "expert_units": (16,), "tower_units": (8,)}),
     "mmoe 8x32": ("mmoe", 1, {"n_experts": 8, "expert_units": (32,), "tower_units": (8,)}),
@@ -48,14 +49,14 @@ SIZES: dict[str, tuple[str, int, dict[str, object]]] = {
 }
 
 
-def epoch(ds: TabularDataset, arch: str, replicas: int, hyper: dict[str, object], mode: str) -> None:
+def epoch(ds: TabularDataset, arch: str, replicas: int, hyper: dict[str, Any], mode: str) -> None:
     model = create_model(arch, ds.spec, ds.tasks, replicas=replicas, seeds=list(range(replicas)), **hyper)
     cfg = TrainConfig(
         lr=1e-3, batch_size=1024, epochs=1, patience=None, device="cpu", compile=mode != "eager"
     )
     if mode == "plain":
         original = trainer._compiled
-        trainer._compiled = torch.compile  # type: ignore[assignment]
+        trainer._compiled = torch.compile
         try:
             train(model, ds, cfg, evaluate_splits=("valid",))
         finally:
@@ -83,7 +84,7 @@ def main() -> None:
         first: dict[str, float] = {}
 
         def candidate(
-            mode: str, a: str = arch, r: int = replicas, h: dict[str, object] = hyper
+            mode: str, a: str = arch, r: int = replicas, h: dict[str, Any] = hyper
         ) -> Callable[[], float]:
             def run() -> float:
                 seconds = timed(lambda: epoch(ds, a, r, h, mode))
