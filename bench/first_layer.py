@@ -2,7 +2,9 @@
 of the transposed one-hot matrix with the output gradient (the fallback), and the compiled kernel
 (``hpo/models/_native.cpp``, the default), across output widths and replica counts, on census-shaped codes (33
 columns, 502 categories, batch 1024 per replica; R replicas' codes offset into R stacked vocabularies, as the
-vectorised models do, each replica with its own rows). Ratios are each path's time over the kernel's, measured in
+vectorised models do, each replica with its own rows). For several replicas the kernel runs as the models call it,
+told the replica count so that each thread owns whole replicas; ``columns`` is the same kernel splitting output
+columns instead (what every replica count got before). Ratios are each path's time over the kernel's, measured in
 the same run; the kernel's result is checked equal bit for bit to the CSR product's at every shape.
 
     python bench/first_layer.py [--repeats 50] [--json]
@@ -40,8 +42,18 @@ def csr(codes: torch.Tensor, grad: torch.Tensor, rows: int) -> torch.Tensor:
 
 
 def native(codes: torch.Tensor, grad: torch.Tensor, rows: int) -> torch.Tensor:
+    """As the input layer calls it: told how many replicas' blocks the rows are."""
+    out: torch.Tensor = OPS.sum_rows_backward(codes, grad, rows, REPLICAS_NOW)
+    return out
+
+
+def columns(codes: torch.Tensor, grad: torch.Tensor, rows: int) -> torch.Tensor:
+    """The same kernel, not told the replicas: threads split the output columns."""
     out: torch.Tensor = OPS.sum_rows_backward(codes, grad, rows)
     return out
+
+
+REPLICAS_NOW = 1
 
 
 OPS = native_ops()
@@ -65,7 +77,9 @@ def main() -> None:
     torch.set_num_threads(min(2, torch.get_num_threads()))
     vocab = CENSUS_SPEC.vocab_size
     ratios: dict[str, float] = {}
+    global REPLICAS_NOW
     for replicas in REPLICAS:
+        REPLICAS_NOW = replicas
         feats, _ = census_like(replicas * 1024)  # each replica draws its own batch, as seeds do
         assert feats.cat is not None
         offsets = torch.arange(replicas).repeat_interleave(1024).unsqueeze(1) * vocab
@@ -74,13 +88,17 @@ def main() -> None:
             grad = torch.randn(replicas * 1024, width)
             torch.testing.assert_close(csr(codes, grad, rows), loop(codes, grad, rows), rtol=1e-4, atol=1e-4)
             assert torch.equal(native(codes, grad, rows), csr(codes, grad, rows))
-            t_loop, t_csr, t_nat = (
-                timed(f, codes, grad, rows, repeats=args.repeats) for f in (loop, csr, native)
+            assert torch.equal(columns(codes, grad, rows), csr(codes, grad, rows))
+            t_loop, t_csr, t_col, t_nat = (
+                timed(f, codes, grad, rows, repeats=args.repeats) for f in (loop, csr, columns, native)
             )
-            ratios[f"{replicas}x{width}"] = {"loop": round(t_loop / t_nat, 2), "csr": round(t_csr / t_nat, 2)}
+            ratios[f"{replicas}x{width}"] = {
+                "loop": round(t_loop / t_nat, 2), "csr": round(t_csr / t_nat, 2), "columns": round(t_col / t_nat, 2)
+            }  # fmt: skip
             print(f"{replicas:>2} replicas, width {width:>5}: index_add_ loop {t_loop * 1e3:7.2f} ms, "
-                  f"CSR {t_csr * 1e3:7.2f} ms, kernel {t_nat * 1e3:7.2f} ms; kernel is "
-                  f"{t_loop / t_nat:.2f}x the loop, {t_csr / t_nat:.2f}x the CSR product")  # fmt: skip
+                  f"CSR {t_csr * 1e3:7.2f} ms, kernel by columns {t_col * 1e3:7.2f} ms, kernel {t_nat * 1e3:7.2f} "
+                  f"ms; kernel is {t_loop / t_nat:.2f}x the loop, {t_csr / t_nat:.2f}x the CSR product, "
+                  f"{t_col / t_nat:.2f}x the column split")  # fmt: skip
     if args.json:
         print(json.dumps({"kernel_speedup_over_by_replicas_x_width": ratios}))
 

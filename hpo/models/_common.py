@@ -10,6 +10,7 @@ from torch import Tensor
 
 from hpo.models._budget import Block
 from hpo.models._layers import ParallelMLP
+from hpo.models._native import native_ops
 
 __all__ = [
     "check_positive",
@@ -18,6 +19,7 @@ __all__ = [
     "mix",
     "mix_rows",
     "mlp_blocks",
+    "native_gated_mix",
     "tower_outputs",
 ]
 
@@ -97,13 +99,59 @@ def mix_rows(gate_weights: Tensor, experts: Tensor) -> Tensor:
     ``(R, G, B, h)`` (blocks first, as the towers read it).
 
     Narrow expert layers are mixed gate by gate with a hand-written backward (the sum over experts runs in expert
-    order); wider ones by one batched matrix product.
+    order); wider ones by one batched matrix product. On the CPU, MMoE and OMoE use :func:`native_gated_mix`
+    instead where it applies; this is their form on CUDA, under ``torch.compile`` and without the kernel.
     """
     e, h = experts.shape[-2:]
     if e * h <= BROADCAST_MIX_MAX_WIDTH:
         out: Tensor = _MixRows.apply(gate_weights, experts)
         return out
     return torch.matmul(gate_weights, experts).transpose(1, 2)
+
+
+class _NativeGatedMix(torch.autograd.Function):
+    """Gate softmax and mix of one-layer experts in one compiled pass each way (``_native.cpp``: ``moe_mix``)."""
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, experts: int, units: int, gates: int) -> tuple[Tensor, Tensor]:
+        ops = native_ops()
+        assert ops is not None
+        out, weights = ops.moe_mix(z, experts, units, gates)
+        ctx.save_for_backward(z, weights)
+        ctx.dims = (experts, units, gates)
+        ctx.mark_non_differentiable(
+            weights
+        )  # returned for gate readings; the loss reaches them through ``out``
+        return out, weights
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor, _: Tensor | None) -> tuple[Tensor, None, None, None]:
+        z, weights = ctx.saved_tensors
+        ops = native_ops()
+        assert ops is not None
+        return ops.moe_mix_backward(z, weights, grad_out, *ctx.dims), None, None, None
+
+
+def native_gated_mix(z: Tensor, experts: int, units: int, gates: int) -> tuple[Tensor, Tensor] | None:
+    """``(R, G, B, units)`` mixed experts and ``(R, B, G, experts)`` gate weights from the fused first layer's
+    whole output ``z`` = ``[experts x units pre-activations | gates x experts logits]``, by the compiled kernel;
+    ``None`` where it does not apply (not the CPU, not float32/64, no kernel, or inside ``torch.compile``, whose
+    own fusion of the PyTorch form is kept), and the caller then takes the PyTorch path.
+
+    Why: in PyTorch the softmax, ReLU and mix are a dozen operations, each a dispatch and a pass over
+    ``(R, B, E, h)`` intermediates that leave the caches once 16 replicas are stacked; the kernel reads each row
+    once forward and writes its gradient once backward (bench/PROFILE.md "Seventh pass"). The same maths, summed
+    in another order: float32 results agree with the PyTorch form to rounding, not bit for bit.
+    """
+    if (
+        z.device.type != "cpu"
+        or z.dtype not in (torch.float32, torch.float64)
+        or torch.compiler.is_compiling()
+        or native_ops() is None
+    ):
+        return None
+    out, weights = _NativeGatedMix.apply(z, experts, units, gates)
+    return out, weights
 
 
 class _GateSoftmax(torch.autograd.Function):

@@ -70,8 +70,13 @@ def _csr_of_codes(codes: Tensor, n_rows: int, dtype: torch.dtype) -> Tensor:
         return torch.sparse_csr_tensor(crow, order // c, values, (n_rows, n), check_invariants=False)
 
 
-def sum_of_rows_grad(codes: Tensor, grad_out: Tensor, n_rows: int) -> Tensor:
+def sum_of_rows_grad(codes: Tensor, grad_out: Tensor, n_rows: int, replicas: int = 1) -> Tensor:
     """``grad_weight[codes[n, j]] += grad_out[n]``: the weight gradient of :func:`sum_of_rows`.
+
+    ``replicas`` > 1 says that the rows are that many equal blocks, block ``r``'s codes indexing only block ``r``
+    of the weight's rows (the vectorised models' layout); the kernel then gives each thread whole replicas, which
+    no other thread writes (twice as fast as one thread for 16 seeds on 2 cores; bench/PROFILE.md "Seventh pass").
+    The result is the same either way.
 
     On the CPU (float32/float64) by the compiled kernel when it is built (``_native.py``); without it, by a sparse
     CSR product at widths up to ``CSR_MAX_WIDTH`` and one ``index_add_`` per categorical column above (and on
@@ -85,7 +90,7 @@ def sum_of_rows_grad(codes: Tensor, grad_out: Tensor, n_rows: int) -> Tensor:
     if grad_out.device.type == "cpu" and grad_out.dtype in (torch.float32, torch.float64):
         ops = loaded_ops() if torch.compiler.is_compiling() else native_ops()
         if ops is not None:
-            out: Tensor = ops.sum_rows_backward(codes, grad_out, n_rows)
+            out: Tensor = ops.sum_rows_backward(codes, grad_out, n_rows, replicas)
             return out
         if grad_out.shape[1] <= CSR_MAX_WIDTH:
             return _csr_of_codes(codes, n_rows, grad_out.dtype) @ grad_out
@@ -99,22 +104,25 @@ class _SumOfRows(torch.autograd.Function):
     """``out[n] = sum_j weight[codes[n, j]]``: forward by ``embedding_bag``, backward by :func:`sum_of_rows_grad`."""
 
     @staticmethod
-    def forward(ctx: Any, codes: Tensor, weight: Tensor) -> Tensor:
+    def forward(ctx: Any, codes: Tensor, weight: Tensor, replicas: int) -> Tensor:
         ctx.save_for_backward(codes)
-        ctx.n_rows = weight.shape[0]
+        ctx.n_rows, ctx.replicas = weight.shape[0], replicas
         return F.embedding_bag(codes, weight, mode="sum")
 
     @staticmethod
-    def backward(ctx: Any, grad_out: Tensor) -> tuple[None, Tensor | None]:
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[None, Tensor | None, None]:
         if not ctx.needs_input_grad[1]:
-            return None, None
+            return None, None, None
         (codes,) = ctx.saved_tensors
-        return None, sum_of_rows_grad(codes, grad_out, ctx.n_rows)
+        return None, sum_of_rows_grad(codes, grad_out, ctx.n_rows, ctx.replicas), None
 
 
-def sum_of_rows(codes: Tensor, weight: Tensor) -> Tensor:
-    """Sum of the rows of ``weight`` (``(V, T)``) selected by each row of ``codes`` (``(N, C)``) -> ``(N, T)``."""
-    out: Tensor = _SumOfRows.apply(codes, weight)
+def sum_of_rows(codes: Tensor, weight: Tensor, replicas: int = 1) -> Tensor:
+    """Sum of the rows of ``weight`` (``(V, T)``) selected by each row of ``codes`` (``(N, C)``) -> ``(N, T)``.
+
+    ``replicas``: see :func:`sum_of_rows_grad` (a promise about the codes' layout that only speeds the backward).
+    """
+    out: Tensor = _SumOfRows.apply(codes, weight, replicas)
     return out
 
 
@@ -213,10 +221,12 @@ class InputLayer(nn.Module):
 
     def forward(self, x: Features) -> dict[str, Tensor]:
         """Return each part as ``(R, B, n * width)``; callers reshape to their own layout."""
-        out = self._project(x)
+        out = self.project(x)
         return dict(zip(self.parts, out.split([p.size for p in self.parts.values()], dim=-1), strict=True))
 
-    def _project(self, x: Features) -> Tensor:
+    def project(self, x: Features) -> Tensor:
+        """All parts side by side, ``(R, B, T)`` in the order of ``parts``: for a consumer of every part at once
+        (the compiled experts' mix), whose gradient then arrives whole, without the split's concatenation."""
         r = self.replicas
         out: Tensor | None = None
         if self.weight_cont is not None:
@@ -233,7 +243,7 @@ class InputLayer(nn.Module):
             v = self.spec.vocab_size
             if r > 1:
                 cat = cat + torch.arange(r, device=cat.device).view(r, 1, 1) * v
-            s = sum_of_rows(cat.reshape(r * b, c), self.weight_cat.view(r * v, -1)).view(r, b, -1)
+            s = sum_of_rows(cat.reshape(r * b, c), self.weight_cat.view(r * v, -1), r).view(r, b, -1)
             # in place: the product above is a fresh tensor its backward does not need, so no copy is made
             out = (s if self.bias is None else s + self.bias.unsqueeze(1)) if out is None else out.add_(s)
         assert out is not None

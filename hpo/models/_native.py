@@ -1,11 +1,16 @@
-"""The compiled first-layer backward (``_native.cpp``), built on first use with the system's C++ compiler.
+"""The compiled CPU kernels (``_native.cpp``), built on first use with the system's C++ compiler.
+
+Two kernels: the first layer's weight gradient (``sum_rows_backward``) and the gate softmax and mix of one-layer
+experts (``moe_mix`` and its backward, used by MMoE and OMoE at the paper's shape).
 
 Why compiled: the first layer's weight gradient is a scatter-add of output-gradient rows into the rows the batch's
 categorical codes select. Expressed in PyTorch it is either a sparse CSR product, which pays a stable sort of every
 code at every step, or one ``index_add_`` per categorical column, which reads the gradient 33 times; the compiled
 loop does neither and was measured 1.9x faster than the CSR product at the paper's width for one seed and 2.4x for
 16 seeds; at the budget's widest layer it is level with the per-column loop inside a training step
-(bench/first_layer.py, bench/PROFILE.md "Fifth pass"). That layer is about half of a many-seed step.
+(bench/first_layer.py, bench/PROFILE.md "Fifth pass"). That layer is about half of a many-seed step. The mix of
+one-layer experts is a dozen elementwise operations in PyTorch, each a pass over ``(R, B, E, h)`` intermediates
+and a dispatch; compiled, it is one pass forward and one backward (bench/PROFILE.md "Seventh pass").
 
 Why built here rather than shipped: the kernel links against the installed torch, whose C++ ABI changes between
 releases; building it against the torch actually installed (about 6 s, once per torch version and source, cached
@@ -57,6 +62,10 @@ def _compile_command(cxx: str, out: Path) -> list[str]:
     return [
         cxx,
         "-O3",
+        # at::parallel_for is OpenMP code inlined into the kernel's file: without this flag it compiles to a plain
+        # loop on one thread (as every build before the seventh pass did). The OpenMP runtime it links is torch's
+        # own, already loaded (the same soname), so no second thread pool starts. Apple's compiler has no OpenMP.
+        *(["-fopenmp"] if sys.platform != "darwin" else []),
         "-std=c++20",  # torch 2.13's headers use C++20 features
         "-shared",
         "-fPIC",
@@ -105,16 +114,27 @@ def _build(cxx: str, target: Path) -> None:
 
 
 def _register_fake() -> None:
-    """Shapes and dtypes of the op's output without running it, for tracing (``torch.compile``, meta tensors)."""
+    """Shapes and dtypes of the ops' outputs without running them, for tracing (``torch.compile``, meta tensors)."""
 
     @torch.library.register_fake("hpo_native::sum_rows_backward")
-    def _(codes: torch.Tensor, grad_out: torch.Tensor, n_rows: int) -> torch.Tensor:
+    def _(codes: torch.Tensor, grad_out: torch.Tensor, n_rows: int, replicas: int = 1) -> torch.Tensor:
         return grad_out.new_empty((n_rows, grad_out.shape[1]))
+
+    @torch.library.register_fake("hpo_native::moe_mix")
+    def _mix(z: torch.Tensor, experts: int, units: int, gates: int) -> tuple[torch.Tensor, torch.Tensor]:
+        r, b, _ = z.shape
+        return z.new_empty((r, gates, b, units)), z.new_empty((r, b, gates, experts))
+
+    @torch.library.register_fake("hpo_native::moe_mix_backward")
+    def _mix_backward(
+        z: torch.Tensor, weights: torch.Tensor, grad_out: torch.Tensor, experts: int, units: int, gates: int
+    ) -> torch.Tensor:
+        return z.new_empty(z.shape)
 
 
 @functools.lru_cache(maxsize=1)
 def native_ops() -> Any | None:
-    """``torch.ops.hpo_native`` with the kernel loaded, or ``None`` (disabled, or it could not be built)."""
+    """``torch.ops.hpo_native`` with the kernels loaded, or ``None`` (disabled, or it could not be built)."""
     global _build_error, _loaded
     if os.environ.get("HPO_NATIVE", "1").strip().lower() in ("0", "false", "no", "off"):
         _build_error = "disabled by HPO_NATIVE=0"
@@ -126,7 +146,7 @@ def native_ops() -> Any | None:
     try:
         target = _library_path(cxx)
         if not target.exists():
-            log.info("building the first layer's native kernel into %s (once per torch version)", target)
+            log.info("building the native kernels into %s (once per torch version)", target)
             _build(cxx, target)
         torch.ops.load_library(str(target))
         _register_fake()
@@ -135,8 +155,9 @@ def native_ops() -> Any | None:
     except Exception as exc:  # any failure means the fallback, never a failed run
         _build_error = f"{type(exc).__name__}: {exc}"
         log.warning(
-            "the first layer's native kernel is unavailable (%s); using PyTorch's own ops (a CSR product or a "
-            "loop per column), which give the same results more slowly",
+            "the native kernels are unavailable (%s); using PyTorch's own ops (for the first layer a CSR product or "
+            "a loop per column, which give the same results more slowly; for the experts' mix the same maths "
+            "to rounding)",
             _build_error,
         )
         return None

@@ -31,6 +31,7 @@ from hpo.models._common import (
     mix,
     mix_rows,
     mlp_blocks,
+    native_gated_mix,
     tower_outputs,
 )
 from hpo.models._layers import (
@@ -97,12 +98,16 @@ class _MoEBase(MTLModel):
         return gate_softmax(parts["gates"].view(r, b, self.n_gates, -1))
 
     def _forward(self, x: Features, gates: dict[str, GateReading] | None) -> Tensor:
+        if not len(self.experts.hidden) and self._softmax_gates():
+            z = self.input.project(x)
+            fused = native_gated_mix(z, self.n_experts, self.expert_units[0], self.n_gates)
+            if fused is not None:
+                mixed, g = fused
+                self._read_gates(g, gates)
+                return tower_outputs(self.towers, mixed)
         parts = self.input(x)
         g = self._gate_weights(parts)
-        if gates is not None:
-            names = tuple(f"expert{i}" for i in range(self.n_experts))
-            for k in range(self.n_gates):
-                gates[self._gate_name(k)] = GateReading(g[:, :, k], names)
+        self._read_gates(g, gates)
         if len(self.experts.hidden):  # deeper experts: the parallel-block layout their batched products need
             experts = self.experts(torch.relu(blocks_first(parts["experts"], self.n_experts)))
             return tower_outputs(self.towers, mix(g, experts))
@@ -112,6 +117,21 @@ class _MoEBase(MTLModel):
         r, b, _ = parts["experts"].shape
         experts = torch.relu(parts["experts"]).view(r, b, self.n_experts, -1)
         return tower_outputs(self.towers, mix_rows(g, experts))
+
+    def _softmax_gates(self) -> bool:
+        """Whether the input layer is exactly ``[experts | gates]`` and the gates a plain softmax of their logits
+        (MMoE, OMoE; not DSelect-k), the layout the compiled mix reads."""
+        return (
+            list(self.input.parts) == ["experts", "gates"]
+            and type(self)._gate_weights is _MoEBase._gate_weights
+            and self.input.parts["gates"] == Part(self.n_gates, self.n_experts, hidden=False)
+        )
+
+    def _read_gates(self, g: Tensor, gates: dict[str, GateReading] | None) -> None:
+        if gates is not None:
+            names = tuple(f"expert{i}" for i in range(self.n_experts))
+            for k in range(self.n_gates):
+                gates[self._gate_name(k)] = GateReading(g[:, :, k], names)
 
     def _gate_name(self, k: int) -> str:
         return f"gate:{self.tasks[k].name}"

@@ -7,11 +7,36 @@ from sklearn.metrics import log_loss, mean_squared_error, r2_score, roc_auc_scor
 
 from hpo.schema import HIGHER_IS_BETTER
 
-__all__ = ["HIGHER_IS_BETTER", "task_metrics"]
+__all__ = ["HIGHER_IS_BETTER", "METRICS", "task_metric", "task_metrics"]
+
+# the metrics of each kind of task, in the order ``task_metrics`` reports them
+METRICS = {"binary": ("auc", "logloss"), "regression": ("mse", "r2")}
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))  # numerically stable logistic
+
+
+def task_metric(kind: str, name: str, y: np.ndarray, output: np.ndarray) -> float:
+    """One metric of :func:`task_metrics`, by the same rules, without computing the others.
+
+    Why separately: early stopping reads one number per replica and epoch, and scikit-learn's input checks cost
+    about a millisecond a call whatever the size, which for 16 replicas, two tasks and two metrics was a fifth of
+    a short run's evaluation (bench/PROFILE.md "Seventh pass").
+    """
+    y = np.asarray(y, dtype=np.float64)
+    out = np.asarray(output, dtype=np.float64)
+    if not np.isfinite(out).all():
+        return float("nan")
+    if name == "auc":
+        return float(roc_auc_score(y, _sigmoid(out))) if 0 < y.sum() < len(y) else float("nan")
+    if name == "logloss":
+        return float(log_loss(y, _sigmoid(out), labels=[0.0, 1.0]))
+    if name == "mse":
+        return float(mean_squared_error(y, out))
+    if name == "r2":
+        return float(r2_score(y, out))
+    raise ValueError(f"unknown metric {name!r}; metrics: {METRICS}")
 
 
 def task_metrics(kind: str, y: np.ndarray, output: np.ndarray) -> dict[str, float]:
@@ -19,13 +44,4 @@ def task_metrics(kind: str, y: np.ndarray, output: np.ndarray) -> dict[str, floa
 
     A metric that is undefined on the data (AUC with one class present) or on the output (non-finite) is NaN.
     """
-    y = np.asarray(y, dtype=np.float64)
-    out = np.asarray(output, dtype=np.float64)
-    if not np.isfinite(out).all():
-        keys = ("auc", "logloss") if kind == "binary" else ("mse", "r2")
-        return dict.fromkeys(keys, float("nan"))
-    if kind == "binary":
-        p = _sigmoid(out)
-        auc = float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else float("nan")
-        return {"auc": auc, "logloss": float(log_loss(y, p, labels=[0.0, 1.0]))}
-    return {"mse": float(mean_squared_error(y, out)), "r2": float(r2_score(y, out))}
+    return {name: task_metric(kind, name, y, output) for name in METRICS[kind]}

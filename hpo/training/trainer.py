@@ -33,7 +33,7 @@ from hpo.models import MTLModel
 from hpo.models._base import select_replicas
 from hpo.models._native import native_ops
 from hpo.schema import Features
-from hpo.training.metrics import HIGHER_IS_BETTER, task_metrics
+from hpo.training.metrics import HIGHER_IS_BETTER, task_metric, task_metrics
 from hpo.training.weighting import LossWeighting, create_weighting
 
 __all__ = ["EpochReport", "TrainResult", "resolve_device", "train"]
@@ -179,15 +179,22 @@ def _outputs(model: MTLModel, split: Split, batch: int, amp: bool) -> Tensor:
     return torch.cat(outs, dim=1)
 
 
+def _split_outputs(
+    model: MTLModel, ds: TabularDataset, split_name: str, batch: int, amp: bool
+) -> tuple[Tensor, Tensor, np.ndarray]:
+    """Every replica's raw outputs and labels ``(R, N, K)`` on one split, and its mean summed task loss ``(R,)``."""
+    split = ds.splits[split_name]
+    out = _outputs(model, split, batch, amp)
+    y = split.y if split.replicated else split.y.unsqueeze(0).expand(out.shape[0], -1, -1)
+    losses = _task_losses(out, y, [t.kind for t in ds.tasks]).sum(dim=1).cpu().numpy()
+    return out, y, losses
+
+
 def _evaluate(
     model: MTLModel, ds: TabularDataset, split_name: str, batch: int, amp: bool
 ) -> list[dict[str, dict[str, float]]]:
     """Per replica: task -> metric -> value on one split (plus ``loss``: the mean summed task loss)."""
-    split = ds.splits[split_name]
-    out = _outputs(model, split, batch, amp)
-    kinds = [t.kind for t in ds.tasks]
-    y = split.y if split.replicated else split.y.unsqueeze(0).expand(out.shape[0], -1, -1)
-    losses = _task_losses(out, y, kinds).sum(dim=1).cpu().numpy()
+    out, y, losses = _split_outputs(model, ds, split_name, batch, amp)
     out_np, y_np = out.cpu().numpy(), y.cpu().numpy()
     res = []
     for r in range(out.shape[0]):
@@ -197,10 +204,18 @@ def _evaluate(
     return res
 
 
-def _monitor_value(mon: _Monitor, m: dict[str, dict[str, float]], ds: TabularDataset) -> float:
+def _monitor_values(
+    mon: _Monitor, model: MTLModel, ds: TabularDataset, split_name: str, batch: int, amp: bool
+) -> list[float]:
+    """Per replica, the one validation number early stopping reads, computed as :func:`_evaluate` computes it
+    (the same function on the same outputs, so the same value) without the task's and other tasks' other metrics.
+    """
+    out, y, losses = _split_outputs(model, ds, split_name, batch, amp)
     if mon.task is None:
-        return m["_all"]["loss"]
-    return m[ds.tasks[mon.task].name][mon.metric]
+        return [float(v) for v in losses]
+    k, kind = mon.task, ds.tasks[mon.task].kind
+    out_np, y_np = out[..., k].cpu().numpy(), y[..., k].cpu().numpy()
+    return [task_metric(kind, mon.metric, y_np[r], out_np[r]) for r in range(out.shape[0])]
 
 
 @dataclass
@@ -329,12 +344,14 @@ class _Run:
     def judge(self, epoch: int, train_loss: list[float]) -> list[int]:
         """Record the epoch for every active replica, keep best weights, stop the diverged and the patient-out;
         return the rows that go on training."""
-        evals = _evaluate(self.model, self.ds_active, "valid", self.config.eval_batch_size, self.amp)
+        values = _monitor_values(
+            self.mon, self.model, self.ds_active, "valid", self.config.eval_batch_size, self.amp
+        )
         keep: list[int] = []
         for row, r in enumerate(self.active):
             rep = self.replicas[r]
             rep.epochs_run, rep.steps = epoch, self.step
-            value = _monitor_value(self.mon, evals[row], self.ds)
+            value = values[row]
             rep.curve.append(
                 {"epoch": epoch, "step": self.step, "train_loss": train_loss[row], "valid": value}
             )
