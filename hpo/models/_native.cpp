@@ -76,10 +76,12 @@ HPO_CLONES bool scatter_columns(const int64_t* __restrict codes, const T* __rest
   return ok;
 }
 
-// Columns per thread when the work is split by columns (one replica): measured on a 2-core CPU, splitting the
-// paper's 144 columns between two threads was slower than one thread (each re-reads every code for half the
-// row), so only wide layers are split.
-constexpr int64_t COLUMN_GRAIN = 512;
+// Columns per thread when the work is split by columns (one replica). On the 2-core CPU of bench/PROFILE.md
+// (seventh pass) a split never paid: 144 columns 3.7 -> 5.1 ms at 16 replicas, and for one replica 1.44 vs
+// 1.47 ms at 1024 columns, 3.02 vs 3.33 ms at 2064 (one thread vs two, medians of 15 interleaved rounds): each
+// thread re-reads every code for part of the row, and the loop is bound by memory, not arithmetic. So a lone
+// model's layer runs on one thread up to well past the budget's widest (2048 units plus gate logits).
+constexpr int64_t COLUMN_GRAIN = 4096;
 
 at::Tensor sum_rows_backward(const at::Tensor& codes, const at::Tensor& grad_out, int64_t n_rows, int64_t replicas) {
   TORCH_CHECK(codes.dim() == 2 && grad_out.dim() == 2, "codes and grad_out must be matrices");
