@@ -209,12 +209,15 @@ HPO_CLONES void mix_forward_rows(const T* __restrict z, T* __restrict out, T* __
   }
 }
 
-template <typename T>
+// GC > 0: the number of gates fixed at compile time (1 for OMoE, 2 for two-task MMoE), so that each gate's
+// accumulator stays in a register; GC = 0: any number, accumulators in memory. The same operations either way.
+template <typename T, int64_t GC>
 HPO_CLONES void mix_backward_rows(const T* __restrict z, const T* __restrict weights, const T* __restrict grad_out,
                                   T* __restrict grad_z, int64_t lo, int64_t hi, int64_t B, int64_t E, int64_t h,
-                                  int64_t G) {
+                                  int64_t G_) {
   using V = Vec<T>;
   using v_t = typename V::type;
+  const int64_t G = GC > 0 ? GC : G_;
   const int64_t tz = E * h + G * E, hv = h - h % V::L;
   std::vector<const T*> go(G);
   std::vector<T> gw(G * E), acc(G * V::L);
@@ -227,18 +230,34 @@ HPO_CLONES void mix_backward_rows(const T* __restrict z, const T* __restrict wei
     for (int64_t e = 0; e < E; ++e) {
       const T* __restrict xe = x + e * h;
       T* __restrict gx = gz + e * h;
-      for (int64_t g = 0; g < G; ++g) V::store(acc.data() + g * V::L, v_t{});
-      for (int64_t k = 0; k < hv; k += V::L) {
-        const v_t xv = V::load(xe + k), xr = V::relu(xv);
-        v_t s = v_t{};
-        for (int64_t g = 0; g < G; ++g) {
-          const v_t gv = V::load(go[g] + k);
-          s += V::splat(w[g * E + e]) * gv;  // d out / d expert: the gate weights
-          V::store(acc.data() + g * V::L, V::load(acc.data() + g * V::L) + xr * gv);  // d out / d weight
+      if constexpr (GC > 0) {
+        v_t a[GC];
+        for (int64_t g = 0; g < GC; ++g) a[g] = v_t{};
+        for (int64_t k = 0; k < hv; k += V::L) {
+          const v_t xv = V::load(xe + k), xr = V::relu(xv);
+          v_t s = v_t{};
+          for (int64_t g = 0; g < GC; ++g) {
+            const v_t gv = V::load(go[g] + k);
+            s += V::splat(w[g * E + e]) * gv;
+            a[g] += xr * gv;
+          }
+          V::store(gx + k, xv > v_t{} ? s : v_t{});
         }
-        V::store(gx + k, xv > v_t{} ? s : v_t{});  // through the ReLU
+        for (int64_t g = 0; g < GC; ++g) gw[g * E + e] = V::sum(a[g]);
+      } else {
+        for (int64_t g = 0; g < G; ++g) V::store(acc.data() + g * V::L, v_t{});
+        for (int64_t k = 0; k < hv; k += V::L) {
+          const v_t xv = V::load(xe + k), xr = V::relu(xv);
+          v_t s = v_t{};
+          for (int64_t g = 0; g < G; ++g) {
+            const v_t gv = V::load(go[g] + k);
+            s += V::splat(w[g * E + e]) * gv;  // d out / d expert: the gate weights
+            V::store(acc.data() + g * V::L, V::load(acc.data() + g * V::L) + xr * gv);  // d out / d weight
+          }
+          V::store(gx + k, xv > v_t{} ? s : v_t{});  // through the ReLU
+        }
+        for (int64_t g = 0; g < G; ++g) gw[g * E + e] = V::sum(V::load(acc.data() + g * V::L));
       }
-      for (int64_t g = 0; g < G; ++g) gw[g * E + e] = V::sum(V::load(acc.data() + g * V::L));
       for (int64_t k = hv; k < h; ++k) {
         const T xr = std::max(xe[k], T(0));
         T s = 0;
@@ -302,7 +321,12 @@ at::Tensor moe_mix_backward(const at::Tensor& z, const at::Tensor& weights, cons
     const scalar_t* gp = go.data_ptr<scalar_t>();
     scalar_t* op = gz.data_ptr<scalar_t>();
     at::parallel_for(0, R * B, ROW_GRAIN, [&](int64_t lo, int64_t hi) {
-      mix_backward_rows<scalar_t>(zp, wp, gp, op, lo, hi, B, E, h, G);
+      if (G == 1)
+        mix_backward_rows<scalar_t, 1>(zp, wp, gp, op, lo, hi, B, E, h, G);
+      else if (G == 2)
+        mix_backward_rows<scalar_t, 2>(zp, wp, gp, op, lo, hi, B, E, h, G);
+      else
+        mix_backward_rows<scalar_t, 0>(zp, wp, gp, op, lo, hi, B, E, h, G);
     });
   });
   return gz;

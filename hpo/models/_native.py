@@ -66,6 +66,9 @@ def _compile_command(cxx: str, out: Path) -> list[str]:
         # loop on one thread (as every build before the seventh pass did). The OpenMP runtime it links is torch's
         # own, already loaded (the same soname), so no second thread pool starts. Apple's compiler has no OpenMP.
         *(["-fopenmp"] if sys.platform != "darwin" else []),
+        # no fused multiply-add contraction: the AVX-512 and AVX2 clones would use it and the baseline clone could
+        # not, and a CPU's results would then depend on which clone it runs
+        "-ffp-contract=off",
         "-std=c++20",  # torch 2.13's headers use C++20 features
         "-shared",
         "-fPIC",
