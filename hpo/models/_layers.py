@@ -283,6 +283,14 @@ class ParallelLinear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         r, n, i, o = self.weight.shape
         b = x.shape[2]
+        if x.shape[1] == 1 and n > 1:
+            # one input shared by every block (towers on a shared bottom, PLE's gates on one input): one product
+            # against the blocks' weights side by side instead of n products over n copies of the input, whose
+            # backward also writes n input gradients and sums them (for the 2048-unit bottom and two towers of 64,
+            # 16 MB copied forward and 24 MB more backward per step; bench/PROFILE.md "Seventh pass")
+            w = self.weight.permute(0, 2, 1, 3).reshape(r, i, n * o)
+            out = torch.baddbmm(self.bias.view(r, 1, n * o), x.reshape(r, b, i), w)
+            return out.view(r, b, n, o).transpose(1, 2)
         x = x.expand(r, n, b, i).reshape(r * n, b, i)
         out = torch.baddbmm(self.bias.view(r * n, 1, o), x, self.weight.view(r * n, i, o))
         return out.view(r, n, b, o)
