@@ -45,6 +45,7 @@ bench: install
 	$(BIN)/python bench/models.py
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/compile.py
+	$(BIN)/python bench/mix.py
 	$(BIN)/python bench/load.py
 	$(BIN)/python bench/plugins.py
 
