@@ -34,12 +34,12 @@ class TrainConfig(BaseModel):
     device: str = "auto"
     amp: bool = False
     # torch.compile the model for training steps (Inductor), with the partitioner recomputing views in the backward
-    # (hpo.training.trainer._compiled). Measured by bench/compile.py on the 2-core CPU, one census epoch: 1.38x for
-    # the paper's 8 x 16 MMoE (1.28x at 16 seeds) and level with eager (0.98-1.05x) from 8 x 32 to the budget's 8 x
-    # 256 and a 2048-unit Shared-Bottom, after a compile per shape and process (3-10 s with Inductor's disk cache
-    # warm, 10-20 s cold). Not bit for bit with eager (Inductor fuses and reorders sums), so it is off by default
-    # and stored with every result: for long runs of one shape, such as the synthetic study's hundreds of paper-size
-    # runs or a many-seed retrain.
+    # (hpo.training.trainer._compiled). On the CPU it no longer pays since the eager step runs the compiled kernels
+    # (the experts' mix; bench/PROFILE.md "Seventh pass") that the traced step replaces with the PyTorch form:
+    # bench/compile.py on the 2-core CPU, one census epoch against eager in a process that compiles nothing, 1.09x
+    # for the paper's 8 x 16 MMoE, 0.97x at 16 seeds, 0.72-0.83x from 8 x 32 to 8 x 256, 1.10x for a 2048-unit
+    # Shared-Bottom, after a compile per shape and process. Not bit for bit with eager (Inductor fuses and reorders
+    # sums), so it is off by default and stored with every result; kept for CUDA workers, where it is unmeasured.
     compile: bool = False
     eval_batch_size: int = Field(16384, ge=1)
 
