@@ -119,9 +119,8 @@ class _NativeGatedMix(torch.autograd.Function):
         out, weights = ops.moe_mix(z, experts, units, gates)
         ctx.save_for_backward(z, weights)
         ctx.dims = (experts, units, gates)
-        ctx.mark_non_differentiable(
-            weights
-        )  # returned for gate readings; the loss reaches them through ``out``
+        # the weights are returned for gate readings; the loss reaches them through ``out``
+        ctx.mark_non_differentiable(weights)
         return out, weights
 
     @staticmethod
