@@ -54,7 +54,7 @@ def _cache_dir() -> Path:
     return Path(base) / "hpo" / "native"
 
 
-def _compile_command(cxx: str, out: Path) -> list[str]:
+def _compile_command(cxx: str, out: Path, openmp: bool = True) -> list[str]:
     from torch.utils.cpp_extension import include_paths
 
     torch_lib = Path(torch.__file__).parent / "lib"
@@ -65,7 +65,7 @@ def _compile_command(cxx: str, out: Path) -> list[str]:
         # at::parallel_for is OpenMP code inlined into the kernel's file: without this flag it compiles to a plain
         # loop on one thread (as every build before the seventh pass did). The OpenMP runtime it links is torch's
         # own, already loaded (the same soname), so no second thread pool starts. Apple's compiler has no OpenMP.
-        *(["-fopenmp"] if sys.platform != "darwin" else []),
+        *(["-fopenmp"] if openmp and sys.platform != "darwin" else []),
         # no fused multiply-add contraction: the AVX-512 and AVX2 clones would use it and the baseline clone could
         # not, and a CPU's results would then depend on which clone it runs
         "-ffp-contract=off",
@@ -93,7 +93,7 @@ def _library_path(cxx: str) -> Path:
     return _cache_dir() / f"hpo_native_{key.hexdigest()[:16]}.so"
 
 
-def _build(cxx: str, target: Path) -> None:
+def _build(cxx: str, target: Path, openmp: bool = True) -> None:
     """Compile into a temporary file beside ``target`` and rename it into place, so that processes building at
     the same moment (parallel workers, test processes) never load a half-written library."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -101,7 +101,7 @@ def _build(cxx: str, target: Path) -> None:
     os.close(fd)
     try:
         proc = subprocess.run(
-            _compile_command(cxx, Path(tmp)),
+            _compile_command(cxx, Path(tmp), openmp),
             capture_output=True,
             text=True,
             timeout=_BUILD_TIMEOUT_S,
@@ -150,7 +150,13 @@ def native_ops() -> Any | None:
         target = _library_path(cxx)
         if not target.exists():
             log.info("building the native kernels into %s (once per torch version)", target)
-            _build(cxx, target)
+            try:
+                _build(cxx, target)
+            except (
+                RuntimeError
+            ) as exc:  # a compiler without OpenMP: one thread is still faster than the fallback
+                log.info("building with OpenMP failed (%s); building for one thread", exc)
+                _build(cxx, target, openmp=False)
         torch.ops.load_library(str(target))
         _register_fake()
         _loaded = torch.ops.hpo_native

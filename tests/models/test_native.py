@@ -4,6 +4,10 @@ safe on bad codes, and a silent-in-results fallback when it cannot be built."""
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -305,3 +309,28 @@ def test_moe_models_with_and_without_the_compiled_mix_agree(
         rtol=1e-9,
         atol=1e-12,
     )
+
+
+def test_a_compiler_without_openmp_still_builds_the_kernels(tmp_path: Path) -> None:
+    """Where ``-fopenmp`` fails (a compiler without OpenMP) the kernels are built for one thread, not dropped.
+    In a child process: a library of the same namespace cannot be loaded twice into this one."""
+    real = shutil.which("c++") or shutil.which("g++")
+    if real is None:
+        require("HPO_REQUIRE_NATIVE", "no C++ compiler")
+        return
+    cxx = tmp_path / "cxx-without-openmp"
+    cxx.write_text(f'#!/bin/sh\nfor a in "$@"; do [ "$a" = -fopenmp ] && exit 1; done\nexec {real} "$@"\n')
+    cxx.chmod(0o755)
+    code = (
+        "import torch\n"
+        "from hpo.models._native import native_ops, native_build_error\n"
+        "ops = native_ops()\n"
+        "assert ops is not None, native_build_error()\n"
+        "codes = torch.tensor([[0, 2], [1, 2]])\n"
+        "print(ops.sum_rows_backward(codes, torch.ones(2, 3), 3, 1).sum().item())\n"
+    )
+    env = {**os.environ, "CXX": str(cxx), "HPO_NATIVE_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "12.0"
+    assert len(list((tmp_path / "cache").glob("*.so"))) == 1
