@@ -37,6 +37,28 @@ def _resumable() -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
+MAX_THREADS = 1024
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        callback=_count(1, MAX_THREADS),
+        help="CPU threads per training process (default: the cores this process may use, shared among the "
+        "workers on this machine); wins over training.threads",
+    ),
+]
+
+
+def _fix_threads(threads: int | None) -> None:
+    """``--threads``: fixed for this process and every worker it starts (they read it from the environment)."""
+    if threads is not None:
+        import os
+
+        from hpo.training.threads import THREADS_ENV
+
+        os.environ[THREADS_ENV] = str(threads)
+
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -190,8 +212,10 @@ def run_cmd(
         str, typer.Option(help="cpu, auto, or cuda:0,cuda:1,... (workers spread over them)")
     ] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", help="no live progress")] = False,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Tune every architecture of a study: one Optuna study per architecture in the storage. Rerun to resume."""
+    _fix_threads(threads)
     from hpo.config.study import load_study
     from hpo.search.runner import run_study
     from hpo.search.status import storage_status
@@ -231,8 +255,10 @@ def worker_cmd(
     ] = 0,
     deadline: Annotated[float | None, typer.Option(help="stop after this UNIX time")] = None,
     quiet: Annotated[bool, typer.Option("--quiet")] = False,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Join a study from any machine: run its queued trials until none is left."""
+    _fix_threads(threads)
     from hpo.config.study import load_study
     from hpo.search.runner import _with_signals, run_worker, stored_spec
 
@@ -333,8 +359,10 @@ def retrain_cmd(
         typer.Option(callback=_count(0, MAX_WORKERS - 1), help="picks this worker's device from --devices"),
     ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet")] = False,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Retrain each architecture's best configuration from scratch over many seeds; rerun to resume."""
+    _fix_threads(threads)
     from hpo.config.study import load_study
     from hpo.search.retrain import retrain_specs, run_retrain
     from hpo.search.runner import stored_spec

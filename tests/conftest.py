@@ -20,6 +20,24 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     monkeypatch.setenv("HPO_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "hpo-cache"))
 
 
+@pytest.fixture(autouse=True)
+def _threads_restored(monkeypatch: pytest.MonkeyPatch) -> object:
+    """A test that runs a worker in this process installs a thread plan (torch's count, BLAS variables): undo it,
+    so the next test starts with the process's own settings."""
+    import torch
+
+    from hpo.training import threads
+
+    for name in (*threads.BLAS_ENV, threads.THREADS_ENV, threads.WORKERS_ENV):
+        monkeypatch.setenv(name, os.environ[name]) if name in os.environ else monkeypatch.delenv(
+            name, raising=False
+        )
+    before, plan = torch.get_num_threads(), threads.current_plan()
+    yield
+    monkeypatch.setattr(threads, "_PLAN", plan)
+    torch.set_num_threads(before)
+
+
 def census_row(rng: random.Random, label_rich: bool | None = None) -> list[str]:
     """One row in the real file's format (42 fields), with values drawn from the real categories' style."""
     rich = rng.random() < 0.1 if label_rich is None else label_rich

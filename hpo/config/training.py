@@ -42,6 +42,10 @@ class TrainConfig(BaseModel):
     # sums), so it is off by default and stored with every result; kept for CUDA workers, where it is unmeasured.
     compile: bool = False
     eval_batch_size: int = Field(16384, ge=1)
+    # CPU threads of each training process; None plans them from the cores the process may use, shared among the
+    # workers on the machine and lowered before each trial to what other processes leave free
+    # (hpo.training.threads). A fixed count is kept as given; `--threads` on the command line wins over it.
+    threads: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _weights_match_strategy(self) -> TrainConfig:

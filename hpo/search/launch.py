@@ -3,6 +3,8 @@
 Children run ``hpo`` sub-commands in this interpreter. They get the storage URL from their environment
 (``HPO_STORAGE``), never from their command line, so a password is not visible in ``ps`` or ``/proc/PID/cmdline``.
 A child that fails is reported with its last line of stderr; one killed by a signal is named by the signal.
+Children are told how many of them share the machine (``HPO_WORKERS_PER_MACHINE``), so each takes its share of
+the cores instead of all of them (:mod:`hpo.training.threads`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import IO
+
+from hpo.training.threads import BLAS_ENV, WORKERS_ENV, fixed_threads, plan_threads
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +62,11 @@ class Worker:
 def spawn_workers(args_of: Callable[[int], Sequence[str]], url: str, n: int) -> list[Worker]:
     """Start ``n`` children ``hpo <args_of(i)>``, each with the storage in its environment only."""
     env = {**os.environ, "HPO_STORAGE": url, "PYTHONUNBUFFERED": "1"}
+    # the children share this machine's cores (hpo.training.threads); a launcher that is itself one of several
+    # on the machine passes its share on
+    env[WORKERS_ENV] = str(n * max(1, int(os.environ.get(WORKERS_ENV, "1") or 1)))
+    share = plan_threads(workers=int(env[WORKERS_ENV]), threads=fixed_threads()).threads
+    env.update({name: str(share) for name in BLAS_ENV})  # OpenMP and BLAS pools sized right from their start
     out = []
     for i in range(n):
         err = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed by watch_workers once the child ends

@@ -26,7 +26,7 @@ from hpo.models import create_model, get_entry
 from hpo.search import interrupts
 from hpo.storage import keys
 from hpo.storage.claims import worker_seed
-from hpo.training import EpochReport, TrainConfig, TrainResult, train
+from hpo.training import EpochReport, TrainConfig, TrainResult, threads, train
 from hpo.training.metrics import HIGHER_IS_BETTER
 
 __all__ = [
@@ -282,6 +282,7 @@ class Objective:
         trial.set_user_attr(keys.key("units_per_layer"), [u.units for u in model.layer_units()])
         trial.set_user_attr(keys.key("parameter_count"), model.parameter_count())
         trial.set_user_attr(keys.key("live"), {"worker": self.worker, "epoch": 0})
+        trial.set_user_attr(keys.key("threads"), threads.for_trial(cfg.threads))
         try:
             (result,) = train(
                 model,

@@ -35,7 +35,7 @@ from hpo.storage.engine import is_rdb, normalise_url, open_storage
 from hpo.storage.locks import claim_lock
 from hpo.storage.naming import cross_cell, seeds_of
 from hpo.storage.results import SEED_RESULTS_ATTR, as_attribute, seed_rows, write_seed_results
-from hpo.training import TrainConfig, resolve_device, train
+from hpo.training import TrainConfig, resolve_device, threads, train
 from hpo.training.memory import bytes_per_replica, replicas_that_fit
 
 __all__ = [
@@ -259,6 +259,7 @@ class RetrainObjective:
             budget=self.spec.budget,
             **hyper,
         )
+        trial.set_user_attr(keys.key("threads"), threads.for_trial(cfg.threads))
         results = train(
             model, ds, cfg, init_seeds=init, data_seeds=data, callback=lambda _: interrupts.check()
         )
@@ -325,6 +326,7 @@ def run_retrain(
     n_seeds = _seed_count(spec, seeds)
     storage = open_storage(url, create=False)  # retraining needs the tuning studies: never a new database
     device = resolve_device(devices[worker_index % len(devices)])
+    threads.install_for(device)  # this worker's share of the machine's cores
     ds = load_study_dataset(spec).to(device)  # once per worker: every chunk trains on device-resident data
     if join_only:
         queued = {s.study_name for s in storage.get_all_studies()}

@@ -44,7 +44,7 @@ from hpo.storage.claims import claim_ticket, register_worker
 from hpo.storage.engine import is_rdb, mask_url, normalise_url, open_storage
 from hpo.storage.heartbeat import beating, fail_stale, fail_unbeaten
 from hpo.storage.locks import claim_lock
-from hpo.training import resolve_device
+from hpo.training import resolve_device, threads
 
 log = logging.getLogger(__name__)
 
@@ -426,6 +426,7 @@ def run_worker(
     url = normalise_url(storage_url)
     storage = open_storage(url, create=False)
     dev = resolve_device(device)
+    plan = threads.install_for(dev)  # before any work: this worker's share of the machine's cores
     ds = load_study_dataset(spec).to(dev)  # once per worker: trials then train on device-resident data
     worker_id = register_worker(url, storage, spec.name)
     studies = create_studies(spec, storage, ds, worker_id=worker_id)
@@ -437,7 +438,17 @@ def run_worker(
         )
         for a, study in studies.items()
     }
-    log.info("worker %d (database id %d) joined %s on %s", worker_index, worker_id, spec.name, dev)
+    log.info(
+        "worker %d (database id %d) joined %s on %s, %d threads (%s, %.3g cores shared by %d workers)",
+        worker_index,
+        worker_id,
+        spec.name,
+        dev,
+        plan.threads,
+        plan.source,
+        plan.cores,
+        plan.workers,
+    )
     return drain(url, storage, queues, deadline=deadline, progress=progress)
 
 

@@ -1,0 +1,262 @@
+"""How many CPU threads a training process uses: planned from the cores it really has, shared among its neighbours.
+
+PyTorch, its OpenMP pool (which the compiled first-layer kernel shares) and the BLAS under numpy each default to
+every core of the machine. N workers on one machine then run N x cores threads, and a parallel region whose
+threads wait at a barrier for a thread that is descheduled collapses: measured on the 2-core machine, the
+paper-size MMoE epoch took 0.37 s alone with 2 threads and 1.9 s beside one busy core (0.47 s with 1 thread), and
+`studies/demo.yaml` with 2 workers ran 3x slower than with one (bench/PROFILE.md, "Threads").
+
+So a process that trains plans its threads once (:func:`install`):
+
+* the cores it may use are its CPU affinity, capped by its cgroup's CPU quota (cgroup v2 ``cpu.max`` or v1
+  ``cpu.cfs_quota_us``, the limit SLURM and Kubernetes set), not ``os.cpu_count()``;
+* divided among the workers one launcher starts on this machine (``HPO_WORKERS_PER_MACHINE``, set by
+  :mod:`hpo.search.launch` for its children);
+* on CUDA, where the CPU only feeds the device, one or two threads;
+* ``--threads`` (``HPO_THREADS``) or ``training.threads`` fix the count instead.
+
+Before each trial or seed chunk :func:`for_trial` re-plans a planned count down to the cores that other processes
+leave free right now (sampled from ``/proc/stat`` over a tenth of a second), so a worker beside a busy neighbour
+runs on the core it can have instead of fighting for the one it cannot. A fixed count is never changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+__all__ = [
+    "ThreadPlan",
+    "available_cores",
+    "cgroup_quota",
+    "current_plan",
+    "fixed_threads",
+    "for_trial",
+    "free_cores",
+    "install",
+    "install_for",
+    "plan_threads",
+]
+
+WORKERS_ENV = "HPO_WORKERS_PER_MACHINE"
+THREADS_ENV = "HPO_THREADS"
+CUDA_THREADS = (
+    2  # a CUDA worker's CPU threads: the host side launches kernels and copies, it does not compute
+)
+SAMPLE_SECONDS = 0.1  # how long for_trial watches the other processes' load before a trial
+BLAS_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+@dataclass(frozen=True)
+class ThreadPlan:
+    """A process's thread count and where it came from.
+
+    ``cores``: the cores this process may use (affinity and quota); ``workers``: training processes sharing them;
+    ``threads``: intra-op threads per process; ``source``: ``planned`` (adapted to the load before each trial) or
+    what fixed it (``--threads``, ``training.threads``)."""
+
+    cores: float
+    workers: int
+    threads: int
+    source: str = "planned"
+
+    @property
+    def fixed(self) -> bool:
+        return self.source != "planned"
+
+
+def cgroup_quota(
+    proc_cgroup: Path = Path("/proc/self/cgroup"), root: Path = Path("/sys/fs/cgroup")
+) -> float | None:
+    """The CPU quota of this process's cgroup in cores (the smallest along its path up to the root), or ``None``
+    when there is none. Reads cgroup v2 ``cpu.max`` and v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    quotas: list[float] = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if controllers == "":  # v2: one unified hierarchy
+            quotas += _walk(root / path.lstrip("/"), root, _v2_quota)
+        elif "cpu" in controllers.split(","):
+            base = next((root / n for n in (controllers, "cpu", "cpu,cpuacct") if (root / n).is_dir()), None)
+            if base is not None:
+                quotas += _walk(base / path.lstrip("/"), base, _v1_quota)
+    return min(quotas) if quotas else None
+
+
+def _walk(start: Path, top: Path, read: Callable[[Path], float | None]) -> list[float]:
+    """The quotas ``read`` finds in ``start`` and each folder above it up to ``top``."""
+    out = []
+    here = start
+    while True:
+        q = read(here)
+        if q is not None:
+            out.append(q)
+        if here == top or top not in here.parents:
+            return out
+        here = here.parent
+
+
+def _v2_quota(folder: Path) -> float | None:
+    with contextlib.suppress(OSError, ValueError):
+        quota, period = (folder / "cpu.max").read_text().split()[:2]
+        if quota != "max":
+            return int(quota) / int(period)
+    return None
+
+
+def _v1_quota(folder: Path) -> float | None:
+    with contextlib.suppress(OSError, ValueError):
+        quota = int((folder / "cpu.cfs_quota_us").read_text())
+        period = int((folder / "cpu.cfs_period_us").read_text())
+        if quota > 0 and period > 0:
+            return quota / period
+    return None
+
+
+def _affinity() -> set[int]:
+    try:
+        return set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return set(range(os.cpu_count() or 1))
+
+
+def available_cores() -> float:
+    """The cores this process may run on: its CPU affinity, capped by its cgroup's quota."""
+    cores = float(len(_affinity()))
+    quota = cgroup_quota()
+    return min(cores, quota) if quota is not None else cores
+
+
+def plan_threads(
+    *,
+    workers: int | None = None,
+    device: str | torch.device = "cpu",
+    threads: int | None = None,
+    source: str = "--threads",
+    cores: float | None = None,
+) -> ThreadPlan:
+    """The plan for one of ``workers`` training processes on this machine (default: ``HPO_WORKERS_PER_MACHINE``,
+    else 1). ``threads`` fixes the count (``source`` says who fixed it); ``cores`` stands in for
+    :func:`available_cores` (tests)."""
+    have = available_cores() if cores is None else cores
+    n = workers if workers is not None else int(os.environ.get(WORKERS_ENV, "1") or 1)
+    n = max(1, n)
+    if threads is not None:
+        return ThreadPlan(have, n, max(1, int(threads)), source)
+    share = max(1, math.floor(have / n + 1e-9))
+    if torch.device(device).type == "cuda":
+        share = min(share, CUDA_THREADS)
+    return ThreadPlan(have, n, share)
+
+
+_PLAN: ThreadPlan | None = None
+
+
+def install(plan: ThreadPlan) -> ThreadPlan:
+    """Make ``plan`` this process's: PyTorch's intra-op threads (which the compiled kernels' OpenMP regions
+    follow), one inter-op thread (a worker runs one model at a time), the BLAS pools under numpy, and the
+    environment any child inherits."""
+    global _PLAN
+    _PLAN = plan
+    _set(plan.threads)
+    with contextlib.suppress(RuntimeError):  # only allowed before the first inter-op work in the process
+        torch.set_num_interop_threads(1)
+    for name in BLAS_ENV:
+        os.environ[name] = str(plan.threads)
+    return plan
+
+
+def install_for(device: str | torch.device) -> ThreadPlan:
+    """Plan and install this worker's threads for ``device``: ``HPO_THREADS`` (``--threads``) fixes the count,
+    else the cores are shared among ``HPO_WORKERS_PER_MACHINE`` workers."""
+    return install(plan_threads(device=device, threads=fixed_threads()))
+
+
+def fixed_threads() -> int | None:
+    """The count ``--threads`` fixed for this process and its children (``HPO_THREADS``), if any."""
+    value = os.environ.get(THREADS_ENV, "").strip()
+    return int(value) if value else None
+
+
+def current_plan() -> ThreadPlan | None:
+    """The plan :func:`install` made, if any."""
+    return _PLAN
+
+
+def _set(n: int) -> None:
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    with contextlib.suppress(Exception):  # BLAS pools are optional; numpy's default is harmless if absent
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=n, user_api="blas")
+
+
+def for_trial(fixed: int | None = None) -> int:
+    """Set and return the thread count for the next trial (or seed chunk).
+
+    ``fixed`` (``training.threads``) wins over a planned count; a plan from ``--threads`` wins over both. A
+    planned count of more than one thread is lowered to the cores other processes leave free now, so a contended
+    worker does not time-slice its own threads against a neighbour at every barrier. Without an installed plan
+    (the trainer used as a library) nothing is changed unless ``fixed`` is given."""
+    plan = _PLAN
+    if plan is not None and plan.fixed:
+        n = plan.threads
+    elif fixed is not None:
+        n = fixed
+    elif plan is None:
+        return torch.get_num_threads()
+    elif plan.threads > 1:
+        n = max(1, min(plan.threads, round(free_cores())))
+    else:
+        n = 1
+    _set(n)
+    return n
+
+
+def _cpu_ticks(cpus: set[int]) -> tuple[int, int]:
+    """(busy, total) jiffies summed over ``cpus`` from ``/proc/stat``."""
+    busy = total = 0
+    for line in Path("/proc/stat").read_text().splitlines():
+        head, _, rest = line.partition(" ")
+        if head.startswith("cpu") and head[3:].isdigit() and int(head[3:]) in cpus:
+            v = [int(x) for x in rest.split()]
+            idle = v[3] + (v[4] if len(v) > 4 else 0)  # idle + iowait
+            busy += sum(v[:8]) - idle  # guest time is already inside user
+            total += sum(v[:8])
+    return busy, total
+
+
+def _own_ticks() -> int:
+    fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime of every thread of this process
+
+
+def free_cores(seconds: float = SAMPLE_SECONDS) -> float:
+    """Cores of this process's affinity that other processes left idle over the last ``seconds`` (capped by the
+    cgroup quota); all of them where ``/proc`` cannot be read."""
+    cpus = _affinity()
+    limit = available_cores()
+    try:
+        b0, t0, o0 = *_cpu_ticks(cpus), _own_ticks()
+        time.sleep(seconds)
+        b1, t1, o1 = *_cpu_ticks(cpus), _own_ticks()
+    except (OSError, ValueError, IndexError):
+        return limit
+    if t1 <= t0:
+        return limit
+    others = max(0, (b1 - b0) - (o1 - o0)) / (t1 - t0) * len(cpus)
+    return max(0.0, min(limit, len(cpus) - others))

@@ -1,0 +1,115 @@
+"""The thread plan: cores from affinity and cgroup quota, shared among a machine's workers, lowered under load."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+
+from hpo.config.study import load_study
+from hpo.search.runner import run_study
+from hpo.storage import keys
+from hpo.training import threads
+from hpo.training.threads import ThreadPlan, cgroup_quota, plan_threads
+from tests.search.conftest import make_study
+
+
+@pytest.mark.parametrize(
+    ("cores", "workers", "device", "expected"),
+    [
+        (2, 1, "cpu", 2),
+        (2, 2, "cpu", 1),
+        (2, 4, "cpu", 1),
+        (16, 3, "cpu", 5),
+        (1.5, 1, "cpu", 1),
+        (16, 2, "cuda", 2),
+    ],
+)
+def test_workers_share_the_cores_they_have(cores: float, workers: int, device: str, expected: int) -> None:
+    plan = plan_threads(workers=workers, device=device, cores=cores)
+    assert (plan.threads, plan.workers, plan.fixed) == (expected, workers, False)
+
+
+def test_the_launcher_count_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(threads.WORKERS_ENV, "2")
+    assert plan_threads(cores=2).threads == 1
+    monkeypatch.setenv(threads.THREADS_ENV, "3")
+    plan = threads.install_for("cpu")
+    assert (plan.threads, plan.source, torch.get_num_threads()) == (3, "--threads", 3)
+    assert os.environ["OMP_NUM_THREADS"] == "3"
+
+
+def test_cgroup_v2_quota_is_the_smallest_on_the_path(tmp_path: Path) -> None:
+    (tmp_path / "proc").write_text("0::/slurm/job1/step0\n")
+    root = tmp_path / "cg"
+    (root / "slurm/job1/step0").mkdir(parents=True)
+    (root / "slurm/job1/step0/cpu.max").write_text("max 100000\n")
+    (root / "slurm/job1/cpu.max").write_text("200000 100000\n")
+    (root / "slurm/cpu.max").write_text("800000 100000\n")
+    assert cgroup_quota(tmp_path / "proc", root) == 2.0
+
+
+def test_cgroup_v1_quota_and_no_quota(tmp_path: Path) -> None:
+    (tmp_path / "proc").write_text("4:memory:/x\n2:cpu,cpuacct:/kubepods/pod1\n")
+    base = tmp_path / "cg" / "cpu,cpuacct"
+    (base / "kubepods/pod1").mkdir(parents=True)
+    (base / "kubepods/pod1/cpu.cfs_quota_us").write_text("150000\n")
+    (base / "kubepods/pod1/cpu.cfs_period_us").write_text("100000\n")
+    (base / "cpu.cfs_quota_us").write_text("-1\n")
+    (base / "cpu.cfs_period_us").write_text("100000\n")
+    assert cgroup_quota(tmp_path / "proc", tmp_path / "cg") == 1.5
+    (base / "kubepods/pod1/cpu.cfs_quota_us").write_text("-1\n")
+    assert cgroup_quota(tmp_path / "proc", tmp_path / "cg") is None
+    assert cgroup_quota(tmp_path / "missing", tmp_path / "cg") is None
+
+
+def test_a_fixed_count_wins_and_a_planned_one_follows_the_free_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    threads.install(ThreadPlan(cores=4, workers=1, threads=4))
+    monkeypatch.setattr(threads, "free_cores", lambda seconds=0.1: 1.2)
+    assert threads.for_trial() == 1 and torch.get_num_threads() == 1
+    monkeypatch.setattr(threads, "free_cores", lambda seconds=0.1: 3.0)
+    assert threads.for_trial() == 3
+    assert threads.for_trial(fixed=2) == 2  # training.threads
+    threads.install(ThreadPlan(cores=4, workers=1, threads=4, source="--threads"))
+    assert threads.for_trial(fixed=2) == 4  # --threads wins over training.threads
+
+
+def test_busy_neighbours_on_every_core_leave_one_thread() -> None:
+    """Real load: one busy loop per core this process may use; the planned count falls to one thread."""
+    cpus = sorted(os.sched_getaffinity(0))
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in cpus]
+    try:
+        time.sleep(0.3)
+        assert threads.free_cores(0.3) < 0.5 * len(cpus)
+        threads.install(ThreadPlan(cores=len(cpus), workers=1, threads=max(2, len(cpus))))
+        assert threads.for_trial() < max(2, len(cpus))
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+
+
+def test_two_workers_on_two_cores_take_one_thread_each_and_trials_record_it(tmp_path: Path) -> None:
+    """`--workers 2` on a machine of two cores (this process's affinity cut to two, which the workers inherit)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.fail("this test needs a machine of at least two cores")
+    path = make_study(tmp_path, trials=3, architectures=["shared_bottom", "mmoe"])
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    os.sched_setaffinity(0, cpus[:2])
+    try:
+        run_study(load_study(path), url, workers=2, devices=["cpu"], quiet=True)
+    finally:
+        os.sched_setaffinity(0, cpus)
+    spec = load_study(path)
+    for arch in ("shared_bottom", "mmoe"):
+        study = optuna.load_study(study_name=spec.study_name(arch), storage=url)
+        done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        assert len(done) == 3
+        assert [keys.plain(t.user_attrs)["threads"] for t in done] == [1, 1, 1]
