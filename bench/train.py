@@ -13,6 +13,11 @@
   per-call input concatenation left out;
 * ``bottom2048``: Shared-Bottom with one 2048-unit bottom (the budget's widest layer) and towers of 64;
 * ``seeds``: 16 seeds as one vectorised model against 16 sequential runs (paper size);
+* ``contention``: ours at the paper's size as a worker runs it (its thread plan installed, re-planned before each
+  run as before each trial), alone and then beside a busy loop on one core that the bench starts itself;
+  ``contention_retention`` is examples/s beside the neighbour over examples/s alone (0.5 on two cores is what losing
+  a whole core explains). ``contention_retention_unplanned`` is the same with every core's thread kept, as before
+  thread planning;
 * ``synthetic``: the MMoE paper's synthetic cell, 200 runs of its MMoE (8 x 16, towers 8) each on its own freshly
   drawn dataset (d = 100, 10,000 rows, batch 256) as one vectorised model, against lone runs (examples/s per run
   from 10 of them).
@@ -29,10 +34,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -44,7 +51,7 @@ from hpo.data import Split, TabularDataset
 from hpo.data.synthetic import SyntheticConfig, make_synthetic
 from hpo.models import TaskSpec, create_model
 from hpo.models._native import native_build_error, native_ops
-from hpo.training import TrainConfig, train
+from hpo.training import TrainConfig, threads, train
 
 # name -> (architecture, experts, units, tower units); Shared-Bottom has one bottom of ``units`` (experts unused)
 SIZES: dict[str, tuple[str, int, int, int]] = {
@@ -210,6 +217,71 @@ def deepctr_runner(
     return run
 
 
+def _busy() -> None:
+    while True:
+        pass
+
+
+def contention(ds: TabularDataset, device: torch.device, rounds: int) -> dict[str, float]:
+    """Examples/s of ours at the paper's size alone and beside a one-core busy loop, with the worker's thread plan
+    (re-planned before each epoch, as before each trial) and without it (every core's thread kept).
+
+    Each round measures all four, the neighbour started and stopped within the round, so that drift of a shared
+    machine hits alone and busy alike; medians over the rounds (one untimed warm-up of each first)."""
+    import multiprocessing
+
+    plan = threads.current_plan()
+    assert plan is not None
+
+    def planned() -> float:
+        threads.for_trial()
+        return timed(lambda: ours(ds, SIZES["paper"], device))
+
+    def unplanned() -> float:
+        torch.set_num_threads(plan.threads)
+        return timed(lambda: ours(ds, SIZES["paper"], device))
+
+    fns = {"planned": planned, "unplanned": unplanned}
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            times.setdefault(f"contention/{k}/alone", []).append(fn())
+        hog = multiprocessing.get_context("spawn").Process(target=_busy, daemon=True)
+        hog.start()
+        try:
+            time.sleep(0.5)
+            for k, fn in fns.items():
+                times.setdefault(f"contention/{k}/busy", []).append(fn())
+        finally:
+            hog.terminate()
+            hog.join()
+    threads.for_trial()
+    return {k: CENSUS_ROWS / float(np.median(v)) for k, v in times.items()}
+
+
+def ratios_of(eps: dict[str, float]) -> dict[str, float]:
+    """Every ratio the bench reports, from the candidates' examples/s."""
+    ratios: dict[str, float] = {}
+    for size_name in SIZES:
+        ratios[f"{size_name}_vs_tutorial"] = eps[f"{size_name}/ours"] / eps[f"{size_name}/tutorial"]
+        peers = [
+            eps[k]
+            for k in eps
+            if k.startswith(f"{size_name}/") and k.split("/")[1] in ("torch-rechub", "deepctr-torch")
+        ]
+        if peers:
+            ratios[f"{size_name}_vs_best_peer"] = eps[f"{size_name}/ours"] / max(peers)
+    ratios["seeds_vs_sequential"] = eps["seeds/vectorised"] / eps["seeds/sequential"]
+    ratios["synthetic_vs_sequential"] = eps["synthetic/vectorised"] / eps["synthetic/sequential"]
+    if "contention/planned/busy" in eps:
+        for k in ("planned", "unplanned"):
+            name = "contention_retention" + ("" if k == "planned" else "_unplanned")
+            ratios[name] = eps[f"contention/{k}/busy"] / eps[f"contention/{k}/alone"]
+    return ratios
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
@@ -223,6 +295,9 @@ def main() -> None:
     COMPILE = args.compile
     warnings.filterwarnings("ignore")
     device = torch.device(args.device)
+    threads.install(
+        threads.plan_threads(device=device)
+    )  # as a worker alone on this machine plans its threads
     ds = census_dataset(device)
     feats, y = census_like(CENSUS_ROWS)
     onehot = feats.one_hot(CENSUS_SPEC)[0]
@@ -250,6 +325,8 @@ def main() -> None:
         args.rounds,
     )
     eps.update({k: s * CENSUS_ROWS / v for k, v in med.items()})
+    if device.type == "cpu":
+        eps.update(contention(ds, device, max(5, args.rounds)))
     # the synthetic cell: 200 runs of the paper's MMoE, each on its own dataset, as one vectorised model, against
     # lone runs of the same model on the first datasets (batch 256, as the synthetic studies train)
     syn = synthetic_data(SYNTHETIC_RUNS, device)
@@ -268,18 +345,7 @@ def main() -> None:
     )
     eps["synthetic/vectorised"] = SYNTHETIC_RUNS * rows / med["synthetic/vectorised"]
     eps["synthetic/sequential"] = SYNTHETIC_LONE * rows / med["synthetic/sequential"]
-    ratios: dict[str, float] = {}
-    for size_name in SIZES:
-        ratios[f"{size_name}_vs_tutorial"] = eps[f"{size_name}/ours"] / eps[f"{size_name}/tutorial"]
-        peers = [
-            eps[k]
-            for k in eps
-            if k.startswith(f"{size_name}/") and k.split("/")[1] in ("torch-rechub", "deepctr-torch")
-        ]
-        if peers:
-            ratios[f"{size_name}_vs_best_peer"] = eps[f"{size_name}/ours"] / max(peers)
-    ratios["seeds_vs_sequential"] = eps["seeds/vectorised"] / eps["seeds/sequential"]
-    ratios["synthetic_vs_sequential"] = eps["synthetic/vectorised"] / eps["synthetic/sequential"]
+    ratios = ratios_of(eps)
     kernel = "compiled" if native_ops() is not None else f"unavailable ({native_build_error()})"
     print(
         f"one training epoch, {CENSUS_ROWS:,} census-shaped rows, batch 1024, device {device}, "
