@@ -7,6 +7,7 @@ import contextlib
 import json
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -57,6 +58,37 @@ def _fix_threads(threads: int | None) -> None:
         from hpo.training.threads import THREADS_ENV
 
         os.environ[THREADS_ENV] = str(threads)
+
+
+def _check_bind(host: str, port: int, option: str) -> None:
+    """Fail in one line, before any server starts, when ``host:port`` cannot be listened on (a port in use, an
+    address that is not this machine's), naming the address and what to change."""
+    import socket
+
+    from hpo.errors import ConfigError
+
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    except OSError as exc:
+        hint = (
+            f"choose another {option}"
+            if exc.errno == 98
+            else "give --host an address of this machine (127.0.0.1 for this machine only, 0.0.0.0 for all)"
+        )
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; {hint}") from None
+
+
+AllowChangedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-changed",
+        help="continue a study whose definition (data, spaces, objective, training, budget, seed) changed; "
+        "the change is recorded on the study and every later trial",
+    ),
+]
 
 
 app = typer.Typer(
@@ -213,6 +245,7 @@ def run_cmd(
     ] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", help="no live progress")] = False,
     threads: ThreadsOpt = None,
+    allow_changed: AllowChangedOpt = False,
 ) -> None:
     """Tune every architecture of a study: one Optuna study per architecture in the storage. Rerun to resume."""
     _fix_threads(threads)
@@ -225,7 +258,15 @@ def run_cmd(
     url = normalise_url(storage)
     with _resumable():
         for spec in specs:
-            run_study(spec, url, n_trials=n_trials, workers=workers, devices=devices.split(","), quiet=quiet)
+            run_study(
+                spec,
+                url,
+                n_trials=n_trials,
+                workers=workers,
+                devices=devices.split(","),
+                quiet=quiet,
+                allow_changed=allow_changed,
+            )
     names = {spec.name for spec in specs}
     for entry in storage_status(url):
         if entry["spec"] in names and "best" in entry:
@@ -256,6 +297,7 @@ def worker_cmd(
     deadline: Annotated[float | None, typer.Option(help="stop after this UNIX time")] = None,
     quiet: Annotated[bool, typer.Option("--quiet")] = False,
     threads: ThreadsOpt = None,
+    allow_changed: AllowChangedOpt = False,
 ) -> None:
     """Join a study from any machine: run its queued trials until none is left."""
     _fix_threads(threads)
@@ -267,7 +309,12 @@ def worker_cmd(
         with _resumable():
             stats = _with_signals(
                 lambda spec=spec: run_worker(
-                    spec, storage, device=device, worker_index=worker_index, deadline=deadline
+                    spec,
+                    storage,
+                    device=device,
+                    worker_index=worker_index,
+                    deadline=deadline,
+                    allow_changed=allow_changed,
                 )
             )
         if not quiet:
@@ -306,6 +353,7 @@ def dashboard_cmd(
     from hpo.storage.engine import mask_url, normalise_url, open_storage
 
     st = open_storage(storage, heartbeat=False, create=False)
+    _check_bind(host, port, "--port")
     typer.echo(f"optuna-dashboard on http://{host}:{port} for {mask_url(normalise_url(storage))}")
     optuna_dashboard.run_server(st, host=host, port=port)
 
@@ -315,6 +363,9 @@ def proxy_cmd(
     storage: StorageOpt = None,
     port: Annotated[int, typer.Option(callback=_count(1, 65535), help="port to serve on")] = 13000,
     host: Annotated[str, typer.Option(help="address to bind; 0.0.0.0 serves other machines")] = "127.0.0.1",
+    create: Annotated[
+        bool, typer.Option("--create", help="create the SQLite file if it does not exist")
+    ] = False,
 ) -> None:
     """Serve a database to many workers through Optuna's gRPC storage proxy: workers then use
     --storage grpc://HOST:PORT and need no database connection of their own."""
@@ -328,7 +379,8 @@ def proxy_cmd(
         from hpo.errors import StorageError
 
         raise StorageError(f"the proxy serves a SQL database; {mask_url(url)} is not one")
-    served = served_storage(url)  # Optuna's cache, and a trial's state changes one at a time
+    _check_bind(host, port, "--port")
+    served = served_storage(url, create=create)  # Optuna's cache, and a trial's state changes one at a time
     typer.echo(
         f"gRPC storage proxy on {host}:{port} for {mask_url(url)}; workers: --storage grpc://{host}:{port}"
     )
@@ -369,7 +421,7 @@ def retrain_cmd(
 
     specs = [stored_spec(storage, study)] if stored else retrain_specs(load_study(study))
     with _resumable():
-        for spec in specs:
+        joined = [
             run_retrain(
                 spec,
                 storage,
@@ -379,6 +431,16 @@ def retrain_cmd(
                 worker_index=worker_index,
                 join_only=join,
             )
+            for spec in specs
+        ]
+    if join and not any(joined):
+        from hpo.errors import ConfigError
+        from hpo.storage.engine import mask_url, normalise_url
+
+        raise ConfigError(
+            f"nothing of {specs[0].name} is queued for retraining in {mask_url(normalise_url(storage))}; "
+            f"queue it first with `hpo retrain {study}` (without --join)"
+        )
     if not quiet:
         typer.echo(
             f"retraining of {len(specs[0].architectures)} architectures x {len(specs)} studies done; "
@@ -401,15 +463,18 @@ def report_cmd(
     """Write the self-contained HTML comparison report, and its tables as CSV beside it."""
     from hpo.config.study import load_study
     from hpo.report.html import write_report
+    from hpo.report.output import staged_folder
 
     spec = load_study(study)
-    if spec.sweep is not None:
-        from hpo.report.sweep import write_sweep_report
+    final = Path(out or f"reports/{spec.name}.html")
+    with staged_folder(final.parent) as stage:  # the page and its CSVs appear whole or not at all
+        if spec.sweep is not None:
+            from hpo.report.sweep import write_sweep_report
 
-        path = write_sweep_report(spec, out or f"reports/{spec.name}.html", storage, tables=from_tables)
-    else:
-        path = write_report(spec, out or f"reports/{spec.name}.html", storage, tables=from_tables)
-    typer.echo(f"report: {path}")
+            write_sweep_report(spec, stage / final.name, storage, tables=from_tables)
+        else:
+            write_report(spec, stage / final.name, storage, tables=from_tables)
+    typer.echo(f"report: {final}")
 
 
 @app.command("export")
@@ -423,9 +488,12 @@ def export_cmd(
     sub-study: everything `hpo report --from-tables` needs to render the report again without the database."""
     from hpo.config.study import load_study
     from hpo.report.collect import export
+    from hpo.report.output import staged_folder
 
-    for path in export(load_study(study), storage, out, fmt):
-        typer.echo(f"wrote {path}")
+    with staged_folder(out) as stage:  # every table appears whole or not at all
+        written = export(load_study(study), storage, stage, fmt)
+    for path in written:
+        typer.echo(f"wrote {Path(out) / path.relative_to(stage)}")
 
 
 @app.command("demo")

@@ -14,6 +14,7 @@ from rich.console import Console
 
 from hpo.config.study import load_study
 from hpo.report.html import write_report
+from hpo.report.output import staged_folder
 from hpo.search.retrain import run_retrain
 from hpo.search.runner import run_study
 from hpo.storage.engine import mask_url, normalise_url
@@ -50,7 +51,9 @@ def run_demo(
     run_retrain(spec, url, devices=[device], quiet=quiet)
     console.print(f"    retrained by {time.perf_counter() - t0:.0f} s")
     console.print("3/3 writing the report")
-    path = write_report(spec, out, url)
+    with staged_folder(Path(out).parent) as stage:  # the page and its CSVs appear whole or not at all
+        write_report(spec, stage / Path(out).name, url)
+    path = Path(out)
     console.print(f"done in {time.perf_counter() - t0:.0f} s")
     print(f"report: {path.resolve()}")
     print(f"dashboard: hpo dashboard --storage {mask_url(url)}   (then open http://127.0.0.1:8080)")

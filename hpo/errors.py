@@ -29,6 +29,10 @@ class StorageError(HpoError):
     """The trial database cannot be reached or used as asked."""
 
 
+class OutputError(HpoError):
+    """A report or export could not be written (a read-only folder, a full disk); nothing half-written is left."""
+
+
 class WorkerError(HpoError):
     """A worker process ended badly (killed by a signal, or exited with an error) and work is left undone."""
 

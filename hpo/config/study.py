@@ -43,7 +43,7 @@ from hpo.data.synthetic import SyntheticConfig
 from hpo.errors import ConfigError
 from hpo.limits import MAX_REPLICATES, MAX_SEEDS, MAX_TRIALS
 
-__all__ = ["StudySpec", "load_study"]
+__all__ = ["StudySpec", "changed_fields", "load_study"]
 
 
 class _Strict(BaseModel):
@@ -336,6 +336,25 @@ class StudySpec(_Strict):
         data["plugin_origins"] = self.plugin_origins()
         return json.loads(json.dumps(data, default=str))
 
+    def definition(self, arch: str) -> dict[str, Any]:
+        """What defines architecture ``arch``'s tuning experiment, as compared when a study is resumed: the
+        dataset, its search space and the optimiser space, the objective, the training settings (less where they
+        run: device, threads, evaluation batch), the budget and the seed. Counts, sampler and retraining may
+        change between runs."""
+        r = self.resolved()
+        training = {
+            k: v for k, v in r["training"].items() if k not in ("device", "threads", "eval_batch_size")
+        }
+        return {
+            "dataset": r["dataset"],
+            "search_space": r["search_spaces"].get(arch),
+            "optimizer_space": r["optimizer_space_resolved"],
+            "objective": r["objective"],
+            "training": training,
+            "budget": r["budget"],
+            "seed": r["seed"],
+        }
+
     @classmethod
     def from_stored(cls, stored: dict[str, Any]) -> StudySpec:
         """The spec as stored on its studies by :meth:`resolved` (what workers run), search spaces included."""
@@ -386,3 +405,13 @@ def load_study(path: str | Path) -> StudySpec:
     except ValidationError as exc:
         raise ConfigError(format_validation_error(str(path), exc)) from None
     return spec
+
+
+def changed_fields(before: Any, after: Any, prefix: str = "") -> list[str]:
+    """The dotted paths where two resolved definitions differ (``dataset.p``, ``training.epochs``)."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        out: list[str] = []
+        for k in sorted(set(before) | set(after), key=str):
+            out += changed_fields(before.get(k), after.get(k), f"{prefix}{k}.")
+        return out
+    return [] if before == after else [prefix.rstrip(".")]

@@ -210,6 +210,10 @@ def _collect_one(spec: StudySpec, storage_url: str | None = None) -> ReportData:
         study = _load(storage, spec.study_name(arch))
         if study is None:
             raise ConfigError(f"no study {spec.study_name(arch)} in {mask_url(url)}; run `hpo run` first")
+        if not study.get_trials(deepcopy=False):
+            raise ConfigError(
+                f"study {spec.study_name(arch)} in {mask_url(url)} has no trials; run `hpo run {spec.source}` first"
+            )
         data.directions = [d.name.lower() for d in study.directions]
         data.metric_names = study.metric_names or []
         frames.append(trials_frame(study, arch))

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import IO
 
+from hpo.errors import Interrupted
 from hpo.training.threads import BLAS_ENV, WORKERS_ENV, fixed_threads, plan_threads
 
 log = logging.getLogger(__name__)
@@ -71,15 +72,29 @@ def spawn_workers(args_of: Callable[[int], Sequence[str]], url: str, n: int) -> 
     for i in range(n):
         err = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed by watch_workers once the child ends
         cmd = [sys.executable, "-m", "hpo.cli", *args_of(i)]
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.DEVNULL, stderr=err, text=True, preexec_fn=_die_with_parent
+        )
         log.info("started worker %d (pid %d): hpo %s", i, proc.pid, " ".join(args_of(i)))
         out.append(Worker(proc, err))
     return out
 
 
+def _die_with_parent() -> None:
+    """In the child, before it runs: ask Linux to send it SIGTERM when its parent dies, however the parent died
+    (SIGKILL, OOM killer), so no worker outlives the command that started it. SIGTERM lets it re-queue its trial.
+    Elsewhere nothing is done."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def watch_workers(workers: Sequence[Worker], tick: Callable[[], None] | None = None) -> list[WorkerExit]:
-    """Wait for every child, calling ``tick`` about once a second; on Ctrl-C or SIGTERM stop them all (each
-    re-queues its own trial) and re-raise. Return the children that did not end cleanly."""
+    """Wait for every child, calling ``tick`` about once a second; on Ctrl-C or SIGTERM (run under
+    ``runner._with_signals``) stop them all (each re-queues its own trial) and raise :class:`Interrupted`. Return
+    the children that did not end cleanly."""
     procs = [w.proc for w in workers]
     try:
         while any(p.poll() is None for p in procs):
@@ -93,7 +108,14 @@ def watch_workers(workers: Sequence[Worker], tick: Callable[[], None] | None = N
         for p in procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 p.wait(timeout=30)
-        raise
+        for p in procs:  # one that did not stop in time is ended: nothing outlives its parent
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        raise Interrupted(
+            f"interrupted: {len(procs)} workers stopped, each re-queued its trial; run the same command again "
+            "to resume"
+        ) from None
     if tick is not None:
         tick()
     out = []

@@ -24,6 +24,7 @@ from hpo.data._tabular import TabularDataset
 from hpo.errors import ConfigError
 from hpo.models import create_model, get_entry
 from hpo.search import interrupts
+from hpo.search.factories import grid_points
 from hpo.storage import keys
 from hpo.storage.claims import worker_seed
 from hpo.training import EpochReport, TrainConfig, TrainResult, threads, train
@@ -159,14 +160,24 @@ class DuplicateConfiguration(Exception):
 MAX_RESAMPLES = 2
 
 
+IN_FLIGHT = (
+    optuna.trial.TrialState.COMPLETE,
+    optuna.trial.TrialState.PRUNED,
+    optuna.trial.TrialState.RUNNING,
+)
+
+
 def same_configuration(trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
-    """A finished (complete or pruned) trial of the study with exactly ``trial``'s parameters, if any."""
-    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    """A finished or running trial of the study with exactly ``trial``'s parameters, if any (a finished one
+    first). Workers propose under the study's lock (:mod:`hpo.search.runner`), so a running trial's parameters
+    are already stored when the next worker proposes."""
     params = trial.params
-    for t in trial.study.get_trials(deepcopy=False, states=finished):
-        if t.number != trial.number and t.params == params:
-            return t
-    return None
+    same = [
+        t
+        for t in trial.study.get_trials(deepcopy=False, states=IN_FLIGHT)
+        if t.number != trial.number and t.params == params
+    ]
+    return min(same, key=lambda t: (t.state == optuna.trial.TrialState.RUNNING, t.number), default=None)
 
 
 def _reuse(trial: optuna.Trial, earlier: optuna.trial.FrozenTrial) -> float | list[float]:
@@ -202,6 +213,19 @@ class Objective:
         self.targets = objective_targets(spec, dataset)
         self.on_epoch = on_epoch
         self.multi = spec.objective.kind == "multi"
+        # called once the trial's configuration is proposed and checked: the worker loop holds the study's lock
+        # until then, so that concurrent workers never propose the same configuration at once
+        self.after_proposal: Callable[[], None] = lambda: None
+
+    def finite_points(self) -> list[dict[str, Any]] | None:
+        """Every configuration of a space made only of categorical parameters (its grid), else ``None``: where
+        the points are few, a ticket whose proposals keep repeating is given an untried point."""
+        if not hasattr(self, "_points"):
+            try:
+                self._points: list[dict[str, Any]] | None = grid_points([self.space, self.opt_space])
+            except ConfigError:
+                self._points = None
+        return self._points
 
     def _train_config(self, sampled: dict[str, Any]) -> TrainConfig:
         return training_config(self.spec, self.targets, self.device, sampled)
@@ -217,6 +241,9 @@ class Objective:
         if earlier is None:
             return None
         if int(keys.plain(trial.user_attrs).get("resamples", 0)) >= MAX_RESAMPLES:
+            if earlier.state == optuna.trial.TrialState.RUNNING:  # nothing to reuse yet: train it, and say so
+                trial.set_user_attr(keys.key("same_as_running"), earlier.number)
+                return None
             return _reuse(trial, earlier)
         trial.set_user_attr(keys.key("duplicate_of"), earlier.number)
         raise DuplicateConfiguration(f"the sampler proposed trial {earlier.number}'s configuration again")
@@ -250,6 +277,8 @@ class Objective:
         trial.set_user_attr(keys.key("data_seed"), seed)
         trial.set_user_attr(keys.key("versions"), package_versions())
         trial.set_user_attr(keys.key("code_revision"), code_revision())
+        if changes := keys.plain(trial.study.user_attrs).get("changes"):  # resumed with --allow-changed
+            trial.set_user_attr(keys.key("definition_changes"), changes)
 
     def _values(self, trial: optuna.Trial, result: TrainResult) -> float | list[float]:
         """Record the run's outcome on the trial; its objective value(s), or pruned with the reason."""
@@ -270,6 +299,7 @@ class Objective:
         sampled_model = self.space.suggest(trial)
         sampled_opt = self.opt_space.suggest(trial)
         reused = self._check_new(trial)
+        self.after_proposal()
         if reused is not None:
             return reused
         hyper = self.space.derive(sampled_model, len(self.ds.tasks))

@@ -24,12 +24,12 @@ import torch
 from hpo.config.study import StudySpec
 from hpo.data._tabular import TabularDataset
 from hpo.data.synthetic import SyntheticConfig
-from hpo.errors import ConfigError, WorkerError
+from hpo.errors import ConfigError
 from hpo.models import create_model, gate_utilisation, get_entry, probe_model
 from hpo.search import interrupts
 from hpo.search.launch import spawn_workers, watch_workers
 from hpo.search.objective import objective_directions, objective_targets, training_config
-from hpo.search.runner import _with_signals, drain, load_study_dataset
+from hpo.search.runner import _with_signals, check_workers_done, drain, load_study_dataset
 from hpo.storage import keys, naming
 from hpo.storage.engine import is_rdb, normalise_url, open_storage
 from hpo.storage.locks import claim_lock
@@ -352,9 +352,10 @@ def run_retrain(
                 ",".join(devices),
             ]
 
-        exits = watch_workers(spawn_workers(lambda i: [*args(i), "--quiet"], url, workers))
-        if exits:
-            raise WorkerError(f"{exits[0].describe()}: run the same command again to resume")
+        exits = _with_signals(
+            lambda: watch_workers(spawn_workers(lambda i: [*args(i), "--quiet"], url, workers))
+        )
+        check_workers_done(studies, exits)  # a killed child whose chunks others finished left no work
         return studies
     from hpo.search.progress import StudyProgress
 

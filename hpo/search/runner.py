@@ -31,14 +31,20 @@ from typing import Any
 
 import optuna
 
-from hpo.config.study import StudySpec
+from hpo.config.study import StudySpec, changed_fields
 from hpo.data._tabular import TabularDataset
 from hpo.data.sources import load_source
 from hpo.errors import ConfigError, Interrupted, WorkerError
 from hpo.search import interrupts
 from hpo.search.factories import grid_points, make_pruner, make_sampler
 from hpo.search.launch import WorkerExit, spawn_workers, watch_workers
-from hpo.search.objective import DuplicateConfiguration, Objective, objective_directions, objective_names
+from hpo.search.objective import (
+    MAX_RESAMPLES,
+    DuplicateConfiguration,
+    Objective,
+    objective_directions,
+    objective_names,
+)
 from hpo.storage import keys
 from hpo.storage.claims import claim_ticket, register_worker
 from hpo.storage.engine import is_rdb, mask_url, normalise_url, open_storage
@@ -73,10 +79,16 @@ def load_study_dataset(spec: StudySpec) -> TabularDataset:
 
 
 def create_studies(
-    spec: StudySpec, storage: optuna.storages.BaseStorage, ds: TabularDataset, *, worker_id: int | None = None
+    spec: StudySpec,
+    storage: optuna.storages.BaseStorage,
+    ds: TabularDataset,
+    *,
+    worker_id: int | None = None,
+    allow_changed: bool = False,
 ) -> dict[str, optuna.Study]:
     """Create (or load) one study per architecture, with the resolved spec stored on it; ``worker_id`` seeds
-    the sampler (see :func:`hpo.search.factories.make_sampler`)."""
+    the sampler (see :func:`hpo.search.factories.make_sampler`). An existing study whose definition differs from
+    ``spec``'s is refused (:func:`_same_definition`) unless ``allow_changed``."""
     directions = objective_directions(spec, ds)
     names = objective_names(spec, ds)
     resolved = spec.resolved()
@@ -111,8 +123,37 @@ def create_studies(
                 f"{resolved['plugin_origins']}: continuing would compare two versions of one architecture; "
                 "restore the plugin or give the study a new name"
             )
+        else:
+            _same_definition(spec, arch, study, attrs, allow_changed)
         studies[arch] = study
     return studies
+
+
+def _same_definition(
+    spec: StudySpec, arch: str, study: optuna.Study, attrs: dict[str, Any], allow_changed: bool
+) -> None:
+    """Refuse to resume a study whose experiment is no longer the one it was tuned as: its best trial would come
+    from other data or settings. With ``allow_changed`` the new definition is stored and the change recorded on
+    the study (``changes``), which every later trial repeats (``definition_changes``)."""
+    stored = StudySpec.from_stored(attrs["spec"])
+    fields = changed_fields(stored.definition(arch), spec.definition(arch))
+    if not fields:
+        return
+    shown = ", ".join(fields[:6]) + (f" and {len(fields) - 6} more" if len(fields) > 6 else "")
+    if not allow_changed:
+        raise ConfigError(
+            f"study {study.study_name} was tuned with another definition (changed: {shown}); resuming would mix "
+            "two experiments: give the study a new name, or pass --allow-changed to continue it on purpose"
+        )
+    log.warning(
+        "study %s continues with a changed definition (%s), as --allow-changed asks", study.study_name, shown
+    )
+    changes = [
+        *attrs.get("changes", []),
+        {"fields": fields, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+    ]
+    study.set_user_attr(keys.key("changes"), changes)
+    study.set_user_attr(keys.key("spec"), spec.resolved())
 
 
 def ensure_tickets(study: optuna.Study, n: int, params: Sequence[dict[str, Any]] | None = None) -> int:
@@ -160,7 +201,6 @@ class _TakenTwice(Exception):
     gRPC proxy over SQLite that does not serialise it); the other worker runs it, this one steps aside."""
 
 
-MAX_RESAMPLES = 2
 _QUIET = (_Surplus, _TakenTwice, DuplicateConfiguration, KeyboardInterrupt)
 
 
@@ -192,22 +232,40 @@ def _ticket_free(study: optuna.Study) -> Callable[[int], bool]:
     return failed
 
 
-def _requeue_duplicate(url: str, study: optuna.Study, number: int) -> None:
+def _requeue_duplicate(
+    url: str,
+    study: optuna.Study,
+    number: int,
+    finite_points: Callable[[], list[dict[str, Any]] | None] | None = None,
+) -> None:
     """Queue the ticket of trial ``number`` again if it failed as a duplicate proposal (and no live trial holds
-    the ticket): the next proposal is drawn afresh, with a count of resamples on the trial."""
+    the ticket): the next proposal is drawn afresh, with a count of resamples on the trial. On the last resample
+    of a space with few points (``finite_points``), the ticket carries an untried point instead, so that a
+    result is reused only once every point has been tried or is running."""
     trial = study.get_trials(deepcopy=False)[number]
     if trial.state != optuna.trial.TrialState.FAIL or "duplicate_of" not in keys.plain(trial.user_attrs):
         return
     ticket = keys.plain(trial.user_attrs).get("ticket")
+    resamples = int(keys.plain(trial.user_attrs).get("resamples", 0)) + 1
     with claim_lock(url, study.study_name):
-        live = {
-            keys.plain(t.user_attrs).get("ticket")
-            for t in study.get_trials(deepcopy=False)
-            if t.state in LIVE
-        }
-        if ticket is not None and ticket not in live:
-            attrs = {"ticket": ticket, "resamples": int(keys.plain(trial.user_attrs).get("resamples", 0)) + 1}
-            study.enqueue_trial({}, user_attrs=keys.tag(attrs), skip_if_exists=False)
+        trials = study.get_trials(deepcopy=False)
+        live = {keys.plain(t.user_attrs).get("ticket") for t in trials if t.state in LIVE}
+        if ticket is None or ticket in live:
+            return
+        fixed: dict[str, Any] = {}
+        points = finite_points() if finite_points is not None and resamples >= MAX_RESAMPLES else None
+        if points:
+            taken = [_planned_params(t) for t in trials if t.state in LIVE]
+            fixed = next((p for p in points if p not in taken), {})
+        attrs = {"ticket": ticket, "resamples": resamples, **({"untried_point": True} if fixed else {})}
+        study.enqueue_trial(fixed, user_attrs=keys.tag(attrs), skip_if_exists=False)
+
+
+def _planned_params(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """A trial's parameters: those it ran with, or for a WAITING trial the ones enqueued with it."""
+    if trial.params or trial.state != optuna.trial.TrialState.WAITING:
+        return dict(trial.params)
+    return dict(trial.system_attrs.get("fixed_params", {}))
 
 
 class _Drain:
@@ -221,9 +279,16 @@ class _Drain:
     def objective(
         self, study: optuna.Study, objective: Any, key: str, lock: Any, current: dict[str, int]
     ) -> Any:
+        proposes = isinstance(objective, Objective)
+
         def func(trial: optuna.Trial) -> Any:
             current["number"] = trial.number
-            lock.release()  # the WAITING trial is ours now: let other workers claim theirs
+            if (
+                proposes
+            ):  # the lock is let go once the configuration is proposed and checked against the others
+                objective.after_proposal = lock.release
+            else:  # the WAITING trial is ours now: let other workers claim theirs
+                lock.release()
             ticket = keys.plain(trial.user_attrs).get("ticket")
             if ticket is None:
                 trial.set_user_attr(keys.key("surplus"), True)
@@ -232,6 +297,7 @@ class _Drain:
                 self.url, self.storage, study.study_name, int(ticket), trial.number, _ticket_free(study)
             )
             if owner == trial.number:
+                lock.release()
                 current["taken_twice"] = 1
                 _wait_while_running(study, trial.number)
                 raise _TakenTwice(
@@ -298,7 +364,7 @@ class _Drain:
                 )
                 raise Interrupted(f"interrupted: {where} re-queued; run again to resume") from None
         if "number" in current:
-            _requeue_duplicate(self.url, study, current["number"])
+            _requeue_duplicate(self.url, study, current["number"], getattr(objective, "finite_points", None))
             done = study.get_trials(deepcopy=False)[current["number"]]
             log.info(
                 "%s trial %d %s %s", study.study_name, done.number, done.state.name.lower(), done.values or ""
@@ -418,6 +484,7 @@ def run_worker(
     worker_index: int = 0,
     deadline: float | None = None,
     progress: Any = None,
+    allow_changed: bool = False,
 ) -> WorkerStats:
     """Run the queued tuning trials of every architecture of ``spec``.
 
@@ -425,11 +492,12 @@ def run_worker(
     that id and the seed. ``worker_index`` only labels the worker's live line."""
     url = normalise_url(storage_url)
     storage = open_storage(url, create=False)
+    _require_studies(spec, storage, url)
     dev = resolve_device(device)
     plan = threads.install_for(dev)  # before any work: this worker's share of the machine's cores
     ds = load_study_dataset(spec).to(dev)  # once per worker: trials then train on device-resident data
     worker_id = register_worker(url, storage, spec.name)
-    studies = create_studies(spec, storage, ds, worker_id=worker_id)
+    studies = create_studies(spec, storage, ds, worker_id=worker_id, allow_changed=allow_changed)
     on_epoch = getattr(progress, "on_epoch", None)
     queues = {
         a: (
@@ -450,6 +518,19 @@ def run_worker(
         plan.workers,
     )
     return drain(url, storage, queues, deadline=deadline, progress=progress)
+
+
+def _require_studies(spec: StudySpec, storage: optuna.storages.BaseStorage, url: str) -> None:
+    """A worker joins studies that `hpo run` created; on a database without them it would create empty studies
+    and run nothing, so it is refused in one line instead."""
+    have = {s.study_name for s in storage.get_all_studies()}
+    missing = [spec.study_name(a.name) for a in spec.architectures if spec.study_name(a.name) not in have]
+    if missing:
+        raise ConfigError(
+            f"no study {missing[0]}{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''} in "
+            f"{mask_url(url)}: a worker joins a study that exists; queue it first with "
+            f"`hpo run {spec.source} --workers 0 --storage {mask_url(url)}`"
+        )
 
 
 def stored_spec(storage_url: str | None, name: str) -> StudySpec:
@@ -494,6 +575,7 @@ def run_study(
     workers: int = 1,
     devices: Sequence[str] = ("auto",),
     quiet: bool = False,
+    allow_changed: bool = False,
 ) -> dict[str, optuna.Study]:
     """Create the studies, queue the tickets, and run ``workers`` workers spread over ``devices``.
 
@@ -502,7 +584,7 @@ def run_study(
     url = normalise_url(storage_url)
     ds, tickets = check_inputs(spec, n_trials)  # a bad input never creates or touches a database
     storage = open_storage(url)
-    studies = create_studies(spec, storage, ds)
+    studies = create_studies(spec, storage, ds, allow_changed=allow_changed)
     for arch, study in studies.items():
         count, points = tickets[arch]
         if count is not None:
@@ -521,25 +603,25 @@ def run_study(
                 lambda: run_worker(spec, url, device=devices[0], deadline=deadline, progress=progress)
             )
         else:
-            exits = _run_processes(spec, url, workers, devices, deadline, progress)
-    _check_workers_done(studies, tickets, exits)
+            exits = _with_signals(lambda: _run_processes(spec, url, workers, devices, deadline, progress))
+    check_workers_done(studies, exits)
     return studies
 
 
-def _check_workers_done(
-    studies: Mapping[str, optuna.Study], tickets: Mapping[str, Any], exits: Sequence[WorkerExit]
-) -> None:
+def tickets_left(study: optuna.Study) -> int:
+    """Tickets of ``study`` (tuning trials or retraining chunks) that no finished trial holds yet."""
+    held = [(keys.plain(t.user_attrs).get("ticket"), t.state) for t in study.get_trials(deepcopy=False)]
+    return len({k for k, _ in held if k is not None} - {k for k, s in held if s in DONE})
+
+
+def check_workers_done(studies: Mapping[str, optuna.Study], exits: Sequence[WorkerExit]) -> None:
     """A worker that died is only an error if work is left: its trial was retried by another worker otherwise."""
     if not exits:
         return
-    left = {
-        arch: count - sum(1 for t in study.get_trials(deepcopy=False) if t.state in DONE)
-        for arch, study in studies.items()
-        if (count := tickets[arch][0]) is not None
-    }
-    if any(v > 0 for v in left.values()):
+    left = sum(tickets_left(study) for study in studies.values())
+    if left:
         raise WorkerError(
-            f"{exits[0].describe()}; {sum(v for v in left.values() if v > 0)} trials are not done "
+            f"{exits[0].describe()}; {left} tickets are not done "
             "(its trial is re-queued): run the same command again to resume"
         )
     for e in exits:

@@ -25,9 +25,11 @@ from hpo.storage.locks import file_lock, lock_path
 __all__ = ["served_storage"]
 
 
-def served_storage(url: str) -> optuna.storages.BaseStorage:
-    """The storage at ``url`` (a SQL database) with Optuna's in-process cache, its trial state changes serialised."""
-    served = optuna.storages.get_storage(open_storage(url, heartbeat=False))
+def served_storage(url: str, *, create: bool = False) -> optuna.storages.BaseStorage:
+    """The storage at ``url`` (a SQL database) with Optuna's in-process cache, its trial state changes serialised.
+    A SQLite file that does not exist is refused unless ``create`` (a typo in a path must not serve an empty
+    database that workers then fill apart from the real one)."""
+    served = optuna.storages.get_storage(open_storage(url, heartbeat=False, create=create))
     change = served.set_trial_state_values
     path = sqlite_path(url)
     lock = threading.Lock()

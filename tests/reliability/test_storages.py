@@ -35,7 +35,7 @@ def free_port() -> int:
 def grpc_url(tmp_path: Path) -> str:
     port = free_port()
     proxy = subprocess.Popen(
-        hpo("proxy", "--storage", f"sqlite:///{tmp_path / 'served.db'}", "--port", str(port)),
+        hpo("proxy", "--storage", f"sqlite:///{tmp_path / 'served.db'}", "--port", str(port), "--create"),
         env=ENV,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

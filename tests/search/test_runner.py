@@ -204,7 +204,9 @@ def test_ctrl_c_leaves_nothing_running_and_rerun_resumes(tmp_path: Path) -> None
     )
     fast = make_study(tmp_path, architectures=["mmoe"])
     fast.write_text(path.read_text().replace("epochs: 40", "epochs: 2"))
-    assert main(["run", str(fast), "--storage", url, "--n-trials", "3", "--devices", "cpu", "--quiet"]) == 0
+    # fewer epochs to finish quickly: a changed definition, continued on purpose
+    rerun = ["run", str(fast), "--storage", url, "--n-trials", "3", "--devices", "cpu", "--quiet"]
+    assert main([*rerun, "--allow-changed"]) == 0
     complete = [
         t
         for t in optuna.load_study(study_name=name, storage=open_storage(url, heartbeat=False)).get_trials()

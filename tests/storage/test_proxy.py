@@ -44,7 +44,7 @@ def test_the_served_storage_gives_each_waiting_trial_to_one_taker(tmp_path: Path
     assert double_takes(plain) > 0, (
         "Optuna's SQLite storage no longer races: this test no longer tests the fix"
     )
-    assert double_takes(served_storage(f"sqlite:///{tmp_path / 'served.db'}")) == 0
+    assert double_takes(served_storage(f"sqlite:///{tmp_path / 'served.db'}", create=True)) == 0
 
 
 def test_the_served_storage_on_postgres_gives_each_waiting_trial_to_one_taker(postgres_url: str) -> None:
