@@ -3,9 +3,11 @@
 For two studies, the demo (census-income, Shared-Bottom / MMoE / PLE, GP sampler) and a synthetic one (the smoke
 study's generator at the paper's d = 100), this runs ``hpo run`` (tuning) and then ``hpo retrain`` (seeds) as a
 user does, in fresh SQLite databases, with ``--workers`` 1, 2 and 2 x cores, and prints trials per hour and seeds
-per hour for each. Then the same trials in a plain Optuna loop: one process, an in-memory study per
-architecture, the same sampler and search space, the same trainer on the same data, nothing recorded besides the
-value: the overhead floor that hpo's tickets, claims, heartbeats and records add to.
+per hour for each. Then the same trials in a plain Optuna loop: one fresh process, an in-memory study per
+architecture, the same sampler, the configurations the one-worker study ran enqueued in its order (so the same
+models train: a model-based sampler would otherwise propose other sizes, and trial cost varies a hundredfold over
+the full spaces), the same trainer on the same data, nothing recorded besides the value: the overhead floor that
+hpo's tickets, claims, heartbeats, checks and records add to.
 
 Last, the sampler's own cost: seconds per proposal (``ask`` plus the suggestions of the MMoE space and the
 optimiser space) for GP and TPE when 50, 150 and 300 trials are finished, each proposal the median of three.
@@ -97,10 +99,32 @@ def whole_study(path: Path, workers: int, trials: int, seeds: int, work: Path) -
     }
 
 
-def plain_loop(spec: StudySpec, trials: int) -> float:
-    """The same trials as a plain Optuna loop in one process: trials per hour (the dataset load included, once)."""
+def plain_loop(path: Path, url: str, work: Path) -> float:
+    """Trials per hour of a plain Optuna loop over the same trials: a fresh process (interpreter start and imports
+    paid, as a user's script pays them), an in-memory study per architecture with the same sampler, the
+    configurations the hpo study ran enqueued in the same order (so the same models train), the same trainer
+    on the same data."""
+    spec = load_study(path)
+    ran = {
+        a.name: [
+            t.params
+            for t in optuna.load_study(study_name=spec.study_name(a.name), storage=url).trials
+            if t.state == optuna.trial.TrialState.COMPLETE
+        ]
+        for a in spec.architectures
+    }
+    plan = work / f"plain-{path.stem}.json"
+    plan.write_text(json.dumps({"study": str(path), "params": ran}))
     t0 = time.perf_counter()
-    threads.install(threads.plan_threads())
+    subprocess.run([sys.executable, __file__, "--plain-loop", str(plan)], check=True)
+    return 3600 * sum(len(v) for v in ran.values()) / (time.perf_counter() - t0)
+
+
+def _plain_loop_child(plan_file: str) -> None:
+    """The plain loop itself (``--plain-loop FILE``): nothing recorded but the value."""
+    plan = json.loads(Path(plan_file).read_text())
+    spec = load_study(plan["study"]).expand()[0]
+    threads.install(threads.plan_threads())  # every core, as PyTorch would take them anyway
     ds = load_study_dataset(spec)
     targets = objective_targets(spec, ds)
     opt_space = spec.optimizer_space_loaded()
@@ -111,14 +135,17 @@ def plain_loop(spec: StudySpec, trials: int) -> float:
 
             hyper = space.derive(space.suggest(trial), len(ds.tasks))
             cfg = training_config(spec, targets, "cpu", opt_space.suggest(trial))
-            model = create_model(arch, ds.spec, ds.tasks, seeds=[trial.number], budget=spec.budget, **hyper)
-            (result,) = train(model, ds, cfg, init_seeds=[trial.number])
+            seed = spec.seed * 100_003 + trial.number
+            model = create_model(arch, ds.spec, ds.tasks, seeds=[seed], budget=spec.budget, **hyper)
+            (result,) = train(model, ds, cfg, init_seeds=[seed])
             return result.metric("valid", *targets[0])
 
-        direction = objective_directions(spec, ds)[0]
-        study = optuna.create_study(direction=direction, sampler=make_sampler(spec.sampler))
-        study.optimize(objective, n_trials=trials)
-    return 3600 * trials * len(spec.architectures) / (time.perf_counter() - t0)
+        study = optuna.create_study(
+            directions=objective_directions(spec, ds)[:1], sampler=make_sampler(spec.sampler, worker_id=1)
+        )
+        for params in plan["params"][arch]:
+            study.enqueue_trial(params)
+        study.optimize(objective, n_trials=len(plan["params"][arch]))
 
 
 def proposal_seconds(name: str, finished: int, spec: StudySpec) -> float:
@@ -153,9 +180,13 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=6, help="tuning trials per architecture")
     ap.add_argument("--seeds", type=int, default=8, help="retraining seeds per architecture")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--plain-loop", help=argparse.SUPPRESS)
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.plain_loop:
+        _plain_loop_child(args.plain_loop)
+        return
     cores = threads.available_cores()
     counts = sorted({1, 2, max(2, 2 * int(cores))})
     work = Path(tempfile.mkdtemp(prefix="hpo-bench-study-"))
@@ -166,7 +197,7 @@ def main() -> None:
     plain: dict[str, float] = {}
     for name, path in studies.items():
         rows[name] = {w: whole_study(path, w, args.trials, args.seeds, work) for w in counts}
-        plain[name] = plain_loop(load_study(path).expand()[0], args.trials)
+        plain[name] = plain_loop(path, f"sqlite:///{work / f'w1-{path.stem}.db'}", work)
     demo_spec = load_study(studies["demo"])
     proposals = {(s, n): proposal_seconds(s, n, demo_spec) for s in ("gp", "tpe") for n in (50, 150, 300)}
     shutil.rmtree(work, ignore_errors=True)

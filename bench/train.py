@@ -227,7 +227,9 @@ def contention(ds: TabularDataset, device: torch.device, rounds: int) -> dict[st
     (re-planned before each epoch, as before each trial) and without it (every core's thread kept).
 
     Each round measures all four, the neighbour started and stopped within the round, so that drift of a shared
-    machine hits alone and busy alike; medians over the rounds (one untimed warm-up of each first)."""
+    machine hits alone and busy alike; medians over the rounds (one untimed warm-up of each first). After each
+    change of load the bench waits out ``threads.REPLAN_SECONDS``, the longest a worker keeps a count before it
+    looks at the load again: the figures are the steady state a long study sees."""
     import multiprocessing
 
     plan = threads.current_plan()
@@ -245,13 +247,15 @@ def contention(ds: TabularDataset, device: torch.device, rounds: int) -> dict[st
     for fn in fns.values():
         fn()
     times: dict[str, list[float]] = {}
+    settle = threads.REPLAN_SECONDS + 0.5
     for _ in range(rounds):
+        time.sleep(settle)
         for k, fn in fns.items():
             times.setdefault(f"contention/{k}/alone", []).append(fn())
         hog = multiprocessing.get_context("spawn").Process(target=_busy, daemon=True)
         hog.start()
         try:
-            time.sleep(0.5)
+            time.sleep(settle)
             for k, fn in fns.items():
                 times.setdefault(f"contention/{k}/busy", []).append(fn())
         finally:

@@ -16,8 +16,9 @@ So a process that trains plans its threads once (:func:`install`):
 * ``--threads`` (``HPO_THREADS``) or ``training.threads`` fix the count instead.
 
 Before each trial or seed chunk :func:`for_trial` re-plans a planned count down to the cores that other processes
-leave free right now (sampled from ``/proc/stat`` over a tenth of a second), so a worker beside a busy neighbour
-runs on the core it can have instead of fighting for the one it cannot. A fixed count is never changed.
+leave free right now (sampled from ``/proc/stat`` over a tenth of a second, at most once every five seconds), so a
+worker beside a busy neighbour runs on the core it can have instead of fighting for the one it cannot. A fixed
+count is never changed.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ CUDA_THREADS = (
     2  # a CUDA worker's CPU threads: the host side launches kernels and copies, it does not compute
 )
 SAMPLE_SECONDS = 0.1  # how long for_trial watches the other processes' load before a trial
+REPLAN_SECONDS = 5.0  # trials starting sooner than this after the last look reuse its count
 BLAS_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
@@ -169,8 +171,8 @@ def install(plan: ThreadPlan) -> ThreadPlan:
     """Make ``plan`` this process's: PyTorch's intra-op threads (which the compiled kernels' OpenMP regions
     follow), one inter-op thread (a worker runs one model at a time), the BLAS pools under numpy, and the
     environment any child inherits."""
-    global _PLAN
-    _PLAN = plan
+    global _PLAN, _LAST
+    _PLAN, _LAST = plan, None
     _set(plan.threads)
     with contextlib.suppress(RuntimeError):  # only allowed before the first inter-op work in the process
         torch.set_num_interop_threads(1)
@@ -220,11 +222,24 @@ def for_trial(fixed: int | None = None) -> int:
     elif plan is None:
         return torch.get_num_threads()
     elif plan.threads > 1:
-        n = max(1, min(plan.threads, round(free_cores())))
+        n = _replanned(plan.threads)
     else:
         n = 1
     _set(n)
     return n
+
+
+_LAST: tuple[float, int] | None = None  # (when, threads) of the last re-plan
+
+
+def _replanned(planned: int) -> int:
+    """``planned`` lowered to the free cores, sampled at most once every ``REPLAN_SECONDS``: a study of cheap
+    trials (a fraction of a second each) would otherwise spend a sizeable share of its time watching the load."""
+    global _LAST
+    now = time.monotonic()
+    if _LAST is None or now - _LAST[0] >= REPLAN_SECONDS:
+        _LAST = (now, max(1, min(planned, round(free_cores()))))
+    return min(planned, _LAST[1])
 
 
 def _cpu_ticks(cpus: set[int]) -> tuple[int, int]:

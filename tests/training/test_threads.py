@@ -74,6 +74,8 @@ def test_a_fixed_count_wins_and_a_planned_one_follows_the_free_cores(monkeypatch
     monkeypatch.setattr(threads, "free_cores", lambda seconds=0.1: 1.2)
     assert threads.for_trial() == 1 and torch.get_num_threads() == 1
     monkeypatch.setattr(threads, "free_cores", lambda seconds=0.1: 3.0)
+    assert threads.for_trial() == 1  # looked less than REPLAN_SECONDS ago: the count stands
+    monkeypatch.setattr(threads, "REPLAN_SECONDS", 0.0)
     assert threads.for_trial() == 3
     assert threads.for_trial(fixed=2) == 2  # training.threads
     threads.install(ThreadPlan(cores=4, workers=1, threads=4, source="--threads"))
