@@ -141,7 +141,8 @@ def _plain_loop_child(plan_file: str) -> None:
             return result.metric("valid", *targets[0])
 
         study = optuna.create_study(
-            directions=objective_directions(spec, ds)[:1], sampler=make_sampler(spec.sampler, worker_id=1)
+            directions=[optuna.study.StudyDirection[objective_directions(spec, ds)[0].upper()]],
+            sampler=make_sampler(spec.sampler, worker_id=1),
         )
         for params in plan["params"][arch]:
             study.enqueue_trial(params)
