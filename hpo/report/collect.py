@@ -57,6 +57,8 @@ def trials_frame(study: optuna.Study, arch: str) -> pd.DataFrame:
             "max_units_per_layer": max(keys.plain(t.user_attrs).get("units_per_layer") or [0]) or None,
             "units_per_layer": "/".join(map(str, keys.plain(t.user_attrs).get("units_per_layer") or [])),
             "wall_time": keys.plain(t.user_attrs).get("wall_time"),
+            "proposal_seconds": keys.plain(t.user_attrs).get("proposal_seconds"),
+            "threads": keys.plain(t.user_attrs).get("threads"),
             "epochs_run": keys.plain(t.user_attrs).get("epochs_run"),
             "device": keys.plain(t.user_attrs).get("device"),
             "pruned_reason": keys.plain(t.user_attrs).get("pruned_reason"),

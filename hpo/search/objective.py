@@ -12,6 +12,7 @@ import functools
 import math
 import platform
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -184,7 +185,15 @@ def _reuse(trial: optuna.Trial, earlier: optuna.trial.FrozenTrial) -> float | li
     """Take an earlier trial's result for the same configuration (after MAX_RESAMPLES fresh proposals were all
     duplicates too, as on a small categorical space), saying so on the trial."""
     for key, value in keys.plain(earlier.user_attrs).items():
-        if key not in ("ticket", "resamples", "live", "duplicate_of", "worker_id", "sampler_seed"):
+        if key not in (
+            "ticket",
+            "resamples",
+            "live",
+            "duplicate_of",
+            "worker_id",
+            "sampler_seed",
+            "proposal_seconds",
+        ):
             trial.set_user_attr(keys.key(key), value)
     trial.set_user_attr(keys.key("reused_from"), earlier.number)
     if earlier.state != optuna.trial.TrialState.COMPLETE or earlier.values is None:
@@ -296,8 +305,10 @@ class Objective:
         return values if self.multi else values[0]
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
-        sampled_model = self.space.suggest(trial)
+        started = time.perf_counter()
+        sampled_model = self.space.suggest(trial)  # the sampler proposes here (relative sampling is lazy)
         sampled_opt = self.opt_space.suggest(trial)
+        trial.set_user_attr(keys.key("proposal_seconds"), time.perf_counter() - started)
         reused = self._check_new(trial)
         self.after_proposal()
         if reused is not None:
