@@ -13,7 +13,9 @@ files are resolved relative to the study file (default ``../search_spaces/<archi
     objective: {kind: main, metric: auc}                         # main | mean | multi
     sampler: {name: gp, seed: 0, options: {n_startup_trials: 4}}
     pruner: {name: none}
-    trials: 8                                                    # per architecture
+    trials: 8                                                    # per architecture, or tune until settled:
+                                                                 # {min: 10, max: 80, until: settled,
+                                                                 #  tolerance: auto, grow: 0.5}
     timeout_minutes: null
     seed: 0
     budget: 2048
@@ -43,7 +45,7 @@ from hpo.data.synthetic import SyntheticConfig
 from hpo.errors import ConfigError
 from hpo.limits import MAX_REPLICATES, MAX_SEEDS, MAX_TRIALS
 
-__all__ = ["StudySpec", "changed_fields", "load_study"]
+__all__ = ["StudySpec", "TrialBudget", "changed_fields", "load_study"]
 
 
 class _Strict(BaseModel):
@@ -102,6 +104,33 @@ class CrossSpec(_Strict):
     @property
     def cells(self) -> int:
         return self.init * self.data * self.splits
+
+
+class TrialBudget(_Strict):
+    """``trials: {min, max, until: settled}``: a tuning budget set by convergence, the same rule for every
+    architecture (:mod:`hpo.search.settle`). Each architecture first runs ``min`` trials; then, whenever all its
+    queued trials have finished, it stops if the expected best validation score gained less than ``tolerance``
+    over the last doubling of trials (:func:`hpo.estimators.doubling_gain`) and its best configuration is on no
+    bound of its space, or if it has run ``max``; otherwise ``grow`` times as many trials again are queued
+    (at least one, never past ``max``). ``tolerance: auto`` is the smallest difference the retraining can
+    resolve: :func:`hpo.estimators.resolvable_gap` at ``retrain.seeds`` seeds and Holm over every pair of
+    architectures, with the per-seed spread measured by training the best configuration so far with
+    ``probe_seeds`` seeds once ``min`` trials are done."""
+
+    min: int = Field(ge=2, le=MAX_TRIALS)
+    max: int = Field(ge=2, le=MAX_TRIALS)
+    until: Literal["settled"] = "settled"
+    tolerance: float | Literal["auto"] = "auto"
+    grow: float = Field(0.5, gt=0, le=4)
+    probe_seeds: int = Field(4, ge=2, le=64)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TrialBudget:
+        if self.max < self.min:
+            raise ValueError(f"trials.max ({self.max}) is below trials.min ({self.min})")
+        if isinstance(self.tolerance, float) and self.tolerance < 0:
+            raise ValueError(f"trials.tolerance must be >= 0 or auto, got {self.tolerance}")
+        return self
 
 
 class RetrainSpec(_Strict):
@@ -163,7 +192,7 @@ class StudySpec(_Strict):
     objective: ObjectiveSpec = Field(default_factory=lambda: ObjectiveSpec())
     sampler: SamplerSpec = Field(default_factory=lambda: SamplerSpec())
     pruner: PrunerSpec = Field(default_factory=lambda: PrunerSpec())
-    trials: int | None = Field(20, ge=1, le=MAX_TRIALS)
+    trials: int | TrialBudget | None = Field(20)
     timeout_minutes: float | None = Field(None, gt=0)
     seed: int = Field(0, ge=0)
     budget: int = Field(2048, ge=1)
@@ -218,6 +247,14 @@ class StudySpec(_Strict):
             raise ValueError(f"architectures are listed more than once: {names}")
         if self.trials is None and self.timeout_minutes is None and self.sampler.name != "grid":
             raise ValueError("give `trials` (per architecture), `timeout_minutes`, or both")
+        if isinstance(self.trials, int) and not 1 <= self.trials <= MAX_TRIALS:
+            raise ValueError(f"trials must be between 1 and {MAX_TRIALS}, got {self.trials}")
+        if isinstance(self.trials, TrialBudget) and (
+            self.objective.kind == "multi" or self.sampler.name == "grid"
+        ):
+            raise ValueError(
+                "trials: {until: settled} needs one objective value and a sampler that proposes (not multi, not grid)"
+            )
         if self.sweep is not None:
             if self.dataset.kind != "synthetic":
                 raise ValueError(
@@ -335,6 +372,16 @@ class StudySpec(_Strict):
         data["source_file"] = str(Path(self.source).resolve()) if self.source else ""
         data["plugin_origins"] = self.plugin_origins()
         return json.loads(json.dumps(data, default=str))
+
+    @property
+    def budget_rule(self) -> TrialBudget | None:
+        """The convergence budget, when ``trials`` is one."""
+        return self.trials if isinstance(self.trials, TrialBudget) else None
+
+    @property
+    def first_trials(self) -> int | None:
+        """The tickets queued at first: ``trials``, or a convergence budget's ``min``."""
+        return self.trials.min if isinstance(self.trials, TrialBudget) else self.trials
 
     def definition(self, arch: str) -> dict[str, Any]:
         """What defines architecture ``arch``'s tuning experiment, as compared when a study is resumed: the

@@ -19,24 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import gammaln
+
+from hpo.estimators import subset_weights
 
 __all__ = ["Crossing", "ExpectedMax", "best_so_far", "crossings", "expected_max", "subset_weights"]
-
-
-def subset_weights(n: int) -> np.ndarray:
-    """``W[k-1, i-1]`` = P(the ``i``-th smallest of ``n`` scores is the largest of a random ``k``-subset)."""
-    k = np.arange(1, n + 1)[:, None]
-    i = np.arange(1, n + 1)[None, :]
-    valid = i >= k
-    with np.errstate(invalid="ignore"):
-        log_w = (
-            gammaln(i)
-            - gammaln(k)
-            - gammaln(np.where(valid, i - k + 1, 1))
-            - (gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1))
-        )
-    return np.where(valid, np.exp(log_w), 0.0)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import torch
 
@@ -159,6 +160,9 @@ class DuplicateConfiguration(Exception):
 
 
 MAX_RESAMPLES = 2
+PROBE_SEED = (
+    7_000_000  # the seed-spread probe's first seed, far from every tuning trial's (seed * 100003 + n)
+)
 
 
 IN_FLIGHT = (
@@ -179,6 +183,17 @@ def same_configuration(trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
         if t.number != trial.number and t.params == params
     ]
     return min(same, key=lambda t: (t.state == optuna.trial.TrialState.RUNNING, t.number), default=None)
+
+
+def _finished(
+    study: optuna.Study, number: int, fail_stale: Callable[[optuna.Study], None], poll: float = 0.5
+) -> optuna.trial.FrozenTrial:
+    """Trial ``number`` once it is no longer RUNNING (a dead owner's trial is failed by its stale heartbeat)."""
+    while (t := study.get_trials(deepcopy=False)[number]).state == optuna.trial.TrialState.RUNNING:
+        interrupts.check()
+        fail_stale(study)
+        time.sleep(poll)
+    return t
 
 
 def _reuse(trial: optuna.Trial, earlier: optuna.trial.FrozenTrial) -> float | list[float]:
@@ -225,6 +240,9 @@ class Objective:
         # called once the trial's configuration is proposed and checked: the worker loop holds the study's lock
         # until then, so that concurrent workers never propose the same configuration at once
         self.after_proposal: Callable[[], None] = lambda: None
+        self.fail_stale: Callable[[optuna.Study], None] = lambda study: (
+            None
+        )  # the worker loop's, while waiting
 
     def finite_points(self) -> list[dict[str, Any]] | None:
         """Every configuration of a space made only of categorical parameters (its grid), else ``None``: where
@@ -235,6 +253,32 @@ class Objective:
             except ConfigError:
                 self._points = None
         return self._points
+
+    @property
+    def higher_is_better(self) -> bool:
+        return objective_directions(self.spec, self.ds)[0] == "maximize"
+
+    def probe_seed_sd(self, best: optuna.trial.FrozenTrial, n: int) -> float:
+        """The spread over ``n`` seeds of the objective of ``best``'s configuration (trained as one vectorised
+        model on the validation split, seeds apart from any tuning trial's): how much of a difference between
+        two configurations is seed noise (``trials: {tolerance: auto}``, :mod:`hpo.search.settle`)."""
+        model_params = {k: best.params[k] for k in self.space.params if k in best.params}
+        opt_params = {k: best.params[k] for k in self.opt_space.params if k in best.params}
+        hyper = self.space.derive(model_params, len(self.ds.tasks))
+        cfg = self._train_config(opt_params)
+        seeds = [PROBE_SEED + i for i in range(n)]
+        model = create_model(
+            self.arch, self.ds.spec, self.ds.tasks, replicas=n, seeds=seeds, budget=self.spec.budget, **hyper
+        )
+        threads.for_trial(cfg.threads)
+        results = train(model, self.ds, cfg, init_seeds=seeds, data_seeds=seeds)
+        values = [
+            float(np.mean([r.metric("valid", task, metric) for task, metric in self.targets]))
+            for r in results
+            if r.status == "ok"
+        ]
+        values = [v for v in values if math.isfinite(v)]
+        return float(np.std(values, ddof=1)) if len(values) >= 2 else float("nan")
 
     def _train_config(self, sampled: dict[str, Any]) -> TrainConfig:
         return training_config(self.spec, self.targets, self.device, sampled)
@@ -250,9 +294,14 @@ class Objective:
         if earlier is None:
             return None
         if int(keys.plain(trial.user_attrs).get("resamples", 0)) >= MAX_RESAMPLES:
-            if earlier.state == optuna.trial.TrialState.RUNNING:  # nothing to reuse yet: train it, and say so
-                trial.set_user_attr(keys.key("same_as_running"), earlier.number)
-                return None
+            if (
+                earlier.state == optuna.trial.TrialState.RUNNING
+            ):  # every point is tried or running: wait for it
+                self.after_proposal()  # other workers may go on meanwhile
+                earlier = _finished(trial.study, earlier.number, self.fail_stale)
+                if earlier.state == optuna.trial.TrialState.FAIL:  # its worker died: train it here instead
+                    trial.set_user_attr(keys.key("same_as_failed"), earlier.number)
+                    return None
             return _reuse(trial, earlier)
         trial.set_user_attr(keys.key("duplicate_of"), earlier.number)
         raise DuplicateConfiguration(f"the sampler proposed trial {earlier.number}'s configuration again")

@@ -35,7 +35,7 @@ from hpo.config.study import StudySpec, changed_fields
 from hpo.data._tabular import TabularDataset
 from hpo.data.sources import load_source
 from hpo.errors import ConfigError, Interrupted, WorkerError
-from hpo.search import interrupts
+from hpo.search import interrupts, settle
 from hpo.search.factories import grid_points, make_pruner, make_sampler
 from hpo.search.launch import WorkerExit, spawn_workers, watch_workers
 from hpo.search.objective import (
@@ -173,7 +173,12 @@ def tickets_of(
     spec: StudySpec, arch: str, n_trials: int | None
 ) -> tuple[int | None, list[dict[str, Any]] | None]:
     """How many tickets an architecture's study gets, and their fixed parameters (grid studies only)."""
-    n = n_trials if n_trials is not None else spec.trials
+    if n_trials is not None and spec.budget_rule is not None:
+        raise ConfigError(
+            f"{spec.source}: trials is {{min: {spec.budget_rule.min}, max: {spec.budget_rule.max}, until: settled}}; "
+            "--n-trials does not apply to it: change min or max in the study"
+        )
+    n = n_trials if n_trials is not None else spec.first_trials
     if spec.sampler.name != "grid":
         return n, None
     space = next(s for name, s in spec.spaces().items() if name == arch)
@@ -283,10 +288,9 @@ class _Drain:
 
         def func(trial: optuna.Trial) -> Any:
             current["number"] = trial.number
-            if (
-                proposes
-            ):  # the lock is let go once the configuration is proposed and checked against the others
+            if proposes:  # the lock is let go once the configuration is proposed and checked against others
                 objective.after_proposal = lock.release
+                objective.fail_stale = self.fail_stale
             else:  # the WAITING trial is ours now: let other workers claim theirs
                 lock.release()
             ticket = keys.plain(trial.user_attrs).get("ticket")
@@ -316,16 +320,34 @@ class _Drain:
 
         return func
 
+    def fail_stale(self, study: optuna.Study) -> None:
+        """Fail (and re-queue) the trials of workers that died: Optuna's heartbeat on SQL, hpo's elsewhere."""
+        if self.rdb:
+            optuna.storages.fail_stale_trials(study)
+            fail_unbeaten(study)
+        else:
+            fail_stale(study)
+
+    def extended(self, study: optuna.Study, objective: Any) -> bool:
+        """Whether the convergence rule (``trials: {until: settled}``) queued more trials of a finished study."""
+        if not isinstance(objective, Objective) or objective.spec.budget_rule is None:
+            return False
+        return settle.settle(
+            self.url,
+            study,
+            objective.spec,
+            higher_is_better=objective.higher_is_better,
+            spaces=[objective.space, objective.opt_space],
+            probe=objective.probe_seed_sd,
+            enqueue=ensure_tickets,
+        )
+
     def step(self, key: str, study: optuna.Study, objective: Any) -> bool | None:
         """Run one WAITING trial of ``study``; ``True`` if one ran, ``False`` if none is waiting but some are
         running elsewhere, ``None`` when the study is finished."""
         current: dict[str, int] = {}
         with claim_lock(self.url, study.study_name) as lock:
-            if self.rdb:
-                optuna.storages.fail_stale_trials(study)
-                fail_unbeaten(study)
-            else:
-                fail_stale(study)
+            self.fail_stale(study)
             states = [t.state for t in study.get_trials(deepcopy=False)]
             if optuna.trial.TrialState.WAITING not in states:
                 return False if optuna.trial.TrialState.RUNNING in states else None
@@ -406,6 +428,8 @@ def drain(
                     continue
                 interrupts.check()
                 ran = worker.step(key, study, objective)
+                if ran is None and worker.extended(study, objective):
+                    ran = True  # the convergence rule queued more trials
                 if ran is None:
                     done.add(key)
                 ran_any = ran_any or bool(ran)
@@ -414,6 +438,14 @@ def drain(
     finally:
         for h in handlers:
             h.removeFilter(quiet)
+    if deadline is not None and time.time() > deadline:
+        for key, (study, objective) in queues.items():
+            if (
+                key not in done
+                and isinstance(objective, Objective)
+                and objective.spec.budget_rule is not None
+            ):
+                settle.mark_timeout(url, study)
     return worker.stats
 
 
@@ -587,6 +619,9 @@ def run_study(
     studies = create_studies(spec, storage, ds, allow_changed=allow_changed)
     for arch, study in studies.items():
         count, points = tickets[arch]
+        if spec.budget_rule is not None:  # up to the target the convergence rule recorded
+            count = settle.resume_target(study, spec.budget_rule)
+            tickets[arch] = (count, points)
         if count is not None:
             with claim_lock(url, study.study_name):
                 ensure_tickets(study, count, points)

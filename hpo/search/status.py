@@ -34,6 +34,13 @@ def storage_status(storage_url: str | None = None) -> list[dict[str, Any]]:
             "trials": counts,
             "surplus": sum(1 for t in trials if keys.plain(t.user_attrs).get("surplus")),
         }
+        attrs = keys.plain(study.user_attrs)
+        if (
+            "tickets_target" in attrs or "stop_reason" in attrs
+        ):  # a convergence budget (trials: {until: settled})
+            entry["stop_reason"] = attrs.get("stop_reason")
+            entry["stopped_at"] = attrs.get("stopped_at")
+            entry["settle_history"] = attrs.get("settle_history", [])
         complete = [
             t
             for t in trials

@@ -1,0 +1,71 @@
+"""Small estimators that tuning and reporting both rely on, pure functions of numbers (the bottom layer).
+
+* :func:`subset_weights` and :func:`expected_best`: the expected best of ``k`` trials drawn from the ``n`` that
+  ran, by the unbiased estimator of Tang et al. (2020, "Showing your work doesn't always work"): with the scores
+  sorted ascending, ``E[max of k] = sum_{i=k..n} C(i-1, k-1) / C(n, k) * v_(i)``.
+* :func:`doubling_gain`: what the last doubling of trials bought, ``E[best of n] - E[best of n/2]``, the quantity
+  the convergence rule of a ``trials: {until: settled}`` budget compares with its tolerance.
+* :func:`resolvable_gap`: the smallest true difference of means that a comparison of ``n`` seeds per side detects
+  with the given power, at the level the report's verdict really uses: Holm over ``comparisons`` pairs, whose
+  first and strictest step is Bonferroni's ``alpha / comparisons``. Normal approximation, two independent samples
+  of a common spread ``sd``: ``(z(1 - a/2) + z(power)) * sd * sqrt(2 / n)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import stats as sps
+from scipy.special import gammaln
+
+__all__ = ["doubling_gain", "expected_best", "resolvable_gap", "subset_weights"]
+
+
+def subset_weights(n: int) -> np.ndarray:
+    """``W[k-1, i-1]`` = P(the ``i``-th smallest of ``n`` scores is the largest of a random ``k``-subset)."""
+    k = np.arange(1, n + 1)[:, None]
+    i = np.arange(1, n + 1)[None, :]
+    valid = i >= k
+    with np.errstate(invalid="ignore"):
+        log_w = (
+            gammaln(i)
+            - gammaln(k)
+            - gammaln(np.where(valid, i - k + 1, 1))
+            - (gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1))
+        )
+    return np.where(valid, np.exp(log_w), 0.0)
+
+
+def expected_best(values: np.ndarray, k: int, *, higher_is_better: bool = True) -> float:
+    """The expected best of ``k`` of the finite ``values`` drawn without replacement (Tang et al.)."""
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    if not 1 <= k <= len(x):
+        raise ValueError(f"k must be between 1 and the {len(x)} finite values, got {k}")
+    sign = 1.0 if higher_is_better else -1.0
+    return float(sign * (subset_weights(len(x))[k - 1] @ np.sort(sign * x)))
+
+
+def doubling_gain(values: np.ndarray, *, higher_is_better: bool = True) -> float:
+    """How much better the expected best of all ``n`` finite values is than that of ``n // 2`` of them (positive
+    is better, in the metric's units); NaN with fewer than two values."""
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    if len(x) < 2:
+        return float("nan")
+    full = expected_best(x, len(x), higher_is_better=higher_is_better)
+    half = expected_best(x, len(x) // 2, higher_is_better=higher_is_better)
+    return full - half if higher_is_better else half - full
+
+
+def resolvable_gap(
+    sd: float, n: int, *, comparisons: int = 1, alpha: float = 0.05, power: float = 0.8
+) -> float:
+    """The smallest difference of means ``n`` seeds per side detect with ``power`` at Holm's strictest level
+    over ``comparisons`` pairs (``alpha / comparisons``), for a per-seed spread ``sd``."""
+    if n < 2 or not math.isfinite(sd):
+        return float("nan")
+    level = alpha / max(1, comparisons)
+    z = float(sps.norm.ppf(1 - level / 2) + sps.norm.ppf(power))
+    return z * sd * math.sqrt(2 / n)

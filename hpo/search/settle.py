@@ -1,0 +1,221 @@
+"""Tuning until the verdict is settled: the stopping rule of ``trials: {min, max, until: settled}``.
+
+A comparison is only as fair as the tuning behind it, and a fixed number of trials favours small spaces and stops
+big ones before they converge. So an architecture keeps tuning while more trials are still expected to matter,
+by one rule for all:
+
+* when every queued trial of an architecture has finished (at ``min`` first, then after each extension), the
+  expected best validation score of all ``n`` finished trials is compared with that of ``n / 2`` of them (Tang et
+  al.'s unbiased estimator, :func:`hpo.estimators.doubling_gain`): the gain of the last doubling;
+* it is **settled** when that gain is below the tolerance and its best configuration sits on no bound of its
+  space (a best value on a bound says the range, not the tuning, stopped it; the budget's own ceiling on units
+  is not such a bound); it stops at **max** when it has run ``max`` trials; otherwise ``grow`` x n more tickets
+  are queued (never past ``max``);
+* ``tolerance: auto`` puts tuning noise and seed noise on one scale: it is the smallest difference the
+  retraining can resolve, :func:`hpo.estimators.resolvable_gap` at ``retrain.seeds`` seeds and Holm over every
+  pair of architectures, with the per-seed spread measured once, by training the best configuration after
+  ``min`` trials with ``probe_seeds`` seeds (recorded on the study as ``seed_sd``).
+
+Decisions are taken under the study's claim lock, after checking again that nothing is waiting or running and
+that no other worker decided first, so any number of workers queue each extension once, never pass ``max`` and
+never stop an architecture twice; the decision and its numbers are recorded on the study (``tickets_target``,
+``settle_history``, ``stop_reason`` in ``settled | max | timeout``, ``stopped_at``, ``bound_hits``), which is
+what makes it resumable: ``hpo run`` again queues up to the recorded target and adds nothing to a stopped study.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+
+from hpo.config.space import SearchSpace
+from hpo.config.study import StudySpec, TrialBudget
+from hpo.estimators import doubling_gain, resolvable_gap
+from hpo.storage import keys
+from hpo.storage.locks import claim_lock
+
+__all__ = [
+    "FINAL",
+    "Decision",
+    "bound_hits",
+    "decide",
+    "mark_timeout",
+    "resume_target",
+    "settle",
+    "tolerance_of",
+]
+
+FINAL = ("settled", "max")  # a study stopped for these reasons gets no more trials; "timeout" resumes
+BOUND_SHARE = 0.01  # a float within this share of its range (in its own scale) of a bound is on the bound
+S = optuna.trial.TrialState
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the rule made of ``trials`` finished trials: stop (and why) or the next ticket target."""
+
+    trials: int
+    gain: float
+    tolerance: float
+    bound_hits: list[str]
+    stop_reason: str | None
+    next_target: int
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "trials": self.trials,
+            "gain": self.gain if math.isfinite(self.gain) else None,
+            "tolerance": self.tolerance if math.isfinite(self.tolerance) else None,
+            "bound_hits": self.bound_hits,
+            "decision": self.stop_reason or f"extend to {self.next_target}",
+        }
+
+
+def decide(
+    values: Sequence[float],
+    *,
+    higher_is_better: bool,
+    target: int,
+    rule: TrialBudget,
+    tolerance: float,
+    hits: list[str],
+) -> Decision:
+    """The rule itself, a pure function of the finished trials' values and the state of the budget."""
+    gain = doubling_gain(np.asarray(values, dtype=float), higher_is_better=higher_is_better)
+    if math.isfinite(gain) and math.isfinite(tolerance) and gain < tolerance and not hits:
+        return Decision(target, gain, tolerance, hits, "settled", target)
+    if target >= rule.max:
+        return Decision(target, gain, tolerance, hits, "max", target)
+    grown = min(rule.max, target + max(1, math.ceil(rule.grow * target)))
+    return Decision(target, gain, tolerance, hits, None, grown)
+
+
+def bound_hits(params: dict[str, Any], spaces: Sequence[SearchSpace], budget: int) -> list[str]:
+    """The numeric parameters of ``params`` that sit on a bound of their range, as ``name=value (low|high)``;
+    an integer whose upper bound reaches the budget (a units count at the ceiling every architecture shares) is
+    not a bound the tuning could move."""
+    out = []
+    for space in spaces:
+        for name, r in space.params.items():
+            if name not in params or r.type not in ("int", "float") or r.low is None or r.high is None:
+                continue
+            v = float(params[name])
+            lo, hi = float(r.low), float(r.high)
+            if r.type == "int":
+                at_low, at_high = v <= lo, v >= hi and hi < budget
+            else:
+                scale = (lambda x: math.log(x)) if r.log and lo > 0 else (lambda x: x)
+                span = scale(hi) - scale(lo)
+                at_low = scale(v) - scale(lo) <= BOUND_SHARE * span
+                at_high = scale(hi) - scale(v) <= BOUND_SHARE * span
+            if at_low or at_high:
+                out.append(f"{name}={params[name]:g} ({'low' if at_low else 'high'} bound)")
+    return out
+
+
+def _attrs(study: optuna.Study) -> dict[str, Any]:
+    return keys.plain(study.user_attrs)
+
+
+def resume_target(study: optuna.Study, rule: TrialBudget) -> int:
+    """How many tickets a (re)run queues for a convergence budget: the recorded target, at least ``min``. A study
+    stopped by ``timeout`` continues from where it was."""
+    attrs = _attrs(study)
+    if attrs.get("stop_reason") == "timeout":
+        study.set_user_attr(keys.key("stop_reason"), None)
+    target = max(rule.min, int(attrs.get("tickets_target") or 0))
+    if "tickets_target" not in attrs:
+        study.set_user_attr(keys.key("tickets_target"), target)
+    return target
+
+
+def tolerance_of(study: optuna.Study, spec: StudySpec, probe: Any) -> float:
+    """The study's tolerance: the rule's number, or (``auto``) the resolvable difference of the retraining with
+    the per-seed spread measured once by ``probe(best_trial, seeds)`` and stored as ``seed_sd``."""
+    rule = spec.budget_rule
+    assert rule is not None
+    if rule.tolerance != "auto":
+        return float(rule.tolerance)
+    attrs = _attrs(study)
+    if "seed_sd" not in attrs:
+        sd = float(probe(study.best_trial, rule.probe_seeds))
+        if "seed_sd" not in _attrs(study):  # another worker may have measured it meanwhile: the same config
+            study.set_user_attr(keys.key("seed_sd"), sd if math.isfinite(sd) else None)
+            study.set_user_attr(
+                keys.key("seed_sd_probe"), {"trial": study.best_trial.number, "seeds": rule.probe_seeds}
+            )
+        attrs = _attrs(study)
+    measured = attrs.get("seed_sd")
+    pairs = max(1, len(spec.architectures) * (len(spec.architectures) - 1) // 2)
+    if measured is None:
+        return float("nan")  # the probe diverged: nothing can be called settled, tuning runs to max
+    return resolvable_gap(float(measured), spec.retrain.seeds, comparisons=pairs)
+
+
+def settle(
+    url: str,
+    study: optuna.Study,
+    spec: StudySpec,
+    *,
+    higher_is_better: bool,
+    spaces: Sequence[SearchSpace],
+    probe: Any,
+    enqueue: Any,
+) -> bool:
+    """Called by a worker that found every queued trial of ``study`` finished: apply the rule once. Return True
+    when more tickets were queued (or another worker queued some), False when the architecture is done."""
+    rule = spec.budget_rule
+    if rule is None or _attrs(study).get("stop_reason") in FINAL:
+        return False
+    if not [t for t in study.get_trials(deepcopy=False) if t.state == S.COMPLETE]:
+        return (
+            False  # nothing to judge (every trial failed or was pruned): a rerun retries the failed tickets
+        )
+    tolerance = tolerance_of(study, spec, probe)  # may train (the probe): outside the lock
+    with claim_lock(url, study.study_name):
+        trials = study.get_trials(deepcopy=False)
+        if any(t.state in (S.WAITING, S.RUNNING) for t in trials):
+            return True  # another worker extended it meanwhile
+        attrs = _attrs(study)
+        if attrs.get("stop_reason") in FINAL:
+            return False
+        target = max(rule.min, int(attrs.get("tickets_target") or 0))
+        done = {keys.plain(t.user_attrs).get("ticket") for t in trials if t.state in (S.COMPLETE, S.PRUNED)}
+        if len({d for d in done if d is not None and d < target}) < target:
+            return False  # a failed ticket: the next run queues it again, then the rule is applied
+        values = [t.value for t in trials if t.state == S.COMPLETE and t.value is not None]
+        hits = bound_hits(study.best_trial.params, spaces, spec.budget)
+        d = decide(
+            values,
+            higher_is_better=higher_is_better,
+            target=target,
+            rule=rule,
+            tolerance=tolerance,
+            hits=hits,
+        )
+        study.set_user_attr(keys.key("settle_history"), [*attrs.get("settle_history", []), d.record()])
+        study.set_user_attr(keys.key("bound_hits"), hits)
+        if d.stop_reason is not None:
+            study.set_user_attr(keys.key("stop_reason"), d.stop_reason)
+            study.set_user_attr(keys.key("stopped_at"), target)
+            return False
+        study.set_user_attr(keys.key("tickets_target"), d.next_target)
+        enqueue(study, d.next_target)
+        return True
+
+
+def mark_timeout(url: str, study: optuna.Study) -> None:
+    """A convergence budget cut by ``timeout_minutes`` says so (and a later run resumes it)."""
+    with claim_lock(url, study.study_name):
+        if _attrs(study).get("stop_reason") in FINAL:
+            return
+        done = sum(1 for t in study.get_trials(deepcopy=False) if t.state in (S.COMPLETE, S.PRUNED))
+        study.set_user_attr(keys.key("stop_reason"), "timeout")
+        study.set_user_attr(keys.key("stopped_at"), done)
+        study.set_user_attr(keys.key("timeout_at"), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))

@@ -1,0 +1,158 @@
+"""Tuning until settled: the rule, bound hits, and a study under two overlapping workers that stops each
+architecture once, at its own trial count, for its recorded reason, and adds nothing on resume."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from hpo.config.space import SearchSpace
+from hpo.config.study import TrialBudget, load_study
+from hpo.errors import ConfigError
+from hpo.search.runner import tickets_of
+from hpo.search.settle import bound_hits, decide
+from hpo.search.status import storage_status
+from hpo.storage import keys
+from tests.search.conftest import make_study
+
+RULE = TrialBudget(min=4, max=10, tolerance=0.01)
+
+
+def test_the_rule_extends_settles_and_stops_at_max() -> None:
+    rising = [0.50, 0.60, 0.70, 0.80]  # the last doubling bought 0.1 > 0.01
+    d = decide(rising, higher_is_better=True, target=4, rule=RULE, tolerance=0.01, hits=[])
+    assert (d.stop_reason, d.next_target) == (None, 6)  # grow 0.5: 4 + 2
+    flat = [0.80, 0.80, 0.80, 0.80, 0.80, 0.801]
+    assert (
+        decide(flat, higher_is_better=True, target=6, rule=RULE, tolerance=0.01, hits=[]).stop_reason
+        == "settled"
+    )
+    on_bound = decide(
+        flat, higher_is_better=True, target=6, rule=RULE, tolerance=0.01, hits=["lr=0.1 (high bound)"]
+    )
+    assert (on_bound.stop_reason, on_bound.next_target) == (None, 9)  # never settled on a bound
+    assert (
+        decide(rising, higher_is_better=True, target=10, rule=RULE, tolerance=0.01, hits=[]).stop_reason
+        == "max"
+    )
+    # lower is better: a falling loss is an improvement
+    assert (
+        decide(
+            [0.5, 0.4, 0.3, 0.2], higher_is_better=False, target=4, rule=RULE, tolerance=0.01, hits=[]
+        ).stop_reason
+        is None
+    )
+
+
+def test_bounds_are_named_but_the_budget_ceiling_is_not_one() -> None:
+    space = SearchSpace.model_validate(
+        {
+            "architecture": "mmoe",
+            "params": {
+                "units": {"type": "int", "low": 16, "high": 2048, "log": True},
+                "experts": {"type": "int", "low": 2, "high": 8},
+                "lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
+            },
+            "model": {"expert_units": "[units]", "n_experts": "experts"},
+        }
+    )
+    assert bound_hits({"units": 2048, "experts": 8, "lr": 0.0999}, [space], 2048) == [
+        "experts=8 (high bound)",
+        "lr=0.0999 (high bound)",
+    ]
+    assert bound_hits({"units": 16, "experts": 4, "lr": 1e-3}, [space], 2048) == ["units=16 (low bound)"]
+
+
+def test_a_convergence_budget_is_validated_and_refuses_n_trials(tmp_path: Path) -> None:
+    path = make_study(tmp_path, trials={"min": 3, "max": 2})
+    with pytest.raises(ConfigError, match=r"trials.max \(2\) is below trials.min \(3\)"):
+        load_study(path)
+    spec = load_study(make_study(tmp_path, trials={"min": 3, "max": 6, "tolerance": 0.001}))
+    assert tickets_of(spec, "mmoe", None) == (3, None)
+    with pytest.raises(ConfigError, match="--n-trials does not apply"):
+        tickets_of(spec, "mmoe", 5)
+
+
+def settled_study(tmp_path: Path) -> Path:
+    """Shared-Bottom on a one-point space (every trial the same value: settled at min) and MMoE over a learning
+    rate range (every doubling still gains something: runs to max)."""
+    (tmp_path / "spaces").mkdir()
+    one = {
+        "architecture": "shared_bottom",
+        "params": {"units": {"type": "categorical", "choices": [16]}},
+        "model": {"bottom_units": "[units]", "tower_units": "[8]"},
+    }
+    wide = {
+        "architecture": "mmoe",
+        "params": {"units": {"type": "int", "low": 4, "high": 64, "log": True}},
+        "model": {"expert_units": "[units]", "n_experts": "4", "tower_units": "[8]"},
+    }
+    (tmp_path / "spaces" / "one.yaml").write_text(yaml.safe_dump(one))
+    (tmp_path / "spaces" / "wide.yaml").write_text(yaml.safe_dump(wide))
+    (tmp_path / "spaces" / "opt.yaml").write_text(
+        yaml.safe_dump({"params": {"lr": {"type": "categorical", "choices": [0.01]}}})
+    )
+    return make_study(
+        tmp_path,
+        architectures=[
+            {"name": "shared_bottom", "search_space": str(tmp_path / "spaces" / "one.yaml")},
+            {"name": "mmoe", "search_space": str(tmp_path / "spaces" / "wide.yaml")},
+        ],
+        optimizer_space=str(tmp_path / "spaces" / "opt.yaml"),
+        trials={"min": 3, "max": 7, "tolerance": 1e-12, "grow": 0.5},
+        sampler={"name": "tpe", "seed": 0, "options": {"n_startup_trials": 2}},
+        training={"epochs": 2, "patience": None, "batch_size": 256, "device": "cpu"},
+        dataset={
+            "kind": "synthetic",
+            "p": 0.7,
+            "d": 8,
+            "n_train": 600,
+            "n_valid": 200,
+            "n_test": 200,
+            "seed": 0,
+        },
+    )
+
+
+def test_two_workers_stop_each_architecture_once_at_its_own_count(tmp_path: Path) -> None:
+    path = settled_study(tmp_path)
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    run = [sys.executable, "-m", "hpo.cli", "run", str(path), "--storage", url, "--devices", "cpu", "--quiet"]
+    procs = [subprocess.Popen([*run, "--workers", "2"]), subprocess.Popen(run)]  # overlapping: three workers
+    assert [p.wait(timeout=900) for p in procs] == [0, 0]
+    spec = load_study(path)
+    counts = {}
+    for arch in ("shared_bottom", "mmoe"):
+        study = optuna.load_study(study_name=spec.study_name(arch), storage=url)
+        attrs = keys.plain(study.user_attrs)
+        done = [
+            t
+            for t in study.trials
+            if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        ]
+        tickets = sorted(keys.plain(t.user_attrs)["ticket"] for t in done)
+        assert tickets == list(range(len(done))), (arch, tickets)  # each ticket once, none past the target
+        assert len(done) <= 7 and attrs["stopped_at"] == len(done)
+        stops = [h for h in attrs["settle_history"] if not h["decision"].startswith("extend")]
+        assert len(stops) == 1 and stops[0]["decision"] == attrs["stop_reason"], attrs["settle_history"]
+        counts[arch] = (attrs["stop_reason"], len(done))
+    assert counts == {"shared_bottom": ("settled", 3), "mmoe": ("max", 7)}, counts
+    status = {e["architecture"]: e for e in storage_status(url)}
+    assert status["mmoe"]["stop_reason"] == "max" and status["shared_bottom"]["stopped_at"] == 3
+    # resuming a stopped study adds nothing
+    subprocess.run(run, check=True, timeout=300)
+    for arch, (_, n) in counts.items():
+        assert len(optuna.load_study(study_name=spec.study_name(arch), storage=url).trials) == len(
+            [t for t in optuna.load_study(study_name=spec.study_name(arch), storage=url).trials]
+        )
+        done = [
+            t
+            for t in optuna.load_study(study_name=spec.study_name(arch), storage=url).trials
+            if t.state.is_finished()
+        ]
+        assert len([t for t in done if t.state != optuna.trial.TrialState.FAIL]) == n
