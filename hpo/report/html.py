@@ -25,6 +25,7 @@ from hpo.report.figures import (
     test_metric,
 )
 from hpo.report.robustness import robustness_sections
+from hpo.report.settled import settled_frame, settled_html, unsettled_caveat
 from hpo.report.stats import RankSummary
 from hpo.report.verdict import caveats, gaps_frame, verdict_html, verdicts
 from hpo.schema import HIGHER_IS_BETTER
@@ -165,12 +166,18 @@ def _comparison_sections(comp: pd.DataFrame, metrics: dict[str, str]) -> list[st
 
 
 def _verdict_section(data: ReportData, pairs: pd.DataFrame, metrics: dict[str, str], stem: Path) -> str:
-    """The verdict (and ``<stem>_verdict.csv``): from the same seed values and pairwise table as the rest."""
+    """The verdict (and ``<stem>_verdict.csv``), then how settled the tuning behind it is (``<stem>_settled.csv``):
+    from the same seed values, pairwise table and trials as the rest."""
     values = {task: seed_values(data, task, metric) for task, metric in metrics.items()}
     found = verdicts(values, metrics, pairs)
     gaps_frame(found).to_csv(f"{stem}_verdict.csv", index=False)
-    notes = caveats(found, values, data.seed_results, data.searched)
-    return verdict_html(found, notes, "two-sided Mann-Whitney U", len(pairs))
+    settled = settled_frame(data)
+    if not settled.empty:
+        settled.to_csv(f"{stem}_settled.csv", index=False)
+    notes = caveats(found, values, data.seed_results, data.searched) + unsettled_caveat(settled)
+    return verdict_html(found, notes, "two-sided Mann-Whitney U", len(pairs)) + settled_html(
+        settled, table_html
+    )
 
 
 def _across_figures(

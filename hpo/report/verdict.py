@@ -7,8 +7,11 @@ each sentence can be checked against the CSVs beside it:
 * *tied with the best*: the Holm-corrected p-value of the pair (best, A) in the pairwise table is at least the
   level (the table's test and correction family, named in the sentence);
 * *gap*: mean of A minus mean of the best, in metric units, with a BCa bootstrap interval of that difference;
-* *resolvable difference*: the smallest true gap that this many seeds would detect with power 0.8 at the level,
-  from the observed spreads (normal approximation, two samples): ``(z(1 - a/2) + z(0.8)) * sqrt(sa²/na + sb²/nb)``.
+* *resolvable difference*: the smallest true gap that this many seeds would detect with power 0.8 at the level the
+  verdict really uses, Holm over the pairwise table's family, whose strictest step is ``a = level / family``, from
+  the observed spreads (normal approximation, two samples): ``(z(1 - a/2) + z(0.8)) * sqrt(sa²/na + sb²/nb)``;
+* *cannot be separated*: a pair whose smallest attainable corrected p (complete separation of the seeds) is not
+  below the level is said to be so, not "tied": no data from that many seeds could have told them apart.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ __all__ = [
     "collapsed",
     "gap_interval",
     "resolvable_difference",
+    "smallest_corrected_p",
     "task_verdict",
     "verdict_html",
     "verdicts",
@@ -55,6 +59,15 @@ def resolvable_difference(
         return float("nan")
     z = sps.norm.ppf(1 - alpha / 2) + sps.norm.ppf(power)
     return float(z * math.sqrt(np.var(a, ddof=1) / len(a) + np.var(b, ddof=1) / len(b)))
+
+
+def smallest_corrected_p(n_a: int, n_b: int, family: int = 1) -> float:
+    """The smallest two-sided Mann-Whitney p-value samples of these sizes can give (complete separation, the
+    same test the pairwise table runs), times the Holm family's size (the first step's multiplier), capped at 1."""
+    if n_a < 1 or n_b < 1:
+        return 1.0
+    p = float(sps.mannwhitneyu(np.arange(n_a), np.arange(n_a, n_a + n_b), alternative="two-sided").pvalue)
+    return min(1.0, p * max(1, family))
 
 
 def gap_interval(
@@ -98,8 +111,12 @@ def task_verdict(
     values: dict[str, np.ndarray],
     pairs: pd.DataFrame,
     alpha: float = 0.05,
+    family: int = 1,
 ) -> TaskVerdict:
-    """Best by mean; the others with their gap, its interval, the pair's corrected p, and whether it is tied."""
+    """Best by mean; the others with their gap, its interval, the pair's corrected p, whether it is tied, and
+    the smallest corrected p these seed counts can reach at all (Holm over ``family`` tests): where even that is
+    not below the level, the pair cannot be separated, whatever the data, and is said to be so rather than tied.
+    The resolvable difference is computed at Holm's strictest level, ``alpha / family``."""
     means = {a: float(np.mean(v)) for a, v in values.items() if len(v)}
     best = max(means, key=lambda a: means[a] if higher else -means[a])
     out = TaskVerdict(task, metric, higher, best)
@@ -110,12 +127,13 @@ def task_verdict(
         p = _holm_p(pairs, task, best, arch)
         lo, hi = gap_interval(v, values[best], level=1 - alpha)
         tied = not p < alpha
+        floor = smallest_corrected_p(len(v), len(values[best]), family)
         if tied:
             out.tied.append(arch)
-            resolvable.append(resolvable_difference(v, values[best], alpha=alpha))
+            resolvable.append(resolvable_difference(v, values[best], alpha=alpha / max(1, family)))
         out.gaps.append(
             {"architecture": arch, "gap": means[arch] - means[best], "ci_low": lo, "ci_high": hi, "holm_p": p,
-             "tied_with_best": tied}
+             "tied_with_best": tied, "smallest_attainable_p": floor, "separable": floor < alpha}
         )  # fmt: skip
     out.resolvable = max(resolvable) if resolvable else float("nan")
     return out
@@ -201,7 +219,7 @@ def _task_caveats(v: TaskVerdict, values: dict[str, np.ndarray]) -> list[str]:
     if v.tied and math.isfinite(v.resolvable):
         out.append(
             f"{v.task}: not enough seeds to resolve a difference of {v.resolvable:.4g} {v.metric.upper()} "
-            f"(power {POWER}, from the observed spreads)"
+            f"(power {POWER} at Holm's strictest level over the family, from the observed spreads)"
         )
     return out
 
@@ -220,12 +238,23 @@ def caveats(
     return out
 
 
+def _tie_label(g: dict[str, Any]) -> str:
+    if not g["tied_with_best"]:
+        return ""
+    if not g.get("separable", True):
+        return (
+            f" (cannot be separated with these seeds: the smallest attainable corrected p is "
+            f"{float(g['smallest_attainable_p']):.2g})"
+        )
+    return " (tied)"
+
+
 def _task_html(v: TaskVerdict, test: str, family: int, alpha: float) -> str:
     tied = ", ".join(esc(a) for a in v.tied) or "none"
     rows = "".join(
         f"<li>{esc(str(g['architecture']))}: {float(g['gap']):+.4f} {esc(v.metric.upper())} "
         f"[{float(g['ci_low']):+.4f}, {float(g['ci_high']):+.4f}], Holm p {float(g['holm_p']):.3g}"
-        f"{' (tied)' if g['tied_with_best'] else ''}</li>"
+        f"{_tie_label(g)}</li>"
         for g in v.gaps
     )
     return (
@@ -256,7 +285,9 @@ def verdicts(
     from hpo.schema import HIGHER_IS_BETTER
 
     return [
-        task_verdict(task, metric, HIGHER_IS_BETTER[metric], values_by_task[task], pairs, alpha)
+        task_verdict(
+            task, metric, HIGHER_IS_BETTER[metric], values_by_task[task], pairs, alpha, max(1, len(pairs))
+        )
         for task, metric in metrics.items()
         if any(len(v) for v in values_by_task[task].values())
     ]

@@ -8,7 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hpo.report.verdict import caveats, collapsed, resolvable_difference, task_verdict, verdict_html
+from hpo.report.verdict import (
+    caveats,
+    collapsed,
+    resolvable_difference,
+    smallest_corrected_p,
+    task_verdict,
+    verdict_html,
+)
 
 
 def test_resolvable_difference_by_hand() -> None:
@@ -73,3 +80,31 @@ def test_one_robust_axis_counts_collapsed_seeds_instead_of_stretching() -> None:
     lo, hi, outside = robust_range(values, "mse")
     assert outside == {"mmoe": 1}  # the collapsed seed is counted, not drawn
     assert lo < 1.5 and 2.7 < hi < 250.0  # every other seed is on the shared axis
+
+
+def test_four_seeds_against_a_family_of_ten_cannot_be_separated_whatever_the_data() -> None:
+    """Exact Mann-Whitney with 4 v 4 seeds: the smallest two-sided p is 2 / C(8, 4) = 1/35; Holm over 10 tests
+    multiplies it by 10, above 0.05: the report says the pair cannot be separated, not that it is tied."""
+    assert smallest_corrected_p(4, 4) == pytest.approx(2 / 70)
+    assert smallest_corrected_p(4, 4, family=10) == pytest.approx(20 / 70)
+    assert smallest_corrected_p(30, 30, family=110) < 0.05
+    values = {"a": np.array([0.90, 0.91, 0.92, 0.93]), "b": np.array([0.80, 0.81, 0.82, 0.83])}
+    v = task_verdict("t", "auc", True, values, pairs([("a", "b", 0.29)]), family=10)
+    (gap,) = v.gaps
+    assert gap["tied_with_best"] and not gap["separable"]
+    html = verdict_html([v], [], "two-sided Mann-Whitney U", 10)
+    assert "cannot be separated with these seeds: the smallest attainable corrected p is 0.29" in html
+    assert "(tied)" not in html
+
+
+def test_the_resolvable_difference_is_taken_at_the_holm_level() -> None:
+    rng = np.random.default_rng(0)
+    values = {"a": rng.normal(0.9, 0.01, 30), "b": rng.normal(0.9, 0.01, 30)}
+    one = task_verdict("t", "auc", True, values, pairs([("a", "b", 0.9)]), family=1)
+    many = task_verdict("t", "auc", True, values, pairs([("a", "b", 0.9)]), family=55)
+    loser = next(a for a in values if a != one.best)
+    assert one.resolvable == pytest.approx(resolvable_difference(values[loser], values[one.best]))
+    assert many.resolvable == pytest.approx(
+        resolvable_difference(values[loser], values[one.best], alpha=0.05 / 55)
+    )
+    assert many.resolvable > one.resolvable

@@ -1,0 +1,140 @@
+"""The report's ``#settled`` section: per architecture, how settled its tuning is, read against its own trials.
+
+A verdict is only as fair as the tuning behind it. For each architecture this section gives the tuning trials that
+finished, the budget and why tuning stopped (``settled``, ``max``, ``timeout`` from a ``trials: {until: settled}``
+budget, or a fixed count), what the last doubling of trials bought (E[best of n] - E[best of n/2], Tang et al.'s
+estimator, with a percentile bootstrap interval over the trials: the best available estimate of what doubling
+them again would buy, which a diminishing-returns curve only lowers), the tolerance it was held to, the best
+configuration's parameters on a bound of their range, and one sentence on whether more tuning could change the
+verdict. An architecture that is not settled is named among the verdict's caveats.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hpo.estimators import doubling_gain
+from hpo.report.data import ReportData
+
+__all__ = ["settled_frame", "settled_html", "unsettled_caveat"]
+
+
+def _gain_interval(values: np.ndarray, higher: bool, seed: int = 0, n: int = 1000) -> tuple[float, float]:
+    if len(values) < 4:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    boot = [doubling_gain(rng.choice(values, len(values)), higher_is_better=higher) for _ in range(n)]
+    lo, hi = np.quantile(boot, [0.025, 0.975])
+    return float(lo), float(hi)
+
+
+def _row(
+    arch: str, trials: pd.DataFrame, attrs: dict[str, Any], higher: bool, on_bound: str
+) -> dict[str, Any]:
+    done = trials[(trials.architecture == arch) & (trials.state == "COMPLETE")]
+    values = done["value_0"].to_numpy(dtype=float) if "value_0" in done else np.array([])
+    values = values[np.isfinite(values)]
+    gain = doubling_gain(values, higher_is_better=higher)
+    lo, hi = _gain_interval(values, higher)
+    rule = (attrs.get("spec") or {}).get("trials")
+    history = attrs.get("settle_history") or []
+    tolerance = history[-1].get("tolerance") if history else None
+    reason = attrs.get("stop_reason") if isinstance(rule, dict) else None
+    if isinstance(rule, dict):
+        budget = f"{rule.get('min')} to {rule.get('max')}, until settled"
+    else:
+        budget = f"fixed: {rule}" if rule is not None else "fixed"
+    settled = reason == "settled"
+    return {
+        "architecture": arch,
+        "trials": len(done),
+        "budget": budget,
+        "stop_reason": reason or ("fixed budget" if not isinstance(rule, dict) else "running or not judged"),
+        "last_doubling_gain": gain,
+        "gain_ci_low": lo,
+        "gain_ci_high": hi,
+        "tolerance": tolerance if tolerance is not None else float("nan"),
+        "best_on_bound": on_bound,
+        "settled": settled,
+        "sentence": _sentence(settled, reason, len(done), gain, (lo, hi), tolerance, on_bound),
+    }
+
+
+def _sentence(
+    settled: bool,
+    reason: str | None,
+    n: int,
+    gain: float,
+    ci: tuple[float, float],
+    tolerance: float | None,
+    on_bound: str,
+) -> str:
+    g = f"{gain:+.4g}" if math.isfinite(gain) else "not measurable"
+    band = f" [{ci[0]:+.4g}, {ci[1]:+.4g}]" if all(map(math.isfinite, ci)) else ""
+    tol = f"the tolerance {tolerance:.3g}" if tolerance is not None else "no tolerance (a fixed budget)"
+    if settled:
+        return (
+            f"Settled after {n} trials: the last doubling gained {g}{band}, under {tol}, with the best "
+            "configuration off every bound; more tuning is unlikely to change the verdict."
+        )
+    why = {"max": f"stopped at its maximum of {n} trials", "timeout": f"cut by the timeout after {n} trials"}
+    head = why.get(reason or "", f"{n} trials")
+    bound = f"; best on a bound: {on_bound}" if on_bound else ""
+    return (
+        f"Not settled ({head}): the last doubling gained {g}{band} against {tol}{bound}; more tuning may "
+        "change the verdict."
+    )
+
+
+def settled_frame(data: ReportData) -> pd.DataFrame:
+    """One row per architecture (the first replicate's study attributes where tuning was replicated)."""
+    higher = (data.directions or ["maximize"])[0] == "maximize"
+    bounds = (
+        dict(zip(data.searched.architecture, data.searched.best_on_bound, strict=False))
+        if {"architecture", "best_on_bound"} <= set(data.searched.columns)
+        else {}
+    )
+    rows = [
+        _row(a.name, data.trials, data.study_attrs.get(a.name, {}), higher, str(bounds.get(a.name) or ""))
+        for a in data.spec.architectures
+        if len(data.trials)
+    ]
+    return pd.DataFrame(rows)
+
+
+def unsettled_caveat(frame: pd.DataFrame) -> list[str]:
+    """The verdict's caveat naming every architecture whose tuning is not settled."""
+    if frame.empty or frame.settled.all():
+        return []
+    names = ", ".join(
+        f"{r.architecture} ({r.stop_reason}, last doubling {r.last_doubling_gain:+.3g})"
+        for r in frame.itertuples()
+        if not r.settled
+    )
+    return [
+        f"tuning is not settled for: {names}; the verdict may change with more tuning (see 'Is the tuning settled?')"
+    ]
+
+
+def settled_html(frame: pd.DataFrame, table: Any) -> str:
+    """The section, right after the verdict."""
+    if frame.empty:
+        return ""
+    sentences = "".join(
+        f"<li><b>{html.escape(r.architecture)}</b>: {html.escape(r.sentence)}</li>"
+        for r in frame.itertuples()
+    )
+    return (
+        '<section id="settled"><h2>Is the tuning settled?</h2><p>Per architecture: the tuning trials that '
+        "finished, the budget and why tuning stopped, what the last doubling of trials bought (expected best of "
+        "n minus expected best of n/2, Tang et al.'s estimator, with a 95% bootstrap interval over the trials: "
+        "the best estimate of what doubling them again would buy), the tolerance the rule held it to "
+        "(<code>trials: {until: settled}</code>; with <code>tolerance: auto</code> the smallest difference the "
+        "retraining can resolve), and the best configuration's parameters on a bound of their range.</p>"
+        f"<ul>{sentences}</ul>{table(frame.drop(columns=['sentence']))}</section>"
+    )
