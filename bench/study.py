@@ -21,7 +21,7 @@ Ratios (``--json`` prints them as the last line):
 * ``gp_over_trial_at_300``: GP seconds per proposal at 300 trials over the median tuning trial's training time
   in the demo study: above 1 the sampler, not training, paces a study of cheap trials.
 
-    python bench/study.py [--trials 6] [--seeds 8] [--json]
+    python bench/study.py [--trials 10] [--seeds 16] [--json]
 """
 
 from __future__ import annotations
@@ -52,12 +52,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def synthetic_study(directory: Path) -> Path:
-    """The smoke study at the paper's input width (d = 100, 10,000 training rows), next to a copy of the spaces."""
+    """The smoke study at the paper's input width (d = 100, 10,000 training rows) over the small search spaces
+    (the full ones span a hundredfold in trial cost, so two runs proposing differently would not be comparable),
+    next to a copy of the spaces."""
     shutil.copytree(ROOT / "search_spaces", directory / "search_spaces", dirs_exist_ok=True)
     (directory / "studies").mkdir(exist_ok=True)
     spec = yaml.safe_load((ROOT / "studies" / "smoke.yaml").read_text())
     spec.update(
         name="bench-synthetic",
+        architectures=[
+            {"name": a, "search_space": f"../search_spaces/small/{a}.yaml"} for a in ("shared_bottom", "mmoe")
+        ],
         dataset={"kind": "synthetic", "p": 0.7, "d": 100, "n_train": 10_000, "n_valid": 2000, "n_test": 2000},
         training={"epochs": 5, "patience": 2, "batch_size": 256, "device": "cpu"},
     )
@@ -74,16 +79,21 @@ def hpo(*args: str) -> float:
 
 
 def whole_study(path: Path, workers: int, trials: int, seeds: int, work: Path) -> dict[str, float]:
-    """Tuning then retraining in a fresh database with ``workers`` workers: trials/h, seeds/h, median trial time."""
+    """Tuning in a fresh database with ``workers`` workers, then retraining with as many workers on a copy of the
+    one-worker run's database (so every worker count retrains the same configurations): trials/h, seeds/h,
+    median trial time."""
     url = f"sqlite:///{work / f'w{workers}-{path.stem}.db'}"
     spec = load_study(path)
     archs = [a.name for a in spec.architectures]
     tune = hpo(
         "run", str(path), "--storage", url, "--n-trials", str(trials), "--workers", str(workers), "--quiet"
     )
+    same = work / f"retrain-w{workers}-{path.stem}.db"
+    shutil.copy(work / f"w1-{path.stem}.db", same)
     retrain = hpo(
-        "retrain", str(path), "--storage", url, "--seeds", str(seeds), "--workers", str(workers), "--quiet"
-    )
+        "retrain", str(path), "--storage", f"sqlite:///{same}", "--seeds", str(seeds), "--workers", str(workers),
+        "--quiet",
+    )  # fmt: skip
     walls = [
         keys.plain(t.user_attrs)["wall_time"]
         for a in archs
@@ -178,8 +188,8 @@ def proposal_seconds(name: str, finished: int, spec: StudySpec) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--trials", type=int, default=6, help="tuning trials per architecture")
-    ap.add_argument("--seeds", type=int, default=8, help="retraining seeds per architecture")
+    ap.add_argument("--trials", type=int, default=10, help="tuning trials per architecture")
+    ap.add_argument("--seeds", type=int, default=16, help="retraining seeds per architecture")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--plain-loop", help=argparse.SUPPRESS)
     args = ap.parse_args()
