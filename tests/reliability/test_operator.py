@@ -136,7 +136,6 @@ def categorical_study(tmp_path: Path, n: int) -> Path:
         trials=n,
         architectures=[{"name": "shared_bottom", "search_space": str(tmp_path / "spaces" / "sb.yaml")}],
         optimizer_space=str(tmp_path / "spaces" / "opt.yaml"),
-        sampler={"name": "tpe", "seed": 0, "options": {"n_startup_trials": 1}},
         training={"epochs": 15, "patience": None, "batch_size": 64, "device": "cpu"},
     )
 
