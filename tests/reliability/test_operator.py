@@ -99,12 +99,7 @@ def test_retraining_whose_killed_child_left_no_work_exits_zero(tmp_path: Path) -
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.time() + 120
-    while len(kids := children(parent.pid)) < 2:
-        assert time.time() < deadline and parent.poll() is None, "the workers did not start"
-        time.sleep(0.1)
-    time.sleep(4)  # both are retraining chunks now
-    os.kill(min(kids), signal.SIGKILL)
+    os.kill(min(started_workers(parent, 2)), signal.SIGKILL)  # both are retraining chunks by then
     _, err = parent.communicate(timeout=600)
     lines = [line for line in err.splitlines() if line.strip()]
     assert parent.returncode == 0, err
