@@ -329,8 +329,6 @@ def main() -> None:
         args.rounds,
     )
     eps.update({k: s * CENSUS_ROWS / v for k, v in med.items()})
-    if device.type == "cpu":
-        eps.update(contention(ds, device, max(5, args.rounds)))
     # the synthetic cell: 200 runs of the paper's MMoE, each on its own dataset, as one vectorised model, against
     # lone runs of the same model on the first datasets (batch 256, as the synthetic studies train)
     syn = synthetic_data(SYNTHETIC_RUNS, device)
@@ -349,11 +347,14 @@ def main() -> None:
     )
     eps["synthetic/vectorised"] = SYNTHETIC_RUNS * rows / med["synthetic/vectorised"]
     eps["synthetic/sequential"] = SYNTHETIC_LONE * rows / med["synthetic/sequential"]
+    threads_used = torch.get_num_threads()
+    if device.type == "cpu":  # last: it leaves the count a busy neighbour planned until the next re-plan
+        eps.update(contention(ds, device, max(5, args.rounds)))
     ratios = ratios_of(eps)
     kernel = "compiled" if native_ops() is not None else f"unavailable ({native_build_error()})"
     print(
         f"one training epoch, {CENSUS_ROWS:,} census-shaped rows, batch 1024, device {device}, "
-        f"{torch.get_num_threads()} threads, median of {args.rounds} interleaved rounds, "
+        f"{threads_used} threads, median of {args.rounds} interleaved rounds, "
         f"first-layer kernel {kernel}, ours {'compiled' if COMPILE else 'eager'}"
     )
     print(f"{'candidate':<26} {'examples/s':>12}")
