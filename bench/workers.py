@@ -11,7 +11,8 @@ waiting, no surplus trial counted), and it prints:
   training time) / trials. It holds process start, dataset load, worker registration, lock waits, ticket claims,
   sampling and the records hpo writes; it is what a cheap trial pays on top of its own training;
 * ``peak_connections``: the most connections the database held during the run (``pg_stat_activity``), sampled
-  every 0.2 s;
+  every 0.2 s, and ``failed_workers``: workers that could not run at all (a server refusing more clients than its
+  ``max_connections`` ends a worker with one line; the others still finish every trial, which is checked);
 * the same overhead relative to 8 workers (``--json`` prints the ratios as the last line): how scheduling scales
   with the number of workers.
 
@@ -150,7 +151,7 @@ def one_run(db_url: str, workers: int, trials_each: int, via_proxy: bool, work: 
         if proxy is not None:
             proxy.terminate()
             proxy.wait()
-    assert codes == [0] * workers, codes
+    failed = sum(1 for c in codes if c != 0)  # e.g. refused by the server: more clients than max_connections
     name = yaml.safe_load(path.read_text())["name"] + "/shared_bottom"
     trials = optuna.load_study(study_name=name, storage=db_url).trials
     done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -165,6 +166,7 @@ def one_run(db_url: str, workers: int, trials_each: int, via_proxy: bool, work: 
         "wall_s": wall,
         "overhead_s_per_trial": (workers * wall - training) / n,
         "peak_connections": conns.peak,
+        "failed_workers": failed,
     }
 
 
@@ -185,12 +187,13 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(
-        f"{'storage':<9} {'workers':>7} {'trials':>6} {'wall s':>7} {'overhead s/trial':>16} {'peak conns':>10}"
+        f"{'storage':<9} {'workers':>7} {'trials':>6} {'wall s':>7} {'overhead s/trial':>16} {'peak conns':>10} "
+        f"{'failed':>6}"
     )
     for (kind, w), r in rows.items():
         print(
             f"{kind:<9} {w:>7} {r['trials']:>6} {r['wall_s']:>7.1f} {r['overhead_s_per_trial']:>16.2f} "
-            f"{r['peak_connections']:>10}"
+            f"{r['peak_connections']:>10} {r['failed_workers']:>6}"
         )
     ratios = {}
     for kind in ("postgres", "proxy"):
@@ -198,7 +201,9 @@ def main() -> None:
         for w in counts[1:]:
             ratios[f"{kind}_overhead_{w}_vs_{counts[0]}"] = rows[(kind, w)]["overhead_s_per_trial"] / base
         ratios[f"{kind}_peak_connections_at_{counts[-1]}"] = rows[(kind, counts[-1])]["peak_connections"]
+        ratios[f"{kind}_failed_workers_at_{counts[-1]}"] = rows[(kind, counts[-1])]["failed_workers"]
     print("every run: each ticket complete exactly once, nothing left running or waiting")
+    print("(a failed worker exited with one line, and the others did its trials)")
     if args.json:
         print(json.dumps({k: round(v, 3) for k, v in ratios.items()}))
 

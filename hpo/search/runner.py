@@ -517,17 +517,21 @@ def run_worker(
     deadline: float | None = None,
     progress: Any = None,
     allow_changed: bool = False,
+    dataset: TabularDataset | None = None,
 ) -> WorkerStats:
     """Run the queued tuning trials of every architecture of ``spec``.
 
     The worker registers in the database first; the id it gets seeds its sampler, and every trial it runs records
-    that id and the seed. ``worker_index`` only labels the worker's live line."""
+    that id and the seed. ``worker_index`` only labels the worker's live line. ``dataset``: the study's data when
+    the caller loaded it already (``hpo run`` with one worker), so it is not prepared twice."""
     url = normalise_url(storage_url)
     storage = open_storage(url, create=False)
     _require_studies(spec, storage, url)
     dev = resolve_device(device)
     plan = threads.install_for(dev)  # before any work: this worker's share of the machine's cores
-    ds = load_study_dataset(spec).to(dev)  # once per worker: trials then train on device-resident data
+    ds = (dataset or load_study_dataset(spec)).to(
+        dev
+    )  # once per worker: trials train on device-resident data
     worker_id = register_worker(url, storage, spec.name)
     studies = create_studies(spec, storage, ds, worker_id=worker_id, allow_changed=allow_changed)
     on_epoch = getattr(progress, "on_epoch", None)
@@ -635,7 +639,9 @@ def run_study(
     with StudyProgress(spec, studies, n, quiet=quiet) as progress:
         if workers <= 1:
             _with_signals(
-                lambda: run_worker(spec, url, device=devices[0], deadline=deadline, progress=progress)
+                lambda: run_worker(
+                    spec, url, device=devices[0], deadline=deadline, progress=progress, dataset=ds
+                )
             )
         else:
             exits = _with_signals(lambda: _run_processes(spec, url, workers, devices, deadline, progress))
