@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from hpo.config.space import SearchSpace, load_space
 from hpo.config.training import TrainConfig
@@ -192,7 +193,7 @@ class StudySpec(_Strict):
     objective: ObjectiveSpec = Field(default_factory=lambda: ObjectiveSpec())
     sampler: SamplerSpec = Field(default_factory=lambda: SamplerSpec())
     pruner: PrunerSpec = Field(default_factory=lambda: PrunerSpec())
-    trials: int | TrialBudget | None = Field(20)
+    trials: int | TrialBudget | None = 20
     timeout_minutes: float | None = Field(None, gt=0)
     seed: int = Field(0, ge=0)
     budget: int = Field(2048, ge=1)
@@ -207,6 +208,25 @@ class StudySpec(_Strict):
     # were when the study was created, so workers never re-read YAML that may have changed since
     stored_spaces: dict[str, SearchSpace] | None = None
     stored_optimizer_space: SearchSpace | None = None
+
+    @field_validator("trials", mode="before")
+    @classmethod
+    def _count_or_rule(cls, v: Any) -> Any:
+        """A count (1 to MAX_TRIALS) or a ``{min, max, until: settled}`` rule, each with its own one-line error
+        (a plain union would report both readings of every mistake)."""
+        if isinstance(v, dict):
+            try:
+                return TrialBudget.model_validate(v)
+            except ValidationError as exc:
+                raise ValueError(format_validation_error("trials", exc).split(": ", 1)[-1]) from None
+        if isinstance(v, int) and not isinstance(v, bool) and not 1 <= v <= MAX_TRIALS:
+            op, bound = (
+                ("less than or equal to", MAX_TRIALS) if v > MAX_TRIALS else ("greater than or equal to", 1)
+            )
+            raise PydanticCustomError(
+                "count_range", "Input should be {op} {bound}", {"op": op, "bound": bound}
+            )
+        return v
 
     @field_validator("architectures", mode="before")
     @classmethod
@@ -247,8 +267,6 @@ class StudySpec(_Strict):
             raise ValueError(f"architectures are listed more than once: {names}")
         if self.trials is None and self.timeout_minutes is None and self.sampler.name != "grid":
             raise ValueError("give `trials` (per architecture), `timeout_minutes`, or both")
-        if isinstance(self.trials, int) and not 1 <= self.trials <= MAX_TRIALS:
-            raise ValueError(f"trials must be between 1 and {MAX_TRIALS}, got {self.trials}")
         if isinstance(self.trials, TrialBudget) and (
             self.objective.kind == "multi" or self.sampler.name == "grid"
         ):
