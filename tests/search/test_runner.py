@@ -126,7 +126,7 @@ def test_mask_url_hides_passwords() -> None:
 
 
 def _worker(
-    path: Path, url: str, index: int = 0, extra_env: dict[str, str] | None = None
+    path: Path, url: str, index: int = 0, extra_env: dict[str, str] | None = None, *extra: str
 ) -> subprocess.Popen:
     env = {**os.environ, "HPO_HEARTBEAT_SECONDS": "1", **(extra_env or {})}
     return subprocess.Popen(
@@ -143,6 +143,7 @@ def _worker(
             "--worker-index",
             str(index),
             "--quiet",
+            *extra,
         ],
         env=env,
         stdout=subprocess.PIPE,
@@ -256,7 +257,7 @@ def test_postgres_killed_worker_trial_is_failed_and_retried(
     victim.wait(timeout=30)
     fast = make_study(tmp_path, architectures=["mmoe"])
     fast.write_text(path.read_text().replace("epochs: 40", "epochs: 2"))
-    survivor = _worker(fast, postgres_url, 1)
+    survivor = _worker(fast, postgres_url, 1, None, "--allow-changed")  # fewer epochs, on purpose
     _, err = survivor.communicate(timeout=300)
     assert survivor.returncode == 0, err
     trials = check_study(postgres_url, fast, 3)["mmoe"]
