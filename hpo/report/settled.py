@@ -29,7 +29,7 @@ def _gain_interval(values: np.ndarray, higher: bool, seed: int = 0, n: int = 100
         return (float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
     boot = [doubling_gain(rng.choice(values, len(values)), higher_is_better=higher) for _ in range(n)]
-    lo, hi = np.quantile(boot, [0.025, 0.975])
+    lo, hi = np.round(np.quantile(boot, [0.025, 0.975]), 12)  # a gain of 1e-16 is summation noise, not a gain
     return float(lo), float(hi)
 
 
