@@ -24,6 +24,8 @@ files are resolved relative to the study file (default ``../search_spaces/<archi
                                                                  # or {cross: {init: 5, data: 5, splits: 1},
                                                                  #     default: true}
     replicates: 1                                                # independent tuning studies per architecture
+                                                                 # ({name: mmoe, replicates: 3} per architecture,
+                                                                 #  at most the study's)
     sweep: {key: p, values: [0.5, 0.9, 1.0]}                     # synthetic only: one sub-study per value
 
 ``sampler: {name: grid}`` runs every combination of the categorical choices of the search spaces once.
@@ -54,8 +56,13 @@ class _Strict(BaseModel):
 
 
 class ArchitectureSpec(_Strict):
+    """One architecture of a study: its name, its search space (default ``search_spaces/<name>.yaml``) and, with
+    replicated tuning, how many of the study's replicates tune it (default all): a comparison can replicate the
+    pair its claim rests on three times and the others once."""
+
     name: str
     search_space: str | None = None
+    replicates: int | None = Field(None, ge=1, le=MAX_REPLICATES)
 
     @field_validator("name")
     @classmethod
@@ -111,7 +118,8 @@ class TrialBudget(_Strict):
     """``trials: {min, max, until: settled}``: a tuning budget set by convergence, the same rule for every
     architecture (:mod:`hpo.search.settle`). Each architecture first runs ``min`` trials; then, whenever all its
     queued trials have finished, it stops if the expected best validation score gained less than ``tolerance``
-    over the last doubling of trials (:func:`hpo.estimators.doubling_gain`) and its best configuration is on no
+    over the last doubling of trials, the whole 95% bootstrap interval of that gain included (so at least four
+    finished trials; :func:`hpo.estimators.doubling_gain_interval`), and its best configuration is on no movable
     bound of its space, or if it has run ``max``; otherwise ``grow`` times as many trials again are queued
     (at least one, never past ``max``). ``tolerance: auto`` is the smallest difference the retraining can
     resolve: :func:`hpo.estimators.resolvable_gap` at ``retrain.seeds`` seeds and Holm over every pair of
@@ -285,6 +293,14 @@ class StudySpec(_Strict):
                     SyntheticConfig(**{**self.dataset.model_dump(), self.sweep.key: v})
                 except ValidationError as exc:  # one line, turned into this file's field error by load_study
                     raise ValueError(format_validation_error(f"sweep value {v}", exc)) from None
+        over = [
+            f"{a.name} ({a.replicates})" for a in self.architectures if (a.replicates or 0) > self.replicates
+        ]
+        if over:
+            raise ValueError(
+                f"an architecture's replicates exceed the study's replicates ({self.replicates}): "
+                f"{', '.join(over)}; set the study's replicates to the largest"
+            )
         if self.replicates > 1 and self.sweep is not None:
             raise ValueError(
                 "replicates repeat one study's tuning; with a sweep, give each sweep value its own study file"
@@ -298,14 +314,24 @@ class StudySpec(_Strict):
 
         Replicate ``r`` (1-based) is named ``NAME.rep<r>`` and differs from the others only in its seeds: the
         sampler's seed and the trials' training seeds are the spec's plus ``r - 1`` (so replicate 1 is the study
-        the spec would be without replicates). Each is an ordinary study, shown on its own in the dashboard."""
+        the spec would be without replicates). Each is an ordinary study, shown on its own in the dashboard. An
+        architecture with fewer replicates of its own is in the first ones only; ``family`` keeps the whole
+        study's architectures, whose pairs the verdict (and a settled budget's tolerance) is corrected over."""
         if self.replicates > 1:
             return [
                 self.model_copy(
                     update={
                         "name": f"{self.name}.rep{r}",
                         "replicates": 1,
-                        "replicate_point": {"of": self.name, "index": r, "count": self.replicates},
+                        "architectures": [
+                            a for a in self.architectures if (a.replicates or self.replicates) >= r
+                        ],
+                        "replicate_point": {
+                            "of": self.name,
+                            "index": r,
+                            "count": self.replicates,
+                            "family": len(self.architectures),
+                        },
                         "seed": self.seed + r - 1,
                         "sampler": self.sampler.model_copy(
                             update={"seed": None if self.sampler.seed is None else self.sampler.seed + r - 1}
@@ -342,6 +368,11 @@ class StudySpec(_Strict):
                 "replicate_point": {"of": self.name, "default": True},
             }
         )
+
+    @property
+    def family(self) -> int:
+        """How many architectures the comparison holds (a replicate may tune fewer of them)."""
+        return int((self.replicate_point or {}).get("family") or len(self.architectures))
 
     @property
     def is_default(self) -> bool:

@@ -18,19 +18,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hpo.estimators import doubling_gain
+from hpo.estimators import doubling_gain, doubling_gain_interval
 from hpo.report.data import ReportData
 
 __all__ = ["settled_frame", "settled_html", "unsettled_caveat"]
-
-
-def _gain_interval(values: np.ndarray, higher: bool, seed: int = 0, n: int = 1000) -> tuple[float, float]:
-    if len(values) < 4:
-        return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    boot = [doubling_gain(rng.choice(values, len(values)), higher_is_better=higher) for _ in range(n)]
-    lo, hi = np.round(np.quantile(boot, [0.025, 0.975]), 12)  # a gain of 1e-16 is summation noise, not a gain
-    return float(lo), float(hi)
 
 
 def _row(
@@ -40,7 +31,7 @@ def _row(
     values = done["value_0"].to_numpy(dtype=float) if "value_0" in done else np.array([])
     values = values[np.isfinite(values)]
     gain = doubling_gain(values, higher_is_better=higher)
-    lo, hi = _gain_interval(values, higher)
+    lo, hi = doubling_gain_interval(values, higher_is_better=higher)
     rule = (attrs.get("spec") or {}).get("trials")
     history = attrs.get("settle_history") or []
     tolerance = history[-1].get("tolerance") if history else None

@@ -6,8 +6,11 @@ by one rule for all:
 
 * when every queued trial of an architecture has finished (at ``min`` first, then after each extension), the
   expected best validation score of all ``n`` finished trials is compared with that of ``n / 2`` of them (Tang et
-  al.'s unbiased estimator, :func:`hpo.estimators.doubling_gain`): the gain of the last doubling;
-* it is **settled** when that gain is below the tolerance and its best configuration sits on no bound of its
+  al.'s unbiased estimator, :func:`hpo.estimators.doubling_gain`): the gain of the last doubling, with its 95%
+  bootstrap interval over the trials (:func:`hpo.estimators.doubling_gain_interval`);
+* it is **settled** when that whole interval lies below the tolerance (a point gain under it is not enough: four
+  trials can show no gain by luck, with an interval several times the tolerance; the interval needs at least
+  four finished trials) and its best configuration sits on no bound of its
   space (a best value on a bound says the range, not the tuning, stopped it; the budget's own ceiling on units
   is not such a bound); it stops at **max** when it has run ``max`` trials; otherwise ``grow`` x n more tickets
   are queued (never past ``max``);
@@ -36,7 +39,7 @@ import optuna
 
 from hpo.config.space import SearchSpace
 from hpo.config.study import StudySpec, TrialBudget
-from hpo.estimators import doubling_gain, resolvable_gap
+from hpo.estimators import doubling_gain, doubling_gain_interval, resolvable_gap
 from hpo.storage import keys
 from hpo.storage.locks import claim_lock
 
@@ -62,6 +65,7 @@ class Decision:
 
     trials: int
     gain: float
+    gain_high: float  # the upper end of the gain's 95% bootstrap interval: what the rule compares
     tolerance: float
     bound_hits: list[str]
     stop_reason: str | None
@@ -71,6 +75,7 @@ class Decision:
         return {
             "trials": self.trials,
             "gain": self.gain if math.isfinite(self.gain) else None,
+            "gain_high": self.gain_high if math.isfinite(self.gain_high) else None,
             "tolerance": self.tolerance if math.isfinite(self.tolerance) else None,
             "bound_hits": self.bound_hits,
             "decision": self.stop_reason or f"extend to {self.next_target}",
@@ -87,19 +92,22 @@ def decide(
     hits: list[str],
 ) -> Decision:
     """The rule itself, a pure function of the finished trials' values and the state of the budget."""
-    gain = doubling_gain(np.asarray(values, dtype=float), higher_is_better=higher_is_better)
-    if math.isfinite(gain) and math.isfinite(tolerance) and gain < tolerance and not hits:
-        return Decision(target, gain, tolerance, hits, "settled", target)
+    x = np.asarray(values, dtype=float)
+    gain = doubling_gain(x, higher_is_better=higher_is_better)
+    high = doubling_gain_interval(x, higher_is_better=higher_is_better)[1]
+    if math.isfinite(high) and math.isfinite(tolerance) and high < tolerance and not hits:
+        return Decision(target, gain, high, tolerance, hits, "settled", target)
     if target >= rule.max:
-        return Decision(target, gain, tolerance, hits, "max", target)
+        return Decision(target, gain, high, tolerance, hits, "max", target)
     grown = min(rule.max, target + max(1, math.ceil(rule.grow * target)))
-    return Decision(target, gain, tolerance, hits, None, grown)
+    return Decision(target, gain, high, tolerance, hits, None, grown)
 
 
 def bound_hits(params: dict[str, Any], spaces: Sequence[SearchSpace], budget: int) -> list[str]:
-    """The numeric parameters of ``params`` that sit on a bound of their range, as ``name=value (low|high)``;
-    an integer whose upper bound reaches the budget (a units count at the ceiling every architecture shares) is
-    not a bound the tuning could move."""
+    """The numeric parameters of ``params`` that sit on a bound of their range, as ``name=value (low|high)``.
+    Bounds no wider range could move are not hits: an integer whose upper bound reaches the budget (a units count
+    at the ceiling every architecture shares), and an integer at a lower bound of 1 or less (one layer, one
+    expert: a count cannot go lower)."""
     out = []
     for space in spaces:
         for name, r in space.params.items():
@@ -108,7 +116,7 @@ def bound_hits(params: dict[str, Any], spaces: Sequence[SearchSpace], budget: in
             v = float(params[name])
             lo, hi = float(r.low), float(r.high)
             if r.type == "int":
-                at_low, at_high = v <= lo, v >= hi and hi < budget
+                at_low, at_high = v <= lo and lo > 1, v >= hi and hi < budget
             else:
                 scale = (lambda x: math.log(x)) if r.log and lo > 0 else (lambda x: x)
                 span = scale(hi) - scale(lo)
@@ -152,7 +160,7 @@ def tolerance_of(study: optuna.Study, spec: StudySpec, probe: Any) -> float:
             )
         attrs = _attrs(study)
     measured = attrs.get("seed_sd")
-    pairs = max(1, len(spec.architectures) * (len(spec.architectures) - 1) // 2)
+    pairs = max(1, spec.family * (spec.family - 1) // 2)
     if measured is None:
         return float("nan")  # the probe diverged: nothing can be called settled, tuning runs to max
     return resolvable_gap(float(measured), spec.retrain.seeds, comparisons=pairs)

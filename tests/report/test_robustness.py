@@ -193,6 +193,40 @@ def test_bad_replicate_and_cross_settings_are_one_line_errors(tmp_path: Path) ->
         assert words in str(exc.value) and "\n" not in str(exc.value) and path.name in str(exc.value)
 
 
+def test_replicates_per_architecture_tune_the_pair_more_often(tmp_path: Path) -> None:
+    """replicates: 2 with Shared-Bottom at 1: Shared-Bottom is tuned and retrained once, MMoE twice; the report
+    pools what exists, and the tolerance family stays the whole study's; more than the study's is one line."""
+    path = make_study(
+        tmp_path,
+        replicates=2,
+        architectures=[{"name": "shared_bottom", "replicates": 1}, "mmoe"],
+        sampler={"name": "random", "seed": 0},
+        trials=3,
+        retrain={"seeds": 3},
+    )
+    spec = load_study(path)
+    reps = spec.expand()
+    assert [[a.name for a in r.architectures] for r in reps] == [["shared_bottom", "mmoe"], ["mmoe"]]
+    assert [r.family for r in reps] == [2, 2]
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    assert main(["run", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
+    names = {s.study_name for s in open_storage(url, heartbeat=False).get_all_studies()}
+    assert f"{spec.name}.rep2/shared_bottom" not in names and f"{spec.name}.rep2/mmoe" in names
+    assert main(["retrain", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
+    out = tmp_path / "rep" / "r.html"
+    assert main(["report", str(path), "--storage", url, "--out", str(out)]) == 0
+    comp = pd.read_csv(tmp_path / "rep" / "r_comparison.csv")
+    assert dict(comp.groupby("architecture").seeds.max()) == {"mmoe": 6, "shared_bottom": 3}
+    got = pd.read_csv(tmp_path / "rep" / "r_replicates.csv")
+    assert sorted(map(tuple, got[["architecture", "replicate"]].to_numpy().tolist())) == [
+        ("mmoe", 1), ("mmoe", 2), ("shared_bottom", 1)
+    ]  # fmt: skip
+    bad = make_study(tmp_path, replicates=2, architectures=[{"name": "mmoe", "replicates": 3}])
+    with pytest.raises(ConfigError) as exc:
+        load_study(bad)
+    assert "exceed the study's replicates (2): mmoe (3)" in str(exc.value) and "\n" not in str(exc.value)
+
+
 def test_crossed_retrain_with_redrawn_heldout_splits(tmp_path: Path) -> None:
     """cross.splits: the held-out rows are drawn again per split block; chunks never span two blocks, and the
     variance section gains a held-out split component."""
