@@ -18,7 +18,7 @@ for study in census_group1_leakage_free_full census_group2_full; do
   db="sqlite:///$RUNS/$study.db"
   for step in run retrain; do
     start=$(date +%s)
-    "$PY" -m hpo.cli "$step" "studies/$study.yaml" --storage "$db" --quiet
+    "$PY" -m hpo.cli --log-level info "$step" "studies/$study.yaml" --storage "$db" --quiet
     echo "$study $step $REV $(( $(date +%s) - start )) s" >> "$RUNS/walltimes.txt"
   done
   "$PY" -m hpo.cli report "studies/$study.yaml" --storage "$db" --out "$RUNS/reports/$study.html"
