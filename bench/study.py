@@ -6,7 +6,8 @@ user does, in fresh SQLite databases, with ``--workers`` 1, 2 and 2 x cores, and
 per hour for each. Then the same trials in a plain Optuna loop: one fresh process, an in-memory study per
 architecture, the same sampler, the configurations the one-worker study ran enqueued in its order (so the same
 models train: a model-based sampler would otherwise propose other sizes, and trial cost varies a hundredfold over
-the full spaces), the same trainer on the same data, nothing recorded besides the value: the overhead floor that
+the full spaces) while each trial still asks the sampler for a proposal on its history (so the loop pays the
+GP's fits as the study does), the same trainer on the same data, nothing recorded besides the value: the overhead floor that
 hpo's tickets, claims, heartbeats, checks and records add to.
 
 Last, the sampler's own cost: seconds per proposal (``ask`` plus the suggestions of the MMoE space and the
@@ -113,7 +114,8 @@ def plain_loop(path: Path, url: str, work: Path) -> float:
     """Trials per hour of a plain Optuna loop over the same trials: a fresh process (interpreter start and imports
     paid, as a user's script pays them), an in-memory study per architecture with the same sampler, the
     configurations the hpo study ran enqueued in the same order (so the same models train), the same trainer
-    on the same data."""
+    on the same data; each trial still asks the sampler for its proposal (then uses the enqueued one), so the
+    loop pays the same sampler's cost on the same history."""
     spec = load_study(path)
     ran = {
         a.name: [
@@ -142,6 +144,10 @@ def _plain_loop_child(plan_file: str) -> None:
 
         def objective(trial: optuna.Trial, arch: str = arch, space: Any = space) -> float:
             from hpo.models import create_model
+
+            # the sampler's proposal on this history, as the study paid it: an enqueued trial's fixed values
+            # would otherwise skip the sampler, and the loop would be timed without the GP's fits
+            _ = trial.relative_params
 
             hyper = space.derive(space.suggest(trial), len(ds.tasks))
             cfg = training_config(spec, targets, "cpu", opt_space.suggest(trial))

@@ -140,10 +140,13 @@ def models_cmd(
     from rich.table import Table
 
     table = Table(title="architectures")
-    table.add_column("name", style="bold")
-    table.add_column("description")
-    table.add_column("tunable parameters")
-    table.add_column("code")
+    # names are never cut (they are what a study types); the other columns wrap, and a long word folds
+    table.add_column(
+        "name", style="bold", no_wrap=True, min_width=max((len(e.name) for e in entries), default=4)
+    )
+    table.add_column("description", overflow="fold")
+    table.add_column("tunable parameters", overflow="fold")
+    table.add_column("code", overflow="fold")
     for e in entries:
         table.add_row(e.name, e.description, ", ".join(p.name for p in e.params), f"{e.origin} ({e.route})")
     Console().print(table)
@@ -218,6 +221,23 @@ StorageOpt = Annotated[
 ]
 
 
+@app.command("init")
+def init_cmd(
+    folder: Annotated[str, typer.Argument(help="the folder to create (or fill) with a study of your own")],
+    dataset: Annotated[
+        str,
+        typer.Option("--dataset", help="synthetic, census-income, or the path of a dataset YAML file"),
+    ] = "synthetic",
+) -> None:
+    """Write a study folder (study, search spaces, README with the commands) that validates and runs as written."""
+    from hpo.search.scaffold import init_study
+
+    written = init_study(folder, dataset)
+    for path in written:
+        typer.echo(f"wrote {path}")
+    typer.echo(f"next: hpo validate {written[0]}")
+
+
 @app.command("validate")
 def validate_cmd(
     path: Annotated[str, typer.Argument(help="a study, search-space or dataset YAML file")],
@@ -271,11 +291,22 @@ def run_cmd(
     for entry in storage_status(url):
         if entry["spec"] in names and "best" in entry:
             where = f"{entry['spec']} " if len(specs) > 1 else ""
-            typer.echo(
-                f"{where}{entry['architecture']}: best {entry['best']['value']:.4f} "
-                f"(trial {entry['best']['number']})"
-            )
+            typer.echo(f"{where}{entry['architecture']}: best {_best(entry)}")
     typer.echo(f"storage: {mask_url(url)}")
+
+
+def _best(entry: dict[str, Any]) -> str:
+    """``valid y1 MSE 1.6439 (lower is better; trial 2)``: the value with its metric and direction."""
+    name = (entry.get("objectives") or [None])[0] or "objective"
+    direction = "higher" if (entry.get("directions") or ["maximize"])[0] == "maximize" else "lower"
+    return f"{name} {entry['best']['value']:.4f} ({direction} is better; trial {entry['best']['number']})"
+
+
+def _storage_hint(storage: str | None) -> str:
+    """The ``--storage`` a hint must repeat (the user's own; none when it came from the default)."""
+    from hpo.storage.engine import mask_url
+
+    return f" --storage {mask_url(storage)}" if storage else ""
 
 
 @app.command("worker")
@@ -337,7 +368,7 @@ def status_cmd(
         typer.echo("no studies")
     for e in entries:
         counts = ", ".join(f"{k} {v}" for k, v in e["trials"].items() if v)
-        best = f"; best {e['best']['value']:.4f} (trial {e['best']['number']})" if "best" in e else ""
+        best = f"; best {_best(e)}" if "best" in e else ""
         typer.echo(f"{e['study']}: {counts or 'no trials'}{best}")
 
 
@@ -439,12 +470,12 @@ def retrain_cmd(
 
         raise ConfigError(
             f"nothing of {specs[0].name} is queued for retraining in {mask_url(normalise_url(storage))}; "
-            f"queue it first with `hpo retrain {study}` (without --join)"
+            f"queue it first with `hpo retrain {study}{_storage_hint(storage)}` (without --join)"
         )
     if not quiet:
         typer.echo(
             f"retraining of {len(specs[0].architectures)} architectures x {len(specs)} studies done; "
-            f"next: hpo report {study}"
+            f"next: hpo report {study}{_storage_hint(storage)}"
         )
 
 

@@ -20,10 +20,16 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats as sps
 from scipy.special import gammaln
 
-__all__ = ["doubling_gain", "doubling_gain_interval", "expected_best", "resolvable_gap", "subset_weights"]
+__all__ = [
+    "doubling_gain",
+    "doubling_gain_interval",
+    "expected_best",
+    "resolvable_gap",
+    "smallest_corrected_p",
+    "subset_weights",
+]
 
 
 def subset_weights(n: int) -> np.ndarray:
@@ -101,6 +107,20 @@ def resolvable_gap(
     over ``comparisons`` pairs (``alpha / comparisons``), for a per-seed spread ``sd``."""
     if n < 2 or not math.isfinite(sd):
         return float("nan")
+    from scipy.stats import norm  # here, not at the top: every worker imports this module, few call this
+
     level = alpha / max(1, comparisons)
-    z = float(sps.norm.ppf(1 - level / 2) + sps.norm.ppf(power))
+    z = float(norm.ppf(1 - level / 2) + norm.ppf(power))
     return z * sd * math.sqrt(2 / n)
+
+
+def smallest_corrected_p(n_a: int, n_b: int, family: int = 1) -> float:
+    """The smallest two-sided Mann-Whitney p-value samples of these sizes can give (complete separation, the
+    same test the report's pairwise table runs), times the Holm family's size (the first step's multiplier),
+    capped at 1: at or above the level, no pair can be separated whatever the data."""
+    if n_a < 1 or n_b < 1:
+        return 1.0
+    from scipy.stats import mannwhitneyu
+
+    p = float(mannwhitneyu(np.arange(n_a), np.arange(n_a, n_a + n_b), alternative="two-sided").pvalue)
+    return min(1.0, p * max(1, family))

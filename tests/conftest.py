@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy
 
-from hpo.data.census import COLUMNS
+from hpo.data.census import COLUMNS, default_data_dir
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# the real data where hpo itself looks: $HPO_DATA_DIR, else ../shared/data beside the checkout
+SHARED_DATA = default_data_dir().resolve()
+LOCAL_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 @pytest.fixture(autouse=True)
@@ -102,11 +104,32 @@ def require(env_flag: str, reason: str) -> None:
     pytest.skip(reason)
 
 
+def _answers(url: str) -> bool:
+    try:
+        engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 2})
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT 1"))
+        engine.dispose()
+    except Exception:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def _default_postgres() -> str | None:
+    """A PostgreSQL answering on the default local port (database ``test``, user ``postgres``), if any."""
+    return LOCAL_POSTGRES if _answers(LOCAL_POSTGRES) else None
+
+
 @pytest.fixture
-def postgres_url() -> str:
-    url = os.environ.get("HPO_TEST_POSTGRES_URL")
+def postgres_url(_default_postgres: str | None) -> str:
+    """``$HPO_TEST_POSTGRES_URL``, else a local server that answers on the default port."""
+    url = os.environ.get("HPO_TEST_POSTGRES_URL") or _default_postgres
     if not url:
-        require("HPO_REQUIRE_POSTGRES", "HPO_TEST_POSTGRES_URL is not set")
+        require(
+            "HPO_REQUIRE_POSTGRES",
+            f"no PostgreSQL: HPO_TEST_POSTGRES_URL is not set and none answers at {LOCAL_POSTGRES}",
+        )
     assert url is not None
     try:
         engine = sqlalchemy.create_engine(
@@ -123,7 +146,33 @@ def postgres_url() -> str:
 SUMMARY_LINES: list[str] = []
 
 
+# what a group of skipped tests needs, by a word of their skip reason
+SKIP_GROUPS = (
+    ("chromium", "browser tests", "install Debian's chromium (`make test` does, as root)"),
+    ("PostgreSQL", "PostgreSQL tests", f"start a server at {LOCAL_POSTGRES} or set HPO_TEST_POSTGRES_URL"),
+    (
+        "census",
+        "real census-income tests",
+        "put the UCI files under $HPO_DATA_DIR (`hpo data fetch census-income`)",
+    ),
+    ("CUDA", "CUDA tests", "run them on a machine with a GPU (scripts/gpu_check.sh)"),
+    ("root", "tests that mount file systems", "run as root (CI does)"),
+)
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
-    """Lines tests want in CI's output whatever the capture mode (the reliability suite's summary)."""
+    """Lines tests want in CI's output whatever the capture mode (the reliability suite's summary), then one
+    line per group of skipped tests with how to enable it."""
     for line in SUMMARY_LINES:
         terminalreporter.write_line(line)
+    counts: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        group = next((g for g in SKIP_GROUPS if g[0].lower() in reason.lower()), None)
+        key = group[0] if group else "other"
+        counts[key] = counts.get(key, 0) + 1
+    for word, what, how in SKIP_GROUPS:
+        if counts.get(word):
+            terminalreporter.write_line(f"skipped {counts[word]} {what}: to run them, {how}")
+    if counts.get("other"):
+        terminalreporter.write_line(f"skipped {counts['other']} other tests: see the reasons above (-ra)")

@@ -19,7 +19,7 @@ from tests.conftest import SHARED_DATA, require
 @pytest.mark.browser
 def test_demo_produces_a_report_that_renders(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     if not (SHARED_DATA / "census-income").is_dir():
-        require("HPO_REQUIRE_DATA", "the census files are not in ../shared/data")
+        require("HPO_REQUIRE_DATA", f"the census files are not in {SHARED_DATA} (HPO_DATA_DIR)")
     out = run_demo(
         storage=f"sqlite:///{tmp_path / 'demo.db'}",
         out=tmp_path / "demo.html",

@@ -384,9 +384,16 @@ class StudySpec(_Strict):
         return Path(self.source).parent if self.source else Path.cwd()
 
     def space_path(self, arch: ArchitectureSpec) -> Path:
+        """The architecture's search space: the one the study names; else ``../search_spaces/<name>.yaml`` beside
+        the study's folder when that file exists; else the one hpo ships (:mod:`hpo.config.shipped`)."""
         if arch.search_space:
-            return self.base_dir / arch.search_space
-        return self.base_dir.parent / "search_spaces" / f"{arch.name}.yaml"
+            return (self.base_dir / arch.search_space).resolve()
+        local = (self.base_dir.parent / "search_spaces" / f"{arch.name}.yaml").resolve()
+        if local.is_file():
+            return local
+        from hpo.config.shipped import shipped_space
+
+        return shipped_space(arch.name) or local
 
     def spaces(self) -> dict[str, SearchSpace]:
         """Each architecture's search space, loaded and checked to belong to it."""
@@ -406,7 +413,11 @@ class StudySpec(_Strict):
     def optimizer_space_loaded(self) -> SearchSpace:
         if self.stored_optimizer_space is not None:
             return self.stored_optimizer_space
-        return load_space(self.base_dir / self.optimizer_space) if self.optimizer_space else SearchSpace()
+        return (
+            load_space((self.base_dir / self.optimizer_space).resolve())
+            if self.optimizer_space
+            else SearchSpace()
+        )
 
     def study_name(self, arch: str) -> str:
         from hpo.storage.naming import tuning_study_name

@@ -124,7 +124,9 @@ class UserDatasetSpec(_Strict):
     categorical: list[str] | None = None
     ignore: list[str] = Field(default_factory=list)
     tasks: list[TaskRule] = Field(min_length=1)
-    split: SplitOptions = Field(default_factory=lambda: SplitOptions(valid=0.1, test=0.1))
+    split: SplitOptions = Field(
+        default_factory=SplitOptions
+    )  # nothing set: only what a user writes is "given"
     scaling: Literal["standard", "none"] = "standard"
 
     @model_validator(mode="after")

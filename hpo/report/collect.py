@@ -199,6 +199,7 @@ def _collect_replicates(spec: StudySpec, one: Callable[[StudySpec], ReportData])
         data.model_origins.update(d.model_origins)
         data.importances.update({a: v for a, v in d.importances.items() if a not in data.importances})
         data.replicate_attrs.update({(r, a): attrs for a, attrs in d.retrain_attrs.items()})
+        data.replicate_study_attrs.update({(r, a): attrs for a, attrs in d.study_attrs.items()})
     data.code_revisions = sorted({rev for _, d in parts for rev in d.code_revisions})
     return data
 

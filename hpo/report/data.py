@@ -33,6 +33,8 @@ class ReportData:
     # replicated tuning (``replicates``): each replicate's retrain attributes, keyed by (replicate, architecture);
     # the frames above then carry a ``replicate`` column and pool every replicate
     replicate_attrs: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)
+    # and each replicate's tuning study attributes (why its tuning stopped, its bound hits), same keys
+    replicate_study_attrs: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)
     # ``retrain.default``: the default configurations' seeds, and what each default configuration was
     default_results: pd.DataFrame = field(default_factory=pd.DataFrame)
     default_metrics: pd.DataFrame = field(default_factory=pd.DataFrame)

@@ -24,6 +24,7 @@ from hpo.report.figures import (
     seed_values,
     test_metric,
 )
+from hpo.report.output import write_table
 from hpo.report.robustness import robustness_sections
 from hpo.report.settled import settled_frame, settled_html, unsettled_caveat
 from hpo.report.stats import RankSummary
@@ -170,10 +171,10 @@ def _verdict_section(data: ReportData, pairs: pd.DataFrame, metrics: dict[str, s
     from the same seed values, pairwise table and trials as the rest."""
     values = {task: seed_values(data, task, metric) for task, metric in metrics.items()}
     found = verdicts(values, metrics, pairs)
-    gaps_frame(found).to_csv(f"{stem}_verdict.csv", index=False)
+    write_table(gaps_frame(found), f"{stem}_verdict.csv")
     settled = settled_frame(data)
     if not settled.empty:
-        settled.to_csv(f"{stem}_settled.csv", index=False)
+        write_table(settled, f"{stem}_settled.csv")
     notes = caveats(found, values, data.seed_results, data.searched) + unsettled_caveat(settled)
     return verdict_html(found, notes, "two-sided Mann-Whitney U", len(pairs)) + settled_html(
         settled, table_html
@@ -223,8 +224,8 @@ def write_report(
     comp, pairs, cost = comparison_table(data), pairs_table(data), cost_table(data)
     stem = out.with_suffix("")
     for name, table in (("comparison", comp), ("pairs", pairs), ("cost", cost), ("trials", data.trials)):
-        table.to_csv(f"{stem}_{name}.csv", index=False)
-    data.searched.to_csv(f"{stem}_searched.csv", index=False)
+        write_table(table, f"{stem}_{name}.csv")
+    write_table(data.searched, f"{stem}_searched.csv")
     metrics = test_metric(data)
     summary = ranks(data, metrics)
     figs = figure_list(data, pairs) + _across_figures(data, metrics, summary)

@@ -15,10 +15,11 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from hpo.errors import OutputError
 
-__all__ = ["staged_folder"]
+__all__ = ["staged_folder", "write_table"]
 
 
 @contextlib.contextmanager
@@ -50,3 +51,12 @@ def staged_folder(destination: str | Path) -> Iterator[Path]:
             for folder in created:  # deepest first
                 with contextlib.suppress(OSError):
                     folder.rmdir()
+
+
+def write_table(frame: Any, path: str | Path) -> bool:
+    """Write a report table as CSV unless it is empty (a section with nothing in it writes no file, rather than a
+    CSV of one newline); True if written."""
+    if frame is None or frame.empty:
+        return False
+    frame.to_csv(path, index=False)
+    return True

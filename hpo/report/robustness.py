@@ -24,8 +24,18 @@ import plotly.graph_objects as go
 from hpo.report.collect import ReportData, seed_frame
 from hpo.report.expected_max import Crossing, best_so_far, crossings, expected_max
 from hpo.report.figures import COLORS, _layout, band, test_metric
+from hpo.report.output import write_table
 from hpo.report.stats import bootstrap_ci, difference_ci
-from hpo.report.variance import METHOD_CROSSED, METHOD_ONE_WAY, crossed_components, one_way_components
+from hpo.report.variance import (
+    METHOD_CROSSED,
+    METHOD_ONE_WAY,
+    METHOD_REPLICATED,
+    crossed_components,
+    crossed_intervals,
+    one_way_components,
+    one_way_interval,
+    replicated_crossed_components,
+)
 from hpo.schema import HIGHER_IS_BETTER
 
 __all__ = [
@@ -337,37 +347,79 @@ def variance_frame(data: ReportData) -> pd.DataFrame:
             if f.empty:
                 continue
             groups = [g for _, g in f.groupby("replicate")] if "replicate" in f else [f]
-            crossed = [
-                c for c in (crossed_components(*_with_split(g, data, arch)) for g in groups) if c is not None
-            ]
-            one_way = one_way_components([g.value.to_numpy() for g in groups]) if len(groups) > 1 else None
             row: dict[str, Any] = {"architecture": arch, "task": task, "metric": metric, "seeds": len(f)}
-            comps: dict[str, float] = {}
-            if crossed:
-                for factor in crossed[0].factors:
-                    comps[FACTOR_NAMES[factor]] = float(np.mean([c.factors[factor] for c in crossed]))
-                comps["residual"] = float(np.mean([c.residual for c in crossed]))
-                row["design"] = " x ".join(
-                    f"{n} {FACTOR_NAMES[k].replace('_', ' ')}" for k, n in crossed[0].levels.items()
-                ) + (f", {len(crossed)} replicates" if len(crossed) > 1 else "")
-                row["set_to_zero"] = ", ".join(
-                    sorted({FACTOR_NAMES[t] for c in crossed for t in c.truncated})
-                )
-            else:
-                within = [g.value.var(ddof=1) for g in groups if len(g) > 1]
-                comps["seed"] = float(np.mean(within)) if within else math.nan
-                row["design"] = "paired seeds (init and data order vary together)"
-                row["set_to_zero"] = ""
-            if one_way is not None:
-                comps["tuning"] = one_way.between
-                if one_way.truncated:
-                    row["set_to_zero"] = ", ".join(filter(None, [row["set_to_zero"], "tuning"]))
+            comps, intervals = _components_of(groups, data, arch, row)
             total = sum(v for v in comps.values() if math.isfinite(v))
             for name, v in comps.items():
                 row[f"sd_{name}"] = math.sqrt(v) if math.isfinite(v) else math.nan
                 row[f"share_{name}"] = v / total if total > 0 and math.isfinite(v) else math.nan
+            for name, (lo, hi) in intervals.items():
+                row[f"sd_{name}_ci95_low"], row[f"sd_{name}_ci95_high"] = math.sqrt(lo), math.sqrt(hi)
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _components_of(
+    groups: list[pd.DataFrame], data: ReportData, arch: str, row: dict[str, Any]
+) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+    """One architecture-task's variance components (variances, by name) and their 95% intervals; fills the
+    row's ``design``, ``method`` and ``set_to_zero``. Replicates retrained on one crossed seed grid use the
+    estimator built for that design; a single crossed design the crossed ANOVA; paired seeds the one-way one."""
+    split = [_with_split(g, data, arch) for g in groups]
+    factors = split[0][1]
+    comps: dict[str, float] = {}
+    intervals: dict[str, tuple[float, float]] = {}
+    rep = replicated_crossed_components([g for g, _ in split], factors) if len(groups) > 1 else None
+    crossed = [c for c in (crossed_components(g, fs) for g, fs in split) if c is not None]
+    if rep is not None:
+        for factor in factors:
+            comps[FACTOR_NAMES[factor]] = rep.factors[factor]
+            intervals[FACTOR_NAMES[factor]] = rep.intervals[factor]
+        comps["residual"], intervals["residual"] = rep.residual, rep.intervals["residual"]
+        comps["tuning"], intervals["tuning"] = rep.tuning, rep.intervals["tuning"]
+        row["design"] = _design(rep.levels) + f", {rep.replicates} replicates"
+        row["method"] = "replicated crossed"
+        row["set_to_zero"] = ", ".join(sorted(FACTOR_NAMES.get(t, t) for t in rep.truncated))
+        return comps, intervals
+    if crossed:
+        for factor in crossed[0].factors:
+            comps[FACTOR_NAMES[factor]] = float(np.mean([c.factors[factor] for c in crossed]))
+        comps["residual"] = float(np.mean([c.residual for c in crossed]))
+        if len(crossed) == 1:
+            intervals = {FACTOR_NAMES.get(k, k): v for k, v in crossed_intervals(crossed[0]).items()}
+        row["design"] = _design(crossed[0].levels) + (
+            f", {len(crossed)} replicates" if len(crossed) > 1 else ""
+        )
+        row["method"] = "crossed"
+        row["set_to_zero"] = ", ".join(sorted({FACTOR_NAMES[t] for c in crossed for t in c.truncated}))
+    else:
+        within = [g.value.var(ddof=1) for g in groups if len(g) > 1]
+        comps["seed"] = float(np.mean(within)) if within else math.nan
+        if len(groups) == 1 and within:  # one sample's variance: the chi-square interval
+            from scipy.stats import chi2
+
+            dof = len(groups[0]) - 1
+            intervals["seed"] = (
+                dof * within[0] / chi2.ppf(0.975, dof),
+                dof * within[0] / chi2.ppf(0.025, dof),
+            )
+        row["design"] = "paired seeds (init and data order vary together)"
+        row["method"] = "one-way"
+        row["set_to_zero"] = ""
+    one_way = one_way_components([g.value.to_numpy() for g in groups]) if len(groups) > 1 else None
+    if one_way is not None:
+        comps["tuning"] = one_way.between
+        ci = one_way_interval(one_way, [len(g) for g in groups])
+        intervals["tuning"] = ci["between"]
+        if not crossed:
+            intervals["seed"] = ci["within"]
+        if one_way.truncated:
+            row["set_to_zero"] = ", ".join(filter(None, [row["set_to_zero"], "tuning"]))
+    return comps, intervals
+
+
+def _design(levels: dict[str, int]) -> str:
+    return " x ".join(f"{n} {FACTOR_NAMES[k].replace('_', ' ')}" for k, n in levels.items())
 
 
 def _variance_figure(frame: pd.DataFrame) -> go.Figure | None:
@@ -413,14 +465,19 @@ def _variance_html(frame: pd.DataFrame, data: ReportData, table: Any) -> str:
             "apart: set <code>retrain: {cross: {init: 5, data: 5}}</code> to cross them (and <code>splits: 3"
             "</code> to redraw the held-out rows)."
         )
-    if data.replicates > 1:
+    if data.replicates > 1 and (frame.get("method") == "replicated crossed").any():
+        parts.append(f"Tuning: {METHOD_REPLICATED}.")
+    elif data.replicates > 1:
         parts.append(f"Tuning: {METHOD_ONE_WAY}.")
     else:
         parts.append("Tuning variance needs <code>replicates</code> of 2 or more.")
     parts.append(
         "Columns <code>sd_*</code> are standard deviations in metric units (the square roots of the components), "
-        "<code>share_*</code> each component's share of their sum; <code>set_to_zero</code> names components whose "
-        "estimate was negative (in at least one replicate) and was set to 0 there."
+        "<code>share_*</code> each component's share of their sum, <code>sd_*_ci95_low</code> and <code>_high"
+        "</code> the 95% interval of each (parametric bootstrap of the same random-effects model: every "
+        "component at its estimate, the design simulated again and estimated again, 1,000 times); "
+        "<code>set_to_zero</code> names components whose estimate was negative (in at least one replicate) and "
+        "was set to 0 there."
     )
     if "sd_heldout_split" not in frame:
         parts.append(
@@ -510,10 +567,10 @@ def robustness_sections(data: ReportData, stem: str, table: Any, draw: Any) -> s
     reps = replicate_frame(data)
     var = variance_frame(data)
     dvt = default_vs_tuned(data)
-    em.to_csv(f"{stem}_expected_max.csv", index=False)
-    reps.to_csv(f"{stem}_replicates.csv", index=False)
-    var.to_csv(f"{stem}_variance.csv", index=False)
-    dvt.to_csv(f"{stem}_default_vs_tuned.csv", index=False)
+    write_table(em, f"{stem}_expected_max.csv")
+    write_table(reps, f"{stem}_replicates.csv")
+    write_table(var, f"{stem}_variance.csv")
+    write_table(dvt, f"{stem}_default_vs_tuned.csv")
     reps_html, curse_fig = _replicates_html(reps, data, table)
 
     def fig(title: str, figure: go.Figure | None) -> str:

@@ -25,9 +25,18 @@ __all__ = ["settled_frame", "settled_html", "unsettled_caveat"]
 
 
 def _row(
-    arch: str, trials: pd.DataFrame, attrs: dict[str, Any], higher: bool, on_bound: str
+    arch: str,
+    trials: pd.DataFrame,
+    attrs: dict[str, Any],
+    higher: bool,
+    on_bound: str,
+    replicate: int | None = None,
 ) -> dict[str, Any]:
     done = trials[(trials.architecture == arch) & (trials.state == "COMPLETE")]
+    if replicate is not None:
+        done = done[done.replicate == replicate]
+    if attrs.get("bound_hits") is not None:  # what the rule itself judged, for this replicate
+        on_bound = "; ".join(attrs["bound_hits"])
     values = done["value_0"].to_numpy(dtype=float) if "value_0" in done else np.array([])
     values = values[np.isfinite(values)]
     gain = doubling_gain(values, higher_is_better=higher)
@@ -43,6 +52,7 @@ def _row(
     settled = reason == "settled"
     return {
         "architecture": arch,
+        **({"replicate": replicate} if replicate is not None else {}),
         "trials": len(done),
         "budget": budget,
         "stop_reason": reason or ("fixed budget" if not isinstance(rule, dict) else "running or not judged"),
@@ -83,19 +93,33 @@ def _sentence(
 
 
 def settled_frame(data: ReportData) -> pd.DataFrame:
-    """One row per architecture (the first replicate's study attributes where tuning was replicated)."""
+    """One row per architecture, or per architecture and tuning replicate where tuning was replicated (each
+    replicate is a tuning run of its own, stopped by the rule on its own trials)."""
     higher = (data.directions or ["maximize"])[0] == "maximize"
     bounds = (
         dict(zip(data.searched.architecture, data.searched.best_on_bound, strict=False))
         if {"architecture", "best_on_bound"} <= set(data.searched.columns)
         else {}
     )
-    rows = [
-        _row(a.name, data.trials, data.study_attrs.get(a.name, {}), higher, str(bounds.get(a.name) or ""))
-        for a in data.spec.architectures
-        if len(data.trials)
-    ]
+    if not len(data.trials):
+        return pd.DataFrame()
+    if "replicate" in data.trials:
+        keys_ = sorted(data.replicate_study_attrs, key=lambda k: (_order(data, k[1]), k[0]))
+        rows = [
+            _row(a, data.trials, data.replicate_study_attrs[(r, a)], higher, str(bounds.get(a) or ""), r)
+            for r, a in keys_
+        ]
+    else:
+        rows = [
+            _row(a.name, data.trials, data.study_attrs.get(a.name, {}), higher, str(bounds.get(a.name) or ""))
+            for a in data.spec.architectures
+        ]
     return pd.DataFrame(rows)
+
+
+def _order(data: ReportData, arch: str) -> int:
+    names = [a.name for a in data.spec.architectures]
+    return names.index(arch) if arch in names else len(names)
 
 
 def unsettled_caveat(frame: pd.DataFrame) -> list[str]:
@@ -103,7 +127,7 @@ def unsettled_caveat(frame: pd.DataFrame) -> list[str]:
     if frame.empty or frame.settled.all():
         return []
     names = ", ".join(
-        f"{r.architecture} ({r.stop_reason}, last doubling {r.last_doubling_gain:+.3g})"
+        f"{_label(r)} ({r.stop_reason}, last doubling {r.last_doubling_gain:+.3g})"
         for r in frame.itertuples()
         if not r.settled
     )
@@ -112,17 +136,21 @@ def unsettled_caveat(frame: pd.DataFrame) -> list[str]:
     ]
 
 
+def _label(r: Any) -> str:
+    rep = getattr(r, "replicate", None)
+    return f"{r.architecture} (replicate {int(rep)})" if rep is not None and rep == rep else r.architecture
+
+
 def settled_html(frame: pd.DataFrame, table: Any) -> str:
     """The section, right after the verdict."""
     if frame.empty:
         return ""
     sentences = "".join(
-        f"<li><b>{html.escape(r.architecture)}</b>: {html.escape(r.sentence)}</li>"
-        for r in frame.itertuples()
+        f"<li><b>{html.escape(_label(r))}</b>: {html.escape(r.sentence)}</li>" for r in frame.itertuples()
     )
     return (
-        '<section id="settled"><h2>Is the tuning settled?</h2><p>Per architecture: the tuning trials that '
-        "finished, the budget and why tuning stopped, what the last doubling of trials bought (expected best of "
+        '<section id="settled"><h2>Is the tuning settled?</h2><p>Per architecture (and tuning replicate): the '
+        "tuning trials that finished, the budget and why tuning stopped, what the last doubling of trials bought (expected best of "
         "n minus expected best of n/2, Tang et al.'s estimator, with a 95% bootstrap interval over the trials: "
         "the best estimate of what doubling them again would buy), the tolerance the rule held it to "
         "(<code>trials: {until: settled}</code>; with <code>tolerance: auto</code> the smallest difference the "

@@ -22,6 +22,7 @@ from hpo.report.collect import ReportData, collect
 from hpo.report.figures import COLORS, _layout, band, pair_row, summary_row
 from hpo.report.findings import Finding, paper_findings
 from hpo.report.html import esc, figures_html, randomised, render_page, table_html
+from hpo.report.output import write_table
 from hpo.report.stats import compare_pairs
 
 __all__ = ["sweep_losses", "write_sweep_report"]
@@ -269,7 +270,7 @@ def findings_html(found: list[Finding], key: str) -> str:
 
 def _write_csvs(stem: Path, tables: dict[str, pd.DataFrame]) -> None:
     for name, df in tables.items():
-        df.to_csv(f"{stem}_{name}.csv", index=False)
+        write_table(df, f"{stem}_{name}.csv")
 
 
 def _body(
@@ -347,7 +348,7 @@ def write_sweep_report(
         ]
     n_seeds = int(losses.groupby(["value", "architecture"]).size().min()) if len(losses) else 0
     found = paper_findings(losses, key)
-    pd.DataFrame([f.__dict__ for f in found]).to_csv(f"{out.with_suffix('')}_findings.csv", index=False)
+    write_table(pd.DataFrame([f.__dict__ for f in found]), f"{out.with_suffix('')}_findings.csv")
     body = _body(
         spec, summary, pairs, chosen, figs, n_seeds, _provenance_rows(spec, datas), findings_html(found, key),
         _convergence_html(conv),

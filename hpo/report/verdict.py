@@ -26,6 +26,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from hpo.estimators import smallest_corrected_p
+
 __all__ = [
     "COLLAPSE_AUC",
     "TaskVerdict",
@@ -59,15 +61,6 @@ def resolvable_difference(
         return float("nan")
     z = sps.norm.ppf(1 - alpha / 2) + sps.norm.ppf(power)
     return float(z * math.sqrt(np.var(a, ddof=1) / len(a) + np.var(b, ddof=1) / len(b)))
-
-
-def smallest_corrected_p(n_a: int, n_b: int, family: int = 1) -> float:
-    """The smallest two-sided Mann-Whitney p-value samples of these sizes can give (complete separation, the
-    same test the pairwise table runs), times the Holm family's size (the first step's multiplier), capped at 1."""
-    if n_a < 1 or n_b < 1:
-        return 1.0
-    p = float(sps.mannwhitneyu(np.arange(n_a), np.arange(n_a, n_a + n_b), alternative="two-sided").pvalue)
-    return min(1.0, p * max(1, family))
 
 
 def gap_interval(

@@ -26,7 +26,7 @@ from hpo.training.threads import BLAS_ENV, WORKERS_ENV, fixed_threads, plan_thre
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Worker", "WorkerExit", "spawn_workers", "watch_workers"]
+__all__ = ["Worker", "WorkerExit", "machine_workers", "spawn_workers", "stop_workers", "watch_workers"]
 
 
 @dataclass(frozen=True)
@@ -49,10 +49,12 @@ class WorkerExit:
 
 @dataclass
 class Worker:
-    """A child process and the file its stderr goes to (a file, not a pipe: a chatty child never blocks)."""
+    """A child process, its worker index and the file its stderr goes to (a file, not a pipe: a chatty child
+    never blocks)."""
 
     proc: subprocess.Popen[str]
     stderr: IO[str]
+    index: int = 0
 
     def last_line(self) -> str:
         self.stderr.seek(0)
@@ -60,24 +62,34 @@ class Worker:
         return lines[-1] if lines else ""
 
 
-def spawn_workers(args_of: Callable[[int], Sequence[str]], url: str, n: int) -> list[Worker]:
-    """Start ``n`` children ``hpo <args_of(i)>``, each with the storage in its environment only."""
+def spawn_workers(
+    args_of: Callable[[int], Sequence[str]], url: str, n: int, *, first: int = 0, sharing: int | None = None
+) -> list[Worker]:
+    """Start ``n`` children ``hpo <args_of(i)>`` for worker indices ``first .. first + n - 1``, each with the
+    storage in its environment only. ``sharing``: how many training processes this launcher puts on the machine
+    (default ``n``; one more when the launcher itself is a worker), whose share of the cores each child takes."""
     env = {**os.environ, "HPO_STORAGE": url, "PYTHONUNBUFFERED": "1"}
     # the children share this machine's cores (hpo.training.threads); a launcher that is itself one of several
     # on the machine passes its share on
-    env[WORKERS_ENV] = str(n * max(1, int(os.environ.get(WORKERS_ENV, "1") or 1)))
+    env[WORKERS_ENV] = str(machine_workers(n if sharing is None else sharing))
     share = plan_threads(workers=int(env[WORKERS_ENV]), threads=fixed_threads()).threads
     env.update({name: str(share) for name in BLAS_ENV})  # OpenMP and BLAS pools sized right from their start
     out = []
-    for i in range(n):
+    for i in range(first, first + n):
         err = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed by watch_workers once the child ends
         cmd = [sys.executable, "-m", "hpo.cli", *args_of(i)]
         proc = subprocess.Popen(
             cmd, env=env, stdout=subprocess.DEVNULL, stderr=err, text=True, preexec_fn=_die_with_parent
         )
         log.info("started worker %d (pid %d): hpo %s", i, proc.pid, " ".join(args_of(i)))
-        out.append(Worker(proc, err))
+        out.append(Worker(proc, err, i))
     return out
+
+
+def machine_workers(n: int) -> int:
+    """The training processes on this machine when this process puts ``n`` of them there: ``n`` times the share
+    that a launcher above it (``HPO_WORKERS_PER_MACHINE``) gave this process."""
+    return n * max(1, int(os.environ.get(WORKERS_ENV, "1") or 1))
 
 
 def _die_with_parent() -> None:
@@ -96,22 +108,15 @@ def watch_workers(workers: Sequence[Worker], tick: Callable[[], None] | None = N
     ``runner._with_signals``) stop them all (each re-queues its own trial) and raise :class:`Interrupted`. Return
     the children that did not end cleanly."""
     procs = [w.proc for w in workers]
+    ticked = 0.0
     try:
         while any(p.poll() is None for p in procs):
-            if tick is not None:
+            if tick is not None and time.monotonic() - ticked >= 1.0:
                 tick()
-            time.sleep(1.0)
+                ticked = time.monotonic()
+            time.sleep(0.1)  # notice the last child's exit at once; the live view is read once a second
     except KeyboardInterrupt:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.wait(timeout=30)
-        for p in procs:  # one that did not stop in time is ended: nothing outlives its parent
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        stop_workers(workers)
         raise Interrupted(
             f"interrupted: {len(procs)} workers stopped, each re-queued its trial; run the same command again "
             "to resume"
@@ -119,9 +124,25 @@ def watch_workers(workers: Sequence[Worker], tick: Callable[[], None] | None = N
     if tick is not None:
         tick()
     out = []
-    for i, w in enumerate(workers):
-        log.info("worker %d (pid %d) exited with code %s", i, w.proc.pid, w.proc.returncode)
+    for w in workers:
+        log.info("worker %d (pid %d) exited with code %s", w.index, w.proc.pid, w.proc.returncode)
         if w.proc.returncode not in (0, None):
-            out.append(WorkerExit(i, int(w.proc.returncode), w.last_line()))
+            out.append(WorkerExit(w.index, int(w.proc.returncode), w.last_line()))
         w.stderr.close()
     return out
+
+
+def stop_workers(workers: Sequence[Worker]) -> None:
+    """SIGTERM every child still running (each re-queues its own trial), wait up to 30 s, then kill what is
+    left: nothing outlives its parent."""
+    procs = [w.proc for w in workers]
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.wait(timeout=30)
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()

@@ -27,9 +27,8 @@ from hpo.data.synthetic import SyntheticConfig
 from hpo.errors import ConfigError
 from hpo.models import create_model, gate_utilisation, get_entry, probe_model
 from hpo.search import interrupts
-from hpo.search.launch import spawn_workers, watch_workers
 from hpo.search.objective import objective_directions, objective_targets, training_config
-from hpo.search.runner import _with_signals, check_workers_done, drain, load_study_dataset
+from hpo.search.runner import _with_signals, check_workers_done, drain, load_study_dataset, with_children
 from hpo.storage import keys, naming
 from hpo.storage.engine import is_rdb, normalise_url, open_storage
 from hpo.storage.locks import claim_lock
@@ -352,9 +351,12 @@ def run_retrain(
                 ",".join(devices),
             ]
 
-        exits = _with_signals(
-            lambda: watch_workers(spawn_workers(lambda i: [*args(i), "--quiet"], url, workers))
-        )
+        def own() -> None:  # worker 0, in this process: its data and checks are paid already
+            threads.install_for(device)  # re-planned: this process is now one of the workers
+            queues = {a: (st, RetrainObjective(spec, a, ds, url, str(device))) for a, st in studies.items()}
+            drain(url, storage, queues)
+
+        exits = _with_signals(lambda: with_children(lambda i: [*args(i), "--quiet"], url, workers, own))
         check_workers_done(studies, exits)  # a killed child whose chunks others finished left no work
         return studies
     from hpo.search.progress import StudyProgress

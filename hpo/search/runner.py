@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -37,7 +38,7 @@ from hpo.data.sources import load_source
 from hpo.errors import ConfigError, Interrupted, WorkerError
 from hpo.search import interrupts, settle
 from hpo.search.factories import grid_points, make_pruner, make_sampler
-from hpo.search.launch import WorkerExit, spawn_workers, watch_workers
+from hpo.search.launch import WorkerExit, machine_workers, spawn_workers, stop_workers, watch_workers
 from hpo.search.objective import (
     MAX_RESAMPLES,
     DuplicateConfiguration,
@@ -398,6 +399,12 @@ class _Drain:
         return True
 
 
+IDLE_POLL = (
+    0.2,
+    5.0,
+)  # seconds between polls of a worker with nothing to run while others still run: first, most
+
+
 def drain(
     url: str,
     storage: optuna.storages.BaseStorage,
@@ -420,6 +427,7 @@ def drain(
     handlers = [*logging.getLogger("optuna").handlers, *logging.getLogger().handlers]
     for h in handlers:
         h.addFilter(quiet)
+    wait = IDLE_POLL[0]
     try:
         while len(done) < len(queues) and (deadline is None or time.time() <= deadline):
             ran_any = False
@@ -434,19 +442,25 @@ def drain(
                     done.add(key)
                 ran_any = ran_any or bool(ran)
             if not ran_any and len(done) < len(queues):
-                time.sleep(min(heartbeat, 5))
+                # others' trials still run: poll soon (the last one usually ends within seconds, and this
+                # worker's exit is what the launcher waits for), then less often, up to every 5 s
+                time.sleep(min(wait, heartbeat))
+                wait = min(IDLE_POLL[1], 2 * wait)
+            elif ran_any:
+                wait = IDLE_POLL[0]
     finally:
         for h in handlers:
             h.removeFilter(quiet)
     if deadline is not None and time.time() > deadline:
-        for key, (study, objective) in queues.items():
-            if (
-                key not in done
-                and isinstance(objective, Objective)
-                and objective.spec.budget_rule is not None
-            ):
-                settle.mark_timeout(url, study)
+        _mark_timeouts(url, {k: q for k, q in queues.items() if k not in done})
     return worker.stats
+
+
+def _mark_timeouts(url: str, cut: Mapping[str, tuple[optuna.Study, Any]]) -> None:
+    """The convergence budgets a deadline cut say so (a later run resumes them)."""
+    for study, objective in cut.values():
+        if isinstance(objective, Objective) and objective.spec.budget_rule is not None:
+            settle.mark_timeout(url, study)
 
 
 def _failed_elsewhere(study: optuna.Study, number: int | None) -> bool:
@@ -644,7 +658,7 @@ def run_study(
                 )
             )
         else:
-            exits = _with_signals(lambda: _run_processes(spec, url, workers, devices, deadline, progress))
+            exits = _with_signals(lambda: _run_processes(spec, url, workers, devices, deadline, progress, ds))
     check_workers_done(studies, exits)
     return studies
 
@@ -724,8 +738,20 @@ def _stop_leftover_heartbeats() -> None:
 
 
 def _run_processes(
-    spec: StudySpec, url: str, workers: int, devices: Sequence[str], deadline: float | None, progress: Any
+    spec: StudySpec,
+    url: str,
+    workers: int,
+    devices: Sequence[str],
+    deadline: float | None,
+    progress: Any,
+    dataset: TabularDataset,
 ) -> list[WorkerExit]:
+    """Workers 1.. in child processes, worker 0 in this one: its imports, data and input checks are paid already
+    (a child pays them again, seconds that a study of cheap trials feels, and on a small machine they compete
+    with the other workers' training), so it starts training while the children start up. The parent's worker
+    takes the same share of the cores as each child. On Ctrl-C, SIGTERM or an error in this process, the
+    children are stopped (each re-queues its trial)."""
+
     def args(i: int) -> list[str]:
         out = [
             "worker",
@@ -738,4 +764,59 @@ def _run_processes(
         ]
         return out + (["--deadline", str(deadline)] if deadline is not None else [])
 
-    return watch_workers(spawn_workers(args, url, workers), tick=progress.refresh_from_storage)
+    return with_children(
+        args,
+        url,
+        workers,
+        lambda: run_worker(
+            spec, url, device=devices[0], deadline=deadline, progress=_Refreshing(progress), dataset=dataset
+        ),
+        tick=progress.refresh_from_storage,
+    )
+
+
+def with_children(
+    args_of: Callable[[int], Sequence[str]],
+    url: str,
+    workers: int,
+    own: Callable[[], Any],
+    tick: Callable[[], None] | None = None,
+) -> list[WorkerExit]:
+    """Start workers ``1 .. workers - 1`` as children ``hpo <args_of(i)>``, run worker 0 as ``own()`` in this
+    process with the same share of the cores, then wait for the children. On Ctrl-C, SIGTERM or an error here
+    the children are stopped (each re-queues its trial or chunk). Tuning and retraining share it."""
+    children = spawn_workers(args_of, url, workers - 1, first=1, sharing=workers)
+    before = os.environ.get(threads.WORKERS_ENV)
+    os.environ[threads.WORKERS_ENV] = str(machine_workers(workers))  # planned like each child's share
+    try:
+        own()
+    except KeyboardInterrupt:
+        stop_workers(children)
+        raise Interrupted(
+            f"interrupted: {workers} workers stopped, each re-queued its work; run the same command again "
+            "to resume"
+        ) from None
+    except BaseException:
+        stop_workers(children)
+        raise
+    finally:
+        if before is None:
+            os.environ.pop(threads.WORKERS_ENV, None)
+        else:
+            os.environ[threads.WORKERS_ENV] = before
+    return watch_workers(children, tick=tick)
+
+
+class _Refreshing:
+    """The live view while this process is one of several workers: at its own trials' starts, epochs and ends,
+    every worker's state is read back from the storage (at most once a second), as the watcher does between."""
+
+    def __init__(self, progress: Any) -> None:
+        self.progress, self.last = progress, 0.0
+
+    def _refresh(self, *_: Any) -> None:
+        if time.monotonic() - self.last >= 1.0:
+            self.last = time.monotonic()
+            self.progress.refresh_from_storage()
+
+    trial_started = on_epoch = trial_finished = _refresh

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from hpo.config.space import SearchSpace, load_space
 from hpo.config.study import ArchitectureSpec, StudySpec, load_study
 from hpo.config.yamlio import read_yaml
 from hpo.data.sources import FileSource
-from hpo.errors import ConfigError, DataError, HpoError
+from hpo.errors import BudgetError, ConfigError, DataError, HpoError
 from hpo.models import InputSpec, TaskSpec, probe_model
 
 __all__ = ["SpaceReport", "check_space", "validate_file"]
@@ -47,24 +49,56 @@ def _configurations(space: SearchSpace, samples: int, seed: int) -> list[dict[st
 def check_space(
     space: SearchSpace, arch: str, n_tasks: int, *, budget: int = 2048, samples: int = 200, seed: int = 0
 ) -> SpaceReport:
-    """Build every corner and ``samples`` random configurations of ``space`` for ``arch`` on the meta device."""
+    """Build every corner and ``samples`` random configurations of ``space`` for ``arch`` on the meta device.
+
+    A cause shared by several configurations is one problem, with its count and the first configuration that
+    showed it; a configuration over the budget also names the parameters whose lower bound would fit it (the
+    upper bounds to lower)."""
     spec = InputSpec(n_continuous=4, cardinalities=(3, 5))
     tasks = [TaskSpec(f"t{i}") for i in range(n_tasks)]
-    problems: list[str] = []
+    causes: dict[str, tuple[int, Any, str]] = {}
     max_units = 0
     configs = _configurations(space, samples, seed)
+
+    def build(cfg: dict[str, Any]) -> Any:
+        return probe_model(arch, spec, tasks, budget=budget, **space.derive(cfg, n_tasks))
+
     for cfg in configs:
         try:
-            hyper = space.derive(cfg, n_tasks)
-            model = probe_model(arch, spec, tasks, budget=budget, **hyper)
+            model = build(cfg)
             max_units = max(max_units, max(u.units for u in model.layer_units()))
         except HpoError as exc:
-            msg = f"{space.source or arch}: sampled {cfg} -> {exc}"
-            if msg not in problems:
-                problems.append(msg)
-            if len(problems) >= 5:
-                break
+            kind = re.sub(r"\d+", "#", str(exc))  # one cause whatever the sizes it names
+            count, first, hint = causes.get(kind, (0, cfg, ""))
+            if not count:
+                first, hint = (
+                    (cfg, str(exc)),
+                    _levers(space, cfg, build) if isinstance(exc, BudgetError) else "",
+                )
+            causes[kind] = (count + 1, first, hint)
+    problems = [
+        f"{space.source or arch}: {count} of {len(configs)} sampled configurations fail, e.g. {first[0]}: "
+        f"{first[1]}{hint}"
+        for count, first, hint in causes.values()
+    ]
     return SpaceReport(arch, len(configs), max_units, problems)
+
+
+def _levers(space: SearchSpace, cfg: dict[str, Any], build: Callable[[dict[str, Any]], Any]) -> str:
+    """The numeric parameters whose low value alone brings an over-budget configuration within the budget."""
+    fits = []
+    for name, r in space.params.items():
+        if r.type not in ("int", "float") or r.low is None or cfg.get(name) == r.low:
+            continue
+        low = int(r.low) if r.type == "int" else float(r.low)
+        try:
+            build({**cfg, name: low})
+        except HpoError:
+            continue
+        fits.append(name)
+    if not fits:
+        return "; no single parameter at its low bound fits: lower the upper bounds of several"
+    return f"; lower the upper bound of {' or '.join(fits)}"
 
 
 def _dataset_lines(spec: StudySpec) -> tuple[int, list[str], list[str]]:
@@ -135,9 +169,15 @@ def _architecture_line(
             problems.append(str(exc))
     if spec.retrain.default:
         problems += _default_problems(spec, arch.name, n_tasks)
+    from hpo.config.shipped import shipped_root
+
+    root = shipped_root()
+    path = spec.space_path(arch)
+    shipped = not arch.search_space and root is not None and path.is_relative_to(root / "search_spaces")
+    where = f"the shipped {path.name}" if shipped else str(path)
     line = (
         f"  {arch.name}: {rep.configurations} configurations built, max {rep.max_units} units per layer "
-        f"(budget {spec.budget}){grid}"
+        f"(budget {spec.budget}){grid}; space: {where}"
     )
     return line, problems
 
@@ -180,7 +220,28 @@ def _validate_study(path: Path, samples: int) -> list[str]:
         )
     if spec.retrain.default:
         head += f"; default configurations retrained as {spec.default_spec().name}"
-    return [head, *lines]
+    return [head, *lines, *_seed_warning(spec, n_tasks)]
+
+
+def _seed_warning(spec: StudySpec, n_tasks: int, alpha: float = 0.05) -> list[str]:
+    """A warning when the retraining's seeds cannot separate any pair at the report's level: the smallest
+    Mann-Whitney p they can give, Holm-corrected over every pair of architectures and task, is not below it."""
+    from hpo.estimators import smallest_corrected_p
+
+    archs = len(spec.architectures)
+    family = archs * (archs - 1) // 2 * max(1, n_tasks)
+    if archs < 2:
+        return []
+    n = spec.retrain.seeds
+    floor = smallest_corrected_p(n, n, family)
+    if floor < alpha:
+        return []
+    enough = next((k for k in range(n + 1, 401) if smallest_corrected_p(k, k, family) < alpha), None)
+    more = f"; {enough} seeds per architecture can" if enough else ""
+    return [
+        f"warning: {spec.source}: retrain.seeds {n} cannot separate any pair: the smallest corrected p they can "
+        f"give is {floor:.2g} (Mann-Whitney, Holm over {family} pairs and tasks), not below {alpha}{more}"
+    ]
 
 
 def validate_file(path: str | Path, *, samples: int = 200) -> list[str]:

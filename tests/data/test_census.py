@@ -140,7 +140,7 @@ def test_cli_info_json_and_bad_group(census_dir: Path, capsys: pytest.CaptureFix
 @pytest.fixture
 def http_root(tmp_path: Path):  # type: ignore[no-untyped-def]
     if not (SHARED_DATA / "census-income").is_dir():
-        require("HPO_REQUIRE_DATA", "the census files are not in ../shared/data")
+        require("HPO_REQUIRE_DATA", f"the census files are not in {SHARED_DATA} (HPO_DATA_DIR)")
     root = tmp_path / "www"
     root.mkdir()
     for f in (SHARED_DATA / "census-income").iterdir():
@@ -169,7 +169,7 @@ def test_fetch_from_local_server_verifies_checksums(http_root, tmp_path: Path) -
 @pytest.mark.parametrize(("group", "pearson"), [(1, -0.178), (2, -0.240)])
 def test_full_census_rows_and_label_correlation(group: int, pearson: float) -> None:
     if not (SHARED_DATA / "census-income").is_dir():
-        require("HPO_REQUIRE_DATA", "the census files are not in ../shared/data")
+        require("HPO_REQUIRE_DATA", f"the census files are not in {SHARED_DATA} (HPO_DATA_DIR)")
     ds = load_census(group, SHARED_DATA)
     info = ds.info()
     assert info["rows"] == {"train": 199_523, "valid": 49_881, "test": 49_881}
@@ -186,7 +186,7 @@ def test_data_info_json_lists_the_papers_dropped_columns_and_the_best_single_fea
     group: int, pearson: float, capsys: pytest.CaptureFixture[str]
 ) -> None:
     if not (SHARED_DATA / "census-income").is_dir():
-        require("HPO_REQUIRE_DATA", "the census files are not in ../shared/data")
+        require("HPO_REQUIRE_DATA", f"the census files are not in {SHARED_DATA} (HPO_DATA_DIR)")
     import json
 
     assert (

@@ -272,3 +272,15 @@ def test_files_with_different_columns_say_which(tmp_path: Path) -> None:
     body = {k: v for k, v in ADULT.items() if k not in ("columns", "comment")}
     msg = error(tmp_path, body)
     assert msg.endswith("adult.test: columns differ from the training file adult.data: lacks ['income']")
+
+
+def test_a_train_and_test_pair_without_any_split_loads_with_the_default_validation_share(
+    tmp_path: Path,
+) -> None:
+    """No `split` at all: the default (a tenth of the training file for validation) is not something the user
+    gave, so it is never refused as not applying."""
+    write(tmp_path / "adult.data", rows(400, 0))
+    write(tmp_path / "adult.test", rows(200, 1, suffix="."), banner=True)
+    body = {k: v for k, v in ADULT.items() if k != "split"}
+    ds = load_user_dataset(declare(tmp_path, body), use_cache=False)
+    assert len(ds.splits["valid"].y) == 40 and len(ds.splits["test"].y) == 200

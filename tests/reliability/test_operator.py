@@ -85,8 +85,9 @@ def test_a_proxy_refuses_a_sqlite_file_that_does_not_exist(tmp_path: Path) -> No
 
 @pytest.mark.reliability
 def test_retraining_whose_killed_child_left_no_work_exits_zero(tmp_path: Path) -> None:
-    """One of two retrain children is killed; the other retries its chunk (stale heartbeat) and finishes every
-    seed. The parent names the killed child in one warning line and exits 0, as tuning does."""
+    """One of two retrain children (of three workers: the parent is the third) is killed; the others retry its
+    chunk (stale heartbeat) and finish every seed. The parent names the killed child in one warning line and
+    exits 0, as tuning does."""
     slow = {"epochs": 40, "patience": None, "batch_size": 32, "device": "cpu"}  # chunks of a second or more
     path = study_file(tmp_path, trials=2, retrain={"seeds": 16, "replicas_per_run": 1}, training=slow)
     url = f"sqlite:///{tmp_path / 'h.db'}"
@@ -94,12 +95,12 @@ def test_retraining_whose_killed_child_left_no_work_exits_zero(tmp_path: Path) -
         hpo("run", str(path), "--storage", url, "--devices", "cpu", "--quiet"), env=ENV, check=True
     )
     parent = subprocess.Popen(
-        hpo("retrain", str(path), "--storage", url, "--workers", "2", "--devices", "cpu", "--quiet"),
+        hpo("retrain", str(path), "--storage", url, "--workers", "3", "--devices", "cpu", "--quiet"),
         env=ENV,
         stderr=subprocess.PIPE,
         text=True,
     )
-    os.kill(min(started_workers(parent, 2)), signal.SIGKILL)  # both are retraining chunks by then
+    os.kill(min(started_workers(parent, 2)), signal.SIGKILL)  # both children are retraining chunks by then
     _, err = parent.communicate(timeout=600)
     lines = [line for line in err.splitlines() if line.strip()]
     assert parent.returncode == 0, err
@@ -213,6 +214,8 @@ def alive(pids: set[int]) -> set[int]:
 
 
 def started_workers(parent: subprocess.Popen[str], n: int) -> set[int]:
+    """The parent's ``n`` child workers, once started and training (``--workers N`` starts ``N - 1`` children:
+    the parent is worker 0)."""
     deadline = time.time() + 120
     while len(kids := children(parent.pid)) < n:
         assert time.time() < deadline and parent.poll() is None, "the workers did not start"
@@ -236,7 +239,7 @@ def test_sigterm_to_a_parent_stops_its_workers_and_says_so(tmp_path: Path, comma
         stderr=subprocess.PIPE,
         text=True,
     )
-    kids = started_workers(parent, 2)
+    kids = started_workers(parent, 1)
     parent.send_signal(signal.SIGTERM)
     _, err = parent.communicate(timeout=120)
     lines = [line for line in err.splitlines() if line.strip()]
@@ -259,7 +262,7 @@ def test_workers_do_not_outlive_a_parent_killed_by_sigkill(tmp_path: Path) -> No
         env=ENV,
         stderr=subprocess.DEVNULL,
     )
-    kids = started_workers(parent, 2)
+    kids = started_workers(parent, 1)
     parent.kill()
     parent.wait()
     deadline = time.time() + 60

@@ -201,7 +201,7 @@ def test_retrain_workers_carry_no_password_on_their_command_line(tmp_path: Path,
     )
     env = {**ENV, "HPO_STORAGE": url}
     parent = subprocess.Popen(
-        hpo("retrain", str(path), "--workers", "2", "--devices", "cpu", "--seeds", "4"),
+        hpo("retrain", str(path), "--workers", "3", "--devices", "cpu", "--seeds", "4"),
         env=env,
         stderr=subprocess.PIPE,
         text=True,
@@ -223,13 +223,13 @@ def test_a_worker_killed_by_a_signal_is_named_and_its_trial_retried(tmp_path: Pa
     path = study_file(tmp_path)
     url = f"sqlite:///{tmp_path / 'hpo.db'}"
     parent = subprocess.Popen(
-        hpo("run", str(path), "--storage", url, "--workers", "2", "--devices", "cpu", "--quiet"),
+        hpo("run", str(path), "--storage", url, "--workers", "3", "--devices", "cpu", "--quiet"),
         env=ENV,
         stderr=subprocess.PIPE,
         text=True,
     )
     deadline = time.time() + 120
-    while len(kids := children(parent.pid)) < 2:
+    while len(kids := children(parent.pid)) < 2:  # three workers: the parent and two children
         assert time.time() < deadline and parent.poll() is None, "the workers did not start"
         time.sleep(0.1)
     time.sleep(4)  # they are training now

@@ -134,6 +134,10 @@ def test_replicates_crossed_and_default_retrains_end_to_end(
     var = pd.read_csv(tmp_path / "rep" / "r_variance.csv")
     assert set(var.design) == {"2 init x 3 data order, 2 replicates"}
     assert {"sd_init", "sd_data_order", "sd_residual", "sd_tuning"} <= set(var.columns)
+    assert set(var.method) == {"replicated crossed"}  # the estimator built for replicates on one seed grid
+    for c in ("init", "data_order", "residual", "tuning"):
+        assert (var[f"sd_{c}_ci95_low"] <= var[f"sd_{c}"] + 1e-12).all(), c
+        assert (var[f"sd_{c}"] <= var[f"sd_{c}_ci95_high"] + 1e-12).all(), c
     shares = var[[c for c in var.columns if c.startswith("share_")]].sum(axis=1)
     assert np.allclose(shares[shares > 0], 1.0)
     reps = pd.read_csv(tmp_path / "rep" / "r_replicates.csv")
@@ -221,6 +225,12 @@ def test_replicates_per_architecture_tune_the_pair_more_often(tmp_path: Path) ->
     assert sorted(map(tuple, got[["architecture", "replicate"]].to_numpy().tolist())) == [
         ("mmoe", 1), ("mmoe", 2), ("shared_bottom", 1)
     ]  # fmt: skip
+    settled = pd.read_csv(tmp_path / "rep" / "r_settled.csv")  # one row per tuning run, in the study's order
+    assert list(zip(settled.architecture, settled.replicate, strict=True)) == [
+        ("shared_bottom", 1), ("mmoe", 1), ("mmoe", 2)
+    ]  # fmt: skip
+    assert (settled.trials == 3).all()
+    assert "mmoe (replicate 2)" in out.read_text()
     bad = make_study(tmp_path, replicates=2, architectures=[{"name": "mmoe", "replicates": 3}])
     with pytest.raises(ConfigError) as exc:
         load_study(bad)
