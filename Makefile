@@ -8,7 +8,7 @@ STAMP := $(VENV)/.hpo-installed
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps test demo lint bench clean
+.PHONY: install system-deps test demo lint bench clean docs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,3 +53,9 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hpo-cache
+
+# The documentation (docs/, mkdocs.yml) into build/site, every warning an error; docs/cli.md is written from the
+# commands themselves first.
+docs: install
+	$(BIN)/python -m hpo.cli_docs > docs/cli.md
+	$(BIN)/mkdocs build --strict
