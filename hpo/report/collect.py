@@ -45,6 +45,7 @@ def seed_frame(
 
 def trials_frame(study: optuna.Study, arch: str) -> pd.DataFrame:
     rows = []
+    pick = max if len(study.directions) == 1 and study.direction.name == "MAXIMIZE" else min
     for t in study.get_trials(deepcopy=False):
         row: dict[str, Any] = {
             "architecture": arch,
@@ -62,6 +63,8 @@ def trials_frame(study: optuna.Study, arch: str) -> pd.DataFrame:
             "epochs_run": keys.plain(t.user_attrs).get("epochs_run"),
             "device": keys.plain(t.user_attrs).get("device"),
             "pruned_reason": keys.plain(t.user_attrs).get("pruned_reason"),
+            # a pruned trial's best validation value before it was stopped (what the settled rule counts)
+            "best_intermediate": pick(t.intermediate_values.values()) if t.intermediate_values else None,
             "datetime_start": t.datetime_start,
             "datetime_complete": t.datetime_complete,
         }

@@ -32,12 +32,16 @@ def _row(
     on_bound: str,
     replicate: int | None = None,
 ) -> dict[str, Any]:
-    done = trials[(trials.architecture == arch) & (trials.state == "COMPLETE")]
+    mine = trials[trials.architecture == arch]
     if replicate is not None:
-        done = done[done.replicate == replicate]
+        mine = mine[mine.replicate == replicate]
+    done = mine[mine.state == "COMPLETE"]
+    pruned = mine[mine.state == "PRUNED"]
     if attrs.get("bound_hits") is not None:  # what the rule itself judged, for this replicate
         on_bound = "; ".join(attrs["bound_hits"])
     values = done["value_0"].to_numpy(dtype=float) if "value_0" in done else np.array([])
+    if "best_intermediate" in pruned:  # as the rule counts them (hpo.search.settle.rule_values)
+        values = np.concatenate([values, pruned["best_intermediate"].to_numpy(dtype=float)])
     values = values[np.isfinite(values)]
     gain = doubling_gain(values, higher_is_better=higher)
     lo, hi = doubling_gain_interval(values, higher_is_better=higher)
@@ -54,6 +58,7 @@ def _row(
         "architecture": arch,
         **({"replicate": replicate} if replicate is not None else {}),
         "trials": len(done),
+        "pruned": len(pruned),
         "budget": budget,
         "stop_reason": reason or ("fixed budget" if not isinstance(rule, dict) else "running or not judged"),
         "last_doubling_gain": gain,
@@ -62,7 +67,7 @@ def _row(
         "tolerance": tolerance if tolerance is not None else float("nan"),
         "best_on_bound": on_bound,
         "settled": settled,
-        "sentence": _sentence(settled, reason, len(done), gain, (lo, hi), tolerance, on_bound),
+        "sentence": _sentence(settled, reason, len(done) + len(pruned), gain, (lo, hi), tolerance, on_bound),
     }
 
 

@@ -5,7 +5,8 @@ big ones before they converge. So an architecture keeps tuning while more trials
 by one rule for all:
 
 * when every queued trial of an architecture has finished (at ``min`` first, then after each extension), the
-  expected best validation score of all ``n`` finished trials is compared with that of ``n / 2`` of them (Tang et
+  expected best validation score of all ``n`` finished trials (a pruned one counts with its best validation
+  value before it was stopped: :func:`rule_values`) is compared with that of ``n / 2`` of them (Tang et
   al.'s unbiased estimator, :func:`hpo.estimators.doubling_gain`): the gain of the last doubling, with its 95%
   bootstrap interval over the trials (:func:`hpo.estimators.doubling_gain_interval`);
 * it is **settled** when that whole interval lies below the tolerance (a point gain under it is not enough: four
@@ -50,6 +51,7 @@ __all__ = [
     "decide",
     "mark_timeout",
     "resume_target",
+    "rule_values",
     "settle",
     "tolerance_of",
 ]
@@ -101,6 +103,21 @@ def decide(
         return Decision(target, gain, high, tolerance, hits, "max", target)
     grown = min(rule.max, target + max(1, math.ceil(rule.grow * target)))
     return Decision(target, gain, high, tolerance, hits, None, grown)
+
+
+def rule_values(trials: Sequence[optuna.trial.FrozenTrial], higher_is_better: bool) -> list[float]:
+    """The values the rule judges: every complete trial's, and every pruned trial's best reported validation
+    value before it was stopped. A pruner stops the worse trials; leaving them out would judge the better half
+    as if it were every draw (a narrower spread, a smaller gain, an early stop), while their best value so far
+    keeps them where they belong, low in the order, which is what the expected best of n depends on."""
+    pick = max if higher_is_better else min
+    out = []
+    for t in trials:
+        if t.state == S.COMPLETE and t.value is not None:
+            out.append(float(t.value))
+        elif t.state == S.PRUNED and t.intermediate_values:
+            out.append(float(pick(t.intermediate_values.values())))
+    return out
 
 
 def bound_hits(params: dict[str, Any], spaces: Sequence[SearchSpace], budget: int) -> list[str]:
@@ -197,7 +214,7 @@ def settle(
         done = {keys.plain(t.user_attrs).get("ticket") for t in trials if t.state in (S.COMPLETE, S.PRUNED)}
         if len({d for d in done if d is not None and d < target}) < target:
             return False  # a failed ticket: the next run queues it again, then the rule is applied
-        values = [t.value for t in trials if t.state == S.COMPLETE and t.value is not None]
+        values = rule_values(trials, higher_is_better)
         hits = bound_hits(study.best_trial.params, spaces, spec.budget)
         d = decide(
             values,

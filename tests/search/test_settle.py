@@ -180,3 +180,21 @@ def test_two_workers_stop_each_architecture_once_at_its_own_count(tmp_path: Path
             if t.state.is_finished()
         ]
         assert len([t for t in done if t.state != optuna.trial.TrialState.FAIL]) == n
+
+
+def test_pruned_trials_count_with_their_best_value_before_the_stop() -> None:
+    """The rule's values: complete trials' values and pruned trials' best intermediate value, by direction."""
+    from hpo.search.settle import rule_values
+
+    d = optuna.distributions.FloatDistribution(0, 1)
+
+    def trial(state: optuna.trial.TrialState, value: float | None, steps: dict[int, float]) -> object:
+        return optuna.trial.create_trial(
+            state=state, value=value, params={"x": 0.5}, distributions={"x": d}, intermediate_values=steps
+        )
+
+    S_ = optuna.trial.TrialState
+    trials = [trial(S_.COMPLETE, 0.9, {1: 0.8, 2: 0.9}), trial(S_.PRUNED, None, {1: 0.6, 2: 0.7, 3: 0.65})]
+    trials.append(trial(S_.PRUNED, None, {}))  # pruned before any report: nothing to count
+    assert rule_values(trials, higher_is_better=True) == [0.9, 0.7]
+    assert rule_values(trials, higher_is_better=False) == [0.9, 0.6]
