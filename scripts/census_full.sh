@@ -3,18 +3,40 @@
 # tune until settled, retrain on the crossed seeds, write the report, export the tables. Every step resumes, so
 # rerun this script after an interruption. It runs from a snapshot of the code (a git worktree at the commit it
 # was started from) so that editing the checkout never changes a running study, and keeps each database in RUNS.
-#   scripts/census_full.sh [RUNS]          RUNS defaults to /work/runs
+# A machine that keeps nothing between sessions resumes from the snapshot committed under docs/results/runs/:
+#   scripts/census_full.sh [RUNS]           run (or resume); RUNS defaults to /work/runs
+#   scripts/census_full.sh snapshot [RUNS]  copy each database, consistently while it runs (SQLite's backup API),
+#                                           gzipped into docs/results/runs/ to be committed
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+STUDIES=(census_group1_leakage_free_full census_group2_full)
+SNAP="$ROOT/docs/results/runs"
+if [ "${1:-}" = snapshot ]; then
+  RUNS="${2:-/work/runs}"
+  mkdir -p "$SNAP"
+  for study in "${STUDIES[@]}"; do
+    [ -f "$RUNS/$study.db" ] || continue
+    "$ROOT/.venv/bin/python" -c "import sqlite3, sys; d = sqlite3.connect(sys.argv[2]); sqlite3.connect(sys.argv[1]).backup(d); d.close()" \
+      "$RUNS/$study.db" "$RUNS/$study.snapshot.db"
+    gzip -9 -c "$RUNS/$study.snapshot.db" > "$SNAP/$study.db.gz" && rm "$RUNS/$study.snapshot.db"
+    echo "snapshot: $SNAP/$study.db.gz"
+  done
+  exit 0
+fi
 RUNS="${1:-/work/runs}"
 mkdir -p "$RUNS"
+for study in "${STUDIES[@]}"; do  # a fresh machine: resume from the committed snapshot
+  if [ ! -f "$RUNS/$study.db" ] && [ -f "$SNAP/$study.db.gz" ]; then
+    gunzip -c "$SNAP/$study.db.gz" > "$RUNS/$study.db"
+  fi
+done
 REV="$(git -C "$ROOT" rev-parse --short HEAD)"
 TREE="$RUNS/tree-$REV"
 [ -d "$TREE" ] || git -C "$ROOT" worktree add --detach "$TREE" "$REV" >/dev/null
 export PYTHONPATH="$TREE" HPO_DATA_DIR="${HPO_DATA_DIR:-$ROOT/../shared/data}"
 PY="$ROOT/.venv/bin/python"
 cd "$TREE"
-for study in census_group1_leakage_free_full census_group2_full; do
+for study in "${STUDIES[@]}"; do
   db="sqlite:///$RUNS/$study.db"
   for step in run retrain; do
     start=$(date +%s)

@@ -305,6 +305,42 @@ def _seed_count(spec: StudySpec, seeds: int | None) -> int:
     return n_seeds
 
 
+def _with_children(
+    spec: StudySpec,
+    url: str,
+    storage: optuna.storages.BaseStorage,
+    studies: dict[str, optuna.Study],
+    ds: Any,
+    device: Any,
+    devices: Sequence[str],
+    workers: int,
+) -> list[Any]:
+    """Workers 1.. as ``hpo retrain --join`` children, worker 0 in this process (its data and checks are paid
+    already)."""
+
+    def args(i: int) -> list[str]:
+        return [
+            "retrain",
+            spec.source,
+            "--join",
+            "--worker-index",
+            str(i),
+            "--devices",
+            ",".join(devices),
+            "--quiet",
+        ]
+
+    def own() -> None:
+        threads.install_for(device)  # re-planned: this process is now one of the workers
+        drain(
+            url,
+            storage,
+            {a: (st, RetrainObjective(spec, a, ds, url, str(device))) for a, st in studies.items()},
+        )
+
+    return with_children(args, url, workers, own)
+
+
 def run_retrain(
     spec: StudySpec,
     storage_url: str | None = None,
@@ -339,24 +375,9 @@ def run_retrain(
     else:
         studies = prepare_retrain(spec, storage, ds, n_seeds, device, url)
     if workers > 1:
-
-        def args(i: int) -> list[str]:
-            return [
-                "retrain",
-                spec.source,
-                "--join",
-                "--worker-index",
-                str(i),
-                "--devices",
-                ",".join(devices),
-            ]
-
-        def own() -> None:  # worker 0, in this process: its data and checks are paid already
-            threads.install_for(device)  # re-planned: this process is now one of the workers
-            queues = {a: (st, RetrainObjective(spec, a, ds, url, str(device))) for a, st in studies.items()}
-            drain(url, storage, queues)
-
-        exits = _with_signals(lambda: with_children(lambda i: [*args(i), "--quiet"], url, workers, own))
+        exits = _with_signals(
+            lambda: _with_children(spec, url, storage, studies, ds, device, devices, workers)
+        )
         check_workers_done(studies, exits)  # a killed child whose chunks others finished left no work
         return studies
     from hpo.search.progress import StudyProgress

@@ -240,6 +240,22 @@ def adatt_reference(model: MTLModel, onehot: Tensor, r: int) -> Tensor:
     return torch.stack([tower(inputs[t], model.towers, r, t) for t in range(T)], dim=1)
 
 
+def esmm_reference(model: MTLModel, onehot: Tensor, r: int) -> Tensor:
+    """ESMM as Ma et al. write it: towers on one shared embedding; a later binary task's probability is its own
+    tower's times every earlier binary task's (pCTCVR = pCTR x pCVR), returned as a logit; regression towers as
+    they are."""
+    emb = first_layer_parts(model.input, onehot, r)["embedding"]
+    outs, prob = [], None
+    for k, task in enumerate(model.tasks):
+        z = tower(emb, model.towers, r, k)
+        if task.kind != "binary":
+            outs.append(z)
+            continue
+        prob = torch.sigmoid(z) if prob is None else prob * torch.sigmoid(z)
+        outs.append(torch.log(prob) - torch.log1p(-prob))
+    return torch.stack(outs, dim=1)
+
+
 def reference_forward(model: MTLModel, x: Features) -> Tensor:
     """``(R, B, K)`` outputs computed replica by replica with plain loops."""
     onehot = x.one_hot(model.spec, dtype=next(model.parameters()).dtype)
@@ -255,6 +271,7 @@ def reference_forward(model: MTLModel, x: Features) -> Tensor:
         "shared_bottom": shared_bottom_reference,
         "tensor_factorization": tensor_factorization_reference,
         "adatt": adatt_reference,
+        "esmm": esmm_reference,
     }[model.name]
     return torch.stack([fn(model, onehot[min(r, onehot.shape[0] - 1)], r) for r in range(model.replicas)])
 

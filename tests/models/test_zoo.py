@@ -31,6 +31,7 @@ DEEP: dict[str, dict[str, Any]] = {
     "cgc": {"n_specific": 2, "n_shared": 3, "expert_units": (6, 5), "tower_units": (4,)},
     "ple": {"n_levels": 3, "n_specific": 2, "n_shared": 3, "expert_units": (6, 5), "tower_units": (4,)},
     "adatt": {"n_task_experts": 2, "expert_units": (6, 5, 4), "tower_units": (4,)},
+    "esmm": {"embed_dim": 5, "tower_units": (6, 4)},
 }
 
 
@@ -54,7 +55,7 @@ def build(name: str, replicas: int = 1, seeds=None, dtype=torch.float64, tasks=T
 
 def test_every_registered_model_has_a_test_config() -> None:
     assert sorted(NAMES) == sorted(DEEP)
-    assert len(NAMES) == 11
+    assert len(NAMES) == 12
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -205,7 +206,14 @@ def test_dense_only_input(name: str) -> None:
 def test_gates_select_over_every_expert_with_the_right_width(name: str) -> None:
     model = build(name)
     _, gates = model.forward_with_gates(features(1, 7))
-    if name in ("single_task", "l2_constrained", "cross_stitch", "shared_bottom", "tensor_factorization"):
+    if name in (
+        "single_task",
+        "l2_constrained",
+        "cross_stitch",
+        "shared_bottom",
+        "tensor_factorization",
+        "esmm",
+    ):
         assert gates == {}
         return
     assert gates
