@@ -39,6 +39,13 @@ class ReadOptions:
     na_values: tuple[str, ...] = ()  # extra strings that mean "missing"
     usecols: tuple[str, ...] | None = None  # keep only these (None: all)
     numeric: tuple[str, ...] | None = None  # with it, every other column is read as a pandas categorical
+    header: bool | None = (
+        None  # does line 1 name the columns? None: no when `columns` is given, else yes (checked)
+    )
+
+    @property
+    def has_header(self) -> bool:
+        return self.header if self.header is not None else self.columns is None
 
 
 @dataclass
@@ -99,7 +106,7 @@ def _skipped(text: str, comment: str | None) -> bool:
 def _data_lines(path: Path, options: ReadOptions) -> np.ndarray:
     """File line numbers of the data rows: not blank, not a comment, not the header."""
     lines = [n for n, text in _raw_lines(path) if not _skipped(text, options.comment)]
-    if options.columns is None:
+    if options.has_header:
         lines = lines[1:]
     return np.asarray(lines, dtype=np.int64)
 
@@ -123,7 +130,12 @@ def read_table(path: Path, options: ReadOptions) -> Table:
     if path.suffix.lower() in PARQUET_SUFFIXES:
         frame, header = _read_parquet(path, options)
     else:
-        header = list(options.columns) if options.columns is not None else _check_header_line(path, options)
+        if options.columns is not None:
+            header = list(options.columns)
+        elif options.header:  # declared: the first line names the columns, numbers or not
+            header = _first_fields(path, options.comment)
+        else:
+            header = _check_header_line(path, options)
         frame = _read_csv(path, options, header)
     table = Table(path, frame.reset_index(drop=True), options, tuple(header))
     _check_header(table)
@@ -156,7 +168,7 @@ def _read_parquet(path: Path, options: ReadOptions) -> tuple[pd.DataFrame, list[
 def _read_csv(path: Path, options: ReadOptions, header: list[str]) -> pd.DataFrame:
     """Every column is parsed (so a row with an extra field is an error, not a silent shift), the columns not
     kept are dropped at once, and every non-numeric column is a categorical."""
-    if options.columns is not None:
+    if options.columns is not None and not options.has_header:
         _check_field_count(path, options)
     skiprows = _comment_lines(path, options.comment) if options.comment else None
     dtype = (
@@ -168,7 +180,7 @@ def _read_csv(path: Path, options: ReadOptions, header: list[str]) -> pd.DataFra
             warnings.simplefilter("error", pd.errors.ParserWarning)
             reader = pd.read_csv(
                 path,
-                header=None if options.columns is not None else 0,
+                header=0 if options.has_header else None,  # with `columns` too: line 1 is replaced by them
                 names=list(options.columns) if options.columns is not None else None,
                 index_col=False,
                 skiprows=skiprows,
@@ -246,7 +258,8 @@ def _check_header_line(path: Path, options: ReadOptions) -> list[str]:
     if names and sum(_numeric(c) for c in names) * 2 >= len(names):
         raise DataError(
             f"{path}: line 1 looks like data, not a header ({', '.join(names[:4])}, ...); "
-            "name the columns with `columns:` in the dataset YAML"
+            "name the columns with `columns:` in the dataset YAML, or declare `header: true` if line 1 is a "
+            "header of numeric names"
         )
     return names
 
@@ -254,12 +267,17 @@ def _check_header_line(path: Path, options: ReadOptions) -> list[str]:
 def _check_header(table: Table) -> None:
     """A header row read as data (``columns`` given for a file that has one) is refused."""
     columns = [str(c) for c in table.frame.columns]
-    if table.options.columns is None or not table.text or not len(table.frame):
-        return
+    if (
+        table.options.columns is None
+        or table.options.header is not None
+        or not table.text
+        or not len(table.frame)
+    ):
+        return  # nothing guessed: `header:` said what line 1 is
     if [str(v).strip() for v in table.frame.iloc[0].tolist()] == columns:
         raise DataError(
             f"{table.path}: {table.where(0)} repeats the names given in `columns`: the file has a header row; "
-            "remove `columns`"
+            "remove `columns`, or declare `header: true` to rename its columns"
         )
 
 

@@ -33,7 +33,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hpo.config.yamlio import format_validation_error
 from hpo.config.yamlio import read_yaml as _read_yaml
@@ -62,9 +62,20 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+def _name(value: Any) -> Any:
+    """A column name written as a number in YAML, as the text it is in the file's header."""
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
 class TaskRule(_Strict):
     name: str
     column: str
+
+    @field_validator("column", mode="before")
+    @classmethod
+    def _column_as_text(cls, v: Any) -> Any:
+        return _name(v)
+
     kind: Literal["binary", "regression"] = "binary"
     equals: Any = None
     in_: list[Any] | None = Field(default=None, alias="in")
@@ -117,6 +128,9 @@ class UserDatasetSpec(_Strict):
     file: str | None = None
     files: SplitFiles | None = None
     columns: list[str] | None = Field(None, min_length=1)
+    header: bool | None = (
+        None  # line 1 names the columns (true) or is data (false); unset: guessed and checked
+    )
     comment: str | None = Field(None, min_length=1)
     na_values: list[str] | None = None
     label_suffix: str | None = Field(None, min_length=1)
@@ -129,6 +143,12 @@ class UserDatasetSpec(_Strict):
     )  # nothing set: only what a user writes is "given"
     scaling: Literal["standard", "none"] = "standard"
 
+    @field_validator("columns", "continuous", "categorical", "ignore", mode="before")
+    @classmethod
+    def _names_as_text(cls, v: Any) -> Any:
+        """Feature-field IDs (``101``, ``121``) are names too: an unquoted number in YAML is read as its text."""
+        return [_name(c) for c in v] if isinstance(v, list) else v
+
     @model_validator(mode="after")
     def _one_source(self) -> UserDatasetSpec:
         if (self.file is None) == (self.files is None):
@@ -140,6 +160,10 @@ class UserDatasetSpec(_Strict):
         if self.files is not None and self.files.valid is None and "test" in self.split.model_fields_set:
             raise ValueError(
                 "split.test does not apply: `files.test` is the test split (give split.valid only)"
+            )
+        if self.header is False and self.columns is None:
+            raise ValueError(
+                "header: false says the files have no header row: name the columns with `columns`"
             )
         if self.columns is not None and len(set(self.columns)) != len(self.columns):
             dup = sorted({c for c in self.columns if self.columns.count(c) > 1})
@@ -155,6 +179,7 @@ class UserDatasetSpec(_Strict):
         usecols = tuple(sorted(numeric | categorical)) if declared else None
         return ReadOptions(
             columns=tuple(self.columns) if self.columns is not None else None,
+            header=self.header,
             comment=self.comment,
             na_values=tuple(self.na_values or ()),
             usecols=usecols,

@@ -158,7 +158,8 @@ def test_columns_for_a_file_that_has_a_header_is_refused(tmp_path: Path) -> None
     write(tmp_path / "adult.test", rows(50, 1, "."), header=True)
     msg = error(tmp_path, ADULT)
     assert msg.endswith(
-        "adult.data: line 1 repeats the names given in `columns`: the file has a header row; remove `columns`"
+        "adult.data: line 1 repeats the names given in `columns`: the file has a header row; remove `columns`, "
+        "or declare `header: true` to rename its columns"
     )
 
 
@@ -284,3 +285,37 @@ def test_a_train_and_test_pair_without_any_split_loads_with_the_default_validati
     body = {k: v for k, v in ADULT.items() if k != "split"}
     ds = load_user_dataset(declare(tmp_path, body), use_cache=False)
     assert len(ds.splits["valid"].y) == 40 and len(ds.splits["test"].y) == 200
+
+
+def _field_id_file(path: Path, n: int = 300) -> Path:
+    """A recommender log as such datasets are published: labels first, then feature fields named by numbers."""
+    rng = np.random.default_rng(0)
+    lines = ["click,purchase,101,121,122"]
+    for _ in range(n):
+        click = int(rng.random() < 0.3)
+        lines.append(
+            f"{click},{click * int(rng.random() < 0.4)},{rng.integers(0, 50)},{rng.integers(0, 9)},{rng.random():.3f}"
+        )
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_header_of_numeric_field_names_reads_with_header_true(tmp_path: Path) -> None:
+    """Line 1 `click,purchase,101,121,122` looks like data to the guess; `header: true` says it is the header,
+    and `columns:` may list numbers unquoted (or rename the columns, with `header: true`)."""
+    _field_id_file(tmp_path / "log.csv")
+    body = {
+        "name": "log",
+        "file": "log.csv",
+        "categorical": [101, 121],
+        "continuous": [122],
+        "tasks": [{"name": "click", "column": "click", "kind": "binary", "equals": 1}],
+        "ignore": ["purchase"],
+    }
+    msg = error(tmp_path, body)
+    assert "looks like data, not a header" in msg and "header: true" in msg
+    ds = load_user_dataset(declare(tmp_path, {**body, "header": True}), use_cache=False)
+    assert sum(len(s.y) for s in ds.splits.values()) == 300  # no row lost to the header, none read as data
+    renamed = {**body, "header": True, "columns": ["click", "purchase", 101, 121, 122]}
+    assert load_user_dataset(declare(tmp_path, renamed), use_cache=False).spec.n_continuous == 1
+    assert "`columns`" in error(tmp_path, {**body, "header": False})
