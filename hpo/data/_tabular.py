@@ -190,7 +190,12 @@ class TabularDataset:
         y = self._labels(split)
         if y.shape[1] < 2:
             return None
-        return float(np.corrcoef(y[:, 0].double().cpu().numpy(), y[:, 1].double().cpu().numpy())[0, 1])
+        a, b = y[:, 0].double().cpu().numpy(), y[:, 1].double().cpu().numpy()
+        both = ~(np.isnan(a) | np.isnan(b))  # rows where both tasks are defined
+        a, b = a[both], b[both]
+        if len(a) < 2 or a.std() == 0 or b.std() == 0:  # a task defined only where the other is constant
+            return None
+        return float(np.corrcoef(a, b)[0, 1])
 
     def _labels(self, split: str) -> Tensor:
         """Labels ``(rows, K)``, the replicas' rows pooled for a replicated dataset."""
@@ -201,10 +206,16 @@ class TabularDataset:
         """Facts a user checks before tuning: sizes, feature counts, label balance and correlation."""
         tasks = []
         for k, t in enumerate(self.tasks):
-            y = self._labels("train")[:, k].double()
+            by_split = {s: self._labels(s)[:, k].double() for s in SPLITS}
+            by_split = {s: v[~torch.isnan(v)] for s, v in by_split.items()}  # where the task is defined
+            y = by_split["train"]
             entry: dict[str, Any] = {"name": t.name, "kind": t.kind}
+            if any(len(v) < self._labels(s).shape[0] for s, v in by_split.items()):
+                entry["defined_rows"] = {s: len(v) for s, v in by_split.items()}
             if t.kind == "binary":
-                entry["positive_rate"] = {s: float(self._labels(s)[:, k].double().mean()) for s in SPLITS}
+                entry["positive_rate"] = {
+                    s: float(v.mean()) if len(v) else float("nan") for s, v in by_split.items()
+                }
             else:
                 entry["mean"], entry["std"] = float(y.mean()), float(y.std())
             tasks.append(entry)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from hpo.data._tabular import SPLITS, TabularDataset
 from hpo.data.columns import normalise_label
 
@@ -25,8 +27,9 @@ def split_problems(ds: TabularDataset) -> list[tuple[str, str, str]]:
         for split in SPLITS:
             y = ds.splits[split].y
             values = y.reshape(-1, y.shape[-1])[:, k].double()
+            values = values[~torch.isnan(values)]  # the rows where the task is defined
             n = int(values.numel())
-            if task.kind == "binary":
+            if task.kind == "binary" and n:
                 positives = int(values.sum())
                 if positives in (0, n):
                     problems.append(
@@ -37,6 +40,10 @@ def split_problems(ds: TabularDataset) -> list[tuple[str, str, str]]:
                             "a binary task needs both in every split",
                         )
                     )
+            if n == 0:
+                problems.append((task.name, split, f"is defined on no row of the {split} split"))
+            elif task.kind == "binary":
+                pass
             elif n < 2 or float(values.std()) == 0.0:
                 problems.append(
                     (
@@ -97,6 +104,9 @@ def summary_lines(info: dict[str, Any]) -> list[str]:
             lines.append(
                 f"  task {t['name']} ({t['kind']}): mean {t['mean']:.4g}, std {t['std']:.4g} (train)"
             )
+        if defined := t.get("defined_rows"):
+            shown = ", ".join(f"{s} {defined[s]}" for s in SPLITS)
+            lines.append(f"    defined on a subset of rows: {shown} (its loss and metrics use only these)")
     if info.get("label_pearson") is not None:
         lines.append(f"  label Pearson (train): {info['label_pearson']:.3f}")
     provenance = info.get("provenance", {})

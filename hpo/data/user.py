@@ -62,6 +62,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class TaskCondition(_Strict):
+    """``on: {task: NAME, equals: V}``: a task defined only on the rows where an earlier task's label is V."""
+
+    task: str
+    equals: float = 1.0
+
+
 def _name(value: Any) -> Any:
     """A column name written as a number in YAML, as the text it is in the file's header."""
     return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
@@ -80,6 +87,11 @@ class TaskRule(_Strict):
     equals: Any = None
     in_: list[Any] | None = Field(default=None, alias="in")
     above: float | None = None
+    # where the task is defined: everywhere (default), only where an earlier task's label equals a value
+    # (a conversion only after a click: `on: {task: click, equals: 1}`), and/or wherever its label is present
+    # (`missing: undefined`); undefined rows count in neither its loss nor its metrics
+    on: TaskCondition | None = None
+    missing: Literal["error", "undefined"] = "error"
 
     @model_validator(mode="after")
     def _one_rule(self) -> TaskRule:
@@ -161,6 +173,12 @@ class UserDatasetSpec(_Strict):
             raise ValueError(
                 "split.test does not apply: `files.test` is the test split (give split.valid only)"
             )
+        names = [t.name for t in self.tasks]
+        for k, t in enumerate(self.tasks):
+            if t.on is not None and t.on.task not in names[:k]:
+                raise ValueError(
+                    f"task {t.name!r}: on.task must name an earlier task (one of {names[:k]}), got {t.on.task!r}"
+                )
         if self.header is False and self.columns is None:
             raise ValueError(
                 "header: false says the files have no header row: name the columns with `columns`"
@@ -264,13 +282,15 @@ def _infer_columns(train: Table, exclude: set[str]) -> tuple[list[str], list[str
 def _label(part: Part, rule: TaskRule, suffix: str | None) -> tuple[np.ndarray, dict[str, set[str]]]:
     """The task's labels in stored order, and (for value-matched tasks) the label values each split holds."""
     table = part.table
+    undefined_ok = rule.missing == "undefined"
     if not rule.by_value:
-        values, _ = numbers(table, rule.column, allow_missing=False, what="label column")
-        y = values if rule.above is None else (values > rule.above)
+        values, absent = numbers(table, rule.column, allow_missing=undefined_ok, what="label column")
+        y = values if rule.above is None else (values > rule.above).astype(np.float64)
+        y = np.where(absent, np.nan, y)
         return y[part.order].astype(np.float32), {}
     codes, names = category_codes(table.frame[rule.column], suffix)
     missing = codes == len(names) - 1
-    if missing.any():
+    if missing.any() and not undefined_ok:
         pos = int(np.flatnonzero(missing)[0])
         raise DataError(
             f"{table.path}: {table.where(pos)}: task {rule.name!r}: label column {rule.column!r} is missing "
@@ -278,8 +298,8 @@ def _label(part: Part, rule: TaskRule, suffix: str | None) -> tuple[np.ndarray, 
         )
     targets = {normalise_label(v, suffix) for v in (rule.in_ if rule.in_ is not None else [rule.equals])}
     hit = np.array([n in targets for n in names])
-    seen = {s: {names[i] for i in np.unique(codes[part.rows(s)])} for s in part.bounds}
-    return hit[codes][part.order].astype(np.float32), seen
+    seen = {s: {names[i] for i in np.unique(codes[part.rows(s)]) if i != len(names) - 1} for s in part.bounds}
+    return np.where(missing, np.nan, hit[codes])[part.order].astype(np.float32), seen
 
 
 def _release(parts: list[Part], col: str) -> None:
@@ -329,9 +349,12 @@ def _labels(
 ) -> tuple[list[np.ndarray], dict[str, dict[str, tuple[str, set[str]]]]]:
     ys = [np.empty((len(p.order), len(spec.tasks)), dtype=np.float32) for p in parts]
     seen: dict[str, dict[str, tuple[str, set[str]]]] = {}
+    index = {t.name: k for k, t in enumerate(spec.tasks)}
     for k, rule in enumerate(spec.tasks):
         for part, y in zip(parts, ys, strict=True):
             y[:, k], values = _label(part, rule, spec.label_suffix)
+            if rule.on is not None:  # defined only where the earlier task's label is the given value
+                y[y[:, index[rule.on.task]] != rule.on.equals, k] = np.nan
             for split, v in values.items():
                 seen.setdefault(rule.name, {})[split] = (part.table.path.name, v)
     return ys, seen

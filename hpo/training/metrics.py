@@ -28,6 +28,11 @@ def task_metric(kind: str, name: str, y: np.ndarray, output: np.ndarray) -> floa
         raise ValueError(f"metric {name!r} is not one of a {kind} task's: {METRICS.get(kind)}")
     y = np.asarray(y, dtype=np.float64)
     out = np.asarray(output, dtype=np.float64)
+    defined = ~np.isnan(y)  # a NaN label: the task is undefined on that row (measured on the others)
+    if not defined.all():
+        y, out = y[defined], out[defined]
+        if not len(y):
+            return float("nan")
     if not np.isfinite(out).all():
         return float("nan")
     if name == "auc":

@@ -94,17 +94,32 @@ class TrainResult:
 
 
 def _task_losses(out: Tensor, y: Tensor, kinds: Sequence[str]) -> Tensor:
-    """``(R, B, K)`` outputs and ``(R, B, K)`` labels -> ``(R, K)`` mean losses (BCE on logits, or MSE)."""
+    """``(R, B, K)`` outputs and ``(R, B, K)`` labels -> ``(R, K)`` mean losses (BCE on logits, or MSE).
+
+    A NaN label marks a row where the task is undefined (a conversion where there was no click): the row adds
+    nothing to that task's loss, nor to its gradient, and the mean is over the rows where it is defined (0 for a
+    batch with none)."""
     cols = []
     for k, kind in enumerate(kinds):
         o = out[..., k]
         if o.dtype in (torch.float16, torch.bfloat16):
             o = o.float()
         t = y[..., k].to(o.dtype)
-        if kind == "binary":
-            cols.append(F.binary_cross_entropy_with_logits(o, t, reduction="none").mean(dim=1))
-        else:
-            cols.append((o - t).pow(2).mean(dim=1))
+        defined = ~torch.isnan(t)
+        if bool(defined.all()):
+            per_row = (
+                F.binary_cross_entropy_with_logits(o, t, reduction="none")
+                if kind == "binary"
+                else (o - t).pow(2)
+            )
+            cols.append(per_row.mean(dim=1))
+            continue
+        t = torch.where(defined, t, torch.zeros_like(t))
+        per_row = (
+            F.binary_cross_entropy_with_logits(o, t, reduction="none") if kind == "binary" else (o - t).pow(2)
+        )
+        per_row = torch.where(defined, per_row, torch.zeros_like(per_row))
+        cols.append(per_row.sum(dim=1) / defined.sum(dim=1).clamp(min=1).to(per_row.dtype))
     return torch.stack(cols, dim=1)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from hpo.data._tabular import split_indices
@@ -319,3 +320,43 @@ def test_a_header_of_numeric_field_names_reads_with_header_true(tmp_path: Path) 
     renamed = {**body, "header": True, "columns": ["click", "purchase", 101, 121, 122]}
     assert load_user_dataset(declare(tmp_path, renamed), use_cache=False).spec.n_continuous == 1
     assert "`columns`" in error(tmp_path, {**body, "header": False})
+
+
+def test_a_task_defined_only_after_another_and_missing_labels_as_undefined(tmp_path: Path) -> None:
+    """`on: {task: click, equals: 1}`: purchase is undefined (NaN) where there was no click; `missing: undefined`:
+    an empty label cell is undefined, not an error; `hpo data info` prints the rows where each is defined."""
+    from hpo.data.checks import summary_lines
+
+    path = _field_id_file(tmp_path / "log.csv", n=400)
+    text = path.read_text().splitlines()
+    text[5] = ",".join(["", *text[5].split(",")[1:]])  # one click label left empty
+    path.write_text("\n".join(text) + "\n")
+    body = {
+        "name": "log",
+        "file": "log.csv",
+        "header": True,
+        "categorical": [101, 121],
+        "continuous": [122],
+        "na_values": [],
+        "tasks": [
+            {"name": "click", "column": "click", "kind": "binary", "equals": 1, "missing": "undefined"},
+            {
+                "name": "purchase",
+                "column": "purchase",
+                "kind": "binary",
+                "equals": 1,
+                "on": {"task": "click"},
+            },
+        ],
+    }
+    ds = load_user_dataset(declare(tmp_path, body), use_cache=False)
+    y = torch.cat([s.y for s in ds.splits.values()])
+    assert int(torch.isnan(y[:, 0]).sum()) == 1
+    assert torch.isnan(y[:, 1][y[:, 0] != 1]).all() and not torch.isnan(y[:, 1][y[:, 0] == 1]).any()
+    lines = summary_lines(ds.info())
+    assert sum("defined on a subset of rows" in line for line in lines) == 2, lines
+    bad = {**body, "tasks": [body["tasks"][1], body["tasks"][0]]}
+    assert "on.task must name an earlier task" in error(tmp_path, bad)
+    assert "a label cannot be imputed" in error(
+        tmp_path, {**body, "tasks": [{**body["tasks"][0], "missing": "error"}]}
+    )
