@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from hpo.models import adatt, api, columns, esmm, moe, ple, shared_bottom, tensor_factorization  # noqa: F401  (registration)
+from hpo.models import adatt, aitm, api, columns, esmm, moe, ple, shared_bottom, tensor_factorization  # noqa: F401  (registration)
 from hpo.models._budget import check_budget
 from hpo.models._registry import create_model, get_entry, list_models, probe_model
 from hpo.models.api import *  # noqa: F403  (the extension API: one list of names, api.__all__)

@@ -256,6 +256,25 @@ def esmm_reference(model: MTLModel, onehot: Tensor, r: int) -> Tensor:
     return torch.stack(outs, dim=1)
 
 
+def aitm_reference(model: MTLModel, onehot: Tensor, r: int) -> Tensor:
+    """AITM as Xi et al. write it: towers on a shared embedding; from the second step, p = relu(transfer(q_prev)),
+    w_u = softmax over u in [q_t, p] of <Q u, K u> / sqrt(d), q_t = sum_u w_u V u; a linear head per step."""
+    emb = first_layer_parts(model.input, onehot, r)["embedding"]
+
+    def lin(layer, i: int, v: Tensor) -> Tensor:  # type: ignore[no-untyped-def]
+        return v @ layer.weight[r, i] + layer.bias[r, i]
+
+    q = [run_mlp(emb, model.towers.hidden, r, 0)]
+    for t in range(1, model.n_tasks):
+        own = run_mlp(emb, model.towers.hidden, r, t)
+        p = torch.relu(lin(model.transfer, t - 1, q[t - 1]))
+        d = own.shape[1]
+        scores = [(lin(model.query, t - 1, u) * lin(model.key, t - 1, u)).sum(1) / d**0.5 for u in (own, p)]
+        w = softmax_plain(torch.stack(scores, dim=1))
+        q.append(w[:, :1] * lin(model.value, t - 1, own) + w[:, 1:] * lin(model.value, t - 1, p))
+    return torch.stack([lin(model.heads, t, q[t])[:, 0] for t in range(model.n_tasks)], dim=1)
+
+
 def reference_forward(model: MTLModel, x: Features) -> Tensor:
     """``(R, B, K)`` outputs computed replica by replica with plain loops."""
     onehot = x.one_hot(model.spec, dtype=next(model.parameters()).dtype)
@@ -272,6 +291,7 @@ def reference_forward(model: MTLModel, x: Features) -> Tensor:
         "tensor_factorization": tensor_factorization_reference,
         "adatt": adatt_reference,
         "esmm": esmm_reference,
+        "aitm": aitm_reference,
     }[model.name]
     return torch.stack([fn(model, onehot[min(r, onehot.shape[0] - 1)], r) for r in range(model.replicas)])
 

@@ -32,6 +32,7 @@ DEEP: dict[str, dict[str, Any]] = {
     "ple": {"n_levels": 3, "n_specific": 2, "n_shared": 3, "expert_units": (6, 5), "tower_units": (4,)},
     "adatt": {"n_task_experts": 2, "expert_units": (6, 5, 4), "tower_units": (4,)},
     "esmm": {"embed_dim": 5, "tower_units": (6, 4)},
+    "aitm": {"embed_dim": 5, "tower_units": (6, 4), "alpha": 0.6},
 }
 
 
@@ -55,7 +56,7 @@ def build(name: str, replicas: int = 1, seeds=None, dtype=torch.float64, tasks=T
 
 def test_every_registered_model_has_a_test_config() -> None:
     assert sorted(NAMES) == sorted(DEEP)
-    assert len(NAMES) == 12
+    assert len(NAMES) == 13
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -227,6 +228,10 @@ def test_gates_select_over_every_expert_with_the_right_width(name: str) -> None:
         else:
             torch.testing.assert_close(reading.weights.sum(-1), torch.ones(1, 7, dtype=torch.float64))
         used |= set(reading.experts)
+    if name == "aitm":  # each later step weighs its own representation against what the previous one passes
+        assert set(gates) == {f"transfer:{t.name}" for t in TASKS[1:]}
+        assert [r.experts for r in gates.values()] == [("own", TASKS[k].name) for k in range(len(TASKS) - 1)]
+        return
     if name == "adatt":  # every task's fusion unit, at every level, mixes all tasks' experts
         everyone = tuple(f"{t.name}.expert{j}" for t in TASKS for j in range(model.m))
         assert set(gates) == {f"level{lv}:{t.name}" for lv in range(len(model.expert_units)) for t in TASKS}
