@@ -162,10 +162,14 @@ DataDirOpt = Annotated[
 
 @data_app.command("info")
 def data_info_cmd(
-    dataset: Annotated[str, typer.Argument(help="census-income, synthetic, or a dataset YAML file")],
+    dataset: Annotated[str, typer.Argument(help="census-income, synthetic, recsys, or a dataset YAML file")],
     group: Annotated[int, typer.Option(help="census task group (1 or 2)")] = 1,
     p: Annotated[float, typer.Option(help="synthetic: task correlation")] = 0.5,
-    seed: Annotated[int, typer.Option(help="synthetic: seed")] = 0,
+    seed: Annotated[int, typer.Option(help="synthetic and recsys: seed")] = 0,
+    relatedness: Annotated[
+        float, typer.Option(help="recsys: cosine of click and purchase preferences")
+    ] = 0.5,
+    labels: Annotated[str, typer.Option(help="recsys: entire_space or on_click")] = "entire_space",
     variant: Annotated[str, typer.Option(help="census: paper or leakage-free")] = "paper",
     drop: Annotated[
         list[str] | None, typer.Option(help="census: a further column to drop (repeatable)")
@@ -184,6 +188,7 @@ def data_info_cmd(
         group=group,
         data_dir=data_dir,
         synthetic={"p": p, "seed": seed},
+        recsys={"relatedness": relatedness, "labels": labels, "seed": seed},
         variant=variant,
         drop=tuple(drop or ()),
     )

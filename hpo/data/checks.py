@@ -123,6 +123,9 @@ def summary_lines(info: dict[str, Any]) -> list[str]:
         lines.append(f"  missing values in {col}: {shown} ({how})")
     for task, best in info.get("best_single_feature", {}).items():
         lines.append(f"  best single feature for {task} (train AUC): {best['column']} {best['auc']:.3f}")
+    if oracle := provenance.get("oracle_test_auc"):
+        shown = ", ".join(f"{t} {a:.4f}" for t, a in oracle.items() if a is not None)
+        lines.append(f"  known answer: the true probabilities' test AUC (no model can do better): {shown}")
     lines += [f"  inferred {note}" for note in provenance.get("column_inference", [])]
     lines += [f"  warning: {w}" for w in provenance.get("warnings", [])]
     return lines

@@ -46,11 +46,12 @@ def single_feature_auc(ds: TabularDataset, split: str = "train") -> dict[str, li
     for k, task in enumerate(ds.tasks):
         if task.kind != "binary":
             continue
-        y = y_all[:, k]
+        defined = ~np.isnan(y_all[:, k])  # a task defined on a subset is judged where it is defined
+        y = y_all[defined, k]
         scores = []
         for j, col in enumerate(ds.continuous):
-            scores.append({"column": col, "auc": _auc(y, cont[:, j])})
+            scores.append({"column": col, "auc": _auc(y, cont[defined, j])})
         for j, col in enumerate(ds.categorical):
-            scores.append({"column": col, "auc": _auc(y, _category_rate(cat[:, j], y))})
+            scores.append({"column": col, "auc": _auc(y, _category_rate(cat[defined, j], y))})
         out[task.name] = sorted(scores, key=lambda s: -s["auc"])
     return out

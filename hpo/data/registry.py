@@ -13,7 +13,7 @@ from hpo.errors import DataError
 
 __all__ = ["DATASETS", "load_dataset"]
 
-DATASETS = ("census-income", "synthetic")
+DATASETS = ("census-income", "synthetic", "recsys")
 
 
 def load_dataset(
@@ -22,11 +22,13 @@ def load_dataset(
     group: int = 1,
     data_dir: str | Path | None = None,
     synthetic: dict[str, Any] | None = None,
+    recsys: dict[str, Any] | None = None,
     split_seed: int | None = None,
     variant: str = "paper",
     drop: tuple[str, ...] | list[str] = (),
 ) -> TabularDataset:
-    """``census-income`` (with ``group``, ``variant`` and ``drop``), ``synthetic`` (with generator settings), or a YAML declaration path."""
+    """``census-income`` (with ``group``, ``variant`` and ``drop``), ``synthetic`` or ``recsys`` (with generator
+    settings), or a YAML declaration path."""
     if name == "census-income":
         from hpo.data.census import DEFAULT_SPLIT_SEED, load_census
 
@@ -45,6 +47,14 @@ def load_dataset(
         except ValidationError as exc:
             raise DataError(format_validation_error("synthetic", exc)) from None
         return make_synthetic(cfg)
+    if name == "recsys":
+        from hpo.data.recsys import RecsysConfig, make_recsys
+
+        try:
+            rcfg = RecsysConfig(**(recsys or {}))
+        except ValidationError as exc:
+            raise DataError(format_validation_error("recsys", exc)) from None
+        return make_recsys(rcfg)
     if name.endswith((".yaml", ".yml")):
         from hpo.data.user import load_user_dataset
 

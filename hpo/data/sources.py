@@ -5,6 +5,7 @@
     dataset: {kind: census-income, group: 1, variant: paper}          # UCI Census-income (the MMoE paper)
     dataset: {kind: synthetic, p: 0.7, d: 16, n_train: 2000}          # the paper's generator
     dataset: {kind: file, path: my_table.yaml}                        # a dataset YAML, relative to the study
+    dataset: {kind: recsys, relatedness: 0.5, labels: entire_space}   # recommendation logs with known answers
 
 Each kind declares only its own settings (a census study has no ``p``), so a misspelled or misplaced key is an
 error when the study loads, and the stored spec shows only what applies.
@@ -18,6 +19,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hpo.data._tabular import TabularDataset
+from hpo.data.recsys import RecsysConfig
 from hpo.data.synthetic import SyntheticConfig
 
 __all__ = ["CensusSource", "DatasetSource", "FileSource", "load_source"]
@@ -57,10 +59,14 @@ class FileSource(BaseModel):
     path: str = Field(min_length=1)
 
 
-DatasetSource = Annotated[CensusSource | SyntheticConfig | FileSource, Field(discriminator="kind")]
+DatasetSource = Annotated[
+    CensusSource | SyntheticConfig | RecsysConfig | FileSource, Field(discriminator="kind")
+]
 
 
-def load_source(source: CensusSource | SyntheticConfig | FileSource, base_dir: Path) -> TabularDataset:
+def load_source(
+    source: CensusSource | SyntheticConfig | RecsysConfig | FileSource, base_dir: Path
+) -> TabularDataset:
     """The prepared dataset a study's dataset section names."""
     if isinstance(source, FileSource):
         from hpo.data.user import load_user_dataset
@@ -70,6 +76,10 @@ def load_source(source: CensusSource | SyntheticConfig | FileSource, base_dir: P
         from hpo.data.synthetic import make_synthetic
 
         return make_synthetic(source)
+    if isinstance(source, RecsysConfig):
+        from hpo.data.recsys import make_recsys
+
+        return make_recsys(source)
     from hpo.data.census import DEFAULT_SPLIT_SEED, load_census
 
     split_seed = DEFAULT_SPLIT_SEED if source.split_seed is None else source.split_seed
