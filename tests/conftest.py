@@ -173,6 +173,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # ty
         counts[key] = counts.get(key, 0) + 1
     for word, what, how in SKIP_GROUPS:
         if counts.get(word):
-            terminalreporter.write_line(f"skipped {counts[word]} {what}: to run them, {how}")
+            terminalreporter.write_line(f"skipped {counts[word]} {what}: {how}")
     if counts.get("other"):
         terminalreporter.write_line(f"skipped {counts['other']} other tests: see the reasons above (-ra)")
