@@ -26,7 +26,7 @@ def format_validation_error(source: str, exc: ValidationError) -> str:
 def read_yaml(path: Path, error: type[HpoError] = ConfigError) -> dict[str, Any]:
     """The mapping at the top of a YAML file; a missing file, bad YAML or another top level raises ``error``."""
     if not path.is_file():
-        raise error(f"{path}: file not found")
+        raise error(f"{path.resolve()}: file not found")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:

@@ -126,7 +126,7 @@ def _first_fields(path: Path, comment: str | None) -> list[str]:
 def read_table(path: Path, options: ReadOptions) -> Table:
     """Read ``path`` (CSV, optionally gzip-compressed, or Parquet); every problem is one :class:`DataError` line."""
     if not path.is_file():
-        raise DataError(f"{path}: file not found")
+        raise DataError(f"{path.resolve()}: file not found")
     if path.suffix.lower() in PARQUET_SUFFIXES:
         frame, header = _read_parquet(path, options)
     else:

@@ -428,7 +428,7 @@ def _source_files(spec: UserDatasetSpec, base: Path) -> list[Path]:
     paths = [base / n for n in names if n is not None]
     for p in paths:
         if not p.is_file():
-            raise DataError(f"{p}: file not found")
+            raise DataError(f"{p.resolve()}: file not found")
     return paths
 
 
