@@ -338,12 +338,12 @@ def worker_cmd(
     """Join a study from any machine: run its queued trials until none is left."""
     _fix_threads(threads)
     from hpo.config.study import load_study
-    from hpo.search.runner import _with_signals, run_worker, stored_spec
+    from hpo.search.runner import run_worker, stored_spec, with_signals
 
     specs = [stored_spec(storage, study)] if stored else load_study(study).expand()
     for spec in specs:
         with _resumable():
-            stats = _with_signals(
+            stats = with_signals(
                 lambda spec=spec: run_worker(
                     spec,
                     storage,

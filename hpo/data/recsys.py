@@ -88,71 +88,86 @@ def _oracle_auc(y: np.ndarray, p: np.ndarray) -> float | None:
     return float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else None
 
 
-def make_recsys(cfg: RecsysConfig | None = None) -> TabularDataset:
-    """Generate the log; see the module docstring."""
-    cfg = cfg or RecsysConfig()
-    rng = np.random.default_rng(cfg.seed)
-    n = cfg.n_train + cfg.n_valid + cfg.n_test
+def _world(cfg: RecsysConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Users' and items' latent factors and attributes: the truth every impression is drawn from."""
     f = cfg.factors
-    u = rng.normal(0, 1 / np.sqrt(f), (cfg.n_users, f))
+    u = rng.normal(0, 1 / np.sqrt(f), (cfg.n_users, f))  # drawn in this order: the data depends on it
     v = rng.normal(0, 1 / np.sqrt(f), (cfg.n_items, f))
     w = rng.normal(0, 1 / np.sqrt(f), (cfg.n_items, f))
-    v_buy = cfg.relatedness * v + np.sqrt(1 - cfg.relatedness**2) * w
-    item_bias = rng.normal(0, 0.5, cfg.n_items)
-    ctx_effect = rng.normal(0, 0.3, cfg.n_contexts)
-    category = rng.integers(0, cfg.item_categories, cfg.n_items)
-    segment = rng.integers(0, cfg.user_segments, cfg.n_users)
-    activity = rng.gamma(2.0, 1.0, cfg.n_users)
-    price = rng.lognormal(3.0, 1.0, cfg.n_items)
+    return {
+        "u": u,
+        "v": v,
+        "v_buy": cfg.relatedness * v + np.sqrt(1 - cfg.relatedness**2) * w,
+        "item_bias": rng.normal(0, 0.5, cfg.n_items),
+        "ctx_effect": rng.normal(0, 0.3, cfg.n_contexts),
+        "category": rng.integers(0, cfg.item_categories, cfg.n_items),
+        "segment": rng.integers(0, cfg.user_segments, cfg.n_users),
+        "activity": rng.gamma(2.0, 1.0, cfg.n_users),
+        "price": rng.lognormal(3.0, 1.0, cfg.n_items),
+    }
 
-    user = _popular(rng, cfg.n_users, cfg.zipf, n)
-    item = _popular(rng, cfg.n_items, cfg.zipf, n)
-    ctx = rng.integers(0, cfg.n_contexts, n)
-    click_score = cfg.strength * np.einsum("nf,nf->n", u[user], v[item]) + item_bias[item] + ctx_effect[ctx]
-    buy_score = cfg.strength * np.einsum("nf,nf->n", u[user], v_buy[item]) - 0.3 * np.log(price[item])
+
+def _labels(
+    cfg: RecsysConfig, rng: np.random.Generator, click_score: np.ndarray, buy_score: np.ndarray
+) -> tuple[list[TaskSpec], list[np.ndarray], list[np.ndarray]]:
+    """The tasks, their labels (NaN where undefined) and their true probabilities (NaN for regression)."""
+    n = len(click_score)
     p_click = _sigmoid(_offset_for_rate(click_score, cfg.click_rate) + click_score)
     click = rng.random(n) < p_click
     # the purchase rate is set among clicks: the intercept is solved on the clicked rows' scores
     b = _offset_for_rate(buy_score[click], cfg.purchase_rate) if click.any() else 0.0
-    p_buy_after_click = _sigmoid(b + buy_score)
-    buy = click & (rng.random(n) < p_buy_after_click)
-
-    tasks = [TaskSpec("click")]
-    ys = [click.astype(np.float32)]
-    truth = [p_click]
+    p_buy = _sigmoid(b + buy_score)
+    buy = click & (rng.random(n) < p_buy)
+    tasks, ys, truth = [TaskSpec("click")], [click.astype(np.float32)], [p_click]
     if cfg.labels == "entire_space":
         tasks.append(TaskSpec("purchase"))
         ys.append(buy.astype(np.float32))
-        truth.append(p_click * p_buy_after_click)
+        truth.append(p_click * p_buy)
     else:
         tasks.append(TaskSpec("conversion"))
         ys.append(np.where(click, buy, np.nan).astype(np.float32))
-        truth.append(p_buy_after_click)
+        truth.append(p_buy)
     if cfg.dwell:
         tasks.append(TaskSpec("dwell", "regression"))
         dwell = np.exp(2.5 + 0.5 * click_score + rng.normal(0, 0.5, n))
         ys.append(np.where(click, np.log1p(dwell), np.nan).astype(np.float32))
         truth.append(np.full(n, np.nan))
+    return tasks, ys, truth
 
-    cont = np.stack([np.log1p(activity[user]), np.log(price[item])], axis=1)
+
+def make_recsys(cfg: RecsysConfig | None = None) -> TabularDataset:
+    """Generate the log; see the module docstring."""
+    cfg = cfg or RecsysConfig()
+    rng = np.random.default_rng(cfg.seed)
+    n = cfg.n_train + cfg.n_valid + cfg.n_test
+    world = _world(cfg, rng)
+    user = _popular(rng, cfg.n_users, cfg.zipf, n)
+    item = _popular(rng, cfg.n_items, cfg.zipf, n)
+    ctx = rng.integers(0, cfg.n_contexts, n)
+    affinity = np.einsum("nf,nf->n", world["u"][user], world["v"][item])
+    click_score = cfg.strength * affinity + world["item_bias"][item] + world["ctx_effect"][ctx]
+    buy_score = cfg.strength * np.einsum("nf,nf->n", world["u"][user], world["v_buy"][item])
+    buy_score = buy_score - 0.3 * np.log(world["price"][item])
+    tasks, ys, truth = _labels(cfg, rng, click_score, buy_score)
+    click = ys[0] == 1
+
+    cont = np.stack([np.log1p(world["activity"][user]), np.log(world["price"][item])], axis=1)
     cont = (cont - cont[: cfg.n_train].mean(0)) / cont[: cfg.n_train].std(0)
     cards = (cfg.n_users, cfg.n_items, cfg.item_categories, cfg.n_contexts, cfg.user_segments)
     offsets = np.cumsum([0, *cards[:-1]])
-    cat = np.stack([user, item, category[item], ctx, segment[user]], axis=1) + offsets
+    cat = np.stack([user, item, world["category"][item], ctx, world["segment"][user]], axis=1) + offsets
     y = np.stack(ys, axis=1)
     bounds = np.cumsum([0, cfg.n_train, cfg.n_valid, cfg.n_test])
     xt, ct, yt = (torch.from_numpy(a) for a in (cont.astype(np.float32), cat.astype(np.int64), y))
-    splits = {
-        s: Split(xt[a:z], ct[a:z], yt[a:z])
-        for s, a, z in zip(("train", "valid", "test"), bounds[:-1], bounds[1:])
-    }
+    names = ("train", "valid", "test")
+    splits = {s: Split(xt[a:z], ct[a:z], yt[a:z]) for s, a, z in zip(names, bounds[:-1], bounds[1:])}
     test = slice(int(bounds[2]), int(bounds[3]))
     provenance: dict[str, Any] = {
         "dataset": "recsys",
         "generator": "hpo.data.recsys (latent factors, Zipf popularity, purchases only after clicks)",
         "config": cfg.model_dump(exclude={"kind"}),
         "click_rate": float(click.mean()),
-        "purchase_rate_among_clicks": float(buy[click].mean()) if click.any() else None,
+        "purchase_rate_among_clicks": float((y[click, 1] == 1).mean()) if click.any() else None,
         "oracle_test_auc": {
             t.name: _oracle_auc(y[test, k].astype(np.float64), truth[k][test])
             for k, t in enumerate(tasks)

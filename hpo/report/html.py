@@ -4,7 +4,6 @@ network) and its tables as CSV beside it. Every string that comes from a user fi
 from __future__ import annotations
 
 import datetime as dt
-import html
 import json
 import math
 from pathlib import Path
@@ -16,6 +15,7 @@ import plotly.offline
 from hpo.config.study import StudySpec
 from hpo.report.across import pareto_figure, rank_figure, rank_html, ranks
 from hpo.report.collect import MIN_FANOVA_TRIALS, ReportData, collect
+from hpo.report.escape import esc
 from hpo.report.figures import (
     comparison_table,
     cost_table,
@@ -42,10 +42,6 @@ text-align:right}th{background:#f5f5f5}td:first-child,th:first-child{text-align:
 background:#e8f4e8}.muted{color:#666}.note{background:#f8f8f8;border-left:3px solid #1f77b4;padding:.5rem 1rem}
 code{background:#f3f3f3;padding:0 .2rem}.fig{margin:1rem 0}td{max-width:24rem;overflow-wrap:break-word}
 """
-
-
-def esc(x: Any) -> str:
-    return html.escape(str(x), quote=True)
 
 
 def _fmt(v: Any) -> str:

@@ -13,7 +13,6 @@ Four report sections, each with its CSV, computed from the same storage as the r
 
 from __future__ import annotations
 
-import html
 import math
 from typing import Any
 
@@ -22,6 +21,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from hpo.report.collect import ReportData, seed_frame
+from hpo.report.escape import esc
 from hpo.report.expected_max import Crossing, best_so_far, crossings, expected_max
 from hpo.report.figures import COLORS, _layout, band, test_metric
 from hpo.report.output import write_table
@@ -47,10 +47,6 @@ __all__ = [
 ]
 
 MODEL_BASED = ("gp", "tpe", "cmaes")
-
-
-def _esc(x: Any) -> str:
-    return html.escape(str(x), quote=True)
 
 
 def _archs(data: ReportData) -> list[str]:
@@ -169,7 +165,7 @@ def _expected_max_html(frame: pd.DataFrame, data: ReportData) -> str:
     sampler = data.spec.sampler.name
     if sampler in MODEL_BASED:
         meaning = (
-            f"The {_esc(sampler)} sampler chose each trial from the earlier ones, so its trials are not exchangeable: "
+            f"The {esc(sampler)} sampler chose each trial from the earlier ones, so its trials are not exchangeable: "
             "the solid curve is the expected best of k trials drawn at random from those it ran (how good a "
             "random-search study over that sampler's proposals would be), not the result of a k-trial run of the "
             "sampler; the dotted curve is that: the best after k trials as they ran, averaged over the tuning "
@@ -177,20 +173,20 @@ def _expected_max_html(frame: pd.DataFrame, data: ReportData) -> str:
         )
     else:
         meaning = (
-            f"The {_esc(sampler)} sampler draws trials independently, so the solid curve is the expected best of a "
+            f"The {esc(sampler)} sampler draws trials independently, so the solid curve is the expected best of a "
             "k-trial study of this kind."
         )
     if found:
-        items = "".join(f"<li>{_esc(c.sentence())}</li>" for c in found)
+        items = "".join(f"<li>{esc(c.sentence())}</li>" for c in found)
         cross = (
-            f"<p>{_esc(leader)} has the best expected score with all the trials run. Where its curve last crosses "
+            f"<p>{esc(leader)} has the best expected score with all the trials run. Where its curve last crosses "
             f"another's (the budget from which it stays ahead):</p><ul>{items}</ul>"
             f'<p class="muted">{n_all} crossings between any two curves in all (curves within noise of each other '
             "cross back and forth); every curve is in the CSV.</p>"
         )
     elif n_all:
         cross = (
-            f"<p>{_esc(leader)} is ahead at every budget; other curves cross {n_all} times among themselves (every "
+            f"<p>{esc(leader)} is ahead at every budget; other curves cross {n_all} times among themselves (every "
             "curve is in the CSV).</p>"
         )
     else:
@@ -200,7 +196,7 @@ def _expected_max_html(frame: pd.DataFrame, data: ReportData) -> str:
         )
     return (
         "<p>Expected best validation objective of k trials for k = 1 .. n (n = "
-        + ", ".join(f"{_esc(a)} {int(v)}" for a, v in n.items())
+        + ", ".join(f"{esc(a)} {int(v)}" for a, v in n.items())
         + " complete trials, every replicate pooled), by the unbiased estimator of Tang et al. (2020) for draws "
         "without replacement (Dodge et al. 2019 drew with replacement, biased upwards near n); the band is a "
         f"percentile bootstrap 95% interval over the trials. {meaning}</p>{cross}"
@@ -287,7 +283,7 @@ def _replicates_html(frame: pd.DataFrame, data: ReportData, table: Any) -> tuple
             "tuning run hides.</p>"
         )
     curse = (
-        f"<p>Winner's curse: <code>valid_at_selection</code> is the validation {_esc(what)} of the trial the tuner "
+        f"<p>Winner's curse: <code>valid_at_selection</code> is the validation {esc(what)} of the trial the tuner "
         "picked as best; <code>retrained_valid_mean</code> is the same configuration retrained from fresh seeds, "
         "on the same validation split. Picking the best of many noisy trials favours lucky ones, so "
         "<code>optimism</code> (selection minus retrained, in the direction of better) is expected to be positive; "

@@ -16,7 +16,6 @@ each sentence can be checked against the CSVs beside it:
 
 from __future__ import annotations
 
-import html
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from hpo.estimators import smallest_corrected_p
+from hpo.report.escape import esc
 
 __all__ = [
     "COLLAPSE_AUC",
@@ -47,10 +47,6 @@ CEILING_AUC = 0.99
 FEW_SEEDS = 10
 FEW_TRIALS = 20
 POWER = 0.8
-
-
-def esc(x: object) -> str:
-    return html.escape(str(x))
 
 
 def resolvable_difference(

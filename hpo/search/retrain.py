@@ -28,7 +28,7 @@ from hpo.errors import ConfigError
 from hpo.models import create_model, gate_utilisation, get_entry, probe_model
 from hpo.search import interrupts
 from hpo.search.objective import objective_directions, objective_targets, training_config
-from hpo.search.runner import _with_signals, check_workers_done, drain, load_study_dataset, with_children
+from hpo.search.runner import check_workers_done, drain, load_study_dataset, with_children, with_signals
 from hpo.storage import keys, naming
 from hpo.storage.engine import is_rdb, normalise_url, open_storage
 from hpo.storage.locks import claim_lock
@@ -375,7 +375,7 @@ def run_retrain(
     else:
         studies = prepare_retrain(spec, storage, ds, n_seeds, device, url)
     if workers > 1:
-        exits = _with_signals(
+        exits = with_signals(
             lambda: _with_children(spec, url, storage, studies, ds, device, devices, workers)
         )
         check_workers_done(studies, exits)  # a killed child whose chunks others finished left no work
@@ -386,5 +386,5 @@ def run_retrain(
     with StudyProgress(
         spec, studies, None, quiet=quiet, title=f"retraining {spec.name}: seed chunks"
     ) as progress:
-        _with_signals(lambda: drain(url, storage, queues, progress=progress))
+        with_signals(lambda: drain(url, storage, queues, progress=progress))
     return studies

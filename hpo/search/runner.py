@@ -652,13 +652,13 @@ def run_study(
     exits: list[WorkerExit] = []
     with StudyProgress(spec, studies, n, quiet=quiet) as progress:
         if workers <= 1:
-            _with_signals(
+            with_signals(
                 lambda: run_worker(
                     spec, url, device=devices[0], deadline=deadline, progress=progress, dataset=ds
                 )
             )
         else:
-            exits = _with_signals(lambda: _run_processes(spec, url, workers, devices, deadline, progress, ds))
+            exits = with_signals(lambda: _run_processes(spec, url, workers, devices, deadline, progress, ds))
     check_workers_done(studies, exits)
     return studies
 
@@ -683,7 +683,7 @@ def check_workers_done(studies: Mapping[str, optuna.Study], exits: Sequence[Work
         log.warning("%s; its trial was retried by another worker and every ticket is done", e.describe())
 
 
-def _with_signals(fn: Any) -> Any:
+def with_signals(fn: Any) -> Any:
     """Run ``fn`` so that the first SIGINT or SIGTERM stops it cleanly.
 
     The first signal raises KeyboardInterrupt (Optuna then marks the running trial FAILED instead of leaving it
