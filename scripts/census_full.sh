@@ -18,7 +18,9 @@ if [ "${1:-}" = snapshot ]; then
     [ -f "$RUNS/$study.db" ] || continue
     "$ROOT/.venv/bin/python" -c "import sqlite3, sys; d = sqlite3.connect(sys.argv[2]); sqlite3.connect(sys.argv[1]).backup(d); d.close()" \
       "$RUNS/$study.db" "$RUNS/$study.snapshot.db"
-    gzip -9 -c "$RUNS/$study.snapshot.db" > "$SNAP/$study.db.gz" && rm "$RUNS/$study.snapshot.db"
+    gzip -9 -c "$RUNS/$study.snapshot.db" > "$SNAP/$study.db.gz"
+    "$ROOT/.venv/bin/python" "$ROOT/scripts/partial_trials.py" "sqlite:///$RUNS/$study.snapshot.db" "$SNAP/${study}_trials.csv"
+    rm "$RUNS/$study.snapshot.db"
     echo "snapshot: $SNAP/$study.db.gz"
   done
   exit 0
