@@ -202,6 +202,31 @@ class TabularDataset:
         y = self.splits[split].y
         return y.reshape(-1, y.shape[-1])
 
+    def field_info(self) -> list[dict[str, Any]]:
+        """Per categorical input: its vocabulary, the values the training rows use, and the share of validation
+        and test rows whose value the training rows never show (cold start: the model learnt nothing for them)."""
+        out = []
+        cards = self.spec.cardinalities
+        offsets: np.ndarray = np.cumsum([0, *cards[:-1]]) if cards else np.zeros(0, dtype=np.int64)
+        names = list(self.categorical) or [f"field{j}" for j in range(len(cards))]
+        for j, (name, size) in enumerate(zip(names, cards, strict=False)):
+            codes = {s: self.splits[s].cat.reshape(-1, len(cards))[:, j].cpu().numpy() for s in SPLITS}
+            seen = np.zeros(size, dtype=bool)
+            seen[codes["train"] - offsets[j]] = True
+            unseen = {
+                s: float((~seen[codes[s] - offsets[j]]).mean()) if len(codes[s]) else 0.0
+                for s in ("valid", "test")
+            }
+            out.append(
+                {
+                    "name": name,
+                    "vocabulary": int(size),
+                    "seen_in_train": int(seen.sum()),
+                    "unseen_rate": unseen,
+                }
+            )
+        return out
+
     def info(self) -> dict[str, Any]:
         """Facts a user checks before tuning: sizes, feature counts, label balance and correlation."""
         tasks = []
@@ -227,6 +252,7 @@ class TabularDataset:
             "one_hot_width": self.spec.one_hot_width,
             "tasks": tasks,
             "label_pearson": self.label_pearson(),
+            "categorical_fields": self.field_info(),
             "provenance": self.provenance,
         }
 

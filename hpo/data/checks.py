@@ -96,6 +96,11 @@ def summary_lines(info: dict[str, Any]) -> list[str]:
         f"  features: {info['continuous_features']} continuous, {info['categorical_features']} categorical, "
         f"one-hot width {info['one_hot_width']}",
     ]
+    for f in info.get("categorical_fields", []):
+        lines.append(
+            f"    field {f['name']}: vocabulary {f['vocabulary']}, {f['seen_in_train']} seen in training; rows with a "
+            f"value training never shows: valid {f['unseen_rate']['valid']:.1%}, test {f['unseen_rate']['test']:.1%}"
+        )
     for t in info["tasks"]:
         if rates := t.get("positive_rate"):
             shown = ", ".join(f"{s} {rates[s]:.4f}" for s in SPLITS)

@@ -75,3 +75,17 @@ def test_a_study_on_the_generator_with_esmm_and_aitm(tmp_path: Path) -> None:
     comp = pd.read_csv(tmp_path / "r" / "r_comparison.csv")
     assert set(comp.architecture) == {"esmm", "aitm"} and set(comp.task) == {"click", "purchase"}
     assert all(math.isfinite(v) for v in comp["mean"])
+
+
+def test_data_info_prints_each_fields_vocabulary_and_its_cold_start_rate() -> None:
+    from hpo.data.checks import summary_lines
+
+    ds = make_recsys(RecsysConfig(**SMALL))
+    fields = {f["name"]: f for f in ds.info()["categorical_fields"]}
+    assert fields["user"]["vocabulary"] == 2000 and fields["context"]["unseen_rate"]["test"] == 0.0
+    train_users = set(ds.splits["train"].cat[:, 0].tolist())
+    unseen = np.mean([u not in train_users for u in ds.splits["test"].cat[:, 0].tolist()])
+    assert fields["user"]["unseen_rate"]["test"] == unseen and fields["user"]["seen_in_train"] == len(
+        train_users
+    )
+    assert any(line.strip().startswith("field item: vocabulary 1000") for line in summary_lines(ds.info()))
