@@ -24,7 +24,8 @@ def _on_bound(value: Any, dist: optuna.distributions.BaseDistribution) -> str | 
         return None
     tol = 1e-9 * max(1.0, abs(dist.high))
     if math.isclose(value, dist.low, abs_tol=tol):
-        return "low"
+        # a count at a floor of 1 (one layer, one expert) is where no wider range could go: not the range's choice
+        return None if isinstance(dist, IntDistribution) and dist.low <= 1 else "low"
     if math.isclose(value, dist.high, abs_tol=tol):
         return "high"
     return None

@@ -57,3 +57,14 @@ def test_a_small_space_reports_its_own_ceiling_beside_the_budget() -> None:
     )
     row = searched_row("shared_bottom", study, 2048)
     assert (row["max_units_per_layer_used"], row["space_ceiling"], row["budget"]) == (200, 256, 2048)
+
+
+def test_a_count_at_a_floor_of_one_is_not_a_bound_the_range_chose() -> None:
+    from optuna.distributions import IntDistribution
+
+    trial = optuna.trial.create_trial(
+        params={"n_shared": 1, "n_levels": 2},
+        distributions={"n_shared": IntDistribution(1, 4), "n_levels": IntDistribution(2, 3)},
+        value=0.5,
+    )
+    assert bounds_hit(trial) == ["n_levels=2 (low)"]
