@@ -519,6 +519,12 @@ def export_cmd(
     fmt: Annotated[str, typer.Option("--format", help="csv or parquet")] = "csv",
     out: Annotated[str, typer.Option(help="output directory")] = "reports",
     storage: StorageOpt = None,
+    partial: Annotated[
+        bool,
+        typer.Option(
+            "--partial", help="export what exists of a study still running (later replicates may not)"
+        ),
+    ] = False,
 ) -> None:
     """Write the study's results as a folder of tables (CSV or Parquet) and one JSON file of attributes per
     sub-study: everything `hpo report --from-tables` needs to render the report again without the database."""
@@ -526,10 +532,13 @@ def export_cmd(
     from hpo.report.collect import export
     from hpo.report.output import staged_folder
 
+    skipped: list[str] = []
     with staged_folder(out) as stage:  # every table appears whole or not at all
-        written = export(load_study(study), storage, stage, fmt)
+        written = export(load_study(study), storage, stage, fmt, partial=partial, skipped=skipped)
     for path in written:
         typer.echo(f"wrote {Path(out) / path.relative_to(stage)}")
+    if skipped:
+        typer.echo(f"not yet in the storage, left out: {', '.join(skipped)}")
 
 
 @app.command("demo")

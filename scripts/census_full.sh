@@ -20,6 +20,8 @@ if [ "${1:-}" = snapshot ]; then
       "$RUNS/$study.db" "$RUNS/$study.snapshot.db"
     gzip -9 -c "$RUNS/$study.snapshot.db" > "$SNAP/$study.db.gz"
     "$ROOT/.venv/bin/python" "$ROOT/scripts/partial_trials.py" "sqlite:///$RUNS/$study.snapshot.db" "$SNAP/${study}_trials.csv"
+    "$ROOT/.venv/bin/python" -m hpo.cli export "$ROOT/studies/$study.yaml" --storage "sqlite:///$RUNS/$study.snapshot.db" \
+      --out "$SNAP/$study" --partial
     rm "$RUNS/$study.snapshot.db"
     echo "snapshot: $SNAP/$study.db.gz"
   done

@@ -154,17 +154,38 @@ def _default_data(
     return results, metrics, attrs
 
 
-def export(base: StudySpec, storage_url: str | None, folder: str | Path, fmt: str = "csv") -> list[Path]:
+def export(
+    base: StudySpec,
+    storage_url: str | None,
+    folder: str | Path,
+    fmt: str = "csv",
+    *,
+    partial: bool = False,
+    skipped: list[str] | None = None,
+) -> list[Path]:
     """Write every sub-study of ``base`` (and its default configurations' seeds) as tables into ``folder`` (see
     ``hpo.report.tables``). Everything is read before anything is written, so a missing storage or study leaves
-    no folder behind."""
+    no folder behind. ``partial``: a long run's progress, exported before it ends: sub-studies (replicates, the
+    default configurations) that do not exist yet are left out and named in ``skipped``."""
     if fmt not in ("csv", "parquet"):
         raise ConfigError(f"--format must be csv or parquet, got {fmt!r}")
     parts: list[tuple[str, str, Any]] = []
     for spec in base.expand():
-        data = _collect_one(spec, storage_url)
+        try:
+            data = _collect_one(spec, storage_url)
+        except ConfigError as exc:
+            if not partial:
+                raise ConfigError(f"{exc}; `hpo export --partial` exports what exists so far") from None
+            if skipped is not None:
+                skipped.append(spec.name)
+            continue
         parts += [(spec.name, t, getattr(data, t)) for t in TABLES] + [(spec.name, "attrs", attrs_of(data))]
-    if base.retrain.default:
+    if not parts:
+        raise ConfigError(f"nothing of {base.name} exists in {mask_url(normalise_url(storage_url))} yet")
+    if base.retrain.default and partial and not _has_default(base, storage_url):
+        if skipped is not None:
+            skipped.append(base.default_spec().name)
+    elif base.retrain.default:
         results, metrics, default_attrs = _default_data(base, storage_url)
         name = base.default_spec().name
         parts += [
@@ -173,6 +194,12 @@ def export(base: StudySpec, storage_url: str | None, folder: str | Path, fmt: st
             (name, "attrs", {"format": FORMAT, "default_attrs": default_attrs}),
         ]
     return write_tables(parts, folder, fmt)
+
+
+def _has_default(base: StudySpec, storage_url: str | None) -> bool:
+    storage = open_storage(normalise_url(storage_url), heartbeat=False, create=False)
+    names = {s.study_name for s in storage.get_all_studies()}
+    return any(retrain_study_name(base.default_spec().name, a.name) in names for a in base.architectures)
 
 
 def _collect_replicates(spec: StudySpec, one: Callable[[StudySpec], ReportData]) -> ReportData:

@@ -278,3 +278,22 @@ def test_validate_names_the_design_and_refuses_a_default_over_the_budget(tmp_pat
     small = make_study(tmp_path, budget=8, retrain={"default": True})
     with pytest.raises(ConfigError, match=r"retrain.default: shared_bottom's default configuration"):
         validate_file(small, samples=5)
+
+
+def test_export_partial_leaves_out_replicates_not_yet_run(tmp_path: Path) -> None:
+    """A long replicated run exported before it ends: the plain export refuses in one line and says how; with
+    --partial the existing replicate is written and the missing ones are named."""
+    path = make_study(tmp_path, replicates=2, sampler={"name": "random", "seed": 0}, trials=2)
+    spec = load_study(path)
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    assert main(["run", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
+    for arch in ("shared_bottom", "mmoe"):  # as if replicate 2 had not started yet
+        optuna.delete_study(study_name=f"{spec.name}.rep2/{arch}", storage=url)
+    with pytest.raises(ConfigError, match="--partial"):
+        from hpo.report.collect import export
+
+        export(spec, url, tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+    assert main(["export", str(path), "--storage", url, "--out", str(tmp_path / "y"), "--partial"]) == 0
+    names = {p.name for p in (tmp_path / "y").iterdir()}
+    assert f"{spec.name}.rep1_trials.csv" in names and not any(".rep2_" in n for n in names)
