@@ -3,7 +3,8 @@
 # tune until settled, retrain on the crossed seeds, write the report, export the tables. Every step resumes, so
 # rerun this script after an interruption. It runs from a snapshot of the code (a git worktree at the commit it
 # was started from) so that editing the checkout never changes a running study, and keeps each database in RUNS.
-# A machine that keeps nothing between sessions resumes from the snapshot committed under docs/results/runs/:
+# A machine that keeps nothing between sessions resumes from the snapshot committed under docs/results/runs/
+# (attempt1_median_pruner/ there is a finished first attempt, kept as a record, not resumed):
 #   scripts/census_full.sh [RUNS]           run (or resume); RUNS defaults to /work/runs
 #   scripts/census_full.sh snapshot [RUNS]  copy each database, consistently while it runs (SQLite's backup API),
 #                                           gzipped into docs/results/runs/ to be committed
