@@ -39,22 +39,19 @@ def load_dataset(
             variant=variant,
             drop=tuple(drop),
         )
-    if name == "synthetic":
+    if name in ("synthetic", "recsys"):  # the generators: settings validated into one line naming the dataset
+        from hpo.data.recsys import RecsysConfig, make_recsys
         from hpo.data.synthetic import SyntheticConfig, make_synthetic
 
+        config, make, given = {
+            "synthetic": (SyntheticConfig, make_synthetic, synthetic),
+            "recsys": (RecsysConfig, make_recsys, recsys),
+        }[name]
         try:
-            cfg = SyntheticConfig(**(synthetic or {}))
+            cfg = config(**(given or {}))
         except ValidationError as exc:
-            raise DataError(format_validation_error("synthetic", exc)) from None
-        return make_synthetic(cfg)
-    if name == "recsys":
-        from hpo.data.recsys import RecsysConfig, make_recsys
-
-        try:
-            rcfg = RecsysConfig(**(recsys or {}))
-        except ValidationError as exc:
-            raise DataError(format_validation_error("recsys", exc)) from None
-        return make_recsys(rcfg)
+            raise DataError(format_validation_error(name, exc)) from None
+        return make(cfg)  # type: ignore[operator]
     if name.endswith((".yaml", ".yml")):
         from hpo.data.user import load_user_dataset
 
