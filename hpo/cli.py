@@ -3,8 +3,12 @@ one line on stderr and exit code 2, never a traceback."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
+import logging
+import os
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +18,7 @@ import typer
 
 from hpo.errors import HpoError, Interrupted, mask_secrets
 from hpo.limits import MAX_SEEDS, MAX_TRIALS, MAX_WORKERS
+from hpo.search import interrupts
 
 
 def _count(lo: int, hi: int) -> Any:
@@ -29,13 +34,13 @@ def _count(lo: int, hi: int) -> Any:
 
 @contextlib.contextmanager
 def _resumable() -> Iterator[None]:
-    """Ctrl-C or SIGTERM: one line saying what was re-queued and how to resume, exit code 130 (Typer turns a bare
-    KeyboardInterrupt into a silent 130 before :func:`main` could see it)."""
+    """Ctrl-C or SIGTERM: one line saying what was re-queued and how to resume, exit code 128 + the signal (Typer
+    turns a bare KeyboardInterrupt into a silent 130 before :func:`main` could see it)."""
     try:
         yield
     except Interrupted as exc:
         typer.echo(mask_secrets(one_line(str(exc))), err=True)
-        raise typer.Exit(130) from None
+        raise typer.Exit(128 + interrupts.received()) from None
 
 
 MAX_THREADS = 1024
@@ -576,10 +581,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Interrupted as exc:
         typer.echo(mask_secrets(one_line(str(exc))), err=True)
-        return 130
+        return 128 + interrupts.received()
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
-        return 130
+        return 128 + interrupts.received()
     except Exception as exc:
         from hpo.storage.engine import describe_storage_fault
 
@@ -597,5 +602,30 @@ def main(argv: list[str] | None = None) -> int:
     return rv if isinstance(rv, int) else 0
 
 
+_SIGNAL_EXITS = {128 + signal.SIGINT: signal.SIGINT, 128 + signal.SIGTERM: signal.SIGTERM}
+
+
+def entry() -> None:
+    """The ``hpo`` command: :func:`main`, and a command stopped by Ctrl-C or SIGTERM, once it has cleaned up and
+    said so, ends killed by that signal, as an untrapped process would (and as Python itself ends on an unhandled
+    Ctrl-C). A calling shell then sees 130 or 143 and, in a loop or script, stops as well instead of going on to
+    the next command. The kill is the last exit handler, after worker threads are joined and the log flushed, and
+    it also makes the ending not depend on whether an extension happened to run code when the signal landed
+    (CPython then flags the interrupt as unhandled and would itself end by SIGINT, even for a SIGTERM)."""
+    code = main()
+    signum = _SIGNAL_EXITS.get(code)
+    if signum is not None:
+
+        def die() -> None:
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+        atexit.register(die)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -12,8 +12,9 @@ from hpo.cli import app
 HEAD = """# Command line
 
 Every command, with its arguments and options, as `hpo COMMAND --help` prints them. Errors are one line on
-stderr with exit code 2; an interrupted run exits with 130 and says how to resume. The storage defaults to
-`$HPO_STORAGE`, else `sqlite:///hpo.db`.
+stderr with exit code 2; an interrupted command cleans up, says in one line how to resume, then ends killed by
+the signal it got, as an untrapped program would (a shell shows 130 for Ctrl-C, 143 for SIGTERM, and a script
+running it stops too). The storage defaults to `$HPO_STORAGE`, else `sqlite:///hpo.db`.
 """
 
 

@@ -43,7 +43,14 @@ class WorkerExit:
                 name = signal.Signals(-self.returncode).name
             except ValueError:
                 name = f"signal {-self.returncode}"
-            return f"worker {self.index} was killed by {name}"
+            said = (
+                f": {self.message}"
+                if self.message and -self.returncode in (signal.SIGINT, signal.SIGTERM)
+                else ""
+            )
+            return (
+                f"worker {self.index} was killed by {name}{said}"  # a stopped worker says what it re-queued
+            )
         return f"worker {self.index} exited with code {self.returncode}: {self.message or 'no message'}"
 
 

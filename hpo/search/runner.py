@@ -687,7 +687,7 @@ def with_signals(fn: Any) -> Any:
     """Run ``fn`` so that the first SIGINT or SIGTERM stops it cleanly.
 
     The first signal raises KeyboardInterrupt (Optuna then marks the running trial FAILED instead of leaving it
-    RUNNING, and the process exits with 130); further signals during that clean-up are ignored, so a second Ctrl-C
+    RUNNING, and the command ends killed by that signal: ``hpo.cli.entry``); further signals during that clean-up are ignored, so a second Ctrl-C
     cannot cut the clean-up short.
     """
     fired = False
@@ -697,7 +697,7 @@ def with_signals(fn: Any) -> Any:
         if fired:
             return
         fired = True
-        interrupts.request()  # raised again at the next epoch or trial if this raise is swallowed
+        interrupts.request(signum)  # raised again at the next epoch or trial if this raise is swallowed
         raise KeyboardInterrupt
 
     def unraisable(

@@ -243,7 +243,9 @@ def test_sigterm_to_a_parent_stops_its_workers_and_says_so(tmp_path: Path, comma
     parent.send_signal(signal.SIGTERM)
     _, err = parent.communicate(timeout=120)
     lines = [line for line in err.splitlines() if line.strip()]
-    assert parent.returncode == 130, err
+    assert parent.returncode == -signal.SIGTERM, (
+        err
+    )  # cleaned up, then ended by the signal: a shell shows 143
     assert len(lines) == 1 and lines[0].startswith("interrupted: 2 workers stopped"), err
     assert not alive(kids)
     spec = load_study(path)

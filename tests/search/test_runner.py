@@ -194,7 +194,7 @@ def test_ctrl_c_leaves_nothing_running_and_rerun_resumes(tmp_path: Path) -> None
     _wait_for_running(url, name)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    assert proc.returncode == -signal.SIGINT, err  # cleaned up, then ended by the signal: a shell shows 130
     trials = optuna.load_study(study_name=name, storage=open_storage(url, heartbeat=False)).get_trials()
     assert not [t for t in trials if t.state == S.RUNNING]
     failed = [t for t in trials if t.state == S.FAIL]
