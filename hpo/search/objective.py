@@ -28,6 +28,7 @@ from hpo.models import create_model, get_entry
 from hpo.search import interrupts
 from hpo.search.factories import grid_points
 from hpo.storage import keys
+from hpo.storage.attrs import set_trial_attrs
 from hpo.storage.claims import worker_seed
 from hpo.training import EpochReport, TrainConfig, TrainResult, threads, train
 from hpo.training.metrics import HIGHER_IS_BETTER
@@ -199,18 +200,9 @@ def _finished(
 def _reuse(trial: optuna.Trial, earlier: optuna.trial.FrozenTrial) -> float | list[float]:
     """Take an earlier trial's result for the same configuration (after MAX_RESAMPLES fresh proposals were all
     duplicates too, as on a small categorical space), saying so on the trial."""
-    for key, value in keys.plain(earlier.user_attrs).items():
-        if key not in (
-            "ticket",
-            "resamples",
-            "live",
-            "duplicate_of",
-            "worker_id",
-            "sampler_seed",
-            "proposal_seconds",
-        ):
-            trial.set_user_attr(keys.key(key), value)
-    trial.set_user_attr(keys.key("reused_from"), earlier.number)
+    skip = ("ticket", "resamples", "live", "duplicate_of", "worker_id", "sampler_seed", "proposal_seconds")
+    taken = {keys.key(k): v for k, v in keys.plain(earlier.user_attrs).items() if k not in skip}
+    set_trial_attrs(trial, {**taken, keys.key("reused_from"): earlier.number})
     if earlier.state != optuna.trial.TrialState.COMPLETE or earlier.values is None:
         trial.set_user_attr(keys.key("pruned_reason"), f"same configuration as pruned trial {earlier.number}")
         raise TrialPrunedWithReason(f"same configuration as trial {earlier.number}")
@@ -285,9 +277,6 @@ class Objective:
 
     def _check_new(self, trial: optuna.Trial) -> float | list[float] | None:
         """``None`` for a configuration not tried before; raise for a fresh proposal, or reuse a result."""
-        if self.worker_id is not None:
-            trial.set_user_attr(keys.key("worker_id"), self.worker_id)
-            trial.set_user_attr(keys.key("sampler_seed"), worker_seed(self.spec.sampler.seed, self.worker_id))
         if self.spec.sampler.name == "grid":  # every grid ticket carries its own point
             return None
         earlier = same_configuration(trial)
@@ -325,23 +314,26 @@ class Objective:
         return callback
 
     def _record_setup(self, trial: optuna.Trial, hyper: dict[str, Any], cfg: TrainConfig, seed: int) -> None:
-        trial.set_user_attr(keys.key("architecture"), self.arch)
-        trial.set_user_attr(keys.key("model_origin"), get_entry(self.arch).origin)
-        trial.set_user_attr(
-            keys.key("model_config"), {k: list(v) if isinstance(v, tuple) else v for k, v in hyper.items()}
-        )
-        trial.set_user_attr(keys.key("train_config"), cfg.model_dump())
-        trial.set_user_attr(keys.key("init_seed"), seed)
-        trial.set_user_attr(keys.key("data_seed"), seed)
-        trial.set_user_attr(keys.key("versions"), package_versions())
-        trial.set_user_attr(keys.key("code_revision"), code_revision())
+        """What the trial will train, written before the model is built (so a configuration that fails to build
+        still shows), in one transaction."""
+        attrs: dict[str, Any] = {
+            "architecture": self.arch,
+            "model_origin": get_entry(self.arch).origin,
+            "model_config": {k: list(v) if isinstance(v, tuple) else v for k, v in hyper.items()},
+            "train_config": cfg.model_dump(),
+            "init_seed": seed,
+            "data_seed": seed,
+            "versions": package_versions(),
+            "code_revision": code_revision(),
+        }
         if changes := keys.plain(trial.study.user_attrs).get("changes"):  # resumed with --allow-changed
-            trial.set_user_attr(keys.key("definition_changes"), changes)
+            attrs["definition_changes"] = changes
+        set_trial_attrs(trial, {keys.key(k): v for k, v in attrs.items()})
 
     def _values(self, trial: optuna.Trial, result: TrainResult) -> float | list[float]:
         """Record the run's outcome on the trial; its objective value(s), or pruned with the reason."""
-        for key in ("metrics", "epochs_run", "best_epoch", "wall_time", "device", "curve"):
-            trial.set_user_attr(keys.key(key), getattr(result, key))
+        outcome = ("metrics", "epochs_run", "best_epoch", "wall_time", "device", "curve")
+        set_trial_attrs(trial, {keys.key(k): getattr(result, k) for k in outcome})
         if result.status != "ok":
             trial.set_user_attr(keys.key("pruned_reason"), result.reason)
             raise TrialPrunedWithReason(result.reason)
@@ -357,7 +349,13 @@ class Objective:
         started = time.perf_counter()
         sampled_model = self.space.suggest(trial)  # the sampler proposes here (relative sampling is lazy)
         sampled_opt = self.opt_space.suggest(trial)
-        trial.set_user_attr(keys.key("proposal_seconds"), time.perf_counter() - started)
+        proposed: dict[str, Any] = {"proposal_seconds": time.perf_counter() - started}
+        if self.worker_id is not None:
+            proposed |= {
+                "worker_id": self.worker_id,
+                "sampler_seed": worker_seed(self.spec.sampler.seed, self.worker_id),
+            }
+        set_trial_attrs(trial, {keys.key(k): v for k, v in proposed.items()})
         reused = self._check_new(trial)
         self.after_proposal()
         if reused is not None:
@@ -369,10 +367,13 @@ class Objective:
         model = create_model(
             self.arch, self.ds.spec, self.ds.tasks, seeds=[seed], budget=self.spec.budget, **hyper
         )
-        trial.set_user_attr(keys.key("units_per_layer"), [u.units for u in model.layer_units()])
-        trial.set_user_attr(keys.key("parameter_count"), model.parameter_count())
-        trial.set_user_attr(keys.key("live"), {"worker": self.worker, "epoch": 0})
-        trial.set_user_attr(keys.key("threads"), threads.for_trial(cfg.threads))
+        built = {
+            "units_per_layer": [u.units for u in model.layer_units()],
+            "parameter_count": model.parameter_count(),
+            "live": {"worker": self.worker, "epoch": 0},
+            "threads": threads.for_trial(cfg.threads),
+        }
+        set_trial_attrs(trial, {keys.key(k): v for k, v in built.items()})
         try:
             (result,) = train(
                 model,

@@ -43,6 +43,7 @@ __all__ = [
     "free_cores",
     "install",
     "install_for",
+    "load_ticks",
     "plan_threads",
 ]
 
@@ -229,16 +230,19 @@ def for_trial(fixed: int | None = None) -> int:
     return n
 
 
-_LAST: tuple[float, int] | None = None  # (when, threads) of the last re-plan
+_LAST: tuple[float, int, Ticks | None] | None = None  # (when, threads, the load counters then) of the last re-plan
 
 
 def _replanned(planned: int) -> int:
-    """``planned`` lowered to the free cores, sampled at most once every ``REPLAN_SECONDS``: a study of cheap
-    trials (a fraction of a second each) would otherwise spend a sizeable share of its time watching the load."""
+    """``planned`` lowered to the free cores, looked at no more than once every ``REPLAN_SECONDS``: a study of
+    cheap trials (a fraction of a second each) would otherwise spend a sizeable share of its time watching the
+    load. The first look watches for ``SAMPLE_SECONDS``; later ones read the load over the whole time since the
+    last look, without waiting."""
     global _LAST
     now = time.monotonic()
     if _LAST is None or now - _LAST[0] >= REPLAN_SECONDS:
-        _LAST = (now, max(1, min(planned, round(free_cores()))))
+        free = free_cores(since=_LAST[2] if _LAST is not None else None)  # waits only the first time
+        _LAST = (now, max(1, min(planned, round(free))), load_ticks())
     return min(planned, _LAST[1])
 
 
@@ -260,18 +264,31 @@ def _own_ticks() -> int:
     return int(fields[11]) + int(fields[12])  # utime + stime of every thread of this process
 
 
-def free_cores(seconds: float = SAMPLE_SECONDS) -> float:
-    """Cores of this process's affinity that other processes left idle over the last ``seconds`` (capped by the
-    cgroup quota); all of them where ``/proc`` cannot be read."""
+Ticks = tuple[int, int, int]  # (busy, total) jiffies of this process's cores, and this process's own
+
+
+def load_ticks() -> Ticks | None:
+    """The load counters :func:`free_cores` compares; ``None`` where ``/proc`` cannot be read."""
+    try:
+        return (*_cpu_ticks(_affinity()), _own_ticks())
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def free_cores(seconds: float = SAMPLE_SECONDS, since: Ticks | None = None) -> float:
+    """Cores of this process's affinity that other processes left idle (capped by the cgroup quota): over the
+    last ``seconds``, or from ``since`` (counters :func:`load_ticks` read earlier) to now without waiting; all of
+    them where ``/proc`` cannot be read."""
     cpus = _affinity()
     limit = available_cores()
-    try:
-        b0, t0, o0 = *_cpu_ticks(cpus), _own_ticks()
+    start = since
+    if start is None:
+        start = load_ticks()
         time.sleep(seconds)
-        b1, t1, o1 = *_cpu_ticks(cpus), _own_ticks()
-    except (OSError, ValueError, IndexError):
+    end = load_ticks()
+    if start is None or end is None or end[1] <= start[1]:
         return limit
-    if t1 <= t0:
-        return limit
-    others = max(0, (b1 - b0) - (o1 - o0)) / (t1 - t0) * len(cpus)
+    others = max(0, (end[0] - start[0]) - (end[2] - start[2])) / (end[1] - start[1]) * len(cpus)
     return max(0.0, min(limit, len(cpus) - others))
+
+

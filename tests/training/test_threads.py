@@ -71,9 +71,9 @@ def test_cgroup_v1_quota_and_no_quota(tmp_path: Path) -> None:
 
 def test_a_fixed_count_wins_and_a_planned_one_follows_the_free_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     threads.install(ThreadPlan(cores=4, workers=1, threads=4))
-    monkeypatch.setattr(threads, "free_cores", lambda seconds=0.1: 1.2)
+    monkeypatch.setattr(threads, "free_cores", lambda seconds=0.1, since=None: 1.2)
     assert threads.for_trial() == 1 and torch.get_num_threads() == 1
-    monkeypatch.setattr(threads, "free_cores", lambda seconds=0.1: 3.0)
+    monkeypatch.setattr(threads, "free_cores", lambda seconds=0.1, since=None: 3.0)
     assert threads.for_trial() == 1  # looked less than REPLAN_SECONDS ago: the count stands
     monkeypatch.setattr(threads, "REPLAN_SECONDS", 0.0)
     assert threads.for_trial() == 3
@@ -89,6 +89,9 @@ def test_busy_neighbours_on_every_core_leave_one_thread() -> None:
     try:
         time.sleep(0.3)
         assert threads.free_cores(0.3) < 0.5 * len(cpus)
+        before = threads.load_ticks()
+        time.sleep(0.3)
+        assert threads.free_cores(since=before) < 0.5 * len(cpus)  # the same reading from earlier counters
         threads.install(ThreadPlan(cores=len(cpus), workers=1, threads=max(2, len(cpus))))
         assert threads.for_trial() < max(2, len(cpus))
     finally:
