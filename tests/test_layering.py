@@ -110,3 +110,94 @@ def test_no_function_in_the_package_is_longer_than_60_lines() -> None:
                 if length > 60:
                     long.append(f"{path.relative_to(root.parent)}:{node.lineno} {node.name} ({length} lines)")
     assert not long, long
+
+
+# What each part of the package may import (besides itself and the base). Imports inside functions count; those
+# under ``if TYPE_CHECKING:`` do not (they never run).
+BASE = {"hpo", "hpo.errors", "hpo.limits", "hpo.schema", "hpo.yamlio", "hpo.logs", "hpo.estimators"}
+MAY_IMPORT = {
+    "hpo.models": set(),
+    "hpo.data": set(),
+    "hpo.config": {"hpo.models", "hpo.data"},
+    "hpo.training": {"hpo.models", "hpo.data", "hpo.config"},
+    "hpo.storage": set(),  # needs none of the layers above the base: a new backend touches storage only
+    "hpo.report": {"hpo.config", "hpo.storage"},  # reads the storage; never search or training
+    "hpo.search": {"hpo.models", "hpo.data", "hpo.config", "hpo.training", "hpo.storage"},
+    "hpo.demo": {"hpo.config", "hpo.storage", "hpo.search", "hpo.report"},
+}
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """Module -> the hpo modules it imports, read from the source (``from hpo.x import y`` is ``hpo.x.y`` when
+    that is a module, else ``hpo.x``)."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1]
+    files = {}
+    for path in sorted((root / "hpo").rglob("*.py")):
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+
+    def resolve(name: str) -> str:
+        while name not in files:
+            name = name.rpartition(".")[0]
+        return name
+
+    graph: dict[str, set[str]] = {m: set() for m in files}
+    for module, path in files.items():
+        tree = ast.parse(path.read_text())
+        skip = {
+            id(n)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+            for n in ast.walk(node)
+        }
+        for node in ast.walk(tree):
+            if id(node) in skip:
+                continue
+            if isinstance(node, ast.Import):
+                targets = [resolve(a.name) for a in node.names if a.name.split(".")[0] == "hpo"]
+            elif (
+                isinstance(node, ast.ImportFrom)
+                and node.level == 0
+                and (node.module or "").split(".")[0] == "hpo"
+            ):
+                base = node.module or ""
+                targets = [
+                    f"{base}.{a.name}" if f"{base}.{a.name}" in files else resolve(base) for a in node.names
+                ]
+            else:
+                continue
+            graph[module] |= {t for t in targets if t != module}
+    return graph
+
+
+def _part(module: str) -> str:
+    return module if module in BASE else ".".join(module.split(".")[:2])
+
+
+def test_no_import_circles() -> None:
+    import graphlib
+
+    graph = _module_graph()
+    try:
+        tuple(graphlib.TopologicalSorter(graph).static_order())
+    except graphlib.CycleError as exc:
+        pytest.fail(f"import circle: {' -> '.join(exc.args[1])}")
+
+
+def test_no_import_runs_back_up_the_layers() -> None:
+    upward = [
+        f"{m} -> {t}"
+        for m, targets in sorted(_module_graph().items())
+        for t in sorted(targets)
+        if _part(m) in MAY_IMPORT
+        and _part(t) != _part(m)
+        and _part(t) not in BASE
+        and _part(t) not in MAY_IMPORT[_part(m)]
+    ]
+    assert not upward, upward
+    parts = {_part(m) for m in _module_graph()}
+    assert parts <= BASE | set(MAY_IMPORT) | {"hpo.cli", "hpo.cli_docs"}, (
+        "a new part of the package: place it"
+    )

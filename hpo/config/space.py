@@ -36,8 +36,8 @@ from typing import Any, Literal
 import optuna
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from hpo.config.yamlio import format_validation_error, read_yaml
 from hpo.errors import ConfigError
+from hpo.yamlio import format_validation_error, read_yaml
 
 __all__ = ["ParamRange", "SearchSpace", "evaluate", "load_space"]
 

@@ -42,11 +42,11 @@ from pydantic_core import PydanticCustomError
 
 from hpo.config.space import SearchSpace, load_space
 from hpo.config.training import TrainConfig
-from hpo.config.yamlio import format_validation_error, read_yaml
 from hpo.data.sources import DatasetSource
 from hpo.data.synthetic import SyntheticConfig
 from hpo.errors import ConfigError
 from hpo.limits import MAX_REPLICATES, MAX_SEEDS, MAX_TRIALS
+from hpo.yamlio import format_validation_error, read_yaml
 
 __all__ = ["StudySpec", "TrialBudget", "changed_fields", "load_study"]
 
@@ -420,7 +420,7 @@ class StudySpec(_Strict):
         )
 
     def study_name(self, arch: str) -> str:
-        from hpo.storage.naming import tuning_study_name
+        from hpo.config.naming import tuning_study_name
 
         return tuning_study_name(self.name, arch)
 

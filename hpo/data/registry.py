@@ -7,9 +7,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from hpo.config.yamlio import format_validation_error
 from hpo.data._tabular import TabularDataset
 from hpo.errors import DataError
+from hpo.yamlio import format_validation_error
 
 __all__ = ["DATASETS", "load_dataset"]
 

@@ -35,8 +35,6 @@ import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from hpo.config.yamlio import format_validation_error
-from hpo.config.yamlio import read_yaml as _read_yaml
 from hpo.data._cache import cache_key, file_sha256, load_cached, save_cached
 from hpo.data._tabular import SPLITS, Split, TabularDataset, split_indices
 from hpo.data.checks import label_spellings, split_problems
@@ -52,6 +50,8 @@ from hpo.data.columns import (
 from hpo.data.tables import ReadOptions, Table, read_table, same_columns
 from hpo.errors import DataError
 from hpo.schema import InputSpec, TaskSpec
+from hpo.yamlio import format_validation_error
+from hpo.yamlio import read_yaml as _read_yaml
 
 __all__ = ["UserDatasetSpec", "load_user_dataset", "read_yaml"]
 

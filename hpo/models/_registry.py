@@ -68,6 +68,9 @@ _REGISTRY: dict[str, ModelEntry] = {}
 M = TypeVar("M", bound=type[MTLModel])
 # set by hpo.models.plugins while it imports a plugin, so that what the plugin registers records where it came from
 _ORIGIN: list[str] = []
+# installed by hpo.models.plugins on import (the registry sits below it, so it cannot import it): imports every
+# installed package's entry point, once, and returns the ones that failed to load
+_DISCOVER: list[Callable[[], list[str]]] = []
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -108,21 +111,22 @@ def register_model(name: str, description: str, params: Mapping[str, str]) -> Ca
     return deco
 
 
-def list_models() -> list[ModelEntry]:
-    from hpo.models.plugins import load_entry_points
+def _discover() -> list[str]:
+    """Models that installed packages declare, registered before any lookup; the failures, one line each."""
+    return [failure for discover in _DISCOVER for failure in discover()]
 
-    load_entry_points()
+
+def list_models() -> list[ModelEntry]:
+    _discover()
     return list(_REGISTRY.values())
 
 
 def get_entry(name: str) -> ModelEntry:
-    from hpo.models.plugins import entry_point_failures, load_entry_points
-
-    load_entry_points()
+    failures = _discover()
     try:
         return _REGISTRY[name]
     except KeyError:
-        failed = "".join(f"; {f}" for f in entry_point_failures())
+        failed = "".join(f"; {f}" for f in failures)
         raise ConfigError(f"unknown model {name!r}; known models: {', '.join(_REGISTRY)}{failed}") from None
 
 

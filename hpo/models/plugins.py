@@ -144,3 +144,13 @@ def load_entry_points() -> None:
 
 def entry_point_failures() -> list[str]:
     return [f for f in _ENTRY_POINTS.values() if f]
+
+
+def _discover() -> list[str]:
+    load_entry_points()
+    return entry_point_failures()
+
+
+_registry._DISCOVER[:] = [
+    _discover
+]  # every lookup in the registry finds the installed packages' models first

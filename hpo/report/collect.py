@@ -14,6 +14,7 @@ from typing import Any
 import optuna
 import pandas as pd
 
+from hpo.config.naming import retrain_study_name
 from hpo.config.study import StudySpec
 from hpo.errors import ConfigError
 from hpo.report.data import ReportData
@@ -21,7 +22,6 @@ from hpo.report.searched import searched_row
 from hpo.report.tables import FORMAT, TABLES, attrs_of, read_default_tables, read_tables, write_tables
 from hpo.storage import keys
 from hpo.storage.engine import mask_url, normalise_url, open_storage
-from hpo.storage.naming import retrain_study_name
 from hpo.storage.results import read_seed_metrics, read_seed_results
 
 __all__ = ["ReportData", "collect", "export", "read_default", "seed_frame", "trials_frame"]

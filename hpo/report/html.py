@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 import plotly.offline
 
+from hpo.config.naming import DATA_SEED_OFFSET
 from hpo.config.study import StudySpec
 from hpo.report.across import pareto_figure, rank_figure, rank_html, ranks
 from hpo.report.collect import MIN_FANOVA_TRIALS, ReportData, collect
@@ -30,7 +31,6 @@ from hpo.report.settled import settled_frame, settled_html, unsettled_caveat
 from hpo.report.stats import RankSummary
 from hpo.report.verdict import caveats, gaps_frame, verdict_html, verdicts
 from hpo.schema import HIGHER_IS_BETTER
-from hpo.storage.naming import DATA_SEED_OFFSET
 
 __all__ = ["write_report"]
 

@@ -28,7 +28,7 @@ from hpo.models import create_model, get_entry
 from hpo.search import interrupts
 from hpo.search.factories import grid_points
 from hpo.storage import keys
-from hpo.storage.attrs import set_trial_attrs
+from hpo.storage.attrs import report_epoch, set_trial_attrs
 from hpo.storage.claims import worker_seed
 from hpo.training import EpochReport, TrainConfig, TrainResult, threads, train
 from hpo.training.metrics import HIGHER_IS_BETTER
@@ -161,6 +161,7 @@ class DuplicateConfiguration(Exception):
 
 
 MAX_RESAMPLES = 2
+LIVE_SECONDS = 1.0  # without a pruner, a trial's live line and epoch values are written at most this often
 PROBE_SEED = (
     7_000_000  # the seed-spread probe's first seed, far from every tuning trial's (seed * 100003 + n)
 )
@@ -223,6 +224,7 @@ class Objective:
         worker_id: int | None = None,
     ) -> None:
         self.worker, self.worker_id = worker, worker_id
+        self._unwritten: dict[int, float] = {}  # epoch values not yet written (see _epoch_callback)
         self.spec, self.arch, self.ds, self.device = spec, arch, dataset, device
         self.space = spec.spaces()[arch]
         self.opt_space = spec.optimizer_space_loaded()
@@ -296,7 +298,14 @@ class Objective:
         raise DuplicateConfiguration(f"the sampler proposed trial {earlier.number}'s configuration again")
 
     def _epoch_callback(self, trial: optuna.Trial) -> Callable[[EpochReport], None]:
-        """Live progress for this worker's display and for a coordinator elsewhere; pruning where asked."""
+        """Live progress for this worker's display and for a coordinator elsewhere; pruning where asked.
+
+        With a pruner, every epoch's value is written as it ends (the pruner reads them). Without one, an epoch's
+        value and live line are written at most every ``LIVE_SECONDS`` and the rest with the trial's outcome
+        (:meth:`_values`): a study of cheap trials would otherwise pay a database sync per epoch."""
+        pruning = not isinstance(trial.study.pruner, optuna.pruners.NopPruner)
+        self._unwritten = {}
+        last = [time.monotonic()]
 
         def callback(rep: EpochReport) -> None:
             interrupts.check()
@@ -304,12 +313,15 @@ class Objective:
                 self.on_epoch(trial, rep)
             value = rep.valid_metric[0]
             live = {"worker": self.worker, "epoch": rep.epoch, "metric": rep.metric_name}
-            trial.set_user_attr(keys.key("live"), {**live, "value": value if math.isfinite(value) else None})
+            live["value"] = value if math.isfinite(value) else None
             if not self.multi and math.isfinite(value):
-                trial.report(value, rep.epoch)
-                if trial.should_prune():
-                    trial.set_user_attr(keys.key("pruned_reason"), f"pruner stopped it at epoch {rep.epoch}")
-                    raise optuna.TrialPruned(f"epoch {rep.epoch}: {rep.metric_name} {value:.4f}")
+                self._unwritten[rep.epoch] = value
+            if pruning or time.monotonic() - last[0] >= LIVE_SECONDS:
+                report_epoch(trial, self._unwritten, {keys.key("live"): live})
+                self._unwritten, last[0] = {}, time.monotonic()
+            if pruning and not self.multi and math.isfinite(value) and trial.should_prune():
+                trial.set_user_attr(keys.key("pruned_reason"), f"pruner stopped it at epoch {rep.epoch}")
+                raise optuna.TrialPruned(f"epoch {rep.epoch}: {rep.metric_name} {value:.4f}")
 
         return callback
 
@@ -333,7 +345,8 @@ class Objective:
     def _values(self, trial: optuna.Trial, result: TrainResult) -> float | list[float]:
         """Record the run's outcome on the trial; its objective value(s), or pruned with the reason."""
         outcome = ("metrics", "epochs_run", "best_epoch", "wall_time", "device", "curve")
-        set_trial_attrs(trial, {keys.key(k): getattr(result, k) for k in outcome})
+        report_epoch(trial, self._unwritten, {keys.key(k): getattr(result, k) for k in outcome})
+        self._unwritten = {}
         if result.status != "ok":
             trial.set_user_attr(keys.key("pruned_reason"), result.reason)
             raise TrialPrunedWithReason(result.reason)
@@ -384,6 +397,7 @@ class Objective:
                 callback=self._epoch_callback(trial),
             )
         except torch.cuda.OutOfMemoryError as exc:
+            report_epoch(trial, self._unwritten, {})
             trial.set_user_attr(
                 keys.key("pruned_reason"), f"out of memory on {self.device}: {str(exc).splitlines()[0]}"
             )

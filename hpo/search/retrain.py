@@ -21,6 +21,8 @@ import numpy as np
 import optuna
 import torch
 
+from hpo.config import naming
+from hpo.config.naming import cross_cell, seeds_of
 from hpo.config.study import StudySpec
 from hpo.data._tabular import TabularDataset
 from hpo.data.synthetic import SyntheticConfig
@@ -29,10 +31,9 @@ from hpo.models import create_model, gate_utilisation, get_entry, probe_model
 from hpo.search import interrupts
 from hpo.search.objective import objective_directions, objective_targets, training_config
 from hpo.search.runner import check_workers_done, drain, load_study_dataset, with_children, with_signals
-from hpo.storage import keys, naming
+from hpo.storage import keys
 from hpo.storage.engine import is_rdb, normalise_url, open_storage
 from hpo.storage.locks import claim_lock
-from hpo.storage.naming import cross_cell, seeds_of
 from hpo.storage.results import SEED_RESULTS_ATTR, as_attribute, seed_rows, write_seed_results
 from hpo.training import TrainConfig, resolve_device, threads, train
 from hpo.training.memory import bytes_per_replica, replicas_that_fit

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import signal
 import sys
@@ -37,7 +38,7 @@ from hpo.data._tabular import TabularDataset
 from hpo.data.sources import load_source
 from hpo.errors import ConfigError, Interrupted, WorkerError
 from hpo.search import interrupts, settle
-from hpo.search.factories import grid_points, make_pruner, make_sampler
+from hpo.search.factories import make_pruner, make_sampler
 from hpo.search.launch import WorkerExit, machine_workers, spawn_workers, stop_workers, watch_workers
 from hpo.search.objective import (
     MAX_RESAMPLES,
@@ -46,9 +47,10 @@ from hpo.search.objective import (
     objective_directions,
     objective_names,
 )
+from hpo.search.tickets import DONE, LIVE, ensure_tickets, tickets_of
 from hpo.storage import keys
 from hpo.storage.claims import claim_ticket, register_worker
-from hpo.storage.engine import is_rdb, mask_url, normalise_url, open_storage
+from hpo.storage.engine import HEARTBEAT_SECONDS, is_rdb, mask_url, normalise_url, open_storage
 from hpo.storage.heartbeat import beating, fail_stale, fail_unbeaten
 from hpo.storage.locks import claim_lock
 from hpo.training import resolve_device, threads
@@ -59,19 +61,10 @@ __all__ = [
     "WorkerStats",
     "create_studies",
     "drain",
-    "ensure_tickets",
     "load_study_dataset",
     "run_study",
     "run_worker",
 ]
-
-LIVE = (
-    optuna.trial.TrialState.COMPLETE,
-    optuna.trial.TrialState.PRUNED,
-    optuna.trial.TrialState.RUNNING,
-    optuna.trial.TrialState.WAITING,
-)
-DONE = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
 def load_study_dataset(spec: StudySpec) -> TabularDataset:
@@ -157,41 +150,6 @@ def _same_definition(
     study.set_user_attr(keys.key("spec"), spec.resolved())
 
 
-def ensure_tickets(study: optuna.Study, n: int, params: Sequence[dict[str, Any]] | None = None) -> int:
-    """Queue tickets ``0 .. n-1`` that have no live trial (none yet, or only failed ones); return how many.
-
-    ``params[i]``, when given, fixes ticket ``i``'s parameters (a grid point)."""
-    trials = study.get_trials(deepcopy=False)
-    live = {keys.plain(t.user_attrs).get("ticket") for t in trials if t.state in LIVE}
-    missing = [i for i in range(n) if i not in live]
-    for i in missing:
-        fixed = dict(params[i]) if params is not None else {}
-        study.enqueue_trial(fixed, user_attrs=keys.tag({"ticket": i}), skip_if_exists=False)
-    return len(missing)
-
-
-def tickets_of(
-    spec: StudySpec, arch: str, n_trials: int | None
-) -> tuple[int | None, list[dict[str, Any]] | None]:
-    """How many tickets an architecture's study gets, and their fixed parameters (grid studies only)."""
-    if n_trials is not None and spec.budget_rule is not None:
-        raise ConfigError(
-            f"{spec.source}: trials is {{min: {spec.budget_rule.min}, max: {spec.budget_rule.max}, until: settled}}; "
-            "--n-trials does not apply to it: change min or max in the study"
-        )
-    n = n_trials if n_trials is not None else spec.first_trials
-    if spec.sampler.name != "grid":
-        return n, None
-    space = next(s for name, s in spec.spaces().items() if name == arch)
-    points = grid_points([space, spec.optimizer_space_loaded()])
-    if n is not None and n != len(points):
-        raise ConfigError(
-            f"{spec.source}: trials is {n}, but the grid of {arch} has {len(points)} points; "
-            f"give trials: {len(points)} or leave it out"
-        )
-    return len(points), points
-
-
 @dataclass
 class WorkerStats:
     trials_run: int = 0
@@ -243,12 +201,13 @@ def _requeue_duplicate(
     study: optuna.Study,
     number: int,
     finite_points: Callable[[], list[dict[str, Any]] | None] | None = None,
+    done: optuna.trial.FrozenTrial | None = None,
 ) -> None:
-    """Queue the ticket of trial ``number`` again if it failed as a duplicate proposal (and no live trial holds
+    """Queue the ticket of trial ``number`` (``done``, when the caller has read it already) again if it failed as a duplicate proposal (and no live trial holds
     the ticket): the next proposal is drawn afresh, with a count of resamples on the trial. On the last resample
     of a space with few points (``finite_points``), the ticket carries an untried point instead, so that a
     result is reused only once every point has been tried or is running."""
-    trial = study.get_trials(deepcopy=False)[number]
+    trial = study.get_trials(deepcopy=False)[number] if done is None else done
     if trial.state != optuna.trial.TrialState.FAIL or "duplicate_of" not in keys.plain(trial.user_attrs):
         return
     ticket = keys.plain(trial.user_attrs).get("ticket")
@@ -281,6 +240,7 @@ class _Drain:
         self.url, self.storage, self.progress = url, storage, progress
         self.rdb = is_rdb(url)
         self.stats = WorkerStats()
+        self.stale_checked: dict[str, float] = {}  # study -> when this worker last looked for dead workers
 
     def objective(
         self, study: optuna.Study, objective: Any, key: str, lock: Any, current: dict[str, int]
@@ -329,6 +289,16 @@ class _Drain:
         else:
             fail_stale(study)
 
+    def look_for_dead_workers(self, study: optuna.Study) -> None:
+        """:meth:`fail_stale` before a claim, at most every half heartbeat interval per study: a heartbeat goes
+        stale only after ``3 x HEARTBEAT_SECONDS``, and a study of cheap trials would otherwise read every trial
+        twice more per trial. A worker that finds nothing waiting looks at its next poll (it may be waiting on a
+        dead worker's trial)."""
+        now = time.monotonic()
+        if now - self.stale_checked.get(study.study_name, -math.inf) >= HEARTBEAT_SECONDS / 2:
+            self.fail_stale(study)
+            self.stale_checked[study.study_name] = now
+
     def extended(self, study: optuna.Study, objective: Any) -> bool:
         """Whether the convergence rule (``trials: {until: settled}``) queued more trials of a finished study."""
         if not isinstance(objective, Objective) or objective.spec.budget_rule is None:
@@ -348,13 +318,13 @@ class _Drain:
         running elsewhere, ``None`` when the study is finished."""
         current: dict[str, int] = {}
         with claim_lock(self.url, study.study_name) as lock:
-            self.fail_stale(study)
-            states = [t.state for t in study.get_trials(deepcopy=False)]
+            self.look_for_dead_workers(study)
+            trials = study.get_trials(deepcopy=False)
+            states = {t.state for t in trials}
             if optuna.trial.TrialState.WAITING not in states:
+                self.stale_checked.pop(study.study_name, None)
                 return False if optuna.trial.TrialState.RUNNING in states else None
-            running_before = {
-                t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-            }
+            running_before = {t.number for t in trials if t.state == optuna.trial.TrialState.RUNNING}
             try:
                 study.optimize(
                     self.objective(study, objective, key, lock, current),
@@ -387,8 +357,10 @@ class _Drain:
                 )
                 raise Interrupted(f"interrupted: {where} re-queued; run again to resume") from None
         if "number" in current:
-            _requeue_duplicate(self.url, study, current["number"], getattr(objective, "finite_points", None))
             done = study.get_trials(deepcopy=False)[current["number"]]
+            _requeue_duplicate(
+                self.url, study, done.number, getattr(objective, "finite_points", None), done=done
+            )
             log.info(
                 "%s trial %d %s %s", study.study_name, done.number, done.state.name.lower(), done.values or ""
             )

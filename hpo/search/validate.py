@@ -17,10 +17,10 @@ from typing import Any
 
 from hpo.config.space import SearchSpace, load_space
 from hpo.config.study import ArchitectureSpec, StudySpec, load_study
-from hpo.config.yamlio import read_yaml
 from hpo.data.sources import FileSource
 from hpo.errors import BudgetError, ConfigError, DataError, HpoError
 from hpo.models import InputSpec, TaskSpec, probe_model
+from hpo.yamlio import read_yaml
 
 __all__ = ["SpaceReport", "check_space", "validate_file"]
 
@@ -161,7 +161,7 @@ def _architecture_line(
     rep = check_space(space, arch.name, n_tasks, budget=spec.budget, samples=samples, seed=spec.seed)
     problems, grid = list(rep.problems), ""
     if spec.sampler.name == "grid":
-        from hpo.search.runner import tickets_of
+        from hpo.search.tickets import tickets_of
 
         try:
             grid = f", grid of {tickets_of(spec, arch.name, None)[0]} points"

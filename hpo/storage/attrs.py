@@ -1,4 +1,4 @@
-"""A trial's attributes written in one transaction.
+"""A trial's attributes (and an epoch's intermediate value) written in one transaction.
 
 Optuna writes each ``trial.set_user_attr`` in its own transaction: on SQLite that is one file sync, about 3 ms on
 this project's machines, and a trial records some twenty attributes (configuration, versions, thread count,
@@ -6,7 +6,11 @@ metrics, curve). For a study of cheap trials (a fraction of a second each) those
 study's time (bench/PROFILE.md, tenth pass). :func:`set_trial_attrs` writes a group of them at once on a SQL
 database, with Optuna's own per-attribute statement and its check that the trial is still running, so the rows
 are exactly those ``set_user_attr`` would write; on other storages (a gRPC proxy, a journal) it falls back to
-one call each.
+one call each. :func:`report_epoch` does the same for what a trial records at the end of every epoch (its live
+progress and the intermediate values pruners and the settled rule read).
+
+This is the one module that reaches into Optuna's SQL storage internals; tests/storage/test_attrs.py pins that
+what it writes is what Optuna's public calls write, on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 
 import optuna
 
-__all__ = ["set_trial_attrs"]
+__all__ = ["report_epoch", "set_trial_attrs"]
 
 
 def _rdb(storage: optuna.storages.BaseStorage) -> optuna.storages.RDBStorage | None:
@@ -46,4 +50,36 @@ def set_trial_attrs(trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:
             rdb._set_trial_attr_without_commit(
                 session, models.TrialUserAttributeModel, trial._trial_id, key, value
             )
+    trial._cached_frozen_trial.user_attrs.update(attrs)
+
+
+def report_epoch(trial: optuna.Trial, values: Mapping[int, float], attrs: Mapping[str, Any]) -> None:
+    """``trial.report(value, step)`` for every item of ``values`` and ``set_trial_attrs(trial, attrs)``, in one
+    transaction where the storage allows it. A step already reported, or a multi-objective study, goes through
+    Optuna's own ``report`` (which warns or refuses as it always does)."""
+    rdb = _rdb(trial.storage)
+    fresh: dict[int, float] = {}
+    for step, value in values.items():
+        if (
+            rdb is None
+            or len(trial.study.directions) > 1
+            or step in trial._cached_frozen_trial.intermediate_values
+        ):
+            trial.report(value, step)
+        else:
+            fresh[int(step)] = float(value)
+    if rdb is None:
+        set_trial_attrs(trial, attrs)
+        return
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    with _create_scoped_session(rdb.scoped_session, True) as session:
+        for step, value in fresh.items():
+            rdb._set_trial_intermediate_value_without_commit(session, trial._trial_id, step, value)
+        for key, item in attrs.items():
+            rdb._set_trial_attr_without_commit(
+                session, models.TrialUserAttributeModel, trial._trial_id, key, item
+            )
+    trial._cached_frozen_trial.intermediate_values.update(fresh)
     trial._cached_frozen_trial.user_attrs.update(attrs)

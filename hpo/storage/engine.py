@@ -29,7 +29,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from hpo.errors import StorageError, mask_secrets
-from hpo.storage.locks import file_lock, lock_path
+from hpo.storage.filelock import file_lock, lock_path
 
 __all__ = [
     "DEFAULT_STORAGE",

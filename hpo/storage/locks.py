@@ -11,33 +11,16 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import sqlalchemy
 from sqlalchemy.engine import make_url
 
-__all__ = ["Lock", "claim_lock", "file_lock", "lock_path"]
+from hpo.storage.engine import engine_for, journal_path, sqlite_path
+from hpo.storage.filelock import file_lock, lock_path
 
-
-def lock_path(database: Path) -> Path:
-    """``<file>.hpo-lock``: not ``<file>.lock``, which Optuna's journal backend uses for a lock of its own."""
-    return database.with_name(database.name + ".hpo-lock")
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock on ``path`` (created if absent), released on exit or when the process dies."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+__all__ = ["Lock", "claim_lock"]
 
 
 class Lock:
@@ -70,8 +53,6 @@ def _advisory(engine: sqlalchemy.Engine, name: str) -> Iterator[None]:
 @contextlib.contextmanager
 def claim_lock(url: str, name: str) -> Iterator[Lock]:
     """Hold the lock for study ``name`` of storage ``url`` while checking for and claiming work."""
-    from hpo.storage.engine import engine_for, journal_path, sqlite_path
-
     stack = contextlib.ExitStack()
     with stack:
         backend = make_url(url).get_backend_name()

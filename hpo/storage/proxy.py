@@ -20,7 +20,7 @@ import optuna
 from optuna.trial import TrialState
 
 from hpo.storage.engine import open_storage, sqlite_path
-from hpo.storage.locks import file_lock, lock_path
+from hpo.storage.filelock import file_lock, lock_path
 
 __all__ = ["served_storage"]
 

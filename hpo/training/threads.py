@@ -230,7 +230,9 @@ def for_trial(fixed: int | None = None) -> int:
     return n
 
 
-_LAST: tuple[float, int, Ticks | None] | None = None  # (when, threads, the load counters then) of the last re-plan
+_LAST: tuple[float, int, Ticks | None] | None = (
+    None  # (when, threads, the load counters then) of the last re-plan
+)
 
 
 def _replanned(planned: int) -> int:
@@ -290,5 +292,3 @@ def free_cores(seconds: float = SAMPLE_SECONDS, since: Ticks | None = None) -> f
         return limit
     others = max(0, (end[0] - start[0]) - (end[2] - start[2])) / (end[1] - start[1]) * len(cpus)
     return max(0.0, min(limit, len(cpus) - others))
-
-

@@ -48,3 +48,29 @@ def test_a_repeated_configuration_is_resampled_then_reused(tmp_path: Path) -> No
     assert objective(last) == value  # the earlier result, not a second training
     assert keys.plain(last.user_attrs)["reused_from"] == first.number
     assert keys.plain(last.user_attrs)["metrics"] == keys.plain(first.user_attrs)["metrics"]
+
+
+@pytest.mark.parametrize("pruner", [None, optuna.pruners.MedianPruner(n_startup_trials=5)])
+def test_every_epoch_value_is_stored_with_or_without_a_pruner(
+    tmp_path: Path, pruner: optuna.pruners.BasePruner | None
+) -> None:
+    """Without a pruner the epoch values are written in batches (at most every LIVE_SECONDS, the rest with the
+    outcome); with one, each as its epoch ends. Either way the stored trial holds every epoch and the live line."""
+    from hpo.storage.engine import open_storage
+
+    spec = load_study(
+        make_study(
+            tmp_path,
+            architectures=["shared_bottom"],
+            training={"epochs": 4, "patience": None, "device": "cpu"},
+        )
+    )
+    objective = Objective(spec, "shared_bottom", load_study_dataset(spec), "cpu")
+    storage = open_storage(f"sqlite:///{tmp_path / 'e.db'}", heartbeat=False)
+    study = optuna.create_study(direction="minimize", storage=storage, pruner=pruner)
+    trial = study.ask()
+    study.tell(trial, objective(trial))
+    stored = study.trials[0]
+    assert sorted(stored.intermediate_values) == [1, 2, 3, 4]
+    assert all(v > 0 for v in stored.intermediate_values.values())  # validation MSE of each epoch
+    assert keys.plain(stored.user_attrs)["live"]["epoch"] in (1, 2, 3, 4)

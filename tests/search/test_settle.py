@@ -14,9 +14,9 @@ import yaml
 from hpo.config.space import SearchSpace
 from hpo.config.study import TrialBudget, load_study
 from hpo.errors import ConfigError
-from hpo.search.runner import tickets_of
 from hpo.search.settle import bound_hits, decide
 from hpo.search.status import storage_status
+from hpo.search.tickets import tickets_of
 from hpo.storage import keys
 from tests.search.conftest import make_study
 

@@ -16,7 +16,7 @@ from hpo.storage.engine import (
     parse_url,
     sqlite_path,
 )
-from hpo.storage.locks import lock_path
+from hpo.storage.filelock import lock_path
 
 
 @pytest.mark.parametrize(
@@ -71,7 +71,7 @@ def test_a_reader_waits_for_a_schema_being_created(tmp_path: Path) -> None:
 
     import optuna
 
-    from hpo.storage.locks import file_lock
+    from hpo.storage.filelock import file_lock
 
     db = tmp_path / "hpo.db"
     url = f"sqlite:///{db}"
