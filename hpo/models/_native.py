@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["loaded_ops", "native_build_error", "native_ops"]
+__all__ = ["kernel_provenance", "loaded_ops", "native_build_error", "native_ops"]
 
 log = logging.getLogger(__name__)
 
@@ -184,3 +184,15 @@ def loaded_ops() -> Any | None:
 def native_build_error() -> str | None:
     """Why :func:`native_ops` returned ``None`` (after it has been called), else ``None``."""
     return _build_error
+
+
+def kernel_provenance(device: str | torch.device) -> str:
+    """Which code trains on ``device``, for a result's provenance: ``compiled`` (the kernels above), ``fallback:
+    WHY`` (PyTorch's own ops on the CPU: the first layer bit for bit the same, the experts' mix the same to
+    rounding) or ``pytorch ops on cuda``. On the CPU this builds the kernels if they are not built yet, so a
+    worker that asks before its first trial keeps the build (seconds, once per torch version) out of that
+    trial's timed cost."""
+    kind = torch.device(device).type
+    if kind != "cpu":
+        return f"pytorch ops on {kind}"
+    return "compiled" if native_ops() is not None else f"fallback: {native_build_error()}"

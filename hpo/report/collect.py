@@ -231,6 +231,7 @@ def _collect_replicates(spec: StudySpec, one: Callable[[StudySpec], ReportData])
         data.replicate_attrs.update({(r, a): attrs for a, attrs in d.retrain_attrs.items()})
         data.replicate_study_attrs.update({(r, a): attrs for a, attrs in d.study_attrs.items()})
     data.code_revisions = sorted({rev for _, d in parts for rev in d.code_revisions})
+    data.kernels = sorted({k for _, d in parts for k in d.kernels})
     return data
 
 
@@ -238,7 +239,7 @@ def _collect_one(spec: StudySpec, storage_url: str | None = None) -> ReportData:
     url = normalise_url(storage_url)
     storage = open_storage(url, heartbeat=False, create=False)
     data = ReportData(spec, mask_url(url), pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), {}, {})
-    frames, searched, revisions = [], [], set()
+    frames, searched, revisions, kernels = [], [], set(), set()
     for arch in (a.name for a in spec.architectures):
         study = _load(storage, spec.study_name(arch))
         if study is None:
@@ -257,6 +258,8 @@ def _collect_one(spec: StudySpec, storage_url: str | None = None) -> ReportData:
                 data.model_origins[arch] = origin
             if keys.plain(t.user_attrs).get("code_revision"):
                 revisions.add(keys.plain(t.user_attrs)["code_revision"])
+            if keys.plain(t.user_attrs).get("kernel"):
+                kernels.add(keys.plain(t.user_attrs)["kernel"])
         data.study_attrs[arch] = dict(keys.plain(study.user_attrs))
         if (importance := _importance(study)) is not None:
             data.importances[arch] = importance
@@ -270,5 +273,6 @@ def _collect_one(spec: StudySpec, storage_url: str | None = None) -> ReportData:
     data.seed_results = read_seed_results(url, spec.name)
     data.seed_metrics = read_seed_metrics(url, spec.name)
     data.code_revisions = sorted(revisions)
+    data.kernels = sorted(kernels)
     data.searched = pd.DataFrame(searched)
     return data

@@ -29,6 +29,7 @@ class ReportData:
     versions: dict[str, str] = field(default_factory=dict)
     model_origins: dict[str, str] = field(default_factory=dict)
     code_revisions: list[str] = field(default_factory=list)
+    kernels: list[str] = field(default_factory=list)  # compiled or fallback (and why), per trial's record
     searched: pd.DataFrame = field(default_factory=pd.DataFrame)
     # replicated tuning (``replicates``): each replicate's retrain attributes, keyed by (replicate, architecture);
     # the frames above then carry a ``replicate`` column and pool every replicate

@@ -103,6 +103,7 @@ def _provenance(data: ReportData) -> str:
         ("randomised per seed", randomised(data)),
         ("storage", data.storage),
         ("code revision", ", ".join(data.code_revisions) or "unknown"),
+        ("training kernels", "; ".join(data.kernels) or "not recorded"),
         (
             "architectures' code",
             "; ".join(f"{a}: {o}" for a, o in data.model_origins.items() if o != "built-in")

@@ -51,6 +51,7 @@ def attrs_of(data: ReportData) -> dict[str, Any]:
         "versions": data.versions,
         "model_origins": data.model_origins,
         "code_revisions": data.code_revisions,
+        "kernels": data.kernels,
     }
 
 

@@ -24,7 +24,7 @@ import torch
 from hpo.config.study import StudySpec
 from hpo.data._tabular import TabularDataset
 from hpo.errors import ConfigError
-from hpo.models import create_model, get_entry
+from hpo.models import create_model, get_entry, kernel_provenance
 from hpo.search import interrupts
 from hpo.search.factories import grid_points
 from hpo.storage import keys
@@ -337,6 +337,7 @@ class Objective:
             "data_seed": seed,
             "versions": package_versions(),
             "code_revision": code_revision(),
+            "kernel": kernel_provenance(self.device),  # compiled or fallback (and why): rounding can differ
         }
         if changes := keys.plain(trial.study.user_attrs).get("changes"):  # resumed with --allow-changed
             attrs["definition_changes"] = changes

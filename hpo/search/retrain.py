@@ -12,6 +12,7 @@ The same machinery retrains each architecture's documented default configuration
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from hpo.config.study import StudySpec
 from hpo.data._tabular import TabularDataset
 from hpo.data.synthetic import SyntheticConfig
 from hpo.errors import ConfigError
-from hpo.models import create_model, gate_utilisation, get_entry, probe_model
+from hpo.models import create_model, gate_utilisation, get_entry, kernel_provenance, probe_model
 from hpo.search import interrupts
 from hpo.search.objective import objective_directions, objective_targets, training_config
 from hpo.search.runner import check_workers_done, drain, load_study_dataset, with_children, with_signals
@@ -37,6 +38,8 @@ from hpo.storage.locks import claim_lock
 from hpo.storage.results import SEED_RESULTS_ATTR, as_attribute, seed_rows, write_seed_results
 from hpo.training import TrainConfig, resolve_device, threads, train
 from hpo.training.memory import bytes_per_replica, replicas_that_fit
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Chosen",
@@ -363,6 +366,7 @@ def run_retrain(
     storage = open_storage(url, create=False)  # retraining needs the tuning studies: never a new database
     device = resolve_device(devices[worker_index % len(devices)])
     threads.install_for(device)  # this worker's share of the machine's cores
+    log.info("retrain worker %d on %s, kernels: %s", worker_index, device, kernel_provenance(device))
     ds = load_study_dataset(spec).to(device)  # once per worker: every chunk trains on device-resident data
     if join_only:
         queued = {s.study_name for s in storage.get_all_studies()}

@@ -37,6 +37,7 @@ from hpo.config.study import StudySpec, changed_fields
 from hpo.data._tabular import TabularDataset
 from hpo.data.sources import load_source
 from hpo.errors import ConfigError, Interrupted, WorkerError
+from hpo.models import kernel_provenance
 from hpo.search import interrupts, settle
 from hpo.search.factories import make_pruner, make_sampler
 from hpo.search.launch import WorkerExit, machine_workers, spawn_workers, stop_workers, watch_workers
@@ -529,7 +530,7 @@ def run_worker(
         for a, study in studies.items()
     }
     log.info(
-        "worker %d (database id %d) joined %s on %s, %d threads (%s, %.3g cores shared by %d workers)",
+        "worker %d (database id %d) joined %s on %s, %d threads (%s, %.3g cores shared by %d workers), kernels: %s",
         worker_index,
         worker_id,
         spec.name,
@@ -538,6 +539,7 @@ def run_worker(
         plan.source,
         plan.cores,
         plan.workers,
+        kernel_provenance(dev),  # built here, before the first trial's clock starts
     )
     return drain(url, storage, queues, deadline=deadline, progress=progress)
 

@@ -110,6 +110,8 @@ def test_report_renders_offline_in_chromium(tmp_path: Path) -> None:
     assert attrs["data-rendered-plots"] == attrs["data-expected-plots"]
     assert dom.count('<table class="results') >= 5  # per-task tables, pairs, cost, provenance
     assert "Provenance" in dom and "code revision" in dom
+    kernels = re.search(r"training kernels</th><td[^>]*>([^<]*)<", dom)  # which code trained, as recorded
+    assert kernels is not None and re.fullmatch(r"compiled|fallback: .+", kernels.group(1)), dom
     verdict = dom[dom.index('<section id="verdict">') :]
     verdict = verdict[: verdict.index("</section>")]
     assert "mmoe: 1 collapsed seed on y1" in verdict

@@ -8,6 +8,7 @@ import optuna
 import pytest
 
 from hpo.config.study import load_study
+from hpo.models import kernel_provenance
 from hpo.search.objective import DuplicateConfiguration, Objective
 from hpo.search.runner import load_study_dataset
 from hpo.storage import keys
@@ -74,3 +75,6 @@ def test_every_epoch_value_is_stored_with_or_without_a_pruner(
     assert sorted(stored.intermediate_values) == [1, 2, 3, 4]
     assert all(v > 0 for v in stored.intermediate_values.values())  # validation MSE of each epoch
     assert keys.plain(stored.user_attrs)["live"]["epoch"] in (1, 2, 3, 4)
+    assert keys.plain(stored.user_attrs)["kernel"] == kernel_provenance(
+        "cpu"
+    )  # compiled, or fallback and why
