@@ -53,8 +53,9 @@ CSR_MAX_WIDTH = 256
 def _csr_of_codes(codes: Tensor, n_rows: int, dtype: torch.dtype) -> Tensor:
     """The transposed one-hot matrix ``(n_rows, N)`` of ``codes`` ``(N, C)`` in CSR form (a one per code).
 
-    A stable sort keeps each row's nonzeros in ``(n, j)`` order, so the product with the output gradient sums every
-    element in the order the native kernel does (``_native.cpp``): the two agree bit for bit.
+    A stable sort keeps each row's nonzeros in ``(n, j)`` order, the order the native kernel sums in
+    (``_native.cpp``); but PyTorch's sparse product may regroup the sum on some CPUs (seen on one of this
+    project's machines at 16 stacked replicas), so the two agree to rounding, not always bit for bit.
     """
     n, c = codes.shape
     flat = codes.reshape(-1)
@@ -81,8 +82,9 @@ def sum_of_rows_grad(codes: Tensor, grad_out: Tensor, n_rows: int, replicas: int
     On the CPU (float32/float64) by the compiled kernel when it is built (``_native.py``); without it, by a sparse
     CSR product at widths up to ``CSR_MAX_WIDTH`` and one ``index_add_`` per categorical column above (and on
     CUDA, and for other dtypes). All three add each row's contributions in ascending ``n``; where every code
-    belongs to one categorical column, as the input layer's global vocabulary guarantees, that is the whole order,
-    so they agree bit for bit and results do not depend on which ran. PyTorch's own ``embedding_bag`` backward was
+    belongs to one categorical column, as the input layer's global vocabulary guarantees, that is the whole order:
+    the kernel and the per-column loop agree bit for bit; the CSR product, whose sparse library may regroup the
+    sum on some CPUs, to rounding. PyTorch's own ``embedding_bag`` backward was
     measured 2-3x slower than the loop at narrow widths on the CPU (docs/performance.md); the kernel is about 2x
     faster than the fallback at narrow widths and level with it at the budget's widest (bench/first_layer.py).
     """

@@ -16,8 +16,8 @@ Why built here rather than shipped: the kernel links against the installed torch
 releases; building it against the torch actually installed (about 6 s, once per torch version and source, cached
 under ``$HPO_NATIVE_CACHE`` or ``~/.cache/hpo/native``) avoids a wheel per torch. Where no compiler is found or the
 build fails, :func:`native_ops` logs one warning and returns ``None`` and the layer uses the CSR product or the
-per-column loop, which add every element's terms in the same order: results are the same bit for bit either way,
-only slower.
+per-column loop: the loop adds every element's terms in the kernel's order (the same bits), the CSR product in
+an order PyTorch's sparse library may regroup on some CPUs (the same to rounding); either way only slower.
 ``HPO_NATIVE=0`` turns the kernel off.
 """
 
@@ -165,7 +165,7 @@ def native_ops() -> Any | None:
         _build_error = f"{type(exc).__name__}: {exc}"
         log.warning(
             "the native kernels are unavailable (%s); using PyTorch's own ops (for the first layer a CSR product or "
-            "a loop per column, which give the same results more slowly; for the experts' mix the same maths "
+            "a loop per column, which give the same results to rounding, more slowly; for the experts' mix the same maths "
             "to rounding)",
             _build_error,
         )
@@ -188,8 +188,7 @@ def native_build_error() -> str | None:
 
 def kernel_provenance(device: str | torch.device) -> str:
     """Which code trains on ``device``, for a result's provenance: ``compiled`` (the kernels above), ``fallback:
-    WHY`` (PyTorch's own ops on the CPU: the first layer bit for bit the same, the experts' mix the same to
-    rounding) or ``pytorch ops on cuda``. On the CPU this builds the kernels if they are not built yet, so a
+    WHY`` (PyTorch's own ops on the CPU: the same maths to rounding) or ``pytorch ops on cuda``. On the CPU this builds the kernels if they are not built yet, so a
     worker that asks before its first trial keeps the build (seconds, once per torch version) out of that
     trial's timed cost."""
     kind = torch.device(device).type

@@ -6,7 +6,9 @@ behind it, computed from the per-run test losses of a sweep over the task correl
 1. both MoE models beat Shared-Bottom at every p (Figure 4): paired by run (run s of every architecture trains on
    the same dataset), the share of runs each MoE model wins, with a sign test, Holm-corrected over models and p;
 2. MMoE's loss barely moves with p while OMoE's degrades as p falls (Figure 4): the change of the median loss from
-   the highest to the lowest p, with a bootstrap 95% interval (runs resampled within each p). "Barely moves" needs
+   the highest to the lowest p, with a bootstrap 95% interval, paired by run where the runs at both values are
+   the same runs (they are in hpo's sweeps: a run's data and initialisation do not depend on p), with the Wilcoxon
+   signed-rank test of the per-run changes; each value's runs resampled on their own otherwise (:func:`change_by_run`). "Barely moves" needs
    positive evidence: the whole interval within +-10% of the median at the highest p (an equivalence margin);
    "degrades" needs the interval above 0;
 3. Shared-Bottom's loss rises as p falls (Figure 3): Spearman's correlation of p and the loss over every run, and
@@ -28,7 +30,7 @@ from scipy import stats as sps
 
 from hpo.report.stats import holm, sign_test
 
-__all__ = ["Finding", "paper_findings"]
+__all__ = ["Change", "Finding", "change_by_run", "paper_findings"]
 
 LOSS = "mean over tasks"
 NAMES = {"shared_bottom": "Shared-Bottom", "omoe": "OMoE", "mmoe": "MMoE"}
@@ -57,6 +59,52 @@ def _change(
     boot = np.array([stat(a[i]) - stat(b[j]) for i, j in zip(ia, ib, strict=True)])
     lo, hi = np.quantile(boot, [0.025, 0.975])
     return float(point), float(lo), float(hi)
+
+
+@dataclass(frozen=True)
+class Change:
+    """``stat`` at the low p minus at the high p, with a bootstrap 95% interval; paired by run where every run
+    trained at both values (run s of a sweep draws the same data weights, inputs and initialisation at every p,
+    so its two losses differ by p alone), with the Wilcoxon signed-rank test of the per-run differences."""
+
+    point: float
+    lo: float
+    hi: float
+    paired: bool
+    runs: int
+    wilcoxon_p: float | None
+
+    def says(self) -> str:
+        """How the interval was made, in words, for the evidence."""
+        if not self.paired:
+            return "runs resampled within each p"
+        test = f"; Wilcoxon signed-rank p = {self.wilcoxon_p:.2g}" if self.wilcoxon_p is not None else ""
+        return f"paired by run, {self.runs} runs{test}"
+
+
+def change_by_run(
+    losses: pd.DataFrame,
+    arch: str,
+    lo: float,
+    hi: float,
+    stat: Callable[[np.ndarray], float],
+    rng: np.random.Generator,
+    n: int = 2000,
+) -> Change:
+    """:class:`Change` of ``arch``'s per-run loss from ``hi`` to ``lo``: runs resampled together (paired) when the
+    two values share at least two runs, else each value's runs resampled on their own."""
+    by_run = losses[losses.architecture == arch].pivot_table(index="seed", columns="value", values=LOSS)
+    both = by_run[[lo, hi]].dropna() if lo in by_run and hi in by_run else pd.DataFrame()
+    if len(both) < 2:
+        point, c_lo, c_hi = _change(_runs(losses, arch, lo), _runs(losses, arch, hi), stat, rng, n)
+        return Change(point, c_lo, c_hi, False, 0, None)
+    a, b = both[lo].to_numpy(dtype=float), both[hi].to_numpy(dtype=float)
+    idx = rng.integers(0, len(a), (n, len(a)))
+    boot = np.array([stat(a[i]) - stat(b[i]) for i in idx])
+    c_lo, c_hi = np.quantile(boot, [0.025, 0.975])
+    d = a - b
+    w = float(sps.wilcoxon(d).pvalue) if np.any(d != 0) else None
+    return Change(stat(a) - stat(b), float(c_lo), float(c_hi), True, len(a), w)
 
 
 def _median(x: np.ndarray) -> float:
@@ -102,8 +150,8 @@ def _moe_beats_sb(losses: pd.DataFrame, ps: list[float], moes: list[str]) -> Fin
 def _mmoe_flat_omoe_degrades(losses: pd.DataFrame, lo: float, hi: float, rng: np.random.Generator) -> Finding:
     found = {}
     for m in ("mmoe", "omoe"):
-        a, b = _runs(losses, m, lo), _runs(losses, m, hi)
-        found[m] = (*_change(a, b, _median, rng), _median(b))
+        c = change_by_run(losses, m, lo, hi, _median, rng)
+        found[m] = (c.point, c.lo, c.hi, _median(_runs(losses, m, hi)), c.says())
     mm, om = found["mmoe"], found["omoe"]
     mmoe_flat = -FLAT_MARGIN * mm[3] <= mm[1] and mm[2] <= FLAT_MARGIN * mm[3]
     omoe_worse = om[1] > 0
@@ -111,8 +159,8 @@ def _mmoe_flat_omoe_degrades(losses: pd.DataFrame, lo: float, hi: float, rng: np
     d = (sel["omoe"] - sel["mmoe"]).dropna().to_numpy()
     evidence = (
         f"From p = {hi:g} to p = {lo:g} the median loss of MMoE changes by {_fmt(mm[0])} ({mm[0] / mm[3]:+.0%}; "
-        f"95% interval {_fmt(mm[1])} to {_fmt(mm[2])}) and OMoE's by {_fmt(om[0])} ({om[0] / om[3]:+.0%}; "
-        f"{_fmt(om[1])} to {_fmt(om[2])}); at p = {lo:g} MMoE beats OMoE in {(d > 0).mean():.0%} of paired runs "
+        f"95% interval {_fmt(mm[1])} to {_fmt(mm[2])}, {mm[4]}) and OMoE's by {_fmt(om[0])} "
+        f"({om[0] / om[3]:+.0%}; {_fmt(om[1])} to {_fmt(om[2])}, {om[4]}); at p = {lo:g} MMoE beats OMoE in {(d > 0).mean():.0%} of paired runs "
         f"(sign test p = {sign_test(d):.2g}, uncorrected); MMoE's change is "
         f"{'' if mmoe_flat else 'not '}shown to lie within +-{FLAT_MARGIN:.0%}, OMoE's "
         f"{'is' if omoe_worse else 'is not'} shown to be a rise"
@@ -128,14 +176,14 @@ def _mmoe_flat_omoe_degrades(losses: pd.DataFrame, lo: float, hi: float, rng: np
 def _sb_rises(losses: pd.DataFrame, lo: float, hi: float, rng: np.random.Generator) -> Finding:
     sb = losses[losses.architecture == "shared_bottom"]
     rho, p_value = sps.spearmanr(sb.value, sb[LOSS])
-    change, c_lo, c_hi = _change(
-        _runs(losses, "shared_bottom", lo), _runs(losses, "shared_bottom", hi), _median, rng
-    )
+    c = change_by_run(losses, "shared_bottom", lo, hi, _median, rng)
+    change, c_lo, c_hi = c.point, c.lo, c.hi
     rises = rho < 0 and p_value < 0.05 and c_lo > 0
     medians = sb.groupby("value")[LOSS].median()
     evidence = (
         f"Spearman's rho of p and the loss over {len(sb)} runs = {rho:.3f} (p = {p_value:.2g}); the median loss "
-        f"changes by {_fmt(change)} from p = {hi:g} to p = {lo:g} (95% interval {_fmt(c_lo)} to {_fmt(c_hi)}); "
+        f"changes by {_fmt(change)} from p = {hi:g} to p = {lo:g} (95% interval {_fmt(c_lo)} to {_fmt(c_hi)}, "
+        f"{c.says()}); "
         f"medians per p range {_fmt(medians.min())} to {_fmt(medians.max())}"
     )
     verdict = "holds" if rises else ("partly" if rho < 0 and p_value < 0.05 else "does not hold")
@@ -146,15 +194,16 @@ def _trainability(losses: pd.DataFrame, ps: list[float], rng: np.random.Generato
     lo, hi = min(ps), max(ps)
     tails = {(m, p): _tail(_runs(losses, m, p)) for m in ("shared_bottom", "omoe", "mmoe") for p in ps}
     sb_widest = [p for p in ps if tails[("shared_bottom", p)] > max(tails[("omoe", p)], tails[("mmoe", p)])]
-    om = _change(_runs(losses, "omoe", lo), _runs(losses, "omoe", hi), _tail, rng)
-    mm = _change(_runs(losses, "mmoe", lo), _runs(losses, "mmoe", hi), _tail, rng)
+    omc = change_by_run(losses, "omoe", lo, hi, _tail, rng)
+    mmc = change_by_run(losses, "mmoe", lo, hi, _tail, rng)
+    om, mm = (omc.point, omc.lo, omc.hi), (mmc.point, mmc.lo, mmc.hi)
     parts_hold = [len(sb_widest) == len(ps), om[1] > 0, not mm[1] > 0]
     evidence = (
         f"The tail of bad runs (90th percentile minus median) is widest for Shared-Bottom at {len(sb_widest)} of "
         f"{len(ps)} values of p (Shared-Bottom {_fmt(min(tails[('shared_bottom', p)] for p in ps))} to "
         f"{_fmt(max(tails[('shared_bottom', p)] for p in ps))}); from p = {hi:g} to {lo:g} OMoE's tail changes by "
         f"{_fmt(om[0])} (95% interval {_fmt(om[1])} to {_fmt(om[2])}) and MMoE's by {_fmt(mm[0])} "
-        f"({_fmt(mm[1])} to {_fmt(mm[2])}): OMoE's {'is' if om[1] > 0 else 'is not'} shown to widen, MMoE's "
+        f"({_fmt(mm[1])} to {_fmt(mm[2])}; {mmc.says()}): OMoE's {'is' if om[1] > 0 else 'is not'} shown to widen, MMoE's "
         f"{'is' if mm[1] > 0 else 'is not'}"
     )
     verdict = "holds" if all(parts_hold) else ("does not hold" if not any(parts_hold) else "partly")
