@@ -190,6 +190,10 @@ class SweepSpec(_Strict):
 
     key: Literal["p", "c", "m", "sine_scale", "noise", "d", "n_train", "seed"]
     values: list[float] = Field(min_length=1)
+    # the equivalence margin of the report's findings: a loss "barely moves" across the sweep only when the 95%
+    # interval of its change lies within +-flat_margin of its median at the top of the sweep (declared before the
+    # runs, as an equivalence test needs)
+    flat_margin: float = Field(0.10, gt=0, lt=1)
 
 
 class StudySpec(_Strict):

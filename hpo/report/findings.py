@@ -30,7 +30,7 @@ from scipy import stats as sps
 
 from hpo.report.stats import holm, sign_test
 
-__all__ = ["Change", "Finding", "change_by_run", "paper_findings"]
+__all__ = ["FLAT_MARGIN", "Change", "Finding", "change_by_run", "paper_findings"]
 
 LOSS = "mean over tasks"
 NAMES = {"shared_bottom": "Shared-Bottom", "omoe": "OMoE", "mmoe": "MMoE"}
@@ -134,7 +134,8 @@ def _moe_beats_sb(losses: pd.DataFrame, ps: list[float], moes: list[str]) -> Fin
         shares = [t[2] for t, _ in rows]
         parts.append(
             f"{NAMES[m]} has the lower loss in {min(shares):.0%}-{max(shares):.0%} of paired runs across p "
-            f"(Holm-corrected sign test p <= {max(q for _, q in rows):.2g}; median paired gap "
+            f"(sign test, Holm-corrected over the {len(tests)} tests of {len(moes)} models x {len(ps)} values of p: "
+            f"p <= {max(q for _, q in rows):.2g}; median paired gap "
             f"{_fmt(min(t[4] for t, _ in rows))} to {_fmt(max(t[4] for t, _ in rows))} MSE)"
         )
     verdict = "holds" if len(won) == len(tests) else ("does not hold" if not won else "partly")
@@ -147,13 +148,15 @@ def _moe_beats_sb(losses: pd.DataFrame, ps: list[float], moes: list[str]) -> Fin
     )
 
 
-def _mmoe_flat_omoe_degrades(losses: pd.DataFrame, lo: float, hi: float, rng: np.random.Generator) -> Finding:
+def _mmoe_flat_omoe_degrades(
+    losses: pd.DataFrame, lo: float, hi: float, rng: np.random.Generator, margin: float = FLAT_MARGIN
+) -> Finding:
     found = {}
     for m in ("mmoe", "omoe"):
         c = change_by_run(losses, m, lo, hi, _median, rng)
         found[m] = (c.point, c.lo, c.hi, _median(_runs(losses, m, hi)), c.says())
     mm, om = found["mmoe"], found["omoe"]
-    mmoe_flat = -FLAT_MARGIN * mm[3] <= mm[1] and mm[2] <= FLAT_MARGIN * mm[3]
+    mmoe_flat = -margin * mm[3] <= mm[1] and mm[2] <= margin * mm[3]
     omoe_worse = om[1] > 0
     sel = losses[losses.value == lo].pivot_table(index="seed", columns="architecture", values=LOSS)
     d = (sel["omoe"] - sel["mmoe"]).dropna().to_numpy()
@@ -162,7 +165,7 @@ def _mmoe_flat_omoe_degrades(losses: pd.DataFrame, lo: float, hi: float, rng: np
         f"95% interval {_fmt(mm[1])} to {_fmt(mm[2])}, {mm[4]}) and OMoE's by {_fmt(om[0])} "
         f"({om[0] / om[3]:+.0%}; {_fmt(om[1])} to {_fmt(om[2])}, {om[4]}); at p = {lo:g} MMoE beats OMoE in {(d > 0).mean():.0%} of paired runs "
         f"(sign test p = {sign_test(d):.2g}, uncorrected); MMoE's change is "
-        f"{'' if mmoe_flat else 'not '}shown to lie within +-{FLAT_MARGIN:.0%}, OMoE's "
+        f"{'' if mmoe_flat else 'not '}shown to lie within +-{margin:.0%} (the study's flat_margin), OMoE's "
         f"{'is' if omoe_worse else 'is not'} shown to be a rise"
     )
     verdict = (
@@ -214,8 +217,11 @@ def _trainability(losses: pd.DataFrame, ps: list[float], rng: np.random.Generato
     )
 
 
-def paper_findings(losses: pd.DataFrame, key: str, *, seed: int = 0) -> list[Finding]:
-    """The paper's observations that this sweep can judge (a sweep over ``p`` with the models each names)."""
+def paper_findings(
+    losses: pd.DataFrame, key: str, *, seed: int = 0, margin: float = FLAT_MARGIN
+) -> list[Finding]:
+    """The paper's observations that this sweep can judge (a sweep over ``p`` with the models each names);
+    ``margin``: the study's ``sweep.flat_margin``."""
     if key != "p" or losses.empty:
         return []
     rng = np.random.default_rng(seed)
@@ -229,7 +235,7 @@ def paper_findings(losses: pd.DataFrame, key: str, *, seed: int = 0) -> list[Fin
     if "shared_bottom" in archs and moes:
         out.append(_moe_beats_sb(losses, ps, moes))
     if {"mmoe", "omoe"} <= archs:
-        out.append(_mmoe_flat_omoe_degrades(losses, lo, hi, rng))
+        out.append(_mmoe_flat_omoe_degrades(losses, lo, hi, rng, margin))
     if "shared_bottom" in archs:
         out.append(_sb_rises(losses, lo, hi, rng))
     if {"shared_bottom", "omoe", "mmoe"} <= archs:

@@ -20,7 +20,7 @@ from plotly.subplots import make_subplots
 from hpo.config.study import StudySpec
 from hpo.report.collect import ReportData, collect
 from hpo.report.figures import COLORS, _layout, band, pair_row, summary_row
-from hpo.report.findings import Finding, paper_findings
+from hpo.report.findings import FLAT_MARGIN, Finding, paper_findings
 from hpo.report.html import esc, figures_html, randomised, render_page, table_html
 from hpo.report.output import write_table
 from hpo.report.stats import compare_pairs
@@ -347,7 +347,9 @@ def write_sweep_report(
             ("Trainability histograms (the paper's Figure 5)", trainability_figure(losses, key, archs)),
         ]
     n_seeds = int(losses.groupby(["value", "architecture"]).size().min()) if len(losses) else 0
-    found = paper_findings(losses, key)
+    found = paper_findings(
+        losses, key, margin=spec.sweep.flat_margin if spec.sweep is not None else FLAT_MARGIN
+    )
     write_table(pd.DataFrame([f.__dict__ for f in found]), f"{out.with_suffix('')}_findings.csv")
     body = _body(
         spec, summary, pairs, chosen, figs, n_seeds, _provenance_rows(spec, datas), findings_html(found, key),

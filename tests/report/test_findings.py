@@ -52,3 +52,19 @@ def test_no_change_gives_an_interval_around_zero_and_a_large_p() -> None:
     c = change_by_run(_losses(60, 0.0, seed=3), "mmoe", 0.5, 1.0, np.median, np.random.default_rng(0))
     assert c.paired and c.lo < 0 < c.hi and abs(c.hi - c.lo) < 0.05  # runs spread 0.5; per-run noise 0.014
     assert c.wilcoxon_p is not None and c.wilcoxon_p > 0.01
+
+
+def test_the_studys_declared_margin_decides_what_is_flat() -> None:
+    """On the committed Figure-4 sweep: MMoE's paired interval (-11% to +9%) is not inside +-5% but is inside
+    +-30%, and with OMoE's rise shown the observation then holds."""
+    from pathlib import Path
+
+    from hpo.report.findings import paper_findings
+
+    losses = pd.read_csv(
+        Path(__file__).resolve().parents[2] / "docs/results/paper_synthetic_correlation_seed_losses.csv"
+    )
+    strict = paper_findings(losses, "p", margin=0.05)[1]
+    loose = paper_findings(losses, "p", margin=0.30)[1]
+    assert "MMoE's change is not shown to lie within +-5%" in strict.evidence and strict.verdict == "partly"
+    assert "MMoE's change is shown to lie within +-30%" in loose.evidence and loose.verdict == "holds"
