@@ -412,16 +412,14 @@ def proxy_cmd(
     --storage grpc://HOST:PORT and need no database connection of their own."""
     import optuna
 
-    from hpo.storage.engine import is_rdb, mask_url, normalise_url
+    from hpo.storage.engine import mask_url, normalise_url
     from hpo.storage.proxy import served_storage
 
     url = normalise_url(storage)
-    if not is_rdb(url):
-        from hpo.errors import StorageError
-
-        raise StorageError(f"the proxy serves a SQL database; {mask_url(url)} is not one")
     _check_bind(host, port, "--port")
-    served = served_storage(url, create=create)  # Optuna's cache, and a trial's state changes one at a time
+    served = served_storage(
+        url, create=create
+    )  # refuses a storage that is not a SQL database  # Optuna's cache, and a trial's state changes one at a time
     typer.echo(
         f"gRPC storage proxy on {host}:{port} for {mask_url(url)}; workers: --storage grpc://{host}:{port}"
     )

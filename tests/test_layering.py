@@ -201,3 +201,47 @@ def test_no_import_runs_back_up_the_layers() -> None:
     assert parts <= BASE | set(MAY_IMPORT) | {"hpo.cli", "hpo.cli_docs"}, (
         "a new part of the package: place it"
     )
+
+
+STORAGE_KIND = ("is_rdb", "is_sqlite", "sqlite_path", "journal_path", "get_backend_name")
+# the modules allowed to reach into Optuna's private code (each says why in its docstring)
+OPTUNA_ADAPTERS = {"hpo/storage/attrs.py", "hpo/storage/heartbeat.py"}
+
+
+def _package_sources() -> dict[str, str]:
+    root = Path(__file__).resolve().parents[1]
+    return {str(p.relative_to(root)): p.read_text() for p in sorted((root / "hpo").rglob("*.py"))}
+
+
+def test_only_the_storage_layer_decides_by_the_kind_of_storage() -> None:
+    """A new backend is a change to hpo/storage alone: nothing above it asks what kind of storage it has."""
+    import re
+
+    found = [
+        f"{path}: {name}"
+        for path, text in _package_sources().items()
+        if not path.startswith("hpo/storage/")
+        for name in STORAGE_KIND
+        if re.search(rf"\b{name}\b", text)
+    ]
+    assert not found, found
+
+
+def test_optuna_internals_are_touched_in_the_adapters_only() -> None:
+    """Private Optuna names (``optuna.x._y``, ``._backend``, ``._trial_id``, ``._cached_frozen_trial``) appear only
+    in the adapter modules, whose tests pin what they rely on, so an Optuna upgrade breaks in one place."""
+    import re
+
+    private = re.compile(
+        r"optuna(\.\w+)*\._(?!_)\w+|\._backend\b|\._trial_id\b|\._cached_frozen_trial\b|\._storage\b"
+    )
+    found = [
+        f"{path}: {m.group(0)}"
+        for path, text in _package_sources().items()
+        if path not in OPTUNA_ADAPTERS
+        for line in text.splitlines()
+        if not line.lstrip().startswith("#")
+        for m in [private.search(line)]
+        if m is not None
+    ]
+    assert not found, found

@@ -33,9 +33,9 @@ from hpo.search import interrupts
 from hpo.search.objective import objective_directions, objective_targets, training_config
 from hpo.search.runner import check_workers_done, drain, load_study_dataset, with_children, with_signals
 from hpo.storage import keys
-from hpo.storage.engine import is_rdb, normalise_url, open_storage
+from hpo.storage.engine import normalise_url, open_storage
 from hpo.storage.locks import claim_lock
-from hpo.storage.results import SEED_RESULTS_ATTR, as_attribute, seed_rows, write_seed_results
+from hpo.storage.results import seed_rows, store_seed_results
 from hpo.training import TrainConfig, resolve_device, threads, train
 from hpo.training.memory import bytes_per_replica, replicas_that_fit
 
@@ -280,10 +280,7 @@ class RetrainObjective:
             list(zip(seeds, results, strict=True)),
             len(seeds),
         )
-        if is_rdb(self.url):
-            write_seed_results(self.url, results_rows, metric_rows)
-        else:
-            trial.set_user_attr(SEED_RESULTS_ATTR, as_attribute(results_rows, metric_rows))
+        store_seed_results(self.url, trial, results_rows, metric_rows)
         values = [r.metric("test", self.task, self.metric) for r in results if r.status == "ok"]
         if not values:
             trial.set_user_attr(keys.key("pruned_reason"), "every seed of the chunk diverged")

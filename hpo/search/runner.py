@@ -25,7 +25,6 @@ import math
 import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -51,8 +50,8 @@ from hpo.search.objective import (
 from hpo.search.tickets import DONE, LIVE, ensure_tickets, tickets_of
 from hpo.storage import keys
 from hpo.storage.claims import claim_ticket, register_worker
-from hpo.storage.engine import HEARTBEAT_SECONDS, is_rdb, mask_url, normalise_url, open_storage
-from hpo.storage.heartbeat import beating, fail_stale, fail_unbeaten
+from hpo.storage.engine import HEARTBEAT_SECONDS, mask_url, normalise_url, open_storage
+from hpo.storage.heartbeat import fail_dead_workers, stop_orphaned_heartbeats, trial_heartbeat
 from hpo.storage.locks import claim_lock
 from hpo.training import resolve_device, threads
 
@@ -239,7 +238,6 @@ class _Drain:
 
     def __init__(self, url: str, storage: optuna.storages.BaseStorage, progress: Any) -> None:
         self.url, self.storage, self.progress = url, storage, progress
-        self.rdb = is_rdb(url)
         self.stats = WorkerStats()
         self.stale_checked: dict[str, float] = {}  # study -> when this worker last looked for dead workers
 
@@ -265,7 +263,7 @@ class _Drain:
             if owner == trial.number:
                 lock.release()
                 current["taken_twice"] = 1
-                _wait_while_running(study, trial.number)
+                _wait_while_running(self.url, study, trial.number)
                 raise _TakenTwice(
                     f"trial {trial.number} ran in another worker that took it at the same moment"
                 )
@@ -275,20 +273,14 @@ class _Drain:
                 raise _Surplus(f"ticket {ticket} is owned by trial {owner}")
             if self.progress is not None:
                 self.progress.trial_started(key, trial)
-            if self.rdb:  # Optuna keeps the heartbeat
-                return objective(trial)
-            with beating(trial):
+            with trial_heartbeat(self.url, trial):
                 return objective(trial)
 
         return func
 
     def fail_stale(self, study: optuna.Study) -> None:
-        """Fail (and re-queue) the trials of workers that died: Optuna's heartbeat on SQL, hpo's elsewhere."""
-        if self.rdb:
-            optuna.storages.fail_stale_trials(study)
-            fail_unbeaten(study)
-        else:
-            fail_stale(study)
+        """Fail (and re-queue) the trials of workers that died (:func:`fail_dead_workers`)."""
+        fail_dead_workers(self.url, study)
 
     def look_for_dead_workers(self, study: optuna.Study) -> None:
         """:meth:`fail_stale` before a claim, at most every half heartbeat interval per study: a heartbeat goes
@@ -456,12 +448,12 @@ def _claimed_since(study: optuna.Study, running_before: set[int]) -> int | None:
     return None
 
 
-def _wait_while_running(study: optuna.Study, number: int, poll: float = 1.0) -> None:
+def _wait_while_running(url: str, study: optuna.Study, number: int, poll: float = 1.0) -> None:
     """Until trial ``number`` (running in another worker) finishes; a stale one is failed and re-queued here, so
     a dead owner does not hold this worker for ever. An interrupt still stops the wait."""
     while study.get_trials(deepcopy=False)[number].state == optuna.trial.TrialState.RUNNING:
         interrupts.check()
-        fail_stale(study)
+        fail_dead_workers(url, study)
         time.sleep(poll)
 
 
@@ -691,24 +683,7 @@ def with_signals(fn: Any) -> Any:
         sys.unraisablehook = hook
         interrupts.clear()
         if fired:
-            _stop_leftover_heartbeats()
-
-
-def _stop_leftover_heartbeats() -> None:
-    """Stop Optuna heartbeat threads that an interrupt orphaned.
-
-    A signal that lands while Optuna starts a trial's heartbeat thread (inside ``Thread.start``, before the
-    ``with`` block that would stop it has begun) leaves that thread running; it is not a daemon, so the
-    interpreter would wait for it forever at exit (seen about one time in six when Ctrl-C follows a trial's
-    start). Its stop event is the third argument it was started with."""
-    from optuna.storages._heartbeat import HeartbeatThread
-
-    for thread in threading.enumerate():
-        if getattr(thread, "_target", None) is HeartbeatThread._record_heartbeat:
-            args: tuple[Any, ...] = tuple(getattr(thread, "_args", ()))
-            if len(args) == 3 and isinstance(args[2], threading.Event):
-                args[2].set()
-                thread.join(timeout=5)
+            stop_orphaned_heartbeats()
 
 
 def _run_processes(

@@ -15,11 +15,22 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import optuna
 import sqlalchemy
 
-__all__ = ["HEARTBEAT_ATTR", "beating", "fail_stale", "fail_unbeaten"]
+from hpo.storage.engine import is_rdb
+
+__all__ = [
+    "HEARTBEAT_ATTR",
+    "beating",
+    "fail_dead_workers",
+    "fail_stale",
+    "fail_unbeaten",
+    "stop_orphaned_heartbeats",
+    "trial_heartbeat",
+]
 
 HEARTBEAT_ATTR = "hpo.heartbeat"
 INTERVAL = float(os.environ.get("HPO_HEARTBEAT_SECONDS", "10"))
@@ -116,3 +127,37 @@ def fail_unbeaten(
         number for trial_id, number in old.items() if trial_id not in beaten
     ]  # beaten: Optuna's check
     return _fail_and_requeue(study, unbeaten, max_retry)
+
+
+def trial_heartbeat(url: str, trial: optuna.Trial) -> contextlib.AbstractContextManager[None]:
+    """What keeps ``trial`` alive while it trains on storage ``url``: nothing of ours on a SQL database (Optuna's
+    heartbeat thread does it), :func:`beating` elsewhere."""
+    return contextlib.nullcontext() if is_rdb(url) else beating(trial)
+
+
+def fail_dead_workers(url: str, study: optuna.Study) -> None:
+    """Fail (and re-queue) the trials of workers that died: Optuna's heartbeat check and :func:`fail_unbeaten` on a
+    SQL database, :func:`fail_stale` (hpo's heartbeat attribute) elsewhere."""
+    if is_rdb(url):
+        optuna.storages.fail_stale_trials(study)
+        fail_unbeaten(study)
+    else:
+        fail_stale(study)
+
+
+def stop_orphaned_heartbeats() -> None:
+    """Stop Optuna heartbeat threads that an interrupt orphaned.
+
+    A signal that lands while Optuna starts a trial's heartbeat thread (inside ``Thread.start``, before the
+    ``with`` block that would stop it has begun) leaves that thread running; it is not a daemon, so the
+    interpreter would wait for it forever at exit (seen about one time in six when Ctrl-C follows a trial's
+    start). Its stop event is the third argument it was started with (Optuna's private ``HeartbeatThread``: this
+    module and :mod:`hpo.storage.attrs` are the only ones that touch Optuna's internals)."""
+    from optuna.storages._heartbeat import HeartbeatThread
+
+    for thread in threading.enumerate():
+        if getattr(thread, "_target", None) is HeartbeatThread._record_heartbeat:
+            args: tuple[Any, ...] = tuple(getattr(thread, "_args", ()))
+            if len(args) == 3 and isinstance(args[2], threading.Event):
+                args[2].set()
+                thread.join(timeout=5)

@@ -19,7 +19,8 @@ from collections.abc import Sequence
 import optuna
 from optuna.trial import TrialState
 
-from hpo.storage.engine import open_storage, sqlite_path
+from hpo.errors import StorageError
+from hpo.storage.engine import is_rdb, mask_url, open_storage, sqlite_path
 from hpo.storage.filelock import file_lock, lock_path
 
 __all__ = ["served_storage"]
@@ -29,6 +30,8 @@ def served_storage(url: str, *, create: bool = False) -> optuna.storages.BaseSto
     """The storage at ``url`` (a SQL database) with Optuna's in-process cache, its trial state changes serialised.
     A SQLite file that does not exist is refused unless ``create`` (a typo in a path must not serve an empty
     database that workers then fill apart from the real one)."""
+    if not is_rdb(url):
+        raise StorageError(f"the proxy serves a SQL database; {mask_url(url)} is not one")
     served = optuna.storages.get_storage(open_storage(url, heartbeat=False, create=create))
     change = served.set_trial_state_values
     path = sqlite_path(url)

@@ -151,3 +151,17 @@ def read_seed_results(url: str, spec: str) -> pd.DataFrame:
 def read_seed_metrics(url: str, spec: str) -> pd.DataFrame:
     """One row per (architecture, seed, split, task, metric) of ``spec``."""
     return _read(url, SEED_METRICS, spec)
+
+
+def store_seed_results(
+    url: str, trial: Any, results_rows: list[dict[str, Any]], metric_rows: list[dict[str, Any]]
+) -> None:
+    """A retrain chunk's per-seed rows, where storage ``url`` keeps them: hpo's own tables on a SQL database (one
+    row per seed, written once however often the chunk is retried), else on the chunk's trial as one attribute
+    (``SEED_RESULTS_ATTR``) that :func:`read_seed_results` reads back."""
+    from hpo.storage.engine import is_rdb
+
+    if is_rdb(url):
+        write_seed_results(url, results_rows, metric_rows)
+    else:
+        trial.set_user_attr(SEED_RESULTS_ATTR, as_attribute(results_rows, metric_rows))
