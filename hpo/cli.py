@@ -343,7 +343,8 @@ def worker_cmd(
     """Join a study from any machine: run its queued trials until none is left."""
     _fix_threads(threads)
     from hpo.config.study import load_study
-    from hpo.search.runner import run_worker, stored_spec, with_signals
+    from hpo.search.processes import with_signals
+    from hpo.search.runner import run_worker, stored_spec
 
     specs = [stored_spec(storage, study)] if stored else load_study(study).expand()
     for spec in specs:

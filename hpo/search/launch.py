@@ -112,7 +112,7 @@ def _die_with_parent() -> None:
 
 def watch_workers(workers: Sequence[Worker], tick: Callable[[], None] | None = None) -> list[WorkerExit]:
     """Wait for every child, calling ``tick`` about once a second; on Ctrl-C or SIGTERM (run under
-    ``runner.with_signals``) stop them all (each re-queues its own trial) and raise :class:`Interrupted`. Return
+    ``processes.with_signals``) stop them all (each re-queues its own trial) and raise :class:`Interrupted`. Return
     the children that did not end cleanly."""
     procs = [w.proc for w in workers]
     ticked = 0.0

@@ -31,7 +31,8 @@ from hpo.errors import ConfigError
 from hpo.models import create_model, gate_utilisation, get_entry, kernel_provenance, probe_model
 from hpo.search import interrupts
 from hpo.search.objective import objective_directions, objective_targets, training_config
-from hpo.search.runner import check_workers_done, drain, load_study_dataset, with_children, with_signals
+from hpo.search.processes import check_workers_done, with_children, with_signals
+from hpo.search.runner import drain, load_study_dataset
 from hpo.storage import keys
 from hpo.storage.engine import normalise_url, open_storage
 from hpo.storage.locks import claim_lock
