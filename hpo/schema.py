@@ -12,12 +12,29 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["HIGHER_IS_BETTER", "TASK_KINDS", "Features", "InputSpec", "TaskSpec"]
+__all__ = [
+    "HIGHER_IS_BETTER",
+    "METRICS_BY_KIND",
+    "TASK_KINDS",
+    "Features",
+    "InputSpec",
+    "TaskSpec",
+    "default_metric",
+]
 
 # every metric hpo computes, and its direction (training stops early by it; reports mark the best by it)
 HIGHER_IS_BETTER = {"auc": True, "logloss": False, "mse": False, "r2": True, "loss": False}
 
 TASK_KINDS = ("binary", "regression")
+
+# the metrics of each kind of task, in the order hpo reports them; the first is the kind's headline metric, which
+# early stopping, objectives and reports use when none is named (one declaration for trainer, search and report)
+METRICS_BY_KIND = {"binary": ("auc", "logloss"), "regression": ("mse", "r2")}
+
+
+def default_metric(kind: str) -> str:
+    """The headline metric of a task of ``kind``: AUC for binary tasks, MSE for regression."""
+    return METRICS_BY_KIND[kind][0]
 
 
 @dataclass(frozen=True)

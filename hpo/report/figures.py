@@ -13,7 +13,7 @@ from plotly.subplots import make_subplots
 
 from hpo.report.collect import ReportData, seed_frame
 from hpo.report.stats import PairComparison, compare_pairs, holm_over, summarise
-from hpo.schema import HIGHER_IS_BETTER
+from hpo.schema import HIGHER_IS_BETTER, default_metric
 
 __all__ = [
     "comparison_table",
@@ -70,7 +70,8 @@ def test_metric(data: ReportData) -> dict[str, str]:
     sm = data.seed_metrics
     for task in sm["task"].unique() if len(sm) else []:
         metrics = set(sm.loc[sm.task == task, "metric"])
-        out[str(task)] = "auc" if "auc" in metrics else "mse"
+        binary = default_metric("binary")  # a task with AUC rows is binary
+        out[str(task)] = binary if binary in metrics else default_metric("regression")
     return out
 
 

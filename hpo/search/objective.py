@@ -25,6 +25,7 @@ from hpo.config.study import StudySpec
 from hpo.data._tabular import TabularDataset
 from hpo.errors import ConfigError
 from hpo.models import create_model, get_entry, kernel_provenance
+from hpo.schema import METRICS_BY_KIND, default_metric
 from hpo.search import interrupts
 from hpo.search.factories import grid_points
 from hpo.storage import keys
@@ -86,7 +87,7 @@ def code_revision() -> str:
 
 
 def _metric_for(spec: StudySpec, kind: str) -> str:
-    return spec.objective.metric or ("auc" if kind == "binary" else "mse")
+    return spec.objective.metric or default_metric(kind)
 
 
 def objective_targets(spec: StudySpec, ds: TabularDataset) -> list[tuple[str, str]]:
@@ -109,7 +110,7 @@ def objective_targets(spec: StudySpec, ds: TabularDataset) -> list[tuple[str, st
             )
         targets = [(n, _metric_for(spec, kind_of[n])) for n in names]
     for task, metric in targets:
-        allowed = ("auc", "logloss") if kind_of[task] == "binary" else ("mse", "r2")
+        allowed = METRICS_BY_KIND[kind_of[task]]
         if metric not in allowed:
             raise ConfigError(
                 f"{spec.source}: objective.metric {metric!r} does not apply to {kind_of[task]} task "

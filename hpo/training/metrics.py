@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import log_loss, mean_squared_error, r2_score, roc_auc_score
 
-from hpo.schema import HIGHER_IS_BETTER
+from hpo.schema import HIGHER_IS_BETTER, METRICS_BY_KIND
 
 __all__ = ["HIGHER_IS_BETTER", "METRICS", "task_metric", "task_metrics"]
 
-# the metrics of each kind of task, in the order ``task_metrics`` reports them
-METRICS = {"binary": ("auc", "logloss"), "regression": ("mse", "r2")}
+METRICS = METRICS_BY_KIND  # the metrics of each kind of task, in the order ``task_metrics`` reports them
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

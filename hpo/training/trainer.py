@@ -32,7 +32,7 @@ from hpo.errors import ConfigError
 from hpo.models import MTLModel
 from hpo.models._base import select_replicas
 from hpo.models._native import native_ops
-from hpo.schema import Features
+from hpo.schema import METRICS_BY_KIND, Features, default_metric
 from hpo.training.metrics import HIGHER_IS_BETTER, task_metric, task_metrics
 from hpo.training.weighting import LossWeighting, create_weighting
 
@@ -141,7 +141,7 @@ class _Monitor:
         names = [t.name for t in dataset.tasks]
         if not spec:
             first = dataset.tasks[0]
-            spec = f"{first.name}.{'auc' if first.kind == 'binary' else 'mse'}"
+            spec = f"{first.name}.{default_metric(first.kind)}"
         self.name = spec
         if spec == "loss":
             self.task, self.metric = None, "loss"
@@ -150,7 +150,7 @@ class _Monitor:
             if task not in names:
                 raise ConfigError(f"early_stopping_metric {spec!r}: unknown task {task!r}; tasks: {names}")
             kind = dataset.tasks[names.index(task)].kind
-            allowed = ("auc", "logloss") if kind == "binary" else ("mse", "r2")
+            allowed = METRICS_BY_KIND[kind]
             if metric not in allowed:
                 raise ConfigError(
                     f"early_stopping_metric {spec!r}: metric must be one of {allowed} for {kind} task"
