@@ -26,8 +26,11 @@ def request(signum: int = signal.SIGINT) -> None:
     _REQUESTED.set()
 
 
-def clear() -> None:
+def clear(*, forget: bool = False) -> None:
+    """Drop a pending request; ``forget`` also drops which signal asked (a new command starting)."""
     _REQUESTED.clear()
+    if forget:
+        _RECEIVED.clear()
 
 
 def received() -> int:

@@ -74,7 +74,7 @@ def with_signals(fn: Any) -> Any:
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     hook, sys.unraisablehook = sys.unraisablehook, unraisable
-    interrupts.clear()
+    interrupts.clear(forget=True)  # an earlier command's signal in this process is not this one's
     try:
         return fn()
     finally:

@@ -9,7 +9,7 @@ are exactly those ``set_user_attr`` would write; on other storages (a gRPC proxy
 one call each. :func:`report_epoch` does the same for what a trial records at the end of every epoch (its live
 progress and the intermediate values pruners and the settled rule read).
 
-This is the one module that reaches into Optuna's SQL storage internals; tests/storage/test_attrs.py pins that
+With :mod:`hpo.storage.heartbeat` it is one of the two modules that reach into Optuna's internals; tests/storage/test_attrs.py pins that
 what it writes is what Optuna's public calls write, on SQLite and PostgreSQL.
 """
 
@@ -35,28 +35,15 @@ def set_trial_attrs(trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:
     """``trial.set_user_attr(k, v)`` for every item, in one transaction where the storage allows it (all or
     none are written: a failure raises as ``set_user_attr`` would, and the trial's cached copy is updated only
     after the commit)."""
-    if not attrs:
-        return
-    rdb = _rdb(trial.storage)
-    if rdb is None:
-        for key, value in attrs.items():
-            trial.set_user_attr(key, value)
-        return
-    from optuna.storages._rdb import models
-    from optuna.storages._rdb.storage import _create_scoped_session
-
-    with _create_scoped_session(rdb.scoped_session, True) as session:
-        for key, value in attrs.items():
-            rdb._set_trial_attr_without_commit(
-                session, models.TrialUserAttributeModel, trial._trial_id, key, value
-            )
-    trial._cached_frozen_trial.user_attrs.update(attrs)
+    if attrs:
+        report_epoch(trial, {}, attrs)
 
 
 def report_epoch(trial: optuna.Trial, values: Mapping[int, float], attrs: Mapping[str, Any]) -> None:
-    """``trial.report(value, step)`` for every item of ``values`` and ``set_trial_attrs(trial, attrs)``, in one
-    transaction where the storage allows it. A step already reported, or a multi-objective study, goes through
-    Optuna's own ``report`` (which warns or refuses as it always does)."""
+    """``trial.report(value, step)`` for every item of ``values`` and ``trial.set_user_attr(k, v)`` for every item
+    of ``attrs``, in one transaction where the storage allows it (one call each elsewhere). A step already
+    reported, or a multi-objective study, goes through Optuna's own ``report`` (which warns or refuses as it
+    always does)."""
     rdb = _rdb(trial.storage)
     fresh: dict[int, float] = {}
     for step, value in values.items():
@@ -69,7 +56,8 @@ def report_epoch(trial: optuna.Trial, values: Mapping[int, float], attrs: Mappin
         else:
             fresh[int(step)] = float(value)
     if rdb is None:
-        set_trial_attrs(trial, attrs)
+        for key, item in attrs.items():
+            trial.set_user_attr(key, item)
         return
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
