@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "CURVE_SPLITS",
     "HIGHER_IS_BETTER",
     "METRICS_BY_KIND",
     "TASK_KINDS",
@@ -30,6 +31,12 @@ TASK_KINDS = ("binary", "regression")
 # the metrics of each kind of task, in the order hpo reports them; the first is the kind's headline metric, which
 # early stopping, objectives and reports use when none is named (one declaration for trainer, search and report)
 METRICS_BY_KIND = {"binary": ("auc", "logloss"), "regression": ("mse", "r2")}
+
+# a run's loss curve: each point (one per epoch, at the step count it reached) holds, besides ``epoch``, ``step``,
+# ``train_loss`` (the objective as optimised) and ``valid`` (the early-stopping number), every task's unweighted
+# loss (BCE or MSE) on the training rows of that epoch and on the validation split, under these key prefixes; the
+# trainer writes them, storage turns them into rows keyed by split, reports draw them (loss against steps)
+CURVE_SPLITS = {"train": "train_loss.", "valid": "valid_loss."}
 
 
 def default_metric(kind: str) -> str:

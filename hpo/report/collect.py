@@ -22,7 +22,7 @@ from hpo.report.searched import searched_row
 from hpo.report.tables import FORMAT, TABLES, attrs_of, read_default_tables, read_tables, write_tables
 from hpo.storage import keys
 from hpo.storage.engine import mask_url, normalise_url, open_storage
-from hpo.storage.results import read_seed_metrics, read_seed_results
+from hpo.storage.results import read_seed_curves, read_seed_metrics, read_seed_results
 
 __all__ = ["ReportData", "collect", "export", "read_default", "seed_frame", "trials_frame"]
 
@@ -224,6 +224,7 @@ def _collect_replicates(spec: StudySpec, one: Callable[[StudySpec], ReportData])
         metric_names=first.metric_names,
     )
     data.searched = pooled([(r, d.searched) for r, d in parts])
+    data.seed_curves = pooled([(r, d.seed_curves) for r, d in parts])
     for r, d in parts:
         data.versions.update(d.versions)
         data.model_origins.update(d.model_origins)
@@ -272,6 +273,7 @@ def _collect_one(spec: StudySpec, storage_url: str | None = None) -> ReportData:
     data.trials = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     data.seed_results = read_seed_results(url, spec.name)
     data.seed_metrics = read_seed_metrics(url, spec.name)
+    data.seed_curves = read_seed_curves(url, spec.name)
     data.code_revisions = sorted(revisions)
     data.kernels = sorted(kernels)
     data.searched = pd.DataFrame(searched)

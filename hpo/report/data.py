@@ -31,6 +31,9 @@ class ReportData:
     code_revisions: list[str] = field(default_factory=list)
     kernels: list[str] = field(default_factory=list)  # compiled or fallback (and why), per trial's record
     searched: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # every retrained run's loss per (epoch, split, task) with the step it reached (empty for runs retrained
+    # before hpo kept curves, and for exports written then)
+    seed_curves: pd.DataFrame = field(default_factory=pd.DataFrame)
     # replicated tuning (``replicates``): each replicate's retrain attributes, keyed by (replicate, architecture);
     # the frames above then carry a ``replicate`` column and pool every replicate
     replicate_attrs: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)

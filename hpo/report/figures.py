@@ -47,6 +47,7 @@ def band(x: Any, low: Any, high: Any, color: str, group: str | None = None) -> g
     return go.Scatter(
         x=np.r_[x, x[::-1]],
         y=np.r_[high, low[::-1]],
+        mode="lines",
         fill="toself",
         fillcolor=color,
         opacity=0.16,

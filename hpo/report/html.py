@@ -16,6 +16,7 @@ from hpo.config.naming import DATA_SEED_OFFSET
 from hpo.config.study import StudySpec
 from hpo.report.across import pareto_figure, rank_figure, rank_html, ranks
 from hpo.report.collect import MIN_FANOVA_TRIALS, ReportData, collect
+from hpo.report.curves import CURVES_TITLE, curves_figure, curves_section, run_curves
 from hpo.report.escape import esc
 from hpo.report.figures import (
     comparison_table,
@@ -226,8 +227,8 @@ def write_report(
     metrics = test_metric(data)
     summary = ranks(data, metrics)
     figs = figure_list(data, pairs) + _across_figures(data, metrics, summary)
-    parts = figures_html(figs)
     drawer = FigureNumbers(start=len(figs))
+    parts = figures_html(figs) + _curves_html(data, stem, drawer)
     shown = robustness_sections(data, str(stem), table_html, drawer)
     verdict = _verdict_section(data, pairs, metrics, stem)
     comp_sections = _comparison_sections(comp, metrics)
@@ -270,6 +271,18 @@ left out; the search spaces as they were searched.</p><pre>{esc(json.dumps(_set_
 """
     out.write_text(render_page(f"{spec.name} report", body, drawer.next), encoding="utf-8")
     return out
+
+
+def _curves_html(data: ReportData, stem: Path, drawer: FigureNumbers) -> str:
+    """The loss-against-steps section (and ``<stem>_loss_curves.csv``)."""
+    curves = run_curves(data)
+    write_table(curves, f"{stem}_loss_curves.csv")
+    fig = (
+        drawer(CURVES_TITLE, curves_figure(curves, "architecture", None, "per architecture"))
+        if len(curves)
+        else ""
+    )
+    return curves_section(curves, fig, "One line per architecture.")
 
 
 class FigureNumbers:

@@ -19,13 +19,14 @@ from plotly.subplots import make_subplots
 
 from hpo.config.study import StudySpec
 from hpo.report.collect import ReportData, collect
+from hpo.report.curves import CURVES_TITLE, curve_summary, curves_figure, curves_section
 from hpo.report.figures import COLORS, _layout, band, pair_row, summary_row
 from hpo.report.findings import FLAT_MARGIN, Finding, paper_findings
 from hpo.report.html import esc, figures_html, randomised, render_page, table_html
 from hpo.report.output import write_table
 from hpo.report.stats import compare_pairs
 
-__all__ = ["sweep_losses", "write_sweep_report"]
+__all__ = ["sweep_curves", "sweep_losses", "write_sweep_report"]
 
 MEAN = "mean over tasks"
 
@@ -268,6 +269,20 @@ def findings_html(found: list[Finding], key: str) -> str:
     )
 
 
+def sweep_curves(datas: list[tuple[float, ReportData]], key: str) -> pd.DataFrame:
+    """Loss against steps per swept value and architecture (:func:`hpo.report.curves.curve_summary`), over the
+    successful runs."""
+    curves = [d.seed_curves.assign(**{key: v}) for v, d in datas if not d.seed_curves.empty]
+    oks = [
+        d.seed_results.loc[d.seed_results.status == "ok", ["architecture", "seed"]].assign(**{key: v})
+        for v, d in datas
+        if not d.seed_results.empty
+    ]
+    if not curves or not oks:
+        return curve_summary(pd.DataFrame(), pd.DataFrame(), [key, "architecture"])
+    return curve_summary(pd.concat(curves, ignore_index=True), pd.concat(oks), [key, "architecture"])
+
+
 def _write_csvs(stem: Path, tables: dict[str, pd.DataFrame]) -> None:
     for name, df in tables.items():
         write_table(df, f"{stem}_{name}.csv")
@@ -275,7 +290,7 @@ def _write_csvs(stem: Path, tables: dict[str, pd.DataFrame]) -> None:
 
 def _body(
     spec: StudySpec, summary: pd.DataFrame, pairs: pd.DataFrame, chosen: pd.DataFrame, figs: list[tuple[str, Any]],
-    n_seeds: int, prov_rows: str, findings: str, convergence: str,
+    n_seeds: int, prov_rows: str, findings: str, convergence: str, curves: str,
 ) -> str:  # fmt: skip
     assert spec.sweep is not None
     key, archs = spec.sweep.key, [a.name for a in spec.architectures]
@@ -304,6 +319,7 @@ is most of the spread. p-values are Holm-corrected over the pairs of one design 
 <h2>Chosen hyperparameters</h2>{table_html(chosen)}
 {convergence}
 <h2>Figures</h2>{figures_html(figs) or '<p class="muted">no retrain results yet: run hpo retrain</p>'}
+{curves}
 <h2>Provenance</h2><table class="results provenance">{prov_rows}</table>
 <h2>Study specification</h2><pre>{esc(json.dumps(spec.model_dump(exclude={"source"}), indent=2, default=str))}</pre>
 """
@@ -327,6 +343,7 @@ def write_sweep_report(
     pairs = _pairs_table(losses, key, archs, paired=spec.retrain.fresh_data)
     chosen = _chosen_table(datas, key)
     conv = convergence_table(datas, key)
+    curves = sweep_curves(datas, key)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     trials = pd.concat([d.trials.assign(**{key: v}) for v, d in datas], ignore_index=True)
@@ -337,6 +354,7 @@ def write_sweep_report(
         "convergence": conv,
         "seed_losses": losses,
         "trials": trials,
+        "loss_curves": curves,
     }
     _write_csvs(out.with_suffix(""), out_tables)
     figs: list[tuple[str, Any]] = []
@@ -351,9 +369,19 @@ def write_sweep_report(
         losses, key, margin=spec.sweep.flat_margin if spec.sweep is not None else FLAT_MARGIN
     )
     write_table(pd.DataFrame([f.__dict__ for f in found]), f"{out.with_suffix('')}_findings.csv")
+    curve_html = (
+        figures_html(
+            [(CURVES_TITLE, curves_figure(curves, key, "architecture", f"per architecture and {key}"))],
+            len(figs),
+        )
+        if len(curves)
+        else ""
+    )
     body = _body(
         spec, summary, pairs, chosen, figs, n_seeds, _provenance_rows(spec, datas), findings_html(found, key),
         _convergence_html(conv),
+        curves_section(curves, curve_html, f"One line per value of {key}, darker for lower values."),
     )  # fmt: skip
-    out.write_text(render_page(f"{spec.name} report", body, len(figs)), encoding="utf-8")
+    n_figs = len(figs) + bool(curve_html)
+    out.write_text(render_page(f"{spec.name} report", body, n_figs), encoding="utf-8")
     return out

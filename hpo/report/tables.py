@@ -7,8 +7,10 @@ studies' attributes (chosen configurations, provenance, gate use), so ``hpo repo
 same report, with today's report code, from the exported folder alone.
 
 Layout, per sub-study ``NAME`` (one per sweep value or tuning replicate, or the study itself): ``NAME_trials``,
-``NAME_seed_results``, ``NAME_seed_metrics`` and ``NAME_searched`` (CSV or Parquet) and ``NAME_attrs.json``; the
-default configurations' seeds (``retrain.default``) under the default study's name the same way.
+``NAME_seed_results``, ``NAME_seed_metrics``, ``NAME_seed_curves`` and ``NAME_searched`` (CSV or Parquet) and
+``NAME_attrs.json``; the default configurations' seeds (``retrain.default``) under the default study's name the
+same way. ``NAME_seed_curves`` (every run's loss per epoch) may be missing: exports written before hpo kept loss
+curves have none, and read back without them.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from hpo.report.data import ReportData
 __all__ = ["FORMAT", "TABLES", "attrs_of", "read_default_tables", "read_tables", "write_tables"]
 
 FORMAT = "hpo-export/1"
-TABLES = ("trials", "seed_results", "seed_metrics", "searched")
+TABLES = ("trials", "seed_results", "seed_metrics", "searched", "seed_curves")
+OPTIONAL = ("seed_curves",)  # tables an export may lack (written before they existed): read back empty
 _DATES = ("datetime_start", "datetime_complete", "created_at")
 
 
@@ -75,7 +78,8 @@ def write_tables(parts: list[tuple[str, str, Any]], folder: str | Path, fmt: str
 
 
 def _read_frame(folder: Path, name: str, table: str) -> pd.DataFrame:
-    """``NAME_TABLE.parquet`` or ``.csv`` from ``folder`` (floats exactly as written); missing means an error."""
+    """``NAME_TABLE.parquet`` or ``.csv`` from ``folder`` (floats exactly as written); missing means an error,
+    unless the table is ``OPTIONAL``."""
     for suffix in ("parquet", "csv"):
         path = folder / f"{name}_{table}.{suffix}"
         if not path.exists():
@@ -91,8 +95,11 @@ def _read_frame(folder: Path, name: str, table: str) -> pd.DataFrame:
             if col in df:
                 df[col] = pd.to_datetime(df[col], errors="coerce", format="mixed")
         return df
+    if table in OPTIONAL:
+        return pd.DataFrame()
+    required = [t for t in TABLES if t not in OPTIONAL]
     raise ConfigError(
-        f"{folder / f'{name}_{table}.csv'}: not found; an exported study has {', '.join(TABLES)} (csv or parquet) "
+        f"{folder / f'{name}_{table}.csv'}: not found; an exported study has {', '.join(required)} (csv or parquet) "
         f"and attrs.json per sub-study: write them with `hpo export STUDY --out {folder}`"
     )
 
@@ -134,6 +141,7 @@ def read_tables(spec: StudySpec, folder: str | Path) -> ReportData:
         code_revisions=list(attrs.get("code_revisions") or []),
     )
     data.searched = frames["searched"]
+    data.seed_curves = frames["seed_curves"]
     return data
 
 

@@ -36,7 +36,7 @@ from hpo.search.runner import drain, load_study_dataset
 from hpo.storage import keys
 from hpo.storage.engine import normalise_url, open_storage
 from hpo.storage.locks import claim_lock
-from hpo.storage.results import seed_rows, store_seed_results
+from hpo.storage.results import curve_rows, seed_rows, store_seed_results
 from hpo.training import TrainConfig, resolve_device, threads, train
 from hpo.training.memory import bytes_per_replica, replicas_that_fit
 
@@ -274,14 +274,12 @@ class RetrainObjective:
         trial.set_user_attr(keys.key("gate_utilisation"), [u.__dict__ for u in use])
         trial.set_user_attr(keys.key("replicas"), len(seeds))
         trial.set_user_attr(keys.key("wall_time"), results[0].wall_time)
+        by_seed = list(zip(seeds, results, strict=True))
         results_rows, metric_rows = seed_rows(
-            self.spec.name,
-            self.arch,
-            int(study_attrs["tuning_trial"]),
-            list(zip(seeds, results, strict=True)),
-            len(seeds),
+            self.spec.name, self.arch, int(study_attrs["tuning_trial"]), by_seed, len(seeds)
         )
-        store_seed_results(self.url, trial, results_rows, metric_rows)
+        curves = curve_rows(self.spec.name, self.arch, by_seed)
+        store_seed_results(self.url, trial, results_rows, metric_rows, curves)
         values = [r.metric("test", self.task, self.metric) for r in results if r.status == "ok"]
         if not values:
             trial.set_user_attr(keys.key("pruned_reason"), "every seed of the chunk diverged")

@@ -5,7 +5,8 @@
   running or finished (see :mod:`hpo.storage.claims`).
 * ``hpo_workers``: one row per worker process started, with an id the database assigns; a worker's sampler seed
   is derived from it, so no restart replays an earlier worker's proposals.
-* ``hpo_seed_results`` / ``hpo_seed_metrics``: retraining results (see :mod:`hpo.storage.results`).
+* ``hpo_seed_results`` / ``hpo_seed_metrics`` / ``hpo_seed_curves``: retraining results and each run's loss
+  curve (see :mod:`hpo.storage.results`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 
 __all__ = [
     "META",
+    "SEED_CURVES",
     "SEED_METRICS",
     "SEED_RESULTS",
     "TICKET_OWNERS",
@@ -55,6 +57,18 @@ SEED_METRICS = sa.Table(
     sa.Column("task", sa.String(128), primary_key=True),
     sa.Column("metric", sa.String(32), primary_key=True),
     sa.Column("value", sa.Float, nullable=True),
+)
+SEED_CURVES = sa.Table(
+    "hpo_seed_curves",
+    META,
+    sa.Column("spec", sa.String(256), primary_key=True),
+    sa.Column("architecture", sa.String(64), primary_key=True),
+    sa.Column("seed", sa.Integer, primary_key=True),
+    sa.Column("epoch", sa.Integer, primary_key=True),
+    sa.Column("split", sa.String(16), primary_key=True),
+    sa.Column("task", sa.String(128), primary_key=True),
+    sa.Column("step", sa.Integer, nullable=False),
+    sa.Column("loss", sa.Float, nullable=True),
 )
 TICKET_OWNERS = sa.Table(
     "hpo_ticket_owners",

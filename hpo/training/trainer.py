@@ -32,7 +32,7 @@ from hpo.errors import ConfigError
 from hpo.models import MTLModel
 from hpo.models._base import select_replicas
 from hpo.models._native import native_ops
-from hpo.schema import METRICS_BY_KIND, Features, default_metric
+from hpo.schema import CURVE_SPLITS, METRICS_BY_KIND, Features, default_metric
 from hpo.training.metrics import HIGHER_IS_BETTER, task_metric, task_metrics
 from hpo.training.weighting import LossWeighting, create_weighting
 
@@ -196,20 +196,20 @@ def _outputs(model: MTLModel, split: Split, batch: int, amp: bool) -> Tensor:
 
 def _split_outputs(
     model: MTLModel, ds: TabularDataset, split_name: str, batch: int, amp: bool
-) -> tuple[Tensor, Tensor, np.ndarray]:
-    """Every replica's raw outputs and labels ``(R, N, K)`` on one split, and its mean summed task loss ``(R,)``."""
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Every replica's raw outputs and labels ``(R, N, K)`` on one split, and its mean loss per task ``(R, K)``."""
     split = ds.splits[split_name]
     out = _outputs(model, split, batch, amp)
     y = split.y if split.replicated else split.y.unsqueeze(0).expand(out.shape[0], -1, -1)
-    losses = _task_losses(out, y, [t.kind for t in ds.tasks]).sum(dim=1).cpu().numpy()
-    return out, y, losses
+    return out, y, _task_losses(out, y, [t.kind for t in ds.tasks])
 
 
 def _evaluate(
     model: MTLModel, ds: TabularDataset, split_name: str, batch: int, amp: bool
 ) -> list[dict[str, dict[str, float]]]:
     """Per replica: task -> metric -> value on one split (plus ``loss``: the mean summed task loss)."""
-    out, y, losses = _split_outputs(model, ds, split_name, batch, amp)
+    out, y, task_losses = _split_outputs(model, ds, split_name, batch, amp)
+    losses = task_losses.sum(dim=1).cpu().numpy()
     out_np, y_np = out.cpu().numpy(), y.cpu().numpy()
     res = []
     for r in range(out.shape[0]):
@@ -221,16 +221,18 @@ def _evaluate(
 
 def _monitor_values(
     mon: _Monitor, model: MTLModel, ds: TabularDataset, split_name: str, batch: int, amp: bool
-) -> list[float]:
+) -> tuple[list[float], np.ndarray]:
     """Per replica, the one validation number early stopping reads, computed as :func:`_evaluate` computes it
-    (the same function on the same outputs, so the same value) without the task's and other tasks' other metrics.
+    (the same function on the same outputs, so the same value) without the task's and other tasks' other metrics;
+    and, from the same outputs at no extra pass, each replica's loss per task ``(R, K)`` for its loss curve.
     """
-    out, y, losses = _split_outputs(model, ds, split_name, batch, amp)
+    out, y, task_losses = _split_outputs(model, ds, split_name, batch, amp)
+    per_task = task_losses.cpu().numpy()
     if mon.task is None:
-        return [float(v) for v in losses]
+        return [float(v) for v in task_losses.sum(dim=1).cpu().numpy()], per_task
     k, kind = mon.task, ds.tasks[mon.task].kind
     out_np, y_np = out[..., k].cpu().numpy(), y[..., k].cpu().numpy()
-    return [task_metric(kind, mon.metric, y_np[r], out_np[r]) for r in range(out.shape[0])]
+    return [task_metric(kind, mon.metric, y_np[r], out_np[r]) for r in range(out.shape[0])], per_task
 
 
 @dataclass
@@ -307,6 +309,8 @@ class _Run:
         self.ds = dataset if dataset.device == self.device else dataset.to(self.device)
         self.ds_active = self.ds  # the active replicas' data (all of it unless the dataset is replicated)
         self.kinds = [t.kind for t in self.ds.tasks]
+        self.task_names = [t.name for t in self.ds.tasks]
+        self.task_train_loss = np.zeros((model.replicas, len(self.kinds)))  # the last epoch's, per task
         self.forward: Callable[[Features], Tensor] = model
         if config.compile:
             if self.device.type == "cpu":
@@ -331,21 +335,27 @@ class _Run:
         perm = torch.stack([torch.randperm(n, generator=self.replicas[r].generator) for r in self.active])
         perm = perm.to(self.device)
         loss_sum = torch.zeros(len(self.active), device=self.device)
+        task_sum = torch.zeros(len(self.active), len(self.kinds), device=self.device)
         batches = 0
         for i in range(0, n, bs):
             if self.step >= self.max_steps:
                 break
-            loss_sum += self._step(split, perm[:, i : i + bs])
+            total, task_losses = self._step(split, perm[:, i : i + bs])
+            loss_sum += total
+            task_sum += task_losses
             batches += 1
             self.step += 1
+        self.task_train_loss = (task_sum / max(batches, 1)).cpu().numpy()
         return (loss_sum / max(batches, 1)).tolist()
 
-    def _step(self, split: Split, idx: Tensor) -> Tensor:
+    def _step(self, split: Split, idx: Tensor) -> tuple[Tensor, Tensor]:
+        """One optimiser step of every active replica; its objective ``(R,)`` and unweighted task losses ``(R, K)``."""
         feats, y = split.features(idx), split.labels(idx)
         self.opt.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = self.forward(feats)
-        total = self.weighting.combine(_task_losses(out, y, self.kinds), self.model)
+        task_losses = _task_losses(out, y, self.kinds)
+        total = self.weighting.combine(task_losses, self.model)
         reg = self.model.regularization()
         if reg is not None:
             total = total + reg
@@ -354,14 +364,15 @@ class _Run:
             _clip_per_replica(self.params, self.config.grad_clip)
         self.opt.step()
         self.weighting.after_step()
-        return total.detach()
+        return total.detach(), task_losses.detach()
 
     def judge(self, epoch: int, train_loss: list[float]) -> list[int]:
         """Record the epoch for every active replica, keep best weights, stop the diverged and the patient-out;
         return the rows that go on training."""
-        values = _monitor_values(
+        values, valid_losses = _monitor_values(
             self.mon, self.model, self.ds_active, "valid", self.config.eval_batch_size, self.amp
         )
+        names = self.task_names
         keep: list[int] = []
         for row, r in enumerate(self.active):
             rep = self.replicas[r]
@@ -369,6 +380,11 @@ class _Run:
             value = values[row]
             rep.curve.append(
                 {"epoch": epoch, "step": self.step, "train_loss": train_loss[row], "valid": value}
+                | {
+                    CURVE_SPLITS["train"] + t: float(self.task_train_loss[row, k])
+                    for k, t in enumerate(names)
+                }
+                | {CURVE_SPLITS["valid"] + t: float(valid_losses[row, k]) for k, t in enumerate(names)}
             )
             if not math.isfinite(train_loss[row]):
                 rep.status, rep.reason = "diverged", f"non-finite training loss at epoch {epoch}"

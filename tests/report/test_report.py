@@ -58,6 +58,11 @@ def test_run_retrain_report_export_end_to_end(tmp_path: Path, capsys: pytest.Cap
     comp = pd.read_csv(tmp_path / "rep" / "smoke_comparison.csv")
     assert set(comp.columns) >= {"mean", "std", "median", "iqm", "ci95_low", "ci95_high"}
     assert len(comp) == 4 and (comp.seeds == 6).all()
+    curves = pd.read_csv(tmp_path / "rep" / "smoke_loss_curves.csv")  # loss against steps, every run in it
+    assert set(curves.architecture) == {"mmoe", "shared_bottom"} and set(curves.split) == {"train", "valid"}
+    assert (curves.runs == 6).all() and (curves.runs_training <= curves.runs).all()
+    assert (curves.ci95_low <= curves["mean"]).all() and (curves["mean"] <= curves.ci95_high).all()
+    assert '<section id="loss-curves">' in out.read_text()
     pairs = pd.read_csv(tmp_path / "rep" / "smoke_pairs.csv")
     assert set(pairs.columns) >= {"p_a_beats_b", "test", "p_value", "holm_p", "holm_family_size"}
     # one correction family, as the report says: every pair on every task of the table
@@ -72,7 +77,7 @@ def test_run_retrain_report_export_end_to_end(tmp_path: Path, capsys: pytest.Cap
     for fmt in ("csv", "parquet"):
         again = tmp_path / f"again-{fmt}" / "smoke.html"
         assert main(["report", str(path), "--from-tables", str(tmp_path / fmt), "--out", str(again)]) == 0
-        for table in ("comparison", "pairs", "verdict", "searched", "cost"):
+        for table in ("comparison", "pairs", "verdict", "searched", "cost", "loss_curves"):
             a = pd.read_csv(tmp_path / "rep" / f"smoke_{table}.csv")
             b = pd.read_csv(again.parent / f"smoke_{table}.csv")
             pd.testing.assert_frame_equal(a, b, check_exact=True, obj=f"{fmt} {table}")
@@ -123,6 +128,7 @@ def test_report_renders_offline_in_chromium(tmp_path: Path) -> None:
     assert "over 10 blocks of (task, seed)" in ranks and "Friedman test" in ranks and "Nemenyi" in ranks
     assert "Pareto front" in dom and "mean rank over 10 (task, seed) blocks" in dom
     assert "Hyperparameter importance (fANOVA) is drawn only for architectures with at least 20" in dom
+    assert "Mean loss over runs against training steps" in dom  # drawn, and counted among the rendered plots
     shot = screenshot(out.as_uri(), tmp_path / "report.png", size="1300,3000")
     assert shot.stat().st_size > 50_000
     Path("reports").mkdir(exist_ok=True)

@@ -5,18 +5,19 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pandas as pd
 import pytest
 import yaml
 
 from hpo.cli import main
-from hpo.config.study import load_study
+from hpo.config.study import StudySpec, load_study
 from hpo.errors import ConfigError
 from hpo.search.retrain import dataset_seed_of, retrain_study_name
 from hpo.storage import keys
 from hpo.storage.engine import open_storage
-from hpo.storage.results import read_seed_results
+from hpo.storage.results import read_seed_curves, read_seed_metrics, read_seed_results
 from tests.browser import dump_dom, screenshot
 from tests.search.conftest import ROOT
 
@@ -43,6 +44,33 @@ def sweep_study(tmp_path: Path, **overrides: object) -> Path:
     path = tmp_path / "studies" / "sweep.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
+
+
+def check_loss_curves(spec: StudySpec, url: str, table: pd.DataFrame) -> None:
+    """The report's loss-against-steps table against a direct computation from the stored curves, and the stored
+    curves against the stored final metrics (the validation loss at a run's best epoch is its validation MSE)."""
+    steps_per_epoch = -(-300 // 64)  # 300 training rows in batches of 64
+    assert len(table.groupby(["p", "architecture", "split"])) == 2 * 3 * 2
+    assert (table.step == table.epoch * steps_per_epoch).all() and (table.runs == 5).all()
+    for (p, arch, split), g in table.groupby(["p", "architecture", "split"]):
+        assert g.step.is_monotonic_increasing and g.runs_training.is_monotonic_decreasing
+        sub = next(s for s in spec.expand() if s.dataset.p == p)
+        raw = read_seed_curves(url, sub.name)
+        assert set(raw.task) == {"y1", "y2"} and set(raw.split) == {"train", "valid"}
+        runs = raw[(raw.architecture == arch) & (raw.split == split)]
+        wide = (
+            runs.groupby(["seed", "step"]).loss.mean().unstack("step").ffill(axis=1)
+        )  # a stopped run is held
+        assert np.allclose(g["mean"].to_numpy(), wide.mean(axis=0).to_numpy(), rtol=1e-12)
+        assert list(g.runs_training) == list(runs.groupby("step").seed.nunique())
+    sub = spec.expand()[0]
+    raw, results = read_seed_curves(url, sub.name), read_seed_results(url, sub.name)
+    metrics = read_seed_metrics(url, sub.name)
+    mse = metrics[(metrics.split == "valid") & (metrics.metric == "mse")]
+    at_best = raw[raw.split == "valid"].merge(results[["architecture", "seed", "best_epoch"]])
+    at_best = at_best[at_best.epoch == at_best.best_epoch].merge(mse, on=["architecture", "seed", "task"])
+    assert len(at_best) == 3 * 5 * 2
+    assert np.allclose(at_best.loss, at_best.value, rtol=1e-5)
 
 
 def test_shipped_paper_synthetic_studies_expand_into_one_study_per_p() -> None:
@@ -110,12 +138,14 @@ def test_sweep_runs_grid_and_fresh_data_end_to_end(tmp_path: Path) -> None:
     conv = pd.read_csv(tmp_path / "rep" / "sweep_convergence.csv")
     assert len(conv) == 6 and (conv.runs == 5).all() and (conv.epoch_cap == 4).all()
     assert (conv.runs_at_cap <= conv.runs).all() and "<h2>Convergence</h2>" in html
+    check_loss_curves(spec, url, pd.read_csv(tmp_path / "rep" / "sweep_loss_curves.csv"))
+    assert '<section id="loss-curves">' in html and "training steps" in html
     # exported, then reported from the tables alone: the same tables (a sweep exports one set per value of p)
     assert main(["export", str(path), "--storage", url, "--out", str(tmp_path / "exp")]) == 0
     assert len(list((tmp_path / "exp").glob("*_attrs.json"))) == 2
     again = tmp_path / "again" / "sweep.html"
     assert main(["report", str(path), "--from-tables", str(tmp_path / "exp"), "--out", str(again)]) == 0
-    for table in ("comparison", "pairs", "chosen", "convergence", "seed_losses", "findings"):
+    for table in ("comparison", "pairs", "chosen", "convergence", "seed_losses", "findings", "loss_curves"):
         a = pd.read_csv(tmp_path / "rep" / f"sweep_{table}.csv")
         b = pd.read_csv(tmp_path / "again" / f"sweep_{table}.csv")
         pd.testing.assert_frame_equal(a, b, check_exact=True, obj=table)
@@ -125,12 +155,13 @@ def test_sweep_runs_grid_and_fresh_data_end_to_end(tmp_path: Path) -> None:
     assert body is not None, dom[:500]
     attrs = dict(re.findall(r'(data-[a-z-]+)="(\d+)"', body.group(0)))
     assert attrs["data-js-errors"] == "0"
-    # the paper's three views: loss against p with bands, per-task curves, trainability histograms
-    assert attrs["data-expected-plots"] == "3" and attrs["data-rendered-plots"] == "3"
+    # the paper's views: loss against p with bands, per-task curves, trainability histograms, loss against steps
+    assert attrs["data-expected-plots"] == "4" and attrs["data-rendered-plots"] == "4"
     for title in (
         "Test loss against p (the paper",
         "Per task against p",
         "Trainability histograms (the paper",
+        "Loss against training steps",
     ):
         assert title in dom
     shot = screenshot(out.as_uri(), tmp_path / "sweep.png", size="1300,2600")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -187,6 +188,32 @@ def test_early_stopping_per_replica_and_compaction() -> None:
         assert res[r].best_epoch == lone.best_epoch
         assert res[r].metric("test", "a", "auc") == pytest.approx(lone.metric("test", "a", "auc"), abs=1e-5)
     assert len({r.epochs_run for r in res}) > 1 or all(r.epochs_run == 12 for r in res)
+
+
+def test_curve_holds_each_tasks_training_and_validation_loss_per_epoch() -> None:
+    """The loss curve reports draw (loss against steps): per epoch, each task's unweighted loss on the epoch's
+    batches and on validation, consistent with the objective and with the final metrics; the same per replica
+    whether it trained alone or among others that stopped earlier."""
+    ds = binary_data()
+    cfg = TrainConfig(lr=0.05, batch_size=64, epochs=6, patience=2, device="cpu")
+    _, res = run("mmoe", ds, [0, 1, 2], cfg, n_experts=2, expert_units=(8,), tower_units=(4,))
+    steps_per_epoch = -(-800 // 64)
+    for r in res:
+        assert [p["step"] for p in r.curve] == [steps_per_epoch * e for e in range(1, r.epochs_run + 1)]
+        for p in r.curve:
+            assert p["train_loss"] == pytest.approx(
+                p["train_loss.a"] + p["train_loss.b"], rel=1e-5
+            )  # "equal" sums
+        best = r.curve[r.best_epoch - 1]
+        assert (
+            best["valid"] == r.best_value
+        )  # the monitor (task a's validation AUC) is kept beside the losses
+        for task in ("a", "b"):  # the loss at the best epoch is the restored model's validation log loss
+            assert best[f"valid_loss.{task}"] == pytest.approx(r.metric("valid", task, "logloss"), rel=1e-4)
+            assert math.isfinite(best[f"train_loss.{task}"])
+    _, (lone,) = run("mmoe", ds, [2], cfg, n_experts=2, expert_units=(8,), tower_units=(4,))
+    for mine, alone in zip(res[2].curve, lone.curve, strict=True):
+        assert mine == pytest.approx(alone, rel=1e-4)
 
 
 def test_diverging_replica_stops_alone() -> None:
