@@ -25,8 +25,9 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from scipy import stats as sps
 
+from hpo.report.escape import esc
 from hpo.report.figures import _layout
-from hpo.report.html import esc, figures_html, render_page, table_html
+from hpo.report.render import figures_html, render_page, table_html
 from hpo.report.stats import holm
 
 LOSS = "mean over tasks"

@@ -21,8 +21,17 @@ from plotly.subplots import make_subplots
 from hpo.report.data import ReportData
 from hpo.report.escape import esc
 from hpo.report.figures import COLORS, _layout, band
+from hpo.report.section import Context, Draw, Section, Tables
 
-__all__ = ["CURVES_TITLE", "CURVE_COLUMNS", "curve_summary", "curves_figure", "curves_section", "run_curves"]
+__all__ = [
+    "CURVES_TITLE",
+    "CURVE_COLUMNS",
+    "LOSS_CURVES",
+    "curve_summary",
+    "curves_figure",
+    "curves_section",
+    "run_curves",
+]
 
 CURVE_COLUMNS = ["split", "step", "epoch", "runs", "runs_training", "mean", "ci95_low", "ci95_high", "median"]
 CURVES_TITLE = "Mean loss over runs against training steps, with its 95% band"
@@ -169,3 +178,16 @@ def curves_section(summary: pd.DataFrame, figure_html: str, runs_note: str) -> s
         "<code>_loss_curves.csv</code> table beside this report.</p>"
     )
     return f'<section id="loss-curves"><h2>Loss against training steps</h2>{body}{figure_html}</section>'
+
+
+def _loss_curves(ctx: Context, tables: Tables, draw: Draw) -> str:
+    curves = tables["loss_curves"]
+    fig = (
+        draw(CURVES_TITLE, curves_figure(curves, "architecture", None, "per architecture"))
+        if len(curves)
+        else ""
+    )
+    return curves_section(curves, fig, "One line per architecture.")
+
+
+LOSS_CURVES = Section("loss-curves", lambda ctx: {"loss_curves": run_curves(ctx.data)}, _loss_curves)

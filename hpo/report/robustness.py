@@ -24,7 +24,8 @@ from hpo.report.collect import ReportData, seed_frame
 from hpo.report.escape import esc
 from hpo.report.expected_max import Crossing, best_so_far, crossings, expected_max
 from hpo.report.figures import COLORS, _layout, band, test_metric
-from hpo.report.output import write_table
+from hpo.report.render import table_html
+from hpo.report.section import Context, Draw, Section, Tables
 from hpo.report.stats import bootstrap_ci, difference_ci
 from hpo.report.variance import (
     METHOD_CROSSED,
@@ -39,10 +40,13 @@ from hpo.report.variance import (
 from hpo.schema import HIGHER_IS_BETTER
 
 __all__ = [
+    "DEFAULT_VS_TUNED",
+    "EXPECTED_MAX",
+    "REPLICATES",
+    "VARIANCE",
     "default_vs_tuned",
     "expected_max_frame",
     "replicate_frame",
-    "robustness_sections",
     "variance_frame",
 ]
 
@@ -556,29 +560,41 @@ def _default_html(frame: pd.DataFrame, data: ReportData, table: Any) -> str:
     )
 
 
-def robustness_sections(data: ReportData, stem: str, table: Any, draw: Any) -> str:
-    """The four sections' HTML with their figures in place (``draw(title, figure)`` renders one); the CSVs are
-    written at ``stem``."""
-    em = expected_max_frame(data)
-    reps = replicate_frame(data)
-    var = variance_frame(data)
-    dvt = default_vs_tuned(data)
-    write_table(em, f"{stem}_expected_max.csv")
-    write_table(reps, f"{stem}_replicates.csv")
-    write_table(var, f"{stem}_variance.csv")
-    write_table(dvt, f"{stem}_default_vs_tuned.csv")
-    reps_html, curse_fig = _replicates_html(reps, data, table)
+def _figure(draw: Draw, title: str, figure: go.Figure | None) -> str:
+    return "" if figure is None else draw(title, figure)
 
-    def fig(title: str, figure: go.Figure | None) -> str:
-        return "" if figure is None else str(draw(title, figure))
 
-    body = f"""
+def _expected_max_section(ctx: Context, tables: Tables, draw: Draw) -> str:
+    em, data = tables["expected_max"], ctx.data
+    return f"""
 <section id="expected-max"><h2>Tuning budget: expected best against trials</h2>{_expected_max_html(em, data)}
-{fig("Expected best against trials", _expected_max_figure(em, data))}</section>
+{_figure(draw, "Expected best against trials", _expected_max_figure(em, data))}</section>"""
+
+
+def _replicates_section(ctx: Context, tables: Tables, draw: Draw) -> str:
+    reps_html, curse_fig = _replicates_html(tables["replicates"], ctx.data, table_html)
+    return f"""
 <section id="replicates"><h2>Tuning replicates and the winner's curse</h2>{reps_html}
-{fig("Winner's curse", curse_fig)}</section>
-<section id="variance"><h2>Variance by source</h2>{_variance_html(var, data, table)}
-{fig("Variance by source", _variance_figure(var))}</section>
-<section id="default-vs-tuned"><h2>Default against tuned</h2>{_default_html(dvt, data, table)}</section>
-"""
-    return body
+{_figure(draw, "Winner's curse", curse_fig)}</section>"""
+
+
+def _variance_section(ctx: Context, tables: Tables, draw: Draw) -> str:
+    var = tables["variance"]
+    return f"""
+<section id="variance"><h2>Variance by source</h2>{_variance_html(var, ctx.data, table_html)}
+{_figure(draw, "Variance by source", _variance_figure(var))}</section>"""
+
+
+def _default_section(ctx: Context, tables: Tables, draw: Draw) -> str:
+    return f"""
+<section id="default-vs-tuned"><h2>Default against tuned</h2>{_default_html(tables["default_vs_tuned"], ctx.data, table_html)}</section>"""
+
+
+EXPECTED_MAX = Section(
+    "expected-max", lambda ctx: {"expected_max": expected_max_frame(ctx.data)}, _expected_max_section
+)
+REPLICATES = Section("replicates", lambda ctx: {"replicates": replicate_frame(ctx.data)}, _replicates_section)
+VARIANCE = Section("variance", lambda ctx: {"variance": variance_frame(ctx.data)}, _variance_section)
+DEFAULT_VS_TUNED = Section(
+    "default-vs-tuned", lambda ctx: {"default_vs_tuned": default_vs_tuned(ctx.data)}, _default_section
+)

@@ -20,11 +20,13 @@ from plotly.subplots import make_subplots
 from hpo.config.study import StudySpec
 from hpo.report.collect import ReportData, collect
 from hpo.report.curves import CURVES_TITLE, curve_summary, curves_figure, curves_section
+from hpo.report.escape import esc
 from hpo.report.figures import COLORS, _layout, band, pair_row, summary_row
 from hpo.report.findings import FLAT_MARGIN, Finding, paper_findings
-from hpo.report.html import esc, figures_html, randomised, render_page, table_html
 from hpo.report.output import write_table
+from hpo.report.render import figures_html, render_page, table_html
 from hpo.report.stats import compare_pairs
+from hpo.report.study_sections import randomised
 
 __all__ = ["sweep_curves", "sweep_losses", "write_sweep_report"]
 

@@ -1,0 +1,267 @@
+"""The study report's own sections (:mod:`hpo.report.section`): header, verdict, what was searched, test results,
+ranks, pairwise comparisons, cost, figures, provenance and the study specification. The robustness sections live
+in :mod:`hpo.report.robustness` and the loss curves in :mod:`hpo.report.curves`; the page's order is
+:data:`hpo.report.html.SECTIONS`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import pandas as pd
+
+from hpo.config.naming import DATA_SEED_OFFSET
+from hpo.report.across import pareto_figure, rank_figure, rank_html
+from hpo.report.collect import MIN_FANOVA_TRIALS, ReportData
+from hpo.report.escape import esc
+from hpo.report.figures import figure_list, seed_values
+from hpo.report.render import table_html
+from hpo.report.section import Context, Draw, Section, Tables, no_tables
+from hpo.report.settled import settled_frame, settled_html, unsettled_caveat
+from hpo.report.stats import RankSummary
+from hpo.report.verdict import caveats, gaps_frame, verdict_html, verdicts
+from hpo.schema import HIGHER_IS_BETTER
+
+__all__ = [
+    "COMPARISON",
+    "COST",
+    "FIGURES",
+    "HEADER",
+    "PAIRS",
+    "PROVENANCE",
+    "RANKS",
+    "SEARCHED",
+    "SPECIFICATION",
+    "VERDICT",
+    "randomised",
+]
+
+
+def _header(ctx: Context, tables: Tables, draw: Draw) -> str:
+    data, spec = ctx.data, ctx.spec
+    n_seeds = int(data.seed_results.groupby("architecture").size().min()) if len(data.seed_results) else 0
+    pooled = (
+        f"{n_seeds} seeds per architecture ({data.replicates} tuning replicates' retrains pooled)"
+        if data.replicates > 1
+        else f"{n_seeds} seeds per architecture"
+    )
+    obj = data.metric_names[0] if data.metric_names else "objective"
+    ceiling = _space_ceiling_note(data.searched, spec.budget)
+    return f"""
+<h1>{esc(spec.name)}: comparison of {len(spec.architectures)} architectures</h1>
+<p class="muted">dataset {esc(_dataset_name(data))} · objective {esc(obj)} · sampler {esc(spec.sampler.name)} ·
+pruner {esc(spec.pruner.name)} · budget {spec.budget} hidden units per layer{ceiling} · {esc(pooled)}</p>
+<div class="note">Each architecture was tuned on the validation split; its best configuration was then retrained from
+random initialisation with every seed below and evaluated once on the test split. Intervals are bootstrap 95%
+intervals of the mean over seeds (BCa, or percentile where BCa is undefined); the best value of each column is in
+bold.</div>"""
+
+
+HEADER = Section("header", no_tables, _header)
+
+
+def _verdict_found(ctx: Context) -> tuple[dict[str, Any], list[Any]]:
+    """Per task the seeds' values, and the verdicts drawn from them and the pairwise table."""
+
+    def compute() -> tuple[dict[str, Any], list[Any]]:
+        values = {task: seed_values(ctx.data, task, metric) for task, metric in ctx.metrics.items()}
+        return values, verdicts(values, ctx.metrics, ctx.pairs)
+
+    return ctx.once("verdicts", compute)
+
+
+def _verdict_tables(ctx: Context) -> Tables:
+    """The verdict's gaps, and how settled the tuning behind it is: from the same seed values, pairwise table and
+    trials as the rest."""
+    _, found = _verdict_found(ctx)
+    return {"verdict": gaps_frame(found), "settled": settled_frame(ctx.data)}
+
+
+def _verdict(ctx: Context, tables: Tables, draw: Draw) -> str:
+    values, found = _verdict_found(ctx)
+    settled, data = tables["settled"], ctx.data
+    notes = caveats(found, values, data.seed_results, data.searched) + unsettled_caveat(settled)
+    return (
+        "\n"
+        + verdict_html(found, notes, "two-sided Mann-Whitney U", len(ctx.pairs))
+        + settled_html(settled, table_html)
+    )
+
+
+VERDICT = Section("verdict", _verdict_tables, _verdict)
+
+
+def _searched(ctx: Context, tables: Tables, draw: Draw) -> str:
+    return f"""
+<section id="searched"><h2>What was searched</h2>
+<p>Per architecture: complete tuning trials, the most epochs a trial ran, the largest hidden units per layer any
+trial used against its search space's ceiling and the budget, and the best configuration's parameters that sit on a bound of their search range
+(a best value on a bound means the range, not the tuner, chose it: widen the range or read the result with that
+caveat). For scale, the MMoE paper's tuner ran "thousands of experiments" per method and tuned the number of
+training steps.</p>{table_html(tables["searched"])}</section>"""
+
+
+SEARCHED = Section(
+    "searched", lambda ctx: {"searched": ctx.data.searched, "trials": ctx.data.trials}, _searched
+)
+
+
+def _comparison(ctx: Context, tables: Tables, draw: Draw) -> str:
+    comp_sections = _comparison_sections(tables["comparison"], ctx.metrics)
+    none = '<p class="muted">no retrain results yet: run hpo retrain</p>'
+    return f"""
+<h2>Test results over seeds</h2>{"".join(comp_sections) or none}"""
+
+
+COMPARISON = Section("comparison", lambda ctx: {"comparison": ctx.comparison}, _comparison)
+RANKS = Section(
+    "ranks", no_tables, lambda ctx, tables, draw: f"""
+<section id="ranks"><h2>Across tasks</h2>{rank_html(ctx.ranks)}</section>"""
+)  # fmt: skip
+
+
+def _pairs(ctx: Context, tables: Tables, draw: Draw) -> str:
+    pairs = tables["pairs"]
+    return f"""
+<h2>Pairwise comparisons</h2>
+<p>P(A beats B): the probability that A's test metric beats B's for one random seed of each, with a bootstrap 95%
+interval; p-values are two-sided Mann-Whitney U tests (whose statistic is that probability), Holm-corrected as one
+family: every pair on every task in this table ({len(pairs)} tests, the CSV's <code>holm_family_size</code>).</p>
+{table_html(pairs)}"""
+
+
+PAIRS = Section("pairs", lambda ctx: {"pairs": ctx.pairs}, _pairs)
+COST = Section("cost", lambda ctx: {"cost": ctx.cost}, lambda ctx, tables, draw: f"""
+<h2>Cost</h2>{table_html(tables["cost"])}""")  # fmt: skip
+
+
+def _figures(ctx: Context, tables: Tables, draw: Draw) -> str:
+    figs = figure_list(ctx.data, ctx.pairs) + _across_figures(ctx.data, ctx.metrics, ctx.ranks)
+    return "\n<h2>Figures</h2>" + _importance_note(ctx.data) + "".join(draw(t, f) for t, f in figs)
+
+
+FIGURES = Section("figures", no_tables, _figures)
+PROVENANCE = Section("provenance", no_tables, lambda ctx, tables, draw: f"""
+<h2>Provenance</h2>{_provenance(ctx.data)}""")  # fmt: skip
+
+
+def _specification(ctx: Context, tables: Tables, draw: Draw) -> str:
+    stored = _set_only(next(iter(ctx.data.study_attrs.values()), {}).get("spec", {}))
+    return f"""
+<h2>Study specification</h2><p class="muted">As stored on the studies, settings that are unset (null or empty)
+left out; the search spaces as they were searched.</p><pre>{esc(json.dumps(stored, indent=2))}</pre>"""
+
+
+SPECIFICATION = Section("specification", no_tables, _specification)
+
+
+def _provenance(data: ReportData) -> str:
+    first = next(iter(data.study_attrs.values()), {})
+    prov = first.get("provenance", {})
+    seeds = sorted(data.seed_results.seed.unique().tolist()) if len(data.seed_results) else []
+    items = [
+        ("dataset", prov.get("dataset", data.spec.dataset.kind)),
+        (
+            "files",
+            "; ".join(
+                f"{k}: {v.get('path')} sha256 {v.get('sha256')}" for k, v in prov.get("files", {}).items()
+            )
+            or "generated in memory",
+        ),
+        ("split", prov.get("split", prov.get("config", ""))),
+        ("labels", prov.get("labels", "")),
+        ("retrain seeds", f"{len(seeds)} seeds ({seeds[0]}..{seeds[-1]})" if seeds else "none yet"),
+        ("randomised per seed", randomised(data)),
+        ("storage", data.storage),
+        ("code revision", ", ".join(data.code_revisions) or "unknown"),
+        ("training kernels", "; ".join(data.kernels) or "not recorded"),
+        (
+            "architectures' code",
+            "; ".join(f"{a}: {o}" for a, o in data.model_origins.items() if o != "built-in")
+            or "all built into hpo",
+        ),
+        ("package versions", ", ".join(f"{k} {v}" for k, v in data.versions.items())),
+        ("generated", dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
+    ]
+    rows = "".join(f"<tr><th>{esc(k)}</th><td style='text-align:left'>{esc(v)}</td></tr>" for k, v in items)
+    return f'<table class="results provenance">{rows}</table>'
+
+
+def randomised(data: ReportData) -> str:
+    """What varied between seeds, in words (science.md section 6 asks every comparison to say it)."""
+    base = f"weight initialisation (seed s) and data order (seed s + {DATA_SEED_OFFSET})"
+    if any(a.get("fresh_data") for a in data.retrain_attrs.values()):
+        return (
+            f"{base}, and the data itself: every seed draws a fresh synthetic dataset (generator seed "
+            "SeedSequence([dataset seed, s]), recorded on each retrain chunk as dataset_seeds)"
+        )
+    prov = next(iter(data.study_attrs.values()), {}).get("provenance", {})
+    split = prov.get("split")
+    if split == "files":
+        how = "the split is the one the data's own train, validation and test files give"
+    elif isinstance(split, dict) and "seed" in split:
+        how = f"the split is fixed (drawn once with seed {split['seed']})"
+    elif prov.get("split_seed") is not None:
+        how = f"the split is fixed (seed {prov['split_seed']})"
+    else:
+        how = "the split is fixed"
+    return f"{base}; {how}, identical for all seeds"
+
+
+def _space_ceiling_note(searched: pd.DataFrame, budget: int) -> str:
+    """`` (search spaces searched up to N)`` when every space stopped below the budget: the header must not let a
+    small-space study read as a search up to the full budget (issue 13)."""
+    if searched.empty or "space_ceiling" not in searched or searched.space_ceiling.isna().all():
+        return ""
+    top = int(searched.space_ceiling.max())
+    return f" (search spaces capped at {top})" if top < budget else ""
+
+
+def _dataset_name(data: ReportData) -> str:
+    """The dataset's own name (a user's table by its declared name, not "file")."""
+    info = next(iter(data.study_attrs.values()), {}).get("dataset", {})
+    return str(info.get("name") or data.spec.dataset.kind)
+
+
+def _comparison_sections(comp: pd.DataFrame, metrics: dict[str, str]) -> list[str]:
+    out = []
+    for task, metric in metrics.items():
+        sub = comp[comp.task == task].reset_index(drop=True)
+        hib = HIGHER_IS_BETTER[metric]
+        best = {"mean": hib, "median": hib, "iqm": hib, "ci95_low": hib, "ci95_high": hib}
+        head = f"<h3>{esc(task)}: test {esc(metric.upper())} ({'higher' if hib else 'lower'} is better)</h3>"
+        out.append(head + table_html(sub, best=best))
+    return out
+
+
+def _across_figures(
+    data: ReportData, metrics: dict[str, str], summary: RankSummary | None
+) -> list[tuple[str, Any]]:
+    found = [
+        ("Ranks across tasks", rank_figure(summary)),
+        ("Both tasks: Pareto view", pareto_figure(data, metrics)),
+    ]
+    return [(t, f) for t, f in found if f is not None]
+
+
+def _set_only(value: Any) -> Any:
+    """The stored spec without its unset entries (null, empty lists and dicts): a census study's dump then shows no
+    sweep, no sweep point and no timeout, only what was set or applies."""
+    if isinstance(value, dict):
+        kept = {k: _set_only(v) for k, v in value.items()}
+        return {k: v for k, v in kept.items() if v not in (None, [], {}, "")}
+    if isinstance(value, list):
+        return [_set_only(v) for v in value]
+    return value
+
+
+def _importance_note(data: ReportData) -> str:
+    few = [a.name for a in data.spec.architectures if a.name not in data.importances]
+    if not few:
+        return ""
+    return (
+        f'<p class="muted">Hyperparameter importance (fANOVA) is drawn only for architectures with at least '
+        f"{MIN_FANOVA_TRIALS} complete trials of a single objective; {', '.join(few)} had fewer (see What was "
+        "searched), so none is shown for them.</p>"
+    )

@@ -1,0 +1,83 @@
+"""Report sections as units: one ordered registry makes the page, sections compute then render, only the writer
+writes."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from hpo.cli import main
+from hpo.report import html
+from hpo.report.section import Context, Draw, Section, Tables
+from tests.search.conftest import make_study
+
+ROOT = Path(__file__).resolve().parents[2]
+# the modules that write files: the study page's writer, the sweep page's, staged output and exported tables
+WRITERS = {"html.py", "sweep.py", "output.py", "tables.py"}
+
+
+def _ids(page: str) -> list[str]:
+    return re.findall(r'<section id="([a-z-]+)"', page)
+
+
+def test_the_registry_is_the_page_and_a_new_section_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = make_study(tmp_path, retrain={"seeds": 3})
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    assert main(["run", str(path), "--storage", url, "--n-trials", "2", "--devices", "cpu", "--quiet"]) == 0
+    assert main(["retrain", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
+    out = tmp_path / "a" / "r.html"
+    assert main(["report", str(path), "--storage", url, "--out", str(out)]) == 0
+    before = out.read_text()
+    ids = _ids(before)
+    names = [s.name for s in html.SECTIONS]
+    assert {"verdict", "searched", "ranks", "loss-curves", "expected-max", "variance"} <= set(ids)
+    assert [i for i in ids if i in names] == [
+        n for n in names if n in ids
+    ]  # the page is in the registry's order
+
+    seen: list[Tables] = []
+
+    def tables(ctx: Context) -> Tables:
+        return {
+            "seeds_per_arch": ctx.data.seed_results.groupby("architecture").size().reset_index(name="seeds")
+        }
+
+    def render(ctx: Context, frames: Tables, draw: Draw) -> str:
+        seen.append(frames)  # the HTML step gets exactly what the tables step computed
+        return f'\n<section id="seeds-per-arch"><h2>Seeds</h2>{len(frames["seeds_per_arch"])} rows</section>'
+
+    added = Section("seeds-per-arch", tables, render)
+    at = [s.name for s in html.SECTIONS].index("cost") + 1
+    monkeypatch.setattr(html, "SECTIONS", [*html.SECTIONS[:at], added, *html.SECTIONS[at:]])
+    again = tmp_path / "b" / "r.html"
+    assert main(["report", str(path), "--storage", url, "--out", str(again)]) == 0
+    page = again.read_text()
+    assert _ids(page) == [*ids[: ids.index("ranks") + 1], "seeds-per-arch", *ids[ids.index("ranks") + 1 :]]
+    written = pd.read_csv(
+        again.parent / "r_seeds_per_arch.csv"
+    )  # written by the writer, named by the section
+    assert sorted(written.seeds) == [3, 3] and len(seen) == 1
+    # nothing else moved: every other table is the same file, byte for byte
+    for csv in sorted((tmp_path / "a").glob("*.csv")):
+        assert csv.read_bytes() == (again.parent / csv.name).read_bytes(), csv.name
+
+
+def test_only_the_writers_write_files() -> None:
+    """Sections compute and render; files are written by the page writers alone (so a report is staged whole)."""
+    calls = {"write_table", "write_text", "write_bytes", "to_csv", "to_parquet", "open"}
+    found = []
+    for path in sorted((ROOT / "hpo" / "report").glob("*.py")):
+        if path.name in WRITERS:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                name = getattr(node.func, "attr", None) or getattr(node.func, "id", None)
+                if name in calls:
+                    found.append(f"{path.name}:{node.lineno} {name}")
+    assert not found, found
