@@ -9,7 +9,7 @@ are exactly those ``set_user_attr`` would write; on other storages (a gRPC proxy
 one call each. :func:`report_epoch` does the same for what a trial records at the end of every epoch (its live
 progress and the intermediate values pruners and the settled rule read).
 
-With :mod:`hpo.storage.heartbeat` it is one of the two modules that reach into Optuna's internals; tests/storage/test_attrs.py pins that
+The Optuna internals it needs are in :mod:`hpo.storage.optuna_internals`; tests/storage/test_attrs.py pins that
 what it writes is what Optuna's public calls write, on SQLite and PostgreSQL.
 """
 
@@ -20,15 +20,9 @@ from typing import Any
 
 import optuna
 
+from hpo.storage.optuna_internals import cached_trial, sql_backend, write_trial_in_one_transaction
+
 __all__ = ["report_epoch", "set_trial_attrs"]
-
-
-def _rdb(storage: optuna.storages.BaseStorage) -> optuna.storages.RDBStorage | None:
-    """The SQL storage under Optuna's cache wrapper, if the storage is one and has the writer this relies on."""
-    backend = getattr(storage, "_backend", storage)
-    if isinstance(backend, optuna.storages.RDBStorage) and hasattr(backend, "_set_trial_attr_without_commit"):
-        return backend
-    return None
 
 
 def set_trial_attrs(trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:
@@ -44,14 +38,10 @@ def report_epoch(trial: optuna.Trial, values: Mapping[int, float], attrs: Mappin
     of ``attrs``, in one transaction where the storage allows it (one call each elsewhere). A step already
     reported, or a multi-objective study, goes through Optuna's own ``report`` (which warns or refuses as it
     always does)."""
-    rdb = _rdb(trial.storage)
+    rdb = sql_backend(trial.storage)
     fresh: dict[int, float] = {}
     for step, value in values.items():
-        if (
-            rdb is None
-            or len(trial.study.directions) > 1
-            or step in trial._cached_frozen_trial.intermediate_values
-        ):
+        if rdb is None or len(trial.study.directions) > 1 or step in cached_trial(trial).intermediate_values:
             trial.report(value, step)
         else:
             fresh[int(step)] = float(value)
@@ -59,15 +49,4 @@ def report_epoch(trial: optuna.Trial, values: Mapping[int, float], attrs: Mappin
         for key, item in attrs.items():
             trial.set_user_attr(key, item)
         return
-    from optuna.storages._rdb import models
-    from optuna.storages._rdb.storage import _create_scoped_session
-
-    with _create_scoped_session(rdb.scoped_session, True) as session:
-        for step, value in fresh.items():
-            rdb._set_trial_intermediate_value_without_commit(session, trial._trial_id, step, value)
-        for key, item in attrs.items():
-            rdb._set_trial_attr_without_commit(
-                session, models.TrialUserAttributeModel, trial._trial_id, key, item
-            )
-    trial._cached_frozen_trial.intermediate_values.update(fresh)
-    trial._cached_frozen_trial.user_attrs.update(attrs)
+    write_trial_in_one_transaction(rdb, trial, fresh, attrs)

@@ -15,12 +15,12 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import optuna
 import sqlalchemy
 
 from hpo.storage.engine import is_rdb
+from hpo.storage.optuna_internals import orphaned_heartbeat_stops, study_sql_backend, trial_id
 
 __all__ = [
     "HEARTBEAT_ATTR",
@@ -102,12 +102,12 @@ def fail_unbeaten(
     WAITING trial (``study.ask``) and its heartbeat thread's first beat leaves a trial RUNNING for ever, and its
     ticket or retrain chunk would never run (a fault-injection run found one). Returns their numbers.
     """
-    backend = getattr(study._storage, "_backend", study._storage)
-    if not isinstance(backend, optuna.storages.RDBStorage):
+    backend = study_sql_backend(study)
+    if backend is None:
         return []
     now = datetime.datetime.now()
     old = {
-        t._trial_id: t.number
+        trial_id(t): t.number
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
         if t.datetime_start is not None and (now - t.datetime_start).total_seconds() > grace_seconds
     }
@@ -151,13 +151,8 @@ def stop_orphaned_heartbeats() -> None:
     A signal that lands while Optuna starts a trial's heartbeat thread (inside ``Thread.start``, before the
     ``with`` block that would stop it has begun) leaves that thread running; it is not a daemon, so the
     interpreter would wait for it forever at exit (seen about one time in six when Ctrl-C follows a trial's
-    start). Its stop event is the third argument it was started with (Optuna's private ``HeartbeatThread``: this
-    module and :mod:`hpo.storage.attrs` are the only ones that touch Optuna's internals)."""
-    from optuna.storages._heartbeat import HeartbeatThread
-
-    for thread in threading.enumerate():
-        if getattr(thread, "_target", None) is HeartbeatThread._record_heartbeat:
-            args: tuple[Any, ...] = tuple(getattr(thread, "_args", ()))
-            if len(args) == 3 and isinstance(args[2], threading.Event):
-                args[2].set()
-                thread.join(timeout=5)
+    start). Its stop event is the third argument it was started with (Optuna's private heartbeat thread, found
+    by :mod:`hpo.storage.optuna_internals`)."""
+    for thread, stop in orphaned_heartbeat_stops():
+        stop.set()
+        thread.join(timeout=5)

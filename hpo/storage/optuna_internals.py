@@ -1,0 +1,88 @@
+"""Everything hpo takes from Optuna's private code, in one module: an Optuna upgrade that moves any of it breaks
+here, and ``tests/storage/test_optuna_internals.py`` says which piece moved.
+
+Why each is needed (Optuna 4-5 has no public equivalent):
+
+* the SQL storage under the cache wrapper a study holds (``study._storage._backend``), to write a trial's
+  attributes in one transaction and to find trials that never beat;
+* a trial's database id (``_trial_id``), which those statements key on;
+* the trial's cached copy (``_cached_frozen_trial``), kept equal to what was written, as ``set_user_attr`` does;
+* ``RDBStorage``'s per-attribute and per-value writers and its scoped session, so a group of attributes is written
+  with Optuna's own statements and running-trial check in one transaction (one SQLite sync instead of twenty);
+* the heartbeat thread's target (``HeartbeatThread._record_heartbeat``), to stop a heartbeat an interrupt orphaned.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import optuna
+
+__all__ = [
+    "cached_trial",
+    "orphaned_heartbeat_stops",
+    "sql_backend",
+    "study_sql_backend",
+    "trial_id",
+    "write_trial_in_one_transaction",
+]
+
+
+def sql_backend(storage: optuna.storages.BaseStorage) -> optuna.storages.RDBStorage | None:
+    """The SQL storage under Optuna's cache wrapper, if ``storage`` is one and has the writers hpo relies on."""
+    backend = getattr(storage, "_backend", storage)
+    if isinstance(backend, optuna.storages.RDBStorage) and hasattr(backend, "_set_trial_attr_without_commit"):
+        return backend
+    return None
+
+
+def study_sql_backend(study: optuna.Study) -> optuna.storages.RDBStorage | None:
+    """:func:`sql_backend` of the storage a study was loaded with."""
+    return sql_backend(study._storage)
+
+
+def trial_id(trial: optuna.Trial | optuna.trial.FrozenTrial) -> int:
+    """The trial's id in the database (unique across studies; ``number`` is unique within one)."""
+    return int(trial._trial_id)
+
+
+def cached_trial(trial: optuna.Trial) -> optuna.trial.FrozenTrial:
+    """The trial's cached copy, which ``trial.params``, ``user_attrs`` and ``report`` read and update."""
+    frozen: optuna.trial.FrozenTrial = trial._cached_frozen_trial
+    return frozen
+
+
+def write_trial_in_one_transaction(
+    rdb: optuna.storages.RDBStorage,
+    trial: optuna.Trial,
+    values: Mapping[int, float],
+    attrs: Mapping[str, Any],
+) -> None:
+    """Intermediate ``values`` (step -> value, none reported before) and user ``attrs`` of a running trial, with
+    Optuna's own statements in one transaction (all or none: a finished trial raises as ``set_user_attr`` would),
+    then the trial's cached copy updated to match."""
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    tid = trial_id(trial)
+    with _create_scoped_session(rdb.scoped_session, True) as session:
+        for step, value in values.items():
+            rdb._set_trial_intermediate_value_without_commit(session, tid, step, value)
+        for key, item in attrs.items():
+            rdb._set_trial_attr_without_commit(session, models.TrialUserAttributeModel, tid, key, item)
+    cached = cached_trial(trial)
+    cached.intermediate_values.update(values)
+    cached.user_attrs.update(attrs)
+
+
+def orphaned_heartbeat_stops() -> Iterator[tuple[threading.Thread, threading.Event]]:
+    """Each running Optuna heartbeat thread with the stop event it was started with (its third argument)."""
+    from optuna.storages._heartbeat import HeartbeatThread
+
+    for thread in threading.enumerate():
+        if getattr(thread, "_target", None) is HeartbeatThread._record_heartbeat:
+            args: tuple[Any, ...] = tuple(getattr(thread, "_args", ()))
+            if len(args) == 3 and isinstance(args[2], threading.Event):
+                yield thread, args[2]
