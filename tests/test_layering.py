@@ -118,11 +118,12 @@ BASE = {"hpo", "hpo.errors", "hpo.limits", "hpo.schema", "hpo.yamlio", "hpo.logs
 MAY_IMPORT = {
     "hpo.models": set(),
     "hpo.data": set(),
-    "hpo.config": {"hpo.models", "hpo.data"},
-    "hpo.training": {"hpo.models", "hpo.data", "hpo.config"},
+    "hpo.weighting": {"hpo.models"},  # loss-weighting strategies: read a model, named by the config
+    "hpo.config": {"hpo.models", "hpo.data", "hpo.weighting"},
+    "hpo.training": {"hpo.models", "hpo.data", "hpo.config", "hpo.weighting"},
     "hpo.storage": set(),  # needs none of the layers above the base: a new backend touches storage only
     "hpo.report": {"hpo.config", "hpo.storage"},  # reads the storage; never search or training
-    "hpo.search": {"hpo.models", "hpo.data", "hpo.config", "hpo.training", "hpo.storage"},
+    "hpo.search": {"hpo.models", "hpo.data", "hpo.config", "hpo.weighting", "hpo.training", "hpo.storage"},
     "hpo.demo": {"hpo.config", "hpo.storage", "hpo.search", "hpo.report"},
 }
 

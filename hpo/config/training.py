@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = ["TrainConfig"]
 
@@ -27,25 +27,34 @@ class TrainConfig(BaseModel):
     max_steps: int | None = Field(None, ge=1)
     patience: int | None = Field(3, ge=1)
     early_stopping_metric: str = ""
-    loss_weighting: Literal["equal", "fixed", "uncertainty", "gradnorm"] = "equal"
+    loss_weighting: str = (
+        "equal"  # a registered strategy (hpo.weighting): equal, fixed, uncertainty, gradnorm
+    )
     loss_weights: list[float] | None = None
     gradnorm_alpha: float = Field(1.5, ge=0)
     grad_clip: float | None = Field(None, gt=0)
     device: str = "auto"
     amp: bool = False
     # torch.compile the model for training steps (Inductor), with the partitioner recomputing views in the backward
-    # (hpo.training.trainer._compiled). On the CPU it no longer pays since the eager step runs the compiled kernels
-    # (the experts' mix; bench/PROFILE.md "Seventh pass") that the traced step replaces with the PyTorch form:
-    # bench/compile.py on the 2-core CPU, one census epoch against eager in a process that compiles nothing, 1.09x
-    # for the paper's 8 x 16 MMoE, 0.97x at 16 seeds, 0.72-0.83x from 8 x 32 to 8 x 256, 1.10x for a 2048-unit
-    # Shared-Bottom, after a compile per shape and process. Not bit for bit with eager (Inductor fuses and reorders
-    # sums), so it is off by default and stored with every result; kept for CUDA workers, where it is unmeasured.
+    # (hpo.training.trainer._compiled). On the CPU it does not pay since the eager step runs hpo's compiled kernels,
+    # which the traced step replaces with the PyTorch form (bench/compile.py; the figures are in bench/PROFILE.md).
+    # Not bit for bit with eager (Inductor fuses and reorders sums), so it is off by default and stored with every
+    # result; kept for CUDA workers, where it is unmeasured.
     compile: bool = False
     eval_batch_size: int = Field(16384, ge=1)
     # CPU threads of each training process; None plans them from the cores the process may use, shared among the
     # workers on the machine and lowered before each trial to what other processes leave free
     # (hpo.training.threads). A fixed count is kept as given; `--threads` on the command line wins over it.
     threads: int | None = Field(None, ge=1)
+
+    @field_validator("loss_weighting")
+    @classmethod
+    def _registered_weighting(cls, v: str) -> str:
+        from hpo.weighting import weighting_names  # the registry is the one list of names
+
+        if v not in (known := weighting_names()):
+            raise ValueError(f"unknown loss_weighting {v!r}; known: {', '.join(known)}")
+        return v
 
     @model_validator(mode="after")
     def _weights_match_strategy(self) -> TrainConfig:

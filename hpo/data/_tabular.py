@@ -66,8 +66,8 @@ class Split:
         return self._gather(self.y, index)
 
     def _gather(self, t: Tensor, index: Tensor) -> Tensor:
-        """Rows ``index`` ``(R, B)`` of ``t`` -> ``(R, B, ...)`` by one ``index_select``, 3-4x as fast on the CPU
-        as advanced indexing for a batch (which was about a tenth of a paper-size step)."""
+        """Rows ``index`` ``(R, B)`` of ``t`` -> ``(R, B, ...)`` by one ``index_select``, several times as fast on
+        the CPU as advanced indexing for a batch (which was a noticeable share of a paper-size step)."""
         if self.replicated:  # replica r's rows: offset into the flattened (R * n) rows
             r, n = t.shape[:2]
             if not t.is_contiguous():  # a slice of the rows: flattening would copy the whole split

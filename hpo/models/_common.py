@@ -70,9 +70,8 @@ class _MixRows(torch.autograd.Function):
     """``out[r, g, b] = sum_e w[r, b, g, e] * x[r, b, e]`` with a hand-written backward, one gate at a time.
 
     Autograd's own backward of the broadcast form builds two ``(R, B, G, E, h)`` products (and the forward a
-    third) whose strided reads cost more than the arithmetic: 11.0 ms forward and backward for 16 replicas at the
-    paper's 8 x 16 on the 2-core CPU against 3.8 ms here, where no intermediate is wider than the experts
-    themselves (bench/PROFILE.md). The output is written blocks-first, the layout the towers' batched products read.
+    third) whose strided reads cost more than the arithmetic, several times this function's time, where no
+    intermediate is wider than the experts themselves (bench/PROFILE.md has the figures). The output is written blocks-first, the layout the towers' batched products read.
     """
 
     @staticmethod
@@ -156,9 +155,8 @@ def native_gated_mix(z: Tensor, experts: int, units: int, gates: int) -> tuple[T
 class _GateSoftmax(torch.autograd.Function):
     """Softmax over the last axis, for gates of a handful of experts.
 
-    ``torch.softmax`` over an axis of 2-16 entries runs its vectorised kernel on rows too short to fill it: for
-    16 replicas of two 8-expert gates it took 1.8 ms forward and 2.1 ms backward on the 2-core CPU, against 0.7 ms
-    and about 0.6 ms for these few elementwise passes (bench/PROFILE.md). Same maths: ``exp(z - max z) / sum``,
+    ``torch.softmax`` over an axis of 2-16 entries runs its vectorised kernel on rows too short to fill it, taking
+    two to three times as long as these few elementwise passes (bench/PROFILE.md has the figures). Same maths: ``exp(z - max z) / sum``,
     backward ``y * (g - sum(g * y))``.
     """
 

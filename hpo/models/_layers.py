@@ -59,8 +59,8 @@ def _csr_of_codes(codes: Tensor, n_rows: int, dtype: torch.dtype) -> Tensor:
     """
     n, c = codes.shape
     flat = codes.reshape(-1)
-    # a stable sort's permutation is unique, so sorting 32-bit keys gives the same order as 64-bit ones, in about
-    # 60% of the time (540k codes of 16 replicas: 13.7 ms -> 8.2 ms on the 2-core CPU)
+    # a stable sort's permutation is unique, so sorting 32-bit keys gives the same order as 64-bit ones, faster
+    # (bench/first_layer.py measures the product)
     keys = flat.to(torch.int32) if n_rows < 2**31 else flat
     order = torch.argsort(keys, stable=True)
     crow = torch.zeros(n_rows + 1, dtype=torch.long, device=codes.device)
@@ -76,7 +76,7 @@ def sum_of_rows_grad(codes: Tensor, grad_out: Tensor, n_rows: int, replicas: int
 
     ``replicas`` > 1 says that the rows are that many equal blocks, block ``r``'s codes indexing only block ``r``
     of the weight's rows (the vectorised models' layout); the kernel then gives each thread whole replicas, which
-    no other thread writes (twice as fast as one thread for 16 seeds on 2 cores; bench/PROFILE.md "Seventh pass").
+    no other thread writes (measured against one thread in bench/PROFILE.md "Seventh pass").
     The result is the same either way.
 
     On the CPU (float32/float64) by the compiled kernel when it is built (``_native.py``); without it, by a sparse
@@ -84,9 +84,9 @@ def sum_of_rows_grad(codes: Tensor, grad_out: Tensor, n_rows: int, replicas: int
     CUDA, and for other dtypes). All three add each row's contributions in ascending ``n``; where every code
     belongs to one categorical column, as the input layer's global vocabulary guarantees, that is the whole order:
     the kernel and the per-column loop agree bit for bit; the CSR product, whose sparse library may regroup the
-    sum on some CPUs, to rounding. PyTorch's own ``embedding_bag`` backward was
-    measured 2-3x slower than the loop at narrow widths on the CPU (docs/performance.md); the kernel is about 2x
-    faster than the fallback at narrow widths and level with it at the budget's widest (bench/first_layer.py).
+    sum on some CPUs, to rounding. PyTorch's own ``embedding_bag`` backward was measured slower than the loop at
+    narrow widths on the CPU; the kernel is faster than the fallback at narrow widths and level with it at the
+    budget's widest (bench/first_layer.py; figures in bench/PROFILE.md).
     """
     grad_out = grad_out.contiguous()
     if grad_out.device.type == "cpu" and grad_out.dtype in (torch.float32, torch.float64):

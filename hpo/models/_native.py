@@ -6,9 +6,9 @@ experts (``moe_mix`` and its backward, used by MMoE and OMoE at the paper's shap
 Why compiled: the first layer's weight gradient is a scatter-add of output-gradient rows into the rows the batch's
 categorical codes select. Expressed in PyTorch it is either a sparse CSR product, which pays a stable sort of every
 code at every step, or one ``index_add_`` per categorical column, which reads the gradient 33 times; the compiled
-loop does neither and was measured 1.9x faster than the CSR product at the paper's width for one seed and 2.4x for
-16 seeds; at the budget's widest layer it is level with the per-column loop inside a training step
-(bench/first_layer.py, bench/PROFILE.md "Fifth pass"). That layer is about half of a many-seed step. The mix of
+loop does neither: faster than the CSR product at the paper's width, for one seed and more, and level with the
+per-column loop at the budget's widest layer inside a training step (bench/first_layer.py; figures in
+bench/PROFILE.md "Fifth pass"). That layer is about half of a many-seed step. The mix of
 one-layer experts is a dozen elementwise operations in PyTorch, each a pass over ``(R, B, E, h)`` intermediates
 and a dispatch; compiled, it is one pass forward and one backward (bench/PROFILE.md "Seventh pass").
 

@@ -162,8 +162,8 @@ def cost_table(data: ReportData) -> pd.DataFrame:
                     ((data.trials.architecture == arch) & (data.trials.state == "COMPLETE")).sum()
                 ),
                 "tuning_seconds": float(data.trials.loc[data.trials.architecture == arch, "wall_time"].sum()),
-                # the sampler's own time (its proposals), beside the training time it paces: GP proposals cost
-                # 0.3-0.4 s at 50-300 trials on the 2-core CPU (bench/study.py), a share only cheap trials feel
+                # the sampler's own time (its proposals), beside the training time it paces: a GP proposal costs a
+                # fraction of a second (bench/study.py measures it), a share only cheap trials feel
                 "sampler_seconds": float(
                     data.trials.loc[data.trials.architecture == arch, "proposal_seconds"].sum()
                 )

@@ -1,9 +1,9 @@
 """A trial's attributes (and an epoch's intermediate value) written in one transaction.
 
-Optuna writes each ``trial.set_user_attr`` in its own transaction: on SQLite that is one file sync, about 3 ms on
-this project's machines, and a trial records some twenty attributes (configuration, versions, thread count,
-metrics, curve). For a study of cheap trials (a fraction of a second each) those syncs were a tenth of the
-study's time (bench/PROFILE.md, tenth pass). :func:`set_trial_attrs` writes a group of them at once on a SQL
+Optuna writes each ``trial.set_user_attr`` in its own transaction: on SQLite that is one file sync, and a trial
+records some twenty attributes (configuration, versions, thread count, metrics, curve). For a study of cheap trials
+(a fraction of a second each) those syncs were a noticeable share of the study's time (figures in bench/PROFILE.md,
+tenth pass). :func:`set_trial_attrs` writes a group of them at once on a SQL
 database, with Optuna's own per-attribute statement and its check that the trial is still running, so the rows
 are exactly those ``set_user_attr`` would write; on other storages (a gRPC proxy, a journal) it falls back to
 one call each. :func:`report_epoch` does the same for what a trial records at the end of every epoch (its live

@@ -19,9 +19,9 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 def task_metric(kind: str, name: str, y: np.ndarray, output: np.ndarray) -> float:
     """One metric of :func:`task_metrics`, by the same rules, without computing the others.
 
-    Why separately: early stopping reads one number per replica and epoch, and :func:`task_metrics` for one
-    binary task of 2,000 rows took about 2.9 ms on the 2-core CPU, mostly scikit-learn's input checks, paid for
-    every replica, task and epoch (bench/PROFILE.md "Seventh pass").
+    Why separately: early stopping reads one number per replica and epoch, and :func:`task_metrics` computes every
+    metric of the task, mostly scikit-learn's input checks, paid for every replica, task and epoch (measured in
+    bench/PROFILE.md "Seventh pass").
     """
     if name not in METRICS.get(kind, ()):
         raise ValueError(f"metric {name!r} is not one of a {kind} task's: {METRICS.get(kind)}")

@@ -2,9 +2,9 @@
 
 PyTorch, its OpenMP pool (which the compiled first-layer kernel shares) and the BLAS under numpy each default to
 every core of the machine. N workers on one machine then run N x cores threads, and a parallel region whose
-threads wait at a barrier for a thread that is descheduled collapses: measured on the 2-core machine, the
-paper-size MMoE epoch took 0.37 s alone with 2 threads and 1.9 s beside one busy core (0.47 s with 1 thread), and
-`studies/demo.yaml` with 2 workers ran 3x slower than with one (bench/PROFILE.md, "Threads").
+threads wait at a barrier for a thread that is descheduled collapses: a paper-size epoch beside one busy core ran
+several times slower with every core's thread than with one, and `studies/demo.yaml` with 2 workers ran slower
+than with one (figures in bench/PROFILE.md, "Threads").
 
 So a process that trains plans its threads once (:func:`install`):
 

@@ -34,7 +34,7 @@ from hpo.models._base import select_replicas
 from hpo.models._native import native_ops
 from hpo.schema import CURVE_SPLITS, METRICS_BY_KIND, Features, default_metric
 from hpo.training.metrics import HIGHER_IS_BETTER, task_metric, task_metrics
-from hpo.training.weighting import LossWeighting, create_weighting
+from hpo.weighting import LossWeighting, create_weighting
 
 __all__ = ["EpochReport", "TrainResult", "resolve_device", "train"]
 
@@ -167,7 +167,7 @@ class _Monitor:
 
 
 # On the CPU an evaluation chunk holds at most this many (replica, row) pairs: the activations of 200 replicas x
-# 2,000 rows of a paper-size MMoE are 230 MB, far past the caches, and evaluating them in one chunk took a fifth
+# 2,000 rows of a paper-size MMoE are 230 MB, far past the caches, and evaluating them in one chunk took a large share
 # of a synthetic retrain's time (bench/PROFILE.md); chunks of this size stay in cache. A lone replica's chunks are
 # unchanged (``eval_batch_size`` rows), so its results are too.
 CPU_EVAL_PAIRS = 16384
@@ -273,9 +273,8 @@ def _compiled(model: MTLModel) -> Callable[[Features], Tensor]:
 
     Why: by default AOTAutograd's partitioner saves views of activations as they are and, for every ReLU whose
     output is only reachable through a view (the experts' block of the first layer's output), a boolean mask
-    besides; Inductor's vectorised store of a boolean mask ran at about 5 ns an element on the CPU (10-12 ms for
-    the budget-max MMoE's 1024 x 2048 mask, against 0.5 ms for the float store beside it), which made the compiled
-    step slower than eager from 8 x 32 experts on. With ``recompute_views`` the base is saved, the mask is
+    besides; Inductor's vectorised store of a boolean mask is an order of magnitude slower on the CPU than the float
+    store beside it, which made the compiled step slower than eager from 8 x 32 experts on. With ``recompute_views`` the base is saved, the mask is
     recomputed inside the backward's fused loop, and no boolean tensor is written (bench/PROFILE.md, sixth pass).
     The setting is scoped to our calls (compilation happens lazily inside them, again when early stopping cuts
     replicas out) so a user's own compiled code is untouched.

@@ -287,7 +287,7 @@ def test_gradnorm_with_early_stopping_compacts_its_state() -> None:
 
 
 def test_gradnorm_weights_stay_normalised_and_move() -> None:
-    from hpo.training.weighting import create_weighting
+    from hpo.weighting import create_weighting
 
     ds = binary_data()
     model = create_model("shared_bottom", ds.spec, ds.tasks, replicas=2, bottom_units=(8,), tower_units=(4,))

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from hpo.errors import ConfigError
 from hpo.models import MTLModel
-from hpo.training.weighting._base import LossWeighting, register_weighting
+from hpo.weighting._base import LossWeighting, register_weighting
 
 
 @register_weighting("gradnorm")

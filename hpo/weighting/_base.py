@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from hpo.errors import ConfigError
 from hpo.models import MTLModel
 
-__all__ = ["LossWeighting", "create_weighting", "register_weighting"]
+__all__ = ["LossWeighting", "create_weighting", "register_weighting", "weighting_names"]
 
 _WEIGHTINGS: dict[str, type[LossWeighting]] = {}
 
@@ -47,6 +47,11 @@ def register_weighting(name: str) -> Callable[[type[LossWeighting]], type[LossWe
         return cls
 
     return deco
+
+
+def weighting_names() -> list[str]:
+    """Every registered strategy's name: what ``training.loss_weighting`` accepts."""
+    return sorted(_WEIGHTINGS)
 
 
 def create_weighting(

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from hpo.models import MTLModel
-from hpo.training.weighting._base import LossWeighting, register_weighting
+from hpo.weighting._base import LossWeighting, register_weighting
 
 
 @register_weighting("equal")
