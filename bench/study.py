@@ -45,7 +45,7 @@ import yaml
 from hpo.config.study import StudySpec, load_study
 from hpo.search.factories import make_sampler
 from hpo.search.objective import objective_directions, objective_targets, training_config
-from hpo.search.runner import load_study_dataset
+from hpo.search.studies import load_study_dataset
 from hpo.storage import keys
 from hpo.training import threads, train
 

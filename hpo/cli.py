@@ -344,7 +344,8 @@ def worker_cmd(
     _fix_threads(threads)
     from hpo.config.study import load_study
     from hpo.search.processes import with_signals
-    from hpo.search.runner import run_worker, stored_spec
+    from hpo.search.studies import stored_spec
+    from hpo.search.worker import run_worker
 
     specs = [stored_spec(storage, study)] if stored else load_study(study).expand()
     for spec in specs:
@@ -457,7 +458,7 @@ def retrain_cmd(
     _fix_threads(threads)
     from hpo.config.study import load_study
     from hpo.search.retrain import retrain_specs, run_retrain
-    from hpo.search.runner import stored_spec
+    from hpo.search.studies import stored_spec
 
     specs = [stored_spec(storage, study)] if stored else retrain_specs(load_study(study))
     with _resumable():

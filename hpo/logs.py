@@ -2,7 +2,7 @@
 
 On a terminal, records are plain lines (the live progress display is the main view); otherwise (a SLURM job, a
 Kubernetes pod, a pipe) each record is one JSON object per line, so a log collector can parse worker events:
-``{"time": ..., "level": "INFO", "logger": "hpo.search.runner", "message": ..., "pid": ...}``. The level comes from
+``{"time": ..., "level": "INFO", "logger": "hpo.search.worker", "message": ..., "pid": ...}``. The level comes from
 ``--log-level`` or ``$HPO_LOG_LEVEL`` (default ``warning``; ``info`` shows worker and trial events).
 """
 

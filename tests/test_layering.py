@@ -5,6 +5,7 @@ Each import runs in a fresh interpreter, so what one test imported cannot hide w
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -93,7 +94,7 @@ def test_log_records_are_json_lines_off_a_terminal(tmp_path: Path) -> None:
         check=True,
     )
     records = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
-    assert any(r["logger"] == "hpo.search.runner" and "joined" in r["message"] for r in records), done.stderr
+    assert any(r["logger"] == "hpo.search.worker" and "joined" in r["message"] for r in records), done.stderr
     assert any("trial 0 complete" in r["message"] for r in records), done.stderr
     assert {"time", "level", "logger", "message", "pid"} <= set(records[0])
 
@@ -248,3 +249,202 @@ def test_optuna_internals_are_touched_in_the_adapter_only() -> None:
         if m is not None
     ]
     assert not found, found
+
+
+# --- attribute names: declared once in hpo/storage/keys.py -------------------------------------------------------
+# Where a string literal is an attribute's name: the argument of keys.key(), a key of keys.tag({...}), the key read
+# from a plain-named view (.get/[]/in), and the keys of a dict or tuple whose items go through keys.key() or
+# keys.tag(). Views are keys.plain(...), names bound to one, the report's study_attrs/retrain_attrs/... and loop
+# variables over their values.
+# plain-named views of stored attributes (``keys.plain(...)`` and the report's per-architecture copies)
+_DIRECT_VIEWS = {"user_attrs", "system_attrs"}  # an Optuna study's or trial's attributes
+# the report's copies, one view per architecture (or (replicate, architecture)): data.study_attrs[arch]
+_PER_ARCH_VIEWS = {
+    "study_attrs",
+    "retrain_attrs",
+    "replicate_attrs",
+    "replicate_study_attrs",
+    "default_attrs",
+}
+
+
+def _keys_call(n: ast.AST, name: str) -> bool:
+    return (
+        isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Attribute)
+        and n.func.attr == name
+        and isinstance(n.func.value, ast.Name)
+        and n.func.value.id == "keys"
+    )
+
+
+def _is_view(n: ast.AST, bound: set[str]) -> bool:
+    """An expression that is a plain-named view of stored attributes."""
+    if _keys_call(n, "plain"):
+        return True
+    if isinstance(n, ast.Name):
+        return n.id in bound
+    if isinstance(n, ast.Attribute):
+        return n.attr in _DIRECT_VIEWS
+    if isinstance(n, ast.Subscript):
+        return isinstance(n.value, ast.Attribute) and n.value.attr in _PER_ARCH_VIEWS
+    if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in ("dict", "next") and n.args:
+        a = n.args[0]
+        if n.func.id == "dict":
+            return _is_view(a, bound)
+        return (
+            _values_of_per_arch(a.args[0]) if isinstance(a, ast.Call) and a.args else False
+        )  # next(iter(...))
+    return False
+
+
+def _values_of_per_arch(n: ast.AST) -> bool:
+    """``data.study_attrs.values()``: every architecture's view."""
+    return (
+        isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Attribute)
+        and n.func.attr == "values"
+        and isinstance(n.func.value, ast.Attribute)
+        and n.func.value.attr in _PER_ARCH_VIEWS
+    )
+
+
+def _written_names(fn: ast.AST) -> set[str]:
+    """Names whose dict/tuple literal holds attribute names: passed to keys.tag, or iterated into keys.key(k)."""
+    out = set()
+    for n in ast.walk(fn):
+        if _keys_call(n, "tag") and n.args and isinstance(n.args[0], ast.Name):
+            out.add(n.args[0].id)
+        if isinstance(n, (ast.DictComp, ast.SetComp, ast.ListComp, ast.GeneratorExp)):
+            uses_key = any(_keys_call(s, "key") for s in ast.walk(n))
+            if uses_key:
+                for g in n.generators:
+                    it = g.iter
+                    if (
+                        isinstance(it, ast.Call)
+                        and isinstance(it.func, ast.Attribute)
+                        and it.func.attr == "items"
+                    ):
+                        it = it.func.value
+                    if isinstance(it, ast.Name):
+                        out.add(it.id)
+                    # `if k not in skip`
+                    for cond in g.ifs:
+                        for s in ast.walk(cond):
+                            if isinstance(s, ast.Compare):
+                                out.update(c.id for c in s.comparators if isinstance(c, ast.Name))
+        if isinstance(n, ast.For) and any(_keys_call(s, "key") for b in n.body for s in ast.walk(b)):
+            it = n.iter
+            if isinstance(it, ast.Call) and isinstance(it.func, ast.Attribute) and it.func.attr == "items":
+                it = it.func.value
+            if isinstance(it, ast.Name):
+                out.add(it.id)
+    return out
+
+
+def _loop_views(fn: ast.AST) -> set[str]:
+    """Loop variables over the per-architecture views (``for a in data.retrain_attrs.values()``)."""
+    out = set()
+    for n in ast.walk(fn):
+        gens = (
+            n.generators
+            if isinstance(n, ast.DictComp | ast.SetComp | ast.ListComp | ast.GeneratorExp)
+            else []
+        )
+        pairs = [(g.target, g.iter) for g in gens] + ([(n.target, n.iter)] if isinstance(n, ast.For) else [])
+        out |= {t.id for t, it in pairs if isinstance(t, ast.Name) and _values_of_per_arch(it)}
+    return out
+
+
+def _attribute_literals(source: str) -> list[tuple[int, int, int, str]]:
+    """(line, start, end, value) of every string literal used as a stored attribute's name."""
+    tree = ast.parse(source)
+    found = set()
+    scopes = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Module))]
+    for fn in scopes:
+        nodes = list(ast.walk(fn))
+        bound = {
+            t.id
+            for n in nodes
+            if isinstance(n, (ast.Assign, ast.NamedExpr))
+            for t in (n.targets if isinstance(n, ast.Assign) else [n.target])
+            if isinstance(t, ast.Name) and _is_view(n.value, set())
+        } | _loop_views(fn)
+        written = _written_names(fn)
+        lits: list[ast.AST] = []
+        for n in nodes:
+            if _keys_call(n, "key") and n.args:
+                lits.append(n.args[0])
+            if _keys_call(n, "tag") and n.args and isinstance(n.args[0], ast.Dict):
+                lits += n.args[0].keys
+            if (
+                isinstance(n, ast.Call)
+                and isinstance(n.func, ast.Attribute)
+                and n.func.attr in ("get", "pop", "setdefault")
+                and n.args
+                and _is_view(n.func.value, bound)
+            ):
+                lits.append(n.args[0])
+            if isinstance(n, ast.Subscript) and _is_view(n.value, bound | written):
+                lits.append(n.slice)
+            if (
+                isinstance(n, ast.Compare)
+                and any(isinstance(o, (ast.In, ast.NotIn)) for o in n.ops)
+                and any(_is_view(c, bound) for c in n.comparators)
+            ):
+                lits.append(n.left)
+            if isinstance(n, (ast.Assign, ast.AnnAssign)):
+                targets = n.targets if isinstance(n, ast.Assign) else [n.target]
+                if any(isinstance(t, ast.Name) and t.id in written for t in targets) and n.value is not None:
+                    v = n.value
+                    if isinstance(v, ast.Dict):
+                        lits += v.keys
+                        for k, d in zip(
+                            v.keys, v.values
+                        ):  # {**({"x": 1} if c else {})}: an unpacked dict's keys
+                            if k is None and isinstance(d, ast.IfExp):
+                                lits += [
+                                    k2 for b in (d.body, d.orelse) if isinstance(b, ast.Dict) for k2 in b.keys
+                                ]
+                    if isinstance(v, (ast.Tuple, ast.List)):
+                        lits += v.elts
+            if (
+                isinstance(n, ast.AugAssign)
+                and isinstance(n.target, ast.Name)
+                and n.target.id in written
+                and isinstance(n.value, ast.Dict)
+            ):
+                lits += n.value.keys
+        for lit in lits:
+            if isinstance(lit, ast.Constant) and isinstance(lit.value, str):
+                found.add((lit.lineno, lit.col_offset, lit.end_col_offset, lit.value))
+    return sorted(found)
+
+
+def test_attribute_names_are_declared_once_in_keys() -> None:
+    """No stored attribute's name is a string literal outside hpo/storage/keys.py: writers and readers use its
+    constants, so a misspelt or renamed attribute fails at import instead of reading ``None``."""
+    found = [
+        f"{path}:{line} {value!r}"
+        for path, text in _package_sources().items()
+        if path != "hpo/storage/keys.py"
+        for line, _, _, value in _attribute_literals(text)
+    ]
+    assert not found, found
+
+
+def test_the_attribute_name_check_finds_each_form() -> None:
+    planted = """
+def f(t, study, data):
+    study.set_user_attr(keys.key("a1"), 1)
+    t.enqueue_trial({}, user_attrs=keys.tag({"a2": 1}))
+    x = keys.plain(t.user_attrs).get("a3")
+    attrs = keys.plain(study.user_attrs)
+    y = attrs["a4"] if "a5" in attrs else None
+    z = data.retrain_attrs["mmoe"].get("a6")
+    w = [a.get("a7") for a in data.study_attrs.values()]
+    built = {"a8": 1}
+    set_trial_attrs(t, {keys.key(k): v for k, v in built.items()})
+    other = {"fine": 1}.get("fine")
+"""
+    assert [v for *_, v in _attribute_literals(planted)] == [f"a{i}" for i in range(1, 9)]

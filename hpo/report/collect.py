@@ -51,18 +51,18 @@ def trials_frame(study: optuna.Study, arch: str) -> pd.DataFrame:
             "architecture": arch,
             "number": t.number,
             "state": t.state.name,
-            "ticket": keys.plain(t.user_attrs).get("ticket"),
-            "retry_of": t.system_attrs.get("failed_trial"),
-            "surplus": bool(keys.plain(t.user_attrs).get("surplus", False)),
-            "parameter_count": keys.plain(t.user_attrs).get("parameter_count"),
-            "max_units_per_layer": max(keys.plain(t.user_attrs).get("units_per_layer") or [0]) or None,
-            "units_per_layer": "/".join(map(str, keys.plain(t.user_attrs).get("units_per_layer") or [])),
-            "wall_time": keys.plain(t.user_attrs).get("wall_time"),
-            "proposal_seconds": keys.plain(t.user_attrs).get("proposal_seconds"),
-            "threads": keys.plain(t.user_attrs).get("threads"),
-            "epochs_run": keys.plain(t.user_attrs).get("epochs_run"),
-            "device": keys.plain(t.user_attrs).get("device"),
-            "pruned_reason": keys.plain(t.user_attrs).get("pruned_reason"),
+            "ticket": keys.plain(t.user_attrs).get(keys.TICKET),
+            "retry_of": t.system_attrs.get(keys.OPTUNA_FAILED_TRIAL),
+            "surplus": bool(keys.plain(t.user_attrs).get(keys.SURPLUS, False)),
+            "parameter_count": keys.plain(t.user_attrs).get(keys.PARAMETER_COUNT),
+            "max_units_per_layer": max(keys.plain(t.user_attrs).get(keys.UNITS_PER_LAYER) or [0]) or None,
+            "units_per_layer": "/".join(map(str, keys.plain(t.user_attrs).get(keys.UNITS_PER_LAYER) or [])),
+            "wall_time": keys.plain(t.user_attrs).get(keys.WALL_TIME),
+            "proposal_seconds": keys.plain(t.user_attrs).get(keys.PROPOSAL_SECONDS),
+            "threads": keys.plain(t.user_attrs).get(keys.THREADS),
+            "epochs_run": keys.plain(t.user_attrs).get(keys.EPOCHS_RUN),
+            "device": keys.plain(t.user_attrs).get(keys.DEVICE),
+            "pruned_reason": keys.plain(t.user_attrs).get(keys.PRUNED_REASON),
             # a pruned trial's best validation value before it was stopped (what the settled rule counts)
             "best_intermediate": pick(t.intermediate_values.values()) if t.intermediate_values else None,
             "datetime_start": t.datetime_start,
@@ -72,7 +72,7 @@ def trials_frame(study: optuna.Study, arch: str) -> pd.DataFrame:
             row[f"value_{i}"] = v
         for k, v in t.params.items():
             row[f"param_{k}"] = v
-        for split, tasks in (keys.plain(t.user_attrs).get("metrics") or {}).items():
+        for split, tasks in (keys.plain(t.user_attrs).get(keys.METRICS) or {}).items():
             for task, ms in tasks.items():
                 for m, v in ms.items():
                     row[f"{split}_{task}_{m}"] = v
@@ -105,7 +105,7 @@ def _gate_use(retrain: optuna.Study) -> pd.DataFrame | None:
     uses = [
         u
         for t in retrain.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        for u in keys.plain(t.user_attrs).get("gate_utilisation", [])
+        for u in keys.plain(t.user_attrs).get(keys.GATE_UTILISATION, [])
     ]
     if not uses:
         return None
@@ -254,13 +254,13 @@ def _collect_one(spec: StudySpec, storage_url: str | None = None) -> ReportData:
         frames.append(trials_frame(study, arch))
         searched.append(searched_row(arch, study, spec.budget))
         for t in study.get_trials(deepcopy=False):
-            data.versions.update(keys.plain(t.user_attrs).get("versions") or {})
-            if origin := keys.plain(t.user_attrs).get("model_origin"):
+            data.versions.update(keys.plain(t.user_attrs).get(keys.VERSIONS) or {})
+            if origin := keys.plain(t.user_attrs).get(keys.MODEL_ORIGIN):
                 data.model_origins[arch] = origin
-            if keys.plain(t.user_attrs).get("code_revision"):
-                revisions.add(keys.plain(t.user_attrs)["code_revision"])
-            if keys.plain(t.user_attrs).get("kernel"):
-                kernels.add(keys.plain(t.user_attrs)["kernel"])
+            if keys.plain(t.user_attrs).get(keys.CODE_REVISION):
+                revisions.add(keys.plain(t.user_attrs)[keys.CODE_REVISION])
+            if keys.plain(t.user_attrs).get(keys.KERNEL):
+                kernels.add(keys.plain(t.user_attrs)[keys.KERNEL])
         data.study_attrs[arch] = dict(keys.plain(study.user_attrs))
         if (importance := _importance(study)) is not None:
             data.importances[arch] = importance

@@ -60,8 +60,8 @@ def searched_row(arch: str, study: optuna.Study, budget: int) -> dict[str, Any]:
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
         if t.values and all(map(math.isfinite, t.values))
     ]
-    units = [max(keys.plain(t.user_attrs).get("units_per_layer") or [0]) for t in complete]
-    epochs = [keys.plain(t.user_attrs).get("epochs_run") or 0 for t in complete]
+    units = [max(keys.plain(t.user_attrs).get(keys.UNITS_PER_LAYER) or [0]) for t in complete]
+    epochs = [keys.plain(t.user_attrs).get(keys.EPOCHS_RUN) or 0 for t in complete]
     best: optuna.trial.FrozenTrial | None = None
     if complete and len(study.directions) == 1:
         best = study.best_trial

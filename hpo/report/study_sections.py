@@ -22,6 +22,7 @@ from hpo.report.settled import settled_frame, settled_html, unsettled_caveat
 from hpo.report.stats import RankSummary
 from hpo.report.verdict import caveats, gaps_frame, verdict_html, verdicts
 from hpo.schema import HIGHER_IS_BETTER
+from hpo.storage import keys
 
 __all__ = [
     "COMPARISON",
@@ -147,7 +148,7 @@ PROVENANCE = Section("provenance", no_tables, lambda ctx, tables, draw: f"""
 
 
 def _specification(ctx: Context, tables: Tables, draw: Draw) -> str:
-    stored = _set_only(next(iter(ctx.data.study_attrs.values()), {}).get("spec", {}))
+    stored = _set_only(next(iter(ctx.data.study_attrs.values()), {}).get(keys.SPEC, {}))
     return f"""
 <h2>Study specification</h2><p class="muted">As stored on the studies, settings that are unset (null or empty)
 left out; the search spaces as they were searched.</p><pre>{esc(json.dumps(stored, indent=2))}</pre>"""
@@ -158,7 +159,7 @@ SPECIFICATION = Section("specification", no_tables, _specification)
 
 def _provenance(data: ReportData) -> str:
     first = next(iter(data.study_attrs.values()), {})
-    prov = first.get("provenance", {})
+    prov = first.get(keys.PROVENANCE, {})
     seeds = sorted(data.seed_results.seed.unique().tolist()) if len(data.seed_results) else []
     items = [
         ("dataset", prov.get("dataset", data.spec.dataset.kind)),
@@ -191,12 +192,12 @@ def _provenance(data: ReportData) -> str:
 def randomised(data: ReportData) -> str:
     """What varied between seeds, in words (science.md section 6 asks every comparison to say it)."""
     base = f"weight initialisation (seed s) and data order (seed s + {DATA_SEED_OFFSET})"
-    if any(a.get("fresh_data") for a in data.retrain_attrs.values()):
+    if any(a.get(keys.FRESH_DATA) for a in data.retrain_attrs.values()):
         return (
             f"{base}, and the data itself: every seed draws a fresh synthetic dataset (generator seed "
             "SeedSequence([dataset seed, s]), recorded on each retrain chunk as dataset_seeds)"
         )
-    prov = next(iter(data.study_attrs.values()), {}).get("provenance", {})
+    prov = next(iter(data.study_attrs.values()), {}).get(keys.PROVENANCE, {})
     split = prov.get("split")
     if split == "files":
         how = "the split is the one the data's own train, validation and test files give"
@@ -220,7 +221,7 @@ def _space_ceiling_note(searched: pd.DataFrame, budget: int) -> str:
 
 def _dataset_name(data: ReportData) -> str:
     """The dataset's own name (a user's table by its declared name, not "file")."""
-    info = next(iter(data.study_attrs.values()), {}).get("dataset", {})
+    info = next(iter(data.study_attrs.values()), {}).get(keys.DATASET, {})
     return str(info.get("name") or data.spec.dataset.kind)
 
 

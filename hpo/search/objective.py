@@ -177,7 +177,7 @@ IN_FLIGHT = (
 
 def same_configuration(trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
     """A finished or running trial of the study with exactly ``trial``'s parameters, if any (a finished one
-    first). Workers propose under the study's lock (:mod:`hpo.search.runner`), so a running trial's parameters
+    first). Workers propose under the study's lock (:mod:`hpo.search.worker`), so a running trial's parameters
     are already stored when the next worker proposes."""
     params = trial.params
     same = [
@@ -202,11 +202,21 @@ def _finished(
 def _reuse(trial: optuna.Trial, earlier: optuna.trial.FrozenTrial) -> float | list[float]:
     """Take an earlier trial's result for the same configuration (after MAX_RESAMPLES fresh proposals were all
     duplicates too, as on a small categorical space), saying so on the trial."""
-    skip = ("ticket", "resamples", "live", "duplicate_of", "worker_id", "sampler_seed", "proposal_seconds")
+    skip = (
+        keys.TICKET,
+        keys.RESAMPLES,
+        keys.LIVE,
+        keys.DUPLICATE_OF,
+        keys.WORKER_ID,
+        keys.SAMPLER_SEED,
+        keys.PROPOSAL_SECONDS,
+    )
     taken = {keys.key(k): v for k, v in keys.plain(earlier.user_attrs).items() if k not in skip}
-    set_trial_attrs(trial, {**taken, keys.key("reused_from"): earlier.number})
+    set_trial_attrs(trial, {**taken, keys.key(keys.REUSED_FROM): earlier.number})
     if earlier.state != optuna.trial.TrialState.COMPLETE or earlier.values is None:
-        trial.set_user_attr(keys.key("pruned_reason"), f"same configuration as pruned trial {earlier.number}")
+        trial.set_user_attr(
+            keys.key(keys.PRUNED_REASON), f"same configuration as pruned trial {earlier.number}"
+        )
         raise TrialPrunedWithReason(f"same configuration as trial {earlier.number}")
     return earlier.values if len(earlier.values) > 1 else earlier.values[0]
 
@@ -285,17 +295,17 @@ class Objective:
         earlier = same_configuration(trial)
         if earlier is None:
             return None
-        if int(keys.plain(trial.user_attrs).get("resamples", 0)) >= MAX_RESAMPLES:
+        if int(keys.plain(trial.user_attrs).get(keys.RESAMPLES, 0)) >= MAX_RESAMPLES:
             if (
                 earlier.state == optuna.trial.TrialState.RUNNING
             ):  # every point is tried or running: wait for it
                 self.after_proposal()  # other workers may go on meanwhile
                 earlier = _finished(trial.study, earlier.number, self.fail_stale)
                 if earlier.state == optuna.trial.TrialState.FAIL:  # its worker died: train it here instead
-                    trial.set_user_attr(keys.key("same_as_failed"), earlier.number)
+                    trial.set_user_attr(keys.key(keys.SAME_AS_FAILED), earlier.number)
                     return None
             return _reuse(trial, earlier)
-        trial.set_user_attr(keys.key("duplicate_of"), earlier.number)
+        trial.set_user_attr(keys.key(keys.DUPLICATE_OF), earlier.number)
         raise DuplicateConfiguration(f"the sampler proposed trial {earlier.number}'s configuration again")
 
     def _epoch_callback(self, trial: optuna.Trial) -> Callable[[EpochReport], None]:
@@ -318,10 +328,10 @@ class Objective:
             if not self.multi and math.isfinite(value):
                 self._unwritten[rep.epoch] = value
             if pruning or time.monotonic() - last[0] >= LIVE_SECONDS:
-                report_epoch(trial, self._unwritten, {keys.key("live"): live})
+                report_epoch(trial, self._unwritten, {keys.key(keys.LIVE): live})
                 self._unwritten, last[0] = {}, time.monotonic()
             if pruning and not self.multi and math.isfinite(value) and trial.should_prune():
-                trial.set_user_attr(keys.key("pruned_reason"), f"pruner stopped it at epoch {rep.epoch}")
+                trial.set_user_attr(keys.key(keys.PRUNED_REASON), f"pruner stopped it at epoch {rep.epoch}")
                 raise optuna.TrialPruned(f"epoch {rep.epoch}: {rep.metric_name} {value:.4f}")
 
         return callback
@@ -330,31 +340,33 @@ class Objective:
         """What the trial will train, written before the model is built (so a configuration that fails to build
         still shows), in one transaction."""
         attrs: dict[str, Any] = {
-            "architecture": self.arch,
-            "model_origin": get_entry(self.arch).origin,
-            "model_config": {k: list(v) if isinstance(v, tuple) else v for k, v in hyper.items()},
-            "train_config": cfg.model_dump(),
-            "init_seed": seed,
-            "data_seed": seed,
-            "versions": package_versions(),
-            "code_revision": code_revision(),
-            "kernel": kernel_provenance(self.device),  # compiled or fallback (and why): rounding can differ
+            keys.ARCHITECTURE: self.arch,
+            keys.MODEL_ORIGIN: get_entry(self.arch).origin,
+            keys.MODEL_CONFIG: {k: list(v) if isinstance(v, tuple) else v for k, v in hyper.items()},
+            keys.TRAIN_CONFIG: cfg.model_dump(),
+            keys.INIT_SEED: seed,
+            keys.DATA_SEED: seed,
+            keys.VERSIONS: package_versions(),
+            keys.CODE_REVISION: code_revision(),
+            keys.KERNEL: kernel_provenance(
+                self.device
+            ),  # compiled or fallback (and why): rounding can differ
         }
-        if changes := keys.plain(trial.study.user_attrs).get("changes"):  # resumed with --allow-changed
-            attrs["definition_changes"] = changes
+        if changes := keys.plain(trial.study.user_attrs).get(keys.CHANGES):  # resumed with --allow-changed
+            attrs[keys.DEFINITION_CHANGES] = changes
         set_trial_attrs(trial, {keys.key(k): v for k, v in attrs.items()})
 
     def _values(self, trial: optuna.Trial, result: TrainResult) -> float | list[float]:
         """Record the run's outcome on the trial; its objective value(s), or pruned with the reason."""
-        outcome = ("metrics", "epochs_run", "best_epoch", "wall_time", "device", "curve")
+        outcome = (keys.METRICS, keys.EPOCHS_RUN, keys.BEST_EPOCH, keys.WALL_TIME, keys.DEVICE, keys.CURVE)
         report_epoch(trial, self._unwritten, {keys.key(k): getattr(result, k) for k in outcome})
         self._unwritten = {}
         if result.status != "ok":
-            trial.set_user_attr(keys.key("pruned_reason"), result.reason)
+            trial.set_user_attr(keys.key(keys.PRUNED_REASON), result.reason)
             raise TrialPrunedWithReason(result.reason)
         values = [result.metric("valid", task, metric) for task, metric in self.targets]
         if not all(math.isfinite(v) for v in values):
-            trial.set_user_attr(keys.key("pruned_reason"), f"non-finite objective {values}")
+            trial.set_user_attr(keys.key(keys.PRUNED_REASON), f"non-finite objective {values}")
             raise TrialPrunedWithReason("non-finite objective")
         if self.spec.objective.kind == "mean":
             return float(sum(values) / len(values))
@@ -364,11 +376,11 @@ class Objective:
         started = time.perf_counter()
         sampled_model = self.space.suggest(trial)  # the sampler proposes here (relative sampling is lazy)
         sampled_opt = self.opt_space.suggest(trial)
-        proposed: dict[str, Any] = {"proposal_seconds": time.perf_counter() - started}
+        proposed: dict[str, Any] = {keys.PROPOSAL_SECONDS: time.perf_counter() - started}
         if self.worker_id is not None:
             proposed |= {
-                "worker_id": self.worker_id,
-                "sampler_seed": worker_seed(self.spec.sampler.seed, self.worker_id),
+                keys.WORKER_ID: self.worker_id,
+                keys.SAMPLER_SEED: worker_seed(self.spec.sampler.seed, self.worker_id),
             }
         set_trial_attrs(trial, {keys.key(k): v for k, v in proposed.items()})
         reused = self._check_new(trial)
@@ -383,10 +395,10 @@ class Objective:
             self.arch, self.ds.spec, self.ds.tasks, seeds=[seed], budget=self.spec.budget, **hyper
         )
         built = {
-            "units_per_layer": [u.units for u in model.layer_units()],
-            "parameter_count": model.parameter_count(),
-            "live": {"worker": self.worker, "epoch": 0},
-            "threads": threads.for_trial(cfg.threads),
+            keys.UNITS_PER_LAYER: [u.units for u in model.layer_units()],
+            keys.PARAMETER_COUNT: model.parameter_count(),
+            keys.LIVE: {"worker": self.worker, "epoch": 0},
+            keys.THREADS: threads.for_trial(cfg.threads),
         }
         set_trial_attrs(trial, {keys.key(k): v for k, v in built.items()})
         try:
@@ -401,7 +413,7 @@ class Objective:
         except torch.cuda.OutOfMemoryError as exc:
             report_epoch(trial, self._unwritten, {})
             trial.set_user_attr(
-                keys.key("pruned_reason"), f"out of memory on {self.device}: {str(exc).splitlines()[0]}"
+                keys.key(keys.PRUNED_REASON), f"out of memory on {self.device}: {str(exc).splitlines()[0]}"
             )
             raise TrialPrunedWithReason("out of memory") from None
         return self._values(trial, result)

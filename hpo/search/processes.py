@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 def tickets_left(study: optuna.Study) -> int:
     """Tickets of ``study`` (tuning trials or retraining chunks) that no finished trial holds yet."""
-    held = [(keys.plain(t.user_attrs).get("ticket"), t.state) for t in study.get_trials(deepcopy=False)]
+    held = [(keys.plain(t.user_attrs).get(keys.TICKET), t.state) for t in study.get_trials(deepcopy=False)]
     return len({k for k, _ in held if k is not None} - {k for k, s in held if s in DONE})
 
 

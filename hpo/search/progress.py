@@ -112,7 +112,7 @@ class StudyProgress:
         self._show()
 
     def on_epoch(self, trial: optuna.Trial, rep: EpochReport) -> None:
-        arch = keys.plain(trial.user_attrs).get("architecture", "")
+        arch = keys.plain(trial.user_attrs).get(keys.ARCHITECTURE, "")
         if arch in self.rows:
             self.rows[arch]["epoch"] = (
                 f"trial {trial.number}: epoch {rep.epoch}, valid {rep.metric_name} {rep.valid_metric[0]:.4f}"
@@ -130,7 +130,7 @@ class StudyProgress:
         for arch, study in self.studies.items():
             self._count(arch)
             for t in study.get_trials(deepcopy=False, states=(S.RUNNING,)):
-                live = keys.plain(t.user_attrs).get("live") or {}
+                live = keys.plain(t.user_attrs).get(keys.LIVE) or {}
                 if "worker" in live:
                     value = live.get("value")
                     shown = f", valid {live.get('metric')} {value:.4f}" if isinstance(value, float) else ""

@@ -32,7 +32,8 @@ from hpo.models import create_model, gate_utilisation, get_entry, kernel_provena
 from hpo.search import interrupts
 from hpo.search.objective import objective_directions, objective_targets, training_config
 from hpo.search.processes import check_workers_done, with_children, with_signals
-from hpo.search.runner import drain, load_study_dataset
+from hpo.search.studies import load_study_dataset
+from hpo.search.worker import drain
 from hpo.storage import keys
 from hpo.storage.engine import normalise_url, open_storage
 from hpo.storage.locks import claim_lock
@@ -109,7 +110,11 @@ class Chosen:
     def of_trial(cls, trial: optuna.trial.FrozenTrial) -> Chosen:
         attrs = keys.plain(trial.user_attrs)
         return cls(
-            trial.number, trial.values, attrs["model_config"], attrs["train_config"], attrs["parameter_count"]
+            trial.number,
+            trial.values,
+            attrs[keys.MODEL_CONFIG],
+            attrs[keys.TRAIN_CONFIG],
+            attrs[keys.PARAMETER_COUNT],
         )
 
 
@@ -158,12 +163,12 @@ def prepare_retrain(
             direction=main_dir,
             load_if_exists=True,
         )
-        if "tuning_trial" not in keys.plain(study.user_attrs):
+        if keys.TUNING_TRIAL not in keys.plain(study.user_attrs):
             _describe_retrain(study, spec, arch, chosen, ds, device, n_seeds)
         attrs = keys.plain(study.user_attrs)
-        cross = attrs.get("cross")
+        cross = attrs.get(keys.CROSS)
         block = cross["init"] * cross["data"] if cross and cross.get("splits", 1) > 1 else None
-        chunks = chunk_seeds(n_seeds, int(attrs["chunk_size"]), block)
+        chunks = chunk_seeds(n_seeds, int(attrs[keys.CHUNK_SIZE]), block)
         with claim_lock(url, study.study_name):  # overlapping `hpo retrain` processes queue each chunk once
             _queue_chunks(study, chunks)
         out[arch] = study
@@ -190,17 +195,17 @@ def _describe_retrain(
     per = bytes_per_replica(chosen.parameter_count, units, cfg.batch_size)
     chunk = spec.retrain.replicas_per_run or replicas_that_fit(per, device, wanted=n_seeds)
     attrs = {
-        "tuning_trial": chosen.number,
-        "tuning_values": chosen.values,
-        "model_config": hyper,
-        "train_config": chosen.train_config,
-        "architecture": arch,
-        "spec_name": spec.name,
-        "chunk_size": chunk,
-        "fresh_data": spec.retrain.fresh_data,
-        "cross": spec.retrain.cross.model_dump() if spec.retrain.cross else None,
-        "default": spec.is_default,
-        "replicate": spec.replicate_point,
+        keys.TUNING_TRIAL: chosen.number,
+        keys.TUNING_VALUES: chosen.values,
+        keys.MODEL_CONFIG: hyper,
+        keys.TRAIN_CONFIG: chosen.train_config,
+        keys.ARCHITECTURE: arch,
+        keys.SPEC_NAME: spec.name,
+        keys.CHUNK_SIZE: chunk,
+        keys.FRESH_DATA: spec.retrain.fresh_data,
+        keys.CROSS: spec.retrain.cross.model_dump() if spec.retrain.cross else None,
+        keys.DEFAULT: spec.is_default,
+        keys.REPLICATE: spec.replicate_point,
     }
     for key, value in attrs.items():
         study.set_user_attr(keys.key(key), value)
@@ -221,13 +226,13 @@ def chunk_seeds(n_seeds: int, chunk: int, block: int | None = None) -> list[list
 
 def _queue_chunks(study: optuna.Study, chunks: list[list[int]]) -> None:
     live = {
-        keys.plain(t.user_attrs).get("ticket")
+        keys.plain(t.user_attrs).get(keys.TICKET)
         for t in study.get_trials(deepcopy=False)
         if t.state != optuna.trial.TrialState.FAIL
     }
     for c, seeds in enumerate(chunks):
         if c not in live:
-            study.enqueue_trial({}, user_attrs=keys.tag({"ticket": c, "seeds": seeds}))
+            study.enqueue_trial({}, user_attrs=keys.tag({keys.TICKET: c, keys.SEEDS: seeds}))
 
 
 class RetrainObjective:
@@ -237,23 +242,23 @@ class RetrainObjective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         study_attrs = keys.plain(trial.study.user_attrs)
-        seeds: list[int] = list(keys.plain(trial.user_attrs)["seeds"])
+        seeds: list[int] = list(keys.plain(trial.user_attrs)[keys.SEEDS])
         hyper: dict[str, Any] = {
-            k: tuple(v) if isinstance(v, list) else v for k, v in study_attrs["model_config"].items()
+            k: tuple(v) if isinstance(v, list) else v for k, v in study_attrs[keys.MODEL_CONFIG].items()
         }
-        cfg = TrainConfig(**{**study_attrs["train_config"], "device": self.device})
+        cfg = TrainConfig(**{**study_attrs[keys.TRAIN_CONFIG], "device": self.device})
         ds = self.ds
-        if cross := study_attrs.get("cross"):
+        if cross := study_attrs.get(keys.CROSS):
             cells = [cross_cell(s, cross) for s in seeds]
             (split,) = {c[0] for c in cells}  # chunks never span two held-out splits (chunk_seeds)
             init, data = [c[1] for c in cells], [c[2] for c in cells]
             ds = ds.redraw_heldout(split)
-            trial.set_user_attr(keys.key("heldout_split"), split)
+            trial.set_user_attr(keys.key(keys.HELDOUT_SPLIT), split)
         else:
             init, data = [seeds_of(s)[0] for s in seeds], [seeds_of(s)[1] for s in seeds]
         if self.spec.retrain.fresh_data:
             ds = fresh_datasets(self.spec, seeds).to(self.ds.device)
-            trial.set_user_attr(keys.key("dataset_seeds"), [dataset_seed_of(self.spec, s) for s in seeds])
+            trial.set_user_attr(keys.key(keys.DATASET_SEEDS), [dataset_seed_of(self.spec, s) for s in seeds])
         model = create_model(
             self.arch,
             ds.spec,
@@ -263,7 +268,7 @@ class RetrainObjective:
             budget=self.spec.budget,
             **hyper,
         )
-        trial.set_user_attr(keys.key("threads"), threads.for_trial(cfg.threads))
+        trial.set_user_attr(keys.key(keys.THREADS), threads.for_trial(cfg.threads))
         results = train(
             model, ds, cfg, init_seeds=init, data_seeds=data, callback=lambda _: interrupts.check()
         )
@@ -271,18 +276,18 @@ class RetrainObjective:
         n = min(len(test), 4096)
         rows = torch.arange(n, device=test.y.device).unsqueeze(0)
         use = gate_utilisation(model, test.features(rows.expand(len(seeds), -1) if test.replicated else rows))
-        trial.set_user_attr(keys.key("gate_utilisation"), [u.__dict__ for u in use])
-        trial.set_user_attr(keys.key("replicas"), len(seeds))
-        trial.set_user_attr(keys.key("wall_time"), results[0].wall_time)
+        trial.set_user_attr(keys.key(keys.GATE_UTILISATION), [u.__dict__ for u in use])
+        trial.set_user_attr(keys.key(keys.REPLICAS), len(seeds))
+        trial.set_user_attr(keys.key(keys.WALL_TIME), results[0].wall_time)
         by_seed = list(zip(seeds, results, strict=True))
         results_rows, metric_rows = seed_rows(
-            self.spec.name, self.arch, int(study_attrs["tuning_trial"]), by_seed, len(seeds)
+            self.spec.name, self.arch, int(study_attrs[keys.TUNING_TRIAL]), by_seed, len(seeds)
         )
         curves = curve_rows(self.spec.name, self.arch, by_seed)
         store_seed_results(self.url, trial, results_rows, metric_rows, curves)
         values = [r.metric("test", self.task, self.metric) for r in results if r.status == "ok"]
         if not values:
-            trial.set_user_attr(keys.key("pruned_reason"), "every seed of the chunk diverged")
+            trial.set_user_attr(keys.key(keys.PRUNED_REASON), "every seed of the chunk diverged")
             raise optuna.TrialPruned("every seed diverged")
         return float(np.mean(values))
 

@@ -153,10 +153,10 @@ def resume_target(study: optuna.Study, rule: TrialBudget) -> int:
     stopped by ``timeout`` continues from where it was."""
     attrs = _attrs(study)
     if attrs.get("stop_reason") == "timeout":
-        study.set_user_attr(keys.key("stop_reason"), None)
+        study.set_user_attr(keys.key(keys.STOP_REASON), None)
     target = max(rule.min, int(attrs.get("tickets_target") or 0))
     if "tickets_target" not in attrs:
-        study.set_user_attr(keys.key("tickets_target"), target)
+        study.set_user_attr(keys.key(keys.TICKETS_TARGET), target)
     return target
 
 
@@ -171,9 +171,9 @@ def tolerance_of(study: optuna.Study, spec: StudySpec, probe: Any) -> float:
     if "seed_sd" not in attrs:
         sd = float(probe(study.best_trial, rule.probe_seeds))
         if "seed_sd" not in _attrs(study):  # another worker may have measured it meanwhile: the same config
-            study.set_user_attr(keys.key("seed_sd"), sd if math.isfinite(sd) else None)
+            study.set_user_attr(keys.key(keys.SEED_SD), sd if math.isfinite(sd) else None)
             study.set_user_attr(
-                keys.key("seed_sd_probe"), {"trial": study.best_trial.number, "seeds": rule.probe_seeds}
+                keys.key(keys.SEED_SD_PROBE), {"trial": study.best_trial.number, "seeds": rule.probe_seeds}
             )
         attrs = _attrs(study)
     measured = attrs.get("seed_sd")
@@ -211,7 +211,9 @@ def settle(
         if attrs.get("stop_reason") in FINAL:
             return False
         target = max(rule.min, int(attrs.get("tickets_target") or 0))
-        done = {keys.plain(t.user_attrs).get("ticket") for t in trials if t.state in (S.COMPLETE, S.PRUNED)}
+        done = {
+            keys.plain(t.user_attrs).get(keys.TICKET) for t in trials if t.state in (S.COMPLETE, S.PRUNED)
+        }
         if len({d for d in done if d is not None and d < target}) < target:
             return False  # a failed ticket: the next run queues it again, then the rule is applied
         values = rule_values(trials, higher_is_better)
@@ -224,13 +226,13 @@ def settle(
             tolerance=tolerance,
             hits=hits,
         )
-        study.set_user_attr(keys.key("settle_history"), [*attrs.get("settle_history", []), d.record()])
-        study.set_user_attr(keys.key("bound_hits"), hits)
+        study.set_user_attr(keys.key(keys.SETTLE_HISTORY), [*attrs.get("settle_history", []), d.record()])
+        study.set_user_attr(keys.key(keys.BOUND_HITS), hits)
         if d.stop_reason is not None:
-            study.set_user_attr(keys.key("stop_reason"), d.stop_reason)
-            study.set_user_attr(keys.key("stopped_at"), target)
+            study.set_user_attr(keys.key(keys.STOP_REASON), d.stop_reason)
+            study.set_user_attr(keys.key(keys.STOPPED_AT), target)
             return False
-        study.set_user_attr(keys.key("tickets_target"), d.next_target)
+        study.set_user_attr(keys.key(keys.TICKETS_TARGET), d.next_target)
         enqueue(study, d.next_target)
         return True
 
@@ -241,6 +243,6 @@ def mark_timeout(url: str, study: optuna.Study) -> None:
         if _attrs(study).get("stop_reason") in FINAL:
             return
         done = sum(1 for t in study.get_trials(deepcopy=False) if t.state in (S.COMPLETE, S.PRUNED))
-        study.set_user_attr(keys.key("stop_reason"), "timeout")
-        study.set_user_attr(keys.key("stopped_at"), done)
-        study.set_user_attr(keys.key("timeout_at"), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        study.set_user_attr(keys.key(keys.STOP_REASON), "timeout")
+        study.set_user_attr(keys.key(keys.STOPPED_AT), done)
+        study.set_user_attr(keys.key(keys.TIMEOUT_AT), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))

@@ -27,20 +27,20 @@ def storage_status(storage_url: str | None = None) -> list[dict[str, Any]]:
             counts[t.state.name.lower()] += 1
         entry: dict[str, Any] = {
             "study": frozen.study_name,
-            "spec": keys.plain(study.user_attrs).get("spec_name"),
-            "architecture": keys.plain(study.user_attrs).get("architecture"),
+            "spec": keys.plain(study.user_attrs).get(keys.SPEC_NAME),
+            "architecture": keys.plain(study.user_attrs).get(keys.ARCHITECTURE),
             "directions": [d.name.lower() for d in study.directions],
             "objectives": study.metric_names,
             "trials": counts,
-            "surplus": sum(1 for t in trials if keys.plain(t.user_attrs).get("surplus")),
+            "surplus": sum(1 for t in trials if keys.plain(t.user_attrs).get(keys.SURPLUS)),
         }
         attrs = keys.plain(study.user_attrs)
         if (
-            "tickets_target" in attrs or "stop_reason" in attrs
+            keys.TICKETS_TARGET in attrs or keys.STOP_REASON in attrs
         ):  # a convergence budget (trials: {until: settled})
-            entry["stop_reason"] = attrs.get("stop_reason")
-            entry["stopped_at"] = attrs.get("stopped_at")
-            entry["settle_history"] = attrs.get("settle_history", [])
+            entry["stop_reason"] = attrs.get(keys.STOP_REASON)
+            entry["stopped_at"] = attrs.get(keys.STOPPED_AT)
+            entry["settle_history"] = attrs.get(keys.SETTLE_HISTORY, [])
         complete = [
             t
             for t in trials
@@ -54,7 +54,7 @@ def storage_status(storage_url: str | None = None) -> list[dict[str, Any]]:
                 "number": best.number,
                 "value": best.value,
                 "params": best.params,
-                "model_config": keys.plain(best.user_attrs).get("model_config"),
+                "model_config": keys.plain(best.user_attrs).get(keys.MODEL_CONFIG),
             }
         elif complete:
             entry["pareto_front"] = [{"number": t.number, "values": t.values} for t in study.best_trials]

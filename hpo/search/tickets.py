@@ -2,7 +2,7 @@
 
 A ticket is a WAITING trial tagged with its index (``ticket``); a study holds tickets ``0 .. n-1``, each owned by
 at most one live trial, so any number of workers and relaunches run exactly ``n`` trials. The worker loop
-(:mod:`hpo.search.runner`) queues and claims them under the study's claim lock; ``hpo validate`` counts a grid
+(:mod:`hpo.search.runner` and :mod:`hpo.search.worker`) queue and claim them under the study's claim lock; ``hpo validate`` counts a grid
 study's points with :func:`tickets_of`.
 """
 
@@ -34,11 +34,11 @@ def ensure_tickets(study: optuna.Study, n: int, params: Sequence[dict[str, Any]]
 
     ``params[i]``, when given, fixes ticket ``i``'s parameters (a grid point)."""
     trials = study.get_trials(deepcopy=False)
-    live = {keys.plain(t.user_attrs).get("ticket") for t in trials if t.state in LIVE}
+    live = {keys.plain(t.user_attrs).get(keys.TICKET) for t in trials if t.state in LIVE}
     missing = [i for i in range(n) if i not in live]
     for i in missing:
         fixed = dict(params[i]) if params is not None else {}
-        study.enqueue_trial(fixed, user_attrs=keys.tag({"ticket": i}), skip_if_exists=False)
+        study.enqueue_trial(fixed, user_attrs=keys.tag({keys.TICKET: i}), skip_if_exists=False)
     return len(missing)
 
 

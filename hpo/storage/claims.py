@@ -30,6 +30,7 @@ import numpy as np
 import optuna
 import sqlalchemy as sa
 
+from hpo.storage import keys
 from hpo.storage.engine import engine_for, is_rdb
 from hpo.storage.tables import TICKET_OWNERS, WORKERS, ensure_tables, insert_ignore
 
@@ -98,24 +99,24 @@ def _claim_in_optuna(
     claims = optuna.create_study(storage=storage, study_name=study + CLAIMS_SUFFIX, load_if_exists=True)
     token = uuid.uuid4().hex
     claims.enqueue_trial(
-        {}, user_attrs={"ticket": ticket, "trial": number, "token": token}, skip_if_exists=False
+        {}, user_attrs={keys.TICKET: ticket, keys.TRIAL: number, keys.TOKEN: token}, skip_if_exists=False
     )
-    records = [c for c in claims.get_trials(deepcopy=False) if c.user_attrs.get("ticket") == ticket]
-    mine = next(c for c in records if c.user_attrs.get("token") == token)
+    records = [c for c in claims.get_trials(deepcopy=False) if c.user_attrs.get(keys.TICKET) == ticket]
+    mine = next(c for c in records if c.user_attrs.get(keys.TOKEN) == token)
     live = [
         c
         for c in records
-        if c is mine or not (c.user_attrs.get("surplus") or failed(int(c.user_attrs["trial"])))
+        if c is mine or not (c.user_attrs.get(keys.SURPLUS) or failed(int(c.user_attrs[keys.TRIAL])))
     ]
-    owner = min(live, key=lambda c: (c.number, c.user_attrs["trial"]))
+    owner = min(live, key=lambda c: (c.number, c.user_attrs[keys.TRIAL]))
     if owner is mine:
         return None
     # a claim that lost stays lost, even after the owner fails: only a new claim (a retry) can take over
     study_id = storage.get_study_id_from_name(claims.study_name)
     storage.set_trial_user_attr(
-        storage.get_trial_id_from_study_id_trial_number(study_id, mine.number), "surplus", True
+        storage.get_trial_id_from_study_id_trial_number(study_id, mine.number), keys.SURPLUS, True
     )
-    return int(owner.user_attrs["trial"])
+    return int(owner.user_attrs[keys.TRIAL])
 
 
 def register_worker(url: str, storage: optuna.storages.BaseStorage, spec: str) -> int:

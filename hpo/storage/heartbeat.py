@@ -19,6 +19,7 @@ from collections.abc import Iterator
 import optuna
 import sqlalchemy
 
+from hpo.storage import keys
 from hpo.storage.engine import is_rdb
 from hpo.storage.optuna_internals import orphaned_heartbeat_stops, study_sql_backend, trial_id
 
@@ -32,7 +33,7 @@ __all__ = [
     "trial_heartbeat",
 ]
 
-HEARTBEAT_ATTR = "hpo.heartbeat"
+HEARTBEAT_ATTR = keys.key(keys.HEARTBEAT)
 INTERVAL = float(os.environ.get("HPO_HEARTBEAT_SECONDS", "10"))
 
 

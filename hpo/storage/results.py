@@ -29,6 +29,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from hpo.schema import CURVE_SPLITS
+from hpo.storage import keys
 from hpo.storage.engine import engine_for
 from hpo.storage.tables import (
     SEED_CURVES,
@@ -140,7 +141,7 @@ def as_attribute(
     }
 
 
-SEED_RESULTS_ATTR = "hpo.seed_results"
+SEED_RESULTS_ATTR = keys.key(keys.SEED_RESULTS)
 
 
 def _from_attributes(url: str, spec: str) -> dict[str, pd.DataFrame]:
@@ -161,7 +162,7 @@ def _from_attributes(url: str, spec: str) -> dict[str, pd.DataFrame]:
         study = optuna.load_study(study_name=name, storage=storage)
         for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
             rows = t.user_attrs.get(SEED_RESULTS_ATTR)
-            if not rows or t.user_attrs.get("surplus"):
+            if not rows or keys.plain(t.user_attrs).get(keys.SURPLUS):
                 continue
             fresh = set()
             for r in rows["results"]:

@@ -25,7 +25,7 @@ import torch
 from hpo.cli import main
 from hpo.config.study import load_study
 from hpo.search.retrain import prepare_retrain, retrain_study_name
-from hpo.search.runner import create_studies, load_study_dataset
+from hpo.search.studies import create_studies, load_study_dataset
 from hpo.search.tickets import ensure_tickets
 from hpo.storage import keys
 from hpo.storage.engine import open_storage

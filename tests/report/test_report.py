@@ -164,7 +164,7 @@ def test_killed_retrain_worker_then_rerun_gives_every_seed_exactly_once(
     import torch
 
     from hpo.search.retrain import prepare_retrain
-    from hpo.search.runner import load_study_dataset
+    from hpo.search.studies import load_study_dataset
 
     path, url = tuned(tmp_path, architectures=["mmoe"], retrain={"seeds": 6, "replicas_per_run": 2})
     spec = load_study(path)

@@ -10,7 +10,7 @@ import pytest
 from hpo.config.study import load_study
 from hpo.models import kernel_provenance
 from hpo.search.objective import DuplicateConfiguration, Objective
-from hpo.search.runner import load_study_dataset
+from hpo.search.studies import load_study_dataset
 from hpo.storage import keys
 from tests.search.conftest import make_study
 

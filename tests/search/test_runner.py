@@ -17,8 +17,10 @@ import pytest
 
 from hpo.cli import main
 from hpo.config.study import load_study
-from hpo.search.runner import create_studies, drain, load_study_dataset, run_study
+from hpo.search.runner import run_study
+from hpo.search.studies import create_studies, load_study_dataset
 from hpo.search.tickets import ensure_tickets
+from hpo.search.worker import drain
 from hpo.storage import keys
 from hpo.storage.engine import mask_url, open_storage
 from tests.search.conftest import make_study
