@@ -9,20 +9,25 @@ Why each is needed (Optuna 4-5 has no public equivalent):
 * the trial's cached copy (``_cached_frozen_trial``), kept equal to what was written, as ``set_user_attr`` does;
 * ``RDBStorage``'s per-attribute and per-value writers and its scoped session, so a group of attributes is written
   with Optuna's own statements and running-trial check in one transaction (one SQLite sync instead of twenty);
-* the heartbeat thread's target (``HeartbeatThread._record_heartbeat``), to stop a heartbeat an interrupt orphaned.
+* the heartbeat thread's target (``HeartbeatThread._record_heartbeat``), to stop a heartbeat an interrupt orphaned;
+* that Optuna's gRPC server changes a trial's state through the served storage's ``set_trial_state_values``, so
+  wrapping that one method serialises every state change the proxy makes (:mod:`hpo.storage.proxy`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 
 __all__ = [
     "cached_trial",
     "orphaned_heartbeat_stops",
+    "serialise_state_changes",
     "sql_backend",
     "study_sql_backend",
     "trial_id",
@@ -86,3 +91,19 @@ def orphaned_heartbeat_stops() -> Iterator[tuple[threading.Thread, threading.Eve
             args: tuple[Any, ...] = tuple(getattr(thread, "_args", ()))
             if len(args) == 3 and isinstance(args[2], threading.Event):
                 yield thread, args[2]
+
+
+def serialise_state_changes(
+    storage: optuna.storages.BaseStorage, guard: Callable[[], contextlib.AbstractContextManager[Any]]
+) -> None:
+    """Run every ``set_trial_state_values`` of ``storage`` inside ``guard()``, one at a time: the call a worker
+    takes a WAITING trial with, which must say True to one caller only."""
+    change = storage.set_trial_state_values
+
+    def set_trial_state_values(
+        trial_id: int, state: TrialState, values: Sequence[float] | None = None
+    ) -> bool:
+        with guard():
+            return change(trial_id, state=state, values=values)
+
+    storage.set_trial_state_values = set_trial_state_values  # type: ignore[method-assign]

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator
 
 import optuna
-from optuna.trial import TrialState
 
 from hpo.errors import StorageError
 from hpo.storage.engine import is_rdb, mask_url, open_storage, sqlite_path
 from hpo.storage.filelock import file_lock, lock_path
+from hpo.storage.optuna_internals import serialise_state_changes
 
 __all__ = ["served_storage"]
 
@@ -33,15 +33,13 @@ def served_storage(url: str, *, create: bool = False) -> optuna.storages.BaseSto
     if not is_rdb(url):
         raise StorageError(f"the proxy serves a SQL database; {mask_url(url)} is not one")
     served = optuna.storages.get_storage(open_storage(url, heartbeat=False, create=create))
-    change = served.set_trial_state_values
     path = sqlite_path(url)
     lock = threading.Lock()
 
-    def set_trial_state_values(
-        trial_id: int, state: TrialState, values: Sequence[float] | None = None
-    ) -> bool:
+    @contextlib.contextmanager
+    def one_at_a_time() -> Iterator[None]:
         with lock, file_lock(lock_path(path)) if path is not None else contextlib.nullcontext():
-            return change(trial_id, state=state, values=values)
+            yield
 
-    served.set_trial_state_values = set_trial_state_values  # type: ignore[method-assign]
+    serialise_state_changes(served, one_at_a_time)
     return served

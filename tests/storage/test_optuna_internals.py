@@ -3,6 +3,7 @@ names the piece that moved (hpo/storage/optuna_internals.py is the only module t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -12,6 +13,7 @@ from hpo.storage.engine import open_storage
 from hpo.storage.optuna_internals import (
     cached_trial,
     orphaned_heartbeat_stops,
+    serialise_state_changes,
     sql_backend,
     study_sql_backend,
     trial_id,
@@ -69,3 +71,24 @@ def test_heartbeat_threads_are_found_while_a_trial_runs(tmp_path: Path) -> None:
     study.optimize(objective, n_trials=1)
     assert seen == [1]  # the running trial's heartbeat thread, with its stop event
     assert list(orphaned_heartbeat_stops()) == []  # stopped with its trial
+
+
+def test_a_trial_is_taken_through_the_wrapped_state_change(tmp_path: Path) -> None:
+    """The proxy serialises trial state changes by wrapping ``set_trial_state_values``: taking a queued trial and
+    finishing it both go through it."""
+    import contextlib
+
+    storage = optuna.storages.get_storage(open_storage(f"sqlite:///{tmp_path / 'a.db'}", heartbeat=False))
+    entered: list[int] = []
+
+    @contextlib.contextmanager
+    def guard() -> Iterator[None]:
+        entered.append(1)
+        yield
+
+    serialise_state_changes(storage, guard)
+    study = optuna.create_study(storage=storage, study_name="s")
+    study.enqueue_trial({})
+    trial = study.ask()  # WAITING -> RUNNING
+    study.tell(trial, 1.0)  # RUNNING -> COMPLETE
+    assert len(entered) >= 2 and study.trials[0].state == optuna.trial.TrialState.COMPLETE
