@@ -353,7 +353,23 @@ def _loop_views(fn: ast.AST) -> set[str]:
         )
         pairs = [(g.target, g.iter) for g in gens] + ([(n.target, n.iter)] if isinstance(n, ast.For) else [])
         out |= {t.id for t, it in pairs if isinstance(t, ast.Name) and _values_of_per_arch(it)}
+        out |= {  # for arch, attrs in data.retrain_attrs.items()
+            t.elts[1].id
+            for t, it in pairs
+            if isinstance(t, ast.Tuple) and len(t.elts) == 2 and isinstance(t.elts[1], ast.Name)
+            and _items_of_per_arch(it)
+        }  # fmt: skip
     return out
+
+
+def _items_of_per_arch(n: ast.AST) -> bool:
+    return (
+        isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Attribute)
+        and n.func.attr == "items"
+        and isinstance(n.func.value, ast.Attribute)
+        and n.func.value.attr in _PER_ARCH_VIEWS
+    )
 
 
 def _attribute_literals(source: str) -> list[tuple[int, int, int, str]]:
@@ -445,6 +461,8 @@ def f(t, study, data):
     w = [a.get("a7") for a in data.study_attrs.values()]
     built = {"a8": 1}
     set_trial_attrs(t, {keys.key(k): v for k, v in built.items()})
+    for arch, attrs2 in data.retrain_attrs.items():
+        print(attrs2["a9"])
     other = {"fine": 1}.get("fine")
 """
-    assert [v for *_, v in _attribute_literals(planted)] == [f"a{i}" for i in range(1, 9)]
+    assert [v for *_, v in _attribute_literals(planted)] == [f"a{i}" for i in range(1, 10)]

@@ -48,7 +48,7 @@ from hpo.errors import ConfigError
 from hpo.limits import MAX_REPLICATES, MAX_SEEDS, MAX_TRIALS
 from hpo.yamlio import format_validation_error, read_yaml
 
-__all__ = ["StudySpec", "TrialBudget", "changed_fields", "load_study"]
+__all__ = ["StudySpec", "TrialBudget", "changed_fields", "load_study", "sweep_value"]
 
 
 class _Strict(BaseModel):
@@ -183,6 +183,11 @@ class RetrainSpec(_Strict):
         return self
 
 
+def sweep_value(key: str, v: float) -> float | int:
+    """A swept value as the generator takes it (and as sub-study names print it): counts are integers."""
+    return int(v) if key in ("m", "d", "n_train", "seed") else float(v)
+
+
 class SweepSpec(_Strict):
     """One sub-study per value of a synthetic generator setting (the paper's loss-against-correlation curves).
 
@@ -194,6 +199,11 @@ class SweepSpec(_Strict):
     # interval of its change lies within +-flat_margin of its median at the top of the sweep (declared before the
     # runs, as an equivalence test needs)
     flat_margin: float = Field(0.10, gt=0, lt=1)
+    # how each architecture's configuration is chosen: at every value on its own (``per_value``: the paper's
+    # protocol, so a curve across the sweep may join different learning rates), or once for the whole sweep
+    # (``pooled``: the grid point with the best validation objective averaged over every value, retrained at every
+    # value, so a trend across the sweep is not a change of configuration)
+    choose: Literal["per_value", "pooled"] = "per_value"
 
 
 class StudySpec(_Strict):
@@ -349,14 +359,20 @@ class StudySpec(_Strict):
         out = []
         key = self.sweep.key
         for v in self.sweep.values:
-            value: float | int = int(v) if key in ("m", "d", "n_train", "seed") else float(v)
+            value = sweep_value(key, v)
             out.append(
                 self.model_copy(
                     update={
                         "name": f"{self.name}.{key}{value:g}",
                         "dataset": self.dataset.model_copy(update={key: value}),
                         "sweep": None,
-                        "sweep_point": {"of": self.name, "key": key, "value": value},
+                        "sweep_point": {
+                            "of": self.name,
+                            "key": key,
+                            "value": value,
+                            "choose": self.sweep.choose,
+                            "values": [float(x) for x in self.sweep.values],
+                        },
                     }
                 )
             )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -93,9 +93,42 @@ class Split:
         return Split(self.cont.to(device), self.cat.to(device), self.y.to(device))
 
 
+class TrainStream(Protocol):
+    """Fresh training rows for every epoch from a generator (the validation and test rows stay fixed): training
+    then never sees a row twice, so what limits a model is its capacity, not the data (``dataset: {stream: true}``).
+    """
+
+    def draw(self, epoch: int, device: torch.device) -> Split:
+        """Epoch ``epoch``'s training rows (epoch 1's are the dataset's own), drawn on ``device``; deterministic."""
+        ...
+
+    def select(self, keep: Sequence[int]) -> TrainStream:
+        """The stream of replicas ``keep`` of a replicated dataset."""
+        ...
+
+
+@dataclass(frozen=True)
+class StackedStream:
+    """One stream per replica, drawn together as a replicated split."""
+
+    streams: tuple[TrainStream, ...]
+
+    def draw(self, epoch: int, device: torch.device) -> Split:
+        parts = [s.draw(epoch, device) for s in self.streams]
+        return Split(
+            torch.stack([p.cont for p in parts]),
+            torch.stack([p.cat for p in parts]),
+            torch.stack([p.y for p in parts]),
+        )
+
+    def select(self, keep: Sequence[int]) -> TrainStream:
+        return StackedStream(tuple(self.streams[i] for i in keep))
+
+
 @dataclass
 class TabularDataset:
-    """A prepared dataset: the model-facing :class:`InputSpec`, the tasks and the three splits."""
+    """A prepared dataset: the model-facing :class:`InputSpec`, the tasks and the three splits (and, for a
+    generator that streams, where each epoch's fresh training rows come from)."""
 
     name: str
     spec: InputSpec
@@ -104,6 +137,14 @@ class TabularDataset:
     continuous: tuple[str, ...] = ()
     categorical: tuple[str, ...] = ()
     provenance: dict[str, Any] = field(default_factory=dict)
+    stream: TrainStream | None = None
+
+    def train_split(self, epoch: int) -> Split:
+        """The training rows of ``epoch`` (1-based): the dataset's own, or fresh ones from its stream after the
+        first epoch, on the dataset's device."""
+        if self.stream is None or epoch <= 1:
+            return self.splits["train"]
+        return self.stream.draw(epoch, self.device)
 
     def __post_init__(self) -> None:
         for name in SPLITS:
@@ -127,7 +168,10 @@ class TabularDataset:
     def select_replicas(self, keep: Sequence[int]) -> TabularDataset:
         if self.replicas is None:
             return self
-        return replace(self, splits={k: v.select_replicas(keep) for k, v in self.splits.items()})
+        stream = self.stream.select(keep) if self.stream is not None else None
+        return replace(
+            self, splits={k: v.select_replicas(keep) for k, v in self.splits.items()}, stream=stream
+        )
 
     @staticmethod
     def stack(datasets: Sequence[TabularDataset]) -> TabularDataset:
@@ -147,7 +191,15 @@ class TabularDataset:
             for s in SPLITS
         }
         provenance = {**first.provenance, "replicas": [d.provenance for d in datasets]}
-        return replace(first, name=f"{first.name} (x{len(datasets)})", splits=splits, provenance=provenance)
+        streams = [d.stream for d in datasets]
+        stream = StackedStream(tuple(s for s in streams if s is not None)) if all(streams) else None
+        return replace(
+            first,
+            name=f"{first.name} (x{len(datasets)})",
+            splits=splits,
+            provenance=provenance,
+            stream=stream,
+        )
 
     def redraw_heldout(self, seed: int) -> TabularDataset:
         """The validation and test rows pooled and split again at random (same sizes; training rows unchanged):
@@ -183,6 +235,7 @@ class TabularDataset:
             self.continuous,
             self.categorical,
             self.provenance,
+            self.stream,
         )
 
     def label_pearson(self, split: str = "train") -> float | None:

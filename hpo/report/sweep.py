@@ -27,6 +27,7 @@ from hpo.report.output import write_table
 from hpo.report.render import figures_html, render_page, table_html
 from hpo.report.stats import compare_pairs
 from hpo.report.study_sections import randomised
+from hpo.storage import keys
 
 __all__ = ["sweep_curves", "sweep_losses", "write_sweep_report"]
 
@@ -90,7 +91,7 @@ def convergence_table(datas: list[tuple[float, ReportData]], key: str) -> pd.Dat
             s = sr[(sr.architecture == arch) & (sr.status == "ok")] if len(sr) else sr
             if not len(s):
                 continue
-            cap = int((attrs.get("train_config") or {}).get("epochs") or 0)
+            cap = int((attrs.get(keys.TRAIN_CONFIG) or {}).get("epochs") or 0)
             rows.append(
                 {
                     key: value,
@@ -138,15 +139,40 @@ def _chosen_table(datas: list[tuple[float, ReportData]], key: str) -> pd.DataFra
                     key: value,
                     "architecture": arch,
                     "chosen": ", ".join(
-                        f"{k}={v}" for k, v in (attrs.get("train_config") or {}).items() if k == "lr"
+                        f"{k}={v}" for k, v in (attrs.get(keys.TRAIN_CONFIG) or {}).items() if k == "lr"
                     ),
-                    "validation objective": (attrs.get("tuning_values") or [float("nan")])[0],
+                    "validation objective": (attrs.get(keys.TUNING_VALUES) or [float("nan")])[0],
                     "grid (validation objective per point)": grid,
                     "parameters": int(t.parameter_count.iloc[0]) if len(t) else None,
                     "units_per_layer": t.units_per_layer.iloc[0] if len(t) else "",
                 }
             )
     return pd.DataFrame(rows)
+
+
+def choice_note(chosen: pd.DataFrame, key: str, choose: str) -> str:
+    """How the configurations were chosen, and, where each value chose its own, which architectures' curves join
+    different configurations (a trend across the sweep that is partly a change of learning rate)."""
+    if choose == "pooled":
+        return (
+            f"<p>Each architecture's configuration was chosen once for the whole sweep (<code>choose: pooled</code>): "
+            f"the grid point with the best validation objective averaged over every value of {esc(key)}, retrained "
+            "at every value.</p>"
+        )
+    if chosen.empty:
+        return ""
+    varies = []
+    for arch, rows in chosen.groupby("architecture", sort=False):
+        picks = rows.groupby("chosen", sort=False)[key].apply(lambda v: ", ".join(f"{x:g}" for x in v))
+        if len(picks) > 1:
+            varies.append(f"{arch} ({'; '.join(f'{c} at {key} = {v}' for c, v in picks.items())})")
+    if not varies:
+        return f"<p>Each value of {esc(key)} chose its own configuration; every architecture chose the same at all.</p>"
+    return (
+        f"<p><b>The chosen configuration changes across {esc(key)}</b> for {esc('; '.join(varies))}: their curves "
+        f"across {esc(key)} join different settings, so part of a trend may be the setting, not {esc(key)}. "
+        "<code>sweep: {choose: pooled}</code> chooses once for the whole sweep.</p>"
+    )
 
 
 def loss_band_figure(summary: pd.DataFrame, key: str, archs: list[str]) -> go.Figure:
@@ -292,7 +318,7 @@ def _write_csvs(stem: Path, tables: dict[str, pd.DataFrame]) -> None:
 
 def _body(
     spec: StudySpec, summary: pd.DataFrame, pairs: pd.DataFrame, chosen: pd.DataFrame, figs: list[tuple[str, Any]],
-    n_seeds: int, prov_rows: str, findings: str, convergence: str, curves: str,
+    n_seeds: int, prov_rows: str, findings: str, convergence: str, curves: str, choose: str = "per_value",
 ) -> str:  # fmt: skip
     assert spec.sweep is not None
     key, archs = spec.sweep.key, [a.name for a in spec.architectures]
@@ -318,13 +344,26 @@ data, with a two-sided sign test of that share (ties dropped); this removes the 
 is most of the spread. p-values are Holm-corrected over the pairs of one design at each value (the CSV's
 <code>holm_family_size</code>).</p>
 {table_html(pairs)}
-<h2>Chosen hyperparameters</h2>{table_html(chosen)}
+<h2>Chosen hyperparameters</h2>{choice_note(chosen, key, choose)}{table_html(chosen)}
 {convergence}
 <h2>Figures</h2>{figures_html(figs) or '<p class="muted">no retrain results yet: run hpo retrain</p>'}
 {curves}
 <h2>Provenance</h2><table class="results provenance">{prov_rows}</table>
 <h2>Study specification</h2><pre>{esc(json.dumps(spec.model_dump(exclude={"source"}), indent=2, default=str))}</pre>
 """
+
+
+def _figures(
+    summary: pd.DataFrame, losses: pd.DataFrame, key: str, archs: list[str]
+) -> list[tuple[str, Any]]:
+    """The paper's views of the final losses (none before anything is retrained)."""
+    if not len(losses):
+        return []
+    return [
+        (f"Test loss against {key} (the paper's Figures 3 and 4)", loss_band_figure(summary, key, archs)),
+        (f"Per task against {key}", task_curves_figure(summary, key, archs)),
+        ("Trainability histograms (the paper's Figure 5)", trainability_figure(losses, key, archs)),
+    ]
 
 
 def write_sweep_report(
@@ -359,13 +398,7 @@ def write_sweep_report(
         "loss_curves": curves,
     }
     _write_csvs(out.with_suffix(""), out_tables)
-    figs: list[tuple[str, Any]] = []
-    if len(losses):
-        figs = [
-            (f"Test loss against {key} (the paper's Figures 3 and 4)", loss_band_figure(summary, key, archs)),
-            (f"Per task against {key}", task_curves_figure(summary, key, archs)),
-            ("Trainability histograms (the paper's Figure 5)", trainability_figure(losses, key, archs)),
-        ]
+    figs = _figures(summary, losses, key, archs)
     n_seeds = int(losses.groupby(["value", "architecture"]).size().min()) if len(losses) else 0
     found = paper_findings(
         losses, key, margin=spec.sweep.flat_margin if spec.sweep is not None else FLAT_MARGIN
@@ -383,6 +416,7 @@ def write_sweep_report(
         spec, summary, pairs, chosen, figs, n_seeds, _provenance_rows(spec, datas), findings_html(found, key),
         _convergence_html(conv),
         curves_section(curves, curve_html, f"One line per value of {key}, darker for lower values."),
+        spec.sweep.choose,
     )  # fmt: skip
     n_figs = len(figs) + bool(curve_html)
     out.write_text(render_page(f"{spec.name} report", body, n_figs), encoding="utf-8")

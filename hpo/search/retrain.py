@@ -24,7 +24,7 @@ import torch
 
 from hpo.config import naming
 from hpo.config.naming import cross_cell, seeds_of
-from hpo.config.study import StudySpec
+from hpo.config.study import StudySpec, sweep_value
 from hpo.data._tabular import TabularDataset
 from hpo.data.synthetic import SyntheticConfig
 from hpo.errors import ConfigError
@@ -96,6 +96,35 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
     return max(front, key=lambda t: sign * t.values[0])
 
 
+def _complete_by_params(study: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]:
+    """A study's complete, finite trials keyed by their parameters (one per configuration: a grid runs each once)."""
+    out: dict[str, optuna.trial.FrozenTrial] = {}
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        if t.values is not None and all(map(math.isfinite, t.values)):
+            out.setdefault(repr(sorted(t.params.items())), t)
+    return out
+
+
+def pooled_trial(
+    spec: StudySpec, arch: str, storage: optuna.storages.BaseStorage
+) -> optuna.trial.FrozenTrial:
+    """``sweep: {choose: pooled}``: this sub-study's trial of the configuration whose validation objective,
+    averaged over every value of the sweep, is best (only configurations that completed at every value count)."""
+    point = spec.sweep_point or {}
+    names = [f"{point['of']}.{point['key']}{sweep_value(point['key'], v):g}" for v in point["values"]]
+    studies = [optuna.load_study(study_name=f"{n}/{arch}", storage=storage) for n in names]
+    runs = [_complete_by_params(s) for s in studies]
+    common = set.intersection(*(set(r) for r in runs))
+    if not common:
+        raise ConfigError(
+            f"{spec.source}: sweep.choose pooled: no configuration of {arch} completed at every value of "
+            f"{point['key']}; run `hpo run` until each has"
+        )
+    sign = -1.0 if studies[0].direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    best = min(sorted(common), key=lambda k: sign * float(np.mean([r[k].values[0] for r in runs])))
+    return _complete_by_params(optuna.load_study(study_name=spec.study_name(arch), storage=storage))[best]
+
+
 @dataclass(frozen=True)
 class Chosen:
     """What a retrain study retrains: a tuning trial's configuration, or the default one (trial number -1)."""
@@ -155,7 +184,8 @@ def prepare_retrain(
                     f"no tuning study {spec.study_name(arch)!r} in the storage; run `hpo run {spec.source}` first"
                 )
             tuning = optuna.load_study(study_name=spec.study_name(arch), storage=storage)
-            chosen = Chosen.of_trial(best_trial(tuning))
+            pooled = (spec.sweep_point or {}).get("choose") == "pooled"
+            chosen = Chosen.of_trial(pooled_trial(spec, arch, storage) if pooled else best_trial(tuning))
             main_dir = tuning.directions[0]
         study = optuna.create_study(
             storage=storage,

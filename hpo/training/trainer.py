@@ -327,9 +327,10 @@ class _Run:
         self.max_steps = config.max_steps or math.inf
         self.t0 = time.perf_counter()
 
-    def train_epoch(self) -> list[float]:
-        """One pass over the training rows in each active replica's own order; its mean loss per replica."""
-        split = self.ds_active.splits["train"]
+    def train_epoch(self, epoch: int) -> list[float]:
+        """One pass over the epoch's training rows (the dataset's own, or fresh ones from a streaming generator) in
+        each active replica's own order; its mean loss per replica."""
+        split = self.ds_active.train_split(epoch)
         n, bs = len(split), self.config.batch_size
         perm = torch.stack([torch.randperm(n, generator=self.replicas[r].generator) for r in self.active])
         perm = perm.to(self.device)
@@ -466,7 +467,7 @@ def train(
     run = _Run(model, dataset, config, init, data)
     model.train()
     for epoch in range(1, config.epochs + 1):
-        train_loss = run.train_epoch()
+        train_loss = run.train_epoch(epoch)
         keep = run.judge(epoch, train_loss)
         if callback is not None:
             callback(run.report(epoch, train_loss))

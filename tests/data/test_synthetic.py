@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from hpo.data import SyntheticConfig, make_synthetic
+from hpo.data import SyntheticConfig, TabularDataset, make_synthetic
 from hpo.errors import DataError
 
 
@@ -72,3 +72,37 @@ def test_redrawn_heldout_rows_keep_sizes_rows_and_training_split() -> None:
     assert torch.equal(
         ds.redraw_heldout(1).splits["test"].y, one.splits["test"].y
     )  # a pure function of the seed
+
+
+def test_a_stream_draws_fresh_training_rows_each_epoch_from_the_same_generator() -> None:
+    """``stream: true``: epoch 1 trains on the dataset's own rows, every later epoch on fresh ones (same task
+    weights and sines, so the same regression problem), deterministically; validation and test never change."""
+    cfg = SyntheticConfig(p=0.5, d=8, n_train=4000, n_valid=100, n_test=100, seed=3, stream=True)
+    ds = make_synthetic(cfg)
+    fixed = make_synthetic(cfg.model_copy(update={"stream": False}))
+    assert fixed.stream is None and torch.equal(fixed.splits["train"].y, ds.splits["train"].y)
+    first, second, again = ds.train_split(1), ds.train_split(2), ds.train_split(2)
+    assert first is ds.splits["train"] and not torch.equal(first.cont, second.cont)
+    assert torch.equal(second.cont, again.cont) and torch.equal(second.y, again.y)
+    assert second.y.shape == first.y.shape
+
+    # the same problem: the label correlation and the linear part's fit carry over to fresh rows
+    def corr(s: object) -> float:
+        y = s.y.numpy()  # type: ignore[attr-defined]
+        return float(np.corrcoef(y[:, 0], y[:, 1])[0, 1])
+
+    assert abs(corr(first) - corr(second)) < 0.05
+    w = np.linalg.lstsq(first.cont.numpy(), first.y.numpy(), rcond=None)[0]
+    resid = second.y.numpy() - second.cont.numpy() @ w
+    assert resid.var() < 0.8 * second.y.numpy().var()
+
+
+def test_a_stacked_stream_draws_each_replicas_own_rows_and_follows_compaction() -> None:
+    cfgs = [SyntheticConfig(d=6, n_train=50, n_valid=20, n_test=20, seed=s, stream=True) for s in (1, 2, 3)]
+    stacked = TabularDataset.stack([make_synthetic(c) for c in cfgs])
+    rows = stacked.train_split(4)
+    assert rows.y.shape[:2] == (3, 50)
+    for r, c in enumerate(cfgs):
+        assert torch.equal(rows.cont[r], make_synthetic(c).train_split(4).cont)
+    kept = stacked.select_replicas([0, 2]).train_split(4)
+    assert torch.equal(kept.cont, rows.cont[[0, 2]])

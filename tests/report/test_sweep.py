@@ -276,3 +276,33 @@ def test_every_ablation_changes_exactly_one_setting_of_the_baseline() -> None:
             "bottom_units": [units],
             "tower_units": [8],
         }
+
+
+def test_pooled_choice_retrains_one_configuration_at_every_value(tmp_path: Path) -> None:
+    """``sweep: {choose: pooled}``: each architecture retrains, at every p, the learning rate whose validation
+    objective averaged over the p values is best (computed here from the grid trials directly)."""
+    path = sweep_study(
+        tmp_path,
+        sweep={"key": "p", "values": [0.2, 1.0], "choose": "pooled"},
+        retrain={"seeds": 2, "replicas_per_run": 2, "fresh_data": True},
+    )
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    assert main(["run", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
+    assert main(["retrain", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
+    spec = load_study(path)
+    storage = open_storage(url, heartbeat=False)
+    for arch in ("shared_bottom", "omoe", "mmoe"):
+        grids = [
+            {
+                t.params["lr"]: t.values[0]
+                for t in optuna.load_study(study_name=s.study_name(arch), storage=storage).trials
+            }
+            for s in spec.expand()
+        ]
+        expected = min(grids[0], key=lambda lr: np.mean([g[lr] for g in grids]))
+        for sub in spec.expand():
+            retrain = optuna.load_study(study_name=retrain_study_name(sub, arch), storage=storage)
+            assert keys.plain(retrain.user_attrs)[keys.TRAIN_CONFIG]["lr"] == expected
+    out = tmp_path / "rep" / "sweep.html"
+    assert main(["report", str(path), "--storage", url, "--out", str(out)]) == 0
+    assert "chosen once for the whole sweep (<code>choose: pooled</code>)" in out.read_text()
