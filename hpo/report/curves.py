@@ -12,6 +12,8 @@ losses' bootstrap intervals are in the report's tables.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -109,17 +111,18 @@ def _colour(i: int, n: int, sequential: bool) -> str:
     return str(sample_colorscale("Viridis", [0.9 * i / max(n - 1, 1)])[0])
 
 
-def curves_figure(summary: pd.DataFrame, line: str, panel: str | None, title: str) -> go.Figure:
+def curves_figure(
+    summary: pd.DataFrame, line: str, panel: str | None, title: str, order: list[str] | None = None
+) -> go.Figure:
     """A column per split and a row per value of ``panel`` (one row when None); one line per value of ``line`` with
-    its band: a swept value coloured in order (darker lower), architectures in the report's colours."""
-    panels = list(dict.fromkeys(summary[panel])) if panel else [None]
+    its band: a swept value coloured in order (darker lower), architectures in the report's colours. ``order``: the
+    study's architectures, so that each keeps the colour (and the row) it has in the report's other figures."""
+    panels = _ordered(summary[panel], order) if panel else [None]
     splits = [s for s in SPLIT_NAMES if (summary.split == s).any()]
     titles = [f"{p}: {SPLIT_NAMES[s]}" if p is not None else SPLIT_NAMES[s] for p in panels for s in splits]
     fig = make_subplots(rows=len(panels), cols=len(splits), subplot_titles=titles, shared_xaxes=True)
-    lines = list(dict.fromkeys(summary[line]))
     sequential = pd.api.types.is_numeric_dtype(summary[line])
-    if sequential:
-        lines = sorted(lines)
+    lines = sorted(summary[line].unique()) if sequential else _ordered(summary[line], order)
     for r, p in enumerate(panels):
         for c, split in enumerate(splits):
             cell = summary[(summary.split == split) & ((summary[panel] == p) if panel else True)]
@@ -147,6 +150,13 @@ def curves_figure(summary: pd.DataFrame, line: str, panel: str | None, title: st
             )  # fmt: skip
     fig.update_xaxes(title_text="training steps", row=len(panels))
     return _layout(fig, title, 300 * len(panels) + 120).update_layout(margin={"t": 100})
+
+
+def _ordered(values: pd.Series, order: list[str] | None) -> list[Any]:
+    """The distinct ``values``, those in ``order`` first and in its order."""
+    present = list(dict.fromkeys(values))
+    first = [v for v in (order or []) if v in present]
+    return first + [v for v in present if v not in first]
 
 
 def _visible_range(cell: pd.DataFrame) -> tuple[float, float]:
@@ -183,7 +193,7 @@ def curves_section(summary: pd.DataFrame, figure_html: str, runs_note: str) -> s
 def _loss_curves(ctx: Context, tables: Tables, draw: Draw) -> str:
     curves = tables["loss_curves"]
     fig = (
-        draw(CURVES_TITLE, curves_figure(curves, "architecture", None, "per architecture"))
+        draw(CURVES_TITLE, curves_figure(curves, "architecture", None, "per architecture", ctx.architectures))
         if len(curves)
         else ""
     )

@@ -49,6 +49,11 @@ class Context:
             self._kept[key] = compute()
         return self._kept[key]
 
+    @property
+    def architectures(self) -> list[str]:
+        """The study's architectures in its order (the order of the report's colours)."""
+        return [a.name for a in self.spec.architectures]
+
     @cached_property
     def metrics(self) -> dict[str, str]:
         """Each task's headline test metric."""

@@ -406,7 +406,12 @@ def write_sweep_report(
     write_table(pd.DataFrame([f.__dict__ for f in found]), f"{out.with_suffix('')}_findings.csv")
     curve_html = (
         figures_html(
-            [(CURVES_TITLE, curves_figure(curves, key, "architecture", f"per architecture and {key}"))],
+            [
+                (
+                    CURVES_TITLE,
+                    curves_figure(curves, key, "architecture", f"per architecture and {key}", archs),
+                )
+            ],
             len(figs),
         )
         if len(curves)
