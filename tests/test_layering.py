@@ -292,18 +292,16 @@ def _is_view(n: ast.AST, bound: set[str]) -> bool:
         a = n.args[0]
         if n.func.id == "dict":
             return _is_view(a, bound)
-        return (
-            _values_of_per_arch(a.args[0]) if isinstance(a, ast.Call) and a.args else False
-        )  # next(iter(...))
+        return _per_arch_call(a.args[0]) if isinstance(a, ast.Call) and a.args else False  # next(iter(...))
     return False
 
 
-def _values_of_per_arch(n: ast.AST) -> bool:
-    """``data.study_attrs.values()``: every architecture's view."""
+def _per_arch_call(n: ast.AST, method: str = "values") -> bool:
+    """``data.study_attrs.values()`` (or ``.items()``): every architecture's view."""
     return (
         isinstance(n, ast.Call)
         and isinstance(n.func, ast.Attribute)
-        and n.func.attr == "values"
+        and n.func.attr == method
         and isinstance(n.func.value, ast.Attribute)
         and n.func.value.attr in _PER_ARCH_VIEWS
     )
@@ -352,24 +350,14 @@ def _loop_views(fn: ast.AST) -> set[str]:
             else []
         )
         pairs = [(g.target, g.iter) for g in gens] + ([(n.target, n.iter)] if isinstance(n, ast.For) else [])
-        out |= {t.id for t, it in pairs if isinstance(t, ast.Name) and _values_of_per_arch(it)}
+        out |= {t.id for t, it in pairs if isinstance(t, ast.Name) and _per_arch_call(it)}
         out |= {  # for arch, attrs in data.retrain_attrs.items()
             t.elts[1].id
             for t, it in pairs
             if isinstance(t, ast.Tuple) and len(t.elts) == 2 and isinstance(t.elts[1], ast.Name)
-            and _items_of_per_arch(it)
+            and _per_arch_call(it, "items")
         }  # fmt: skip
     return out
-
-
-def _items_of_per_arch(n: ast.AST) -> bool:
-    return (
-        isinstance(n, ast.Call)
-        and isinstance(n.func, ast.Attribute)
-        and n.func.attr == "items"
-        and isinstance(n.func.value, ast.Attribute)
-        and n.func.value.attr in _PER_ARCH_VIEWS
-    )
 
 
 def _attribute_literals(source: str) -> list[tuple[int, int, int, str]]:
