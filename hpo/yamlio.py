@@ -3,6 +3,7 @@ here, so every malformed file is reported the same way (``file: field: message; 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from pydantic import ValidationError
 
 from hpo.errors import ConfigError, HpoError
 
-__all__ = ["format_validation_error", "read_yaml"]
+__all__ = ["format_validation_error", "load_yaml_text", "read_yaml"]
 
 
 def format_validation_error(source: str, exc: ValidationError) -> str:
@@ -23,12 +24,32 @@ def format_validation_error(source: str, exc: ValidationError) -> str:
     return f"{source}: " + "; ".join(parts)
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's booleans: only ``true``/``false`` are booleans. Under YAML 1.1's
+    rules ``on``, ``off``, ``yes`` and ``no`` are too, so a task's ``on: {task: click}`` arrived as the key
+    ``True`` and a label written ``equals: yes`` as a boolean."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def load_yaml_text(text: str) -> Any:
+    """Parse YAML text with the rules every hpo file is read by (YAML 1.2 booleans)."""
+    return yaml.load(text, Loader=_Loader)
+
+
 def read_yaml(path: Path, error: type[HpoError] = ConfigError) -> dict[str, Any]:
     """The mapping at the top of a YAML file; a missing file, bad YAML or another top level raises ``error``."""
     if not path.is_file():
         raise error(f"{path.resolve()}: file not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml_text(path.read_text())
     except yaml.YAMLError as exc:
         raise error(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     except (OSError, UnicodeDecodeError) as exc:

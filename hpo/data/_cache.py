@@ -17,12 +17,12 @@ from typing import Any
 import torch
 
 from hpo.data._tabular import Split, TabularDataset
-from hpo.schema import InputSpec, TaskSpec
+from hpo.schema import InputSpec, SparseField, TaskSpec
 
 __all__ = ["cache_dir", "cache_key", "file_sha256", "load_cached", "save_cached"]
 
 # bump when the preparation code changes what it produces, so that old caches are not reused
-PREPARATION_VERSION = 1
+PREPARATION_VERSION = 2  # 2: sparse fields; fractions and ID names in column inference
 
 
 def cache_dir() -> Path:
@@ -62,6 +62,7 @@ def save_cached(key: str, ds: TabularDataset) -> Path:
         "name": ds.name,
         "n_continuous": ds.spec.n_continuous,
         "cardinalities": list(ds.spec.cardinalities),
+        "sparse": [[f.name, f.vocab, f.slots, f.pooling, f.dim] for f in ds.spec.sparse],
         "tasks": [[t.name, t.kind] for t in ds.tasks],
         "continuous": list(ds.continuous),
         "categorical": list(ds.categorical),
@@ -91,7 +92,11 @@ def load_cached(key: str) -> TabularDataset | None:
         splits = {k: Split(v["cont"], v["cat"].to(torch.int64), v["y"]) for k, v in p["splits"].items()}
         return TabularDataset(
             p["name"],
-            InputSpec(p["n_continuous"], tuple(p["cardinalities"])),
+            InputSpec(
+                p["n_continuous"],
+                tuple(p["cardinalities"]),
+                tuple(SparseField(*f) for f in p.get("sparse", [])),
+            ),
             tuple(TaskSpec(n, k) for n, k in p["tasks"]),
             splits,
             tuple(p["continuous"]),

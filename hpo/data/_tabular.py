@@ -262,8 +262,9 @@ class TabularDataset:
         cards = self.spec.cardinalities
         offsets: np.ndarray = np.cumsum([0, *cards[:-1]]) if cards else np.zeros(0, dtype=np.int64)
         names = list(self.categorical) or [f"field{j}" for j in range(len(cards))]
+        width = self.spec.n_code_columns
         for j, (name, size) in enumerate(zip(names, cards, strict=False)):
-            codes = {s: self.splits[s].cat.reshape(-1, len(cards))[:, j].cpu().numpy() for s in SPLITS}
+            codes = {s: self.splits[s].cat.reshape(-1, width)[:, j].cpu().numpy() for s in SPLITS}
             seen = np.zeros(size, dtype=bool)
             seen[codes["train"] - offsets[j]] = True
             unseen = {
@@ -278,6 +279,30 @@ class TabularDataset:
                     "unseen_rate": unseen,
                 }
             )
+        return out + self.sparse_info()
+
+    def sparse_info(self) -> list[dict[str, Any]]:
+        """Per sparse field: its table's rows, the rows the training data uses, and the share of validation and
+        test values that fall on the out-of-vocabulary row or on a row no training value uses (the model learnt
+        nothing there); with what the preparation recorded (hash buckets, minimum count, pooling, slots)."""
+        recorded = {f["name"]: f for f in self.provenance.get("sparse_fields", [])}
+        out, column = [], self.spec.n_categorical
+        for f in self.spec.sparse:
+            slots = {
+                s: self.splits[s].cat.reshape(-1, self.spec.n_code_columns)[:, column : column + f.slots]
+                for s in SPLITS
+            }
+            codes = {s: c[c >= 0].cpu().numpy() for s, c in slots.items()}
+            seen = np.zeros(f.vocab, dtype=bool)
+            seen[codes["train"]] = True
+            if _has_oov_row(recorded.get(f.name, {})):
+                seen[0] = False  # the out-of-vocabulary row stands for values the model does not know
+            unseen = {s: float((~seen[codes[s]]).mean()) if len(codes[s]) else 0.0 for s in ("valid", "test")}
+            entry = {"pooling": f.pooling if f.slots > 1 else None, **recorded.get(f.name, {})}
+            entry |= {"name": f.name, "path": "embedding", "vocabulary": f.vocab, "slots": f.slots}
+            entry |= {"dim": f.dim, "seen_in_train": int(seen.sum()), "unseen_rate": unseen}
+            out.append(entry)
+            column += f.slots
         return out
 
     def info(self) -> dict[str, Any]:
@@ -302,12 +327,19 @@ class TabularDataset:
             "rows": {s: len(self.splits[s]) for s in SPLITS},
             "continuous_features": self.spec.n_continuous,
             "categorical_features": self.spec.n_categorical,
+            "sparse_features": len(self.spec.sparse),
             "one_hot_width": self.spec.one_hot_width,
             "tasks": tasks,
             "label_pearson": self.label_pearson(),
             "categorical_fields": self.field_info(),
             "provenance": self.provenance,
         }
+
+
+def _has_oov_row(recorded: dict[str, Any]) -> bool:
+    """Whether a sparse field's row 0 is the out-of-vocabulary row (a fitted vocabulary's), not a value's own
+    (a hash bucket, a generator's ID)."""
+    return recorded.get("hash_buckets") is None and bool(recorded.get("out_of_vocabulary_row", True))
 
 
 @dataclass(frozen=True)

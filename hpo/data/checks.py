@@ -88,15 +88,43 @@ def label_spellings(
     return warnings, hints
 
 
+def _sparse_line(f: dict[str, Any]) -> str:
+    """One sparse field as ``hpo data info`` prints it: how it is coded and how much of it training knows."""
+    if f.get("hash_buckets") is not None:
+        coded = f"hashed into {f['hash_buckets']} buckets"
+    elif not f.get("out_of_vocabulary_row", True):
+        coded = f"vocabulary {f['vocabulary']} (every value known)"
+    else:
+        coded = f"vocabulary {f['vocabulary']} (out-of-vocabulary row included"
+        coded += (
+            f", min count {f['min_count']}, {f['rare_values_folded']} rare values folded)"
+            if f.get("min_count")
+            else ")"
+        )
+    values = (
+        f"{f['slots']} values per row pooled by {f['pooling']}" if f["slots"] > 1 else "one value per row"
+    )
+    dim = f"embedding width {f['dim']}" if f.get("dim") else "embedding width from the study's field_dim"
+    unseen = f["unseen_rate"]
+    return (
+        f"    sparse field {f['name']}: {coded}, {values}, {dim}; {f['seen_in_train']} rows used in training; "
+        f"values out of vocabulary or never seen in training: valid {unseen['valid']:.1%}, test "
+        f"{unseen['test']:.1%}"
+    )
+
+
 def summary_lines(info: dict[str, Any]) -> list[str]:
     """The facts to read before tuning, as text: sizes, features, per-split label balance, missing values,
     inferred columns, leakage candidates and warnings."""
     lines = [
         f"{info['name']}: rows {info['rows']}",
         f"  features: {info['continuous_features']} continuous, {info['categorical_features']} categorical, "
-        f"one-hot width {info['one_hot_width']}",
+        f"{info.get('sparse_features', 0)} sparse (embedded), one-hot width {info['one_hot_width']}",
     ]
     for f in info.get("categorical_fields", []):
+        if f.get("path") == "embedding":
+            lines.append(_sparse_line(f))
+            continue
         lines.append(
             f"    field {f['name']}: vocabulary {f['vocabulary']}, {f['seen_in_train']} seen in training; rows with a "
             f"value training never shows: valid {f['unseen_rate']['valid']:.1%}, test {f['unseen_rate']['test']:.1%}"

@@ -15,8 +15,10 @@ Tasks (``labels``): ``entire_space`` gives ``click`` and ``purchase`` (clicked a
 ESMM's and AITM's labels; ``on_click`` gives ``click`` and ``conversion`` (bought) defined only where there was
 a click, the subset task a conversion model is trained on. ``dwell`` (regression, defined only after a click) is
 added with ``dwell: true``. Inputs: the ``user``, ``item``, ``item_category``, ``context`` and ``user_segment`` IDs
-(categorical) and two continuous columns (user activity, item price). The provenance records the truth: achieved
-rates and, per task, the AUC of the true probabilities on the test rows (the best any model can reach).
+(categorical; with ``sparse: ids`` the user and item IDs, with ``sparse: all`` every ID field, are read through
+embedding tables), ``extra_fields`` more ID fields (attributes of the user or the item, as logs carry them), and
+two continuous columns (user activity, item price). The provenance records the truth: achieved rates and, per
+task, the AUC of the true probabilities on the test rows (the best any model can reach).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sklearn.metrics import roc_auc_score
 
 from hpo.data._tabular import Split, TabularDataset
-from hpo.schema import InputSpec, TaskSpec
+from hpo.schema import InputSpec, SparseField, TaskSpec
 
 __all__ = ["RecsysConfig", "make_recsys"]
 
@@ -53,6 +55,14 @@ class RecsysConfig(BaseModel):
     purchase_rate: float = Field(0.05, gt=0, lt=1)  # among clicks
     labels: Literal["entire_space", "on_click"] = "entire_space"
     dwell: bool = False
+    # which ID fields are read through embedding tables (sparse fields) instead of one-hot rows: none (the
+    # one-hot path), `ids` (user and item), or `all` (every ID field, the extra ones included)
+    sparse: Literal["none", "ids", "all"] = "none"
+    # more ID fields, as logs carry them (a user's city, device, an item's author, brand): each a fixed random
+    # attribute of the user (even-numbered) or the item (odd), of `extra_vocab` values; they repeat what the user
+    # and item IDs say, so the labels and the known answers do not change
+    extra_fields: int = Field(0, ge=0, le=200)
+    extra_vocab: int = Field(1000, ge=2)
     n_train: int = Field(50_000, ge=1)
     n_valid: int = Field(10_000, ge=1)
     n_test: int = Field(10_000, ge=1)
@@ -153,9 +163,8 @@ def make_recsys(cfg: RecsysConfig | None = None) -> TabularDataset:
 
     cont = np.stack([np.log1p(world["activity"][user]), np.log(world["price"][item])], axis=1)
     cont = (cont - cont[: cfg.n_train].mean(0)) / cont[: cfg.n_train].std(0)
-    cards = (cfg.n_users, cfg.n_items, cfg.item_categories, cfg.n_contexts, cfg.user_segments)
-    offsets = np.cumsum([0, *cards[:-1]])
-    cat = np.stack([user, item, world["category"][item], ctx, world["segment"][user]], axis=1) + offsets
+    fields = _fields(cfg, rng, user, item, ctx, world)
+    spec, one_hot_names, cat = _inputs(cfg, fields)
     y = np.stack(ys, axis=1)
     bounds = np.cumsum([0, cfg.n_train, cfg.n_valid, cfg.n_test])
     xt, ct, yt = (torch.from_numpy(a) for a in (cont.astype(np.float32), cat.astype(np.int64), y))
@@ -174,12 +183,57 @@ def make_recsys(cfg: RecsysConfig | None = None) -> TabularDataset:
             if t.kind == "binary"
         },
     }
+    provenance["sparse_fields"] = [  # generated IDs: every value is known, there is no out-of-vocabulary row
+        {"name": f.name, "vocabulary": f.vocab, "out_of_vocabulary_row": False} for f in spec.sparse
+    ]
     return TabularDataset(
         f"recsys-rho{cfg.relatedness:g}-seed{cfg.seed}",
-        InputSpec(2, cards),
+        spec,
         tuple(tasks),
         splits,
         ("user_activity", "item_price"),
-        ("user", "item", "item_category", "context", "user_segment"),
+        one_hot_names,
         provenance,
     )
+
+
+def _fields(
+    cfg: RecsysConfig,
+    rng: np.random.Generator,
+    user: np.ndarray,
+    item: np.ndarray,
+    ctx: np.ndarray,
+    world: dict[str, np.ndarray],
+) -> list[tuple[str, int, np.ndarray]]:
+    """Every ID field as (name, vocabulary, 0-based values): the five of the model, then the extra ones (drawn
+    after everything else, so the labels are the same with or without them)."""
+    fields = [
+        ("user", cfg.n_users, user),
+        ("item", cfg.n_items, item),
+        ("item_category", cfg.item_categories, world["category"][item]),
+        ("context", cfg.n_contexts, ctx),
+        ("user_segment", cfg.user_segments, world["segment"][user]),
+    ]
+    for k in range(cfg.extra_fields):
+        owner, size, who = (user, cfg.n_users, "user") if k % 2 == 0 else (item, cfg.n_items, "item")
+        attribute = _popular(rng, cfg.extra_vocab, cfg.zipf, size)  # a popular city, brand, author...
+        fields.append((f"{who}_attr{k}", cfg.extra_vocab, attribute[owner]))
+    return fields
+
+
+def _inputs(
+    cfg: RecsysConfig, fields: list[tuple[str, int, np.ndarray]]
+) -> tuple[InputSpec, tuple[str, ...], np.ndarray]:
+    """The input spec, the one-hot fields' names and the code matrix: one-hot fields' global codes first, then
+    the sparse fields' own codes (0-based: the generator has no out-of-vocabulary value)."""
+    embed = {"none": set(), "ids": {"user", "item"}, "all": {f[0] for f in fields}}[cfg.sparse]
+    one_hot = [f for f in fields if f[0] not in embed]
+    sparse = [f for f in fields if f[0] in embed]
+    cards = tuple(v for _, v, _ in one_hot)
+    offsets = np.cumsum([0, *cards[:-1]]) if cards else np.zeros(0, dtype=np.int64)
+    columns = [codes + offset for (_, _, codes), offset in zip(one_hot, offsets, strict=True)]
+    columns += [codes for _, _, codes in sparse]
+    n = len(fields[0][2])
+    cat = np.stack(columns, axis=1) if columns else np.zeros((n, 0), dtype=np.int64)
+    spec = InputSpec(2, cards, tuple(SparseField(name, v) for name, v, _ in sparse))
+    return spec, tuple(name for name, _, _ in one_hot), cat

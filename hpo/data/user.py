@@ -47,6 +47,7 @@ from hpo.data.columns import (
     normalise_label,
     numbers,
 )
+from hpo.data.sparse import SparseRule, SparseStats, encode_sparse
 from hpo.data.tables import ReadOptions, Table, read_table, same_columns
 from hpo.errors import DataError
 from hpo.schema import InputSpec, TaskSpec
@@ -117,6 +118,42 @@ class TaskRule(_Strict):
         return f"{self.column} > {self.above}"
 
 
+class SparseColumn(_Strict):
+    """A sparse (embedded) input column: ``{name: item_id, min_count: 5}``, or just its name."""
+
+    name: str
+    min_count: int = Field(
+        1, ge=1
+    )  # values seen fewer times in the training rows share the out-of-vocabulary row
+    hash_buckets: int | None = Field(None, ge=2)  # hash values into this many rows instead of a vocabulary
+    separator: str | None = Field(None, min_length=1)  # a cell holds a list of values split by this
+    max_values: int | None = Field(None, ge=1)  # a list's values kept (default: the longest training list)
+    pooling: Literal["sum", "mean"] = "sum"  # how a list's embeddings combine
+    dim: int | None = Field(None, ge=1)  # this field's embedding width (default: the study's field_dim)
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _name_as_text(cls, v: Any) -> Any:
+        return _name(v)
+
+    @model_validator(mode="after")
+    def _hash_or_vocabulary(self) -> SparseColumn:
+        if self.hash_buckets is not None and "min_count" in self.model_fields_set:
+            raise ValueError(
+                f"sparse field {self.name!r}: min_count applies to a vocabulary, not to hash_buckets"
+            )
+        if self.separator is None and (
+            "max_values" in self.model_fields_set or "pooling" in self.model_fields_set
+        ):
+            raise ValueError(
+                f"sparse field {self.name!r}: max_values and pooling need a separator (a list per cell)"
+            )
+        return self
+
+    def rule(self) -> SparseRule:
+        return SparseRule(**self.model_dump())
+
+
 class SplitOptions(_Strict):
     valid: float = Field(0.1, gt=0, lt=1)
     test: float = Field(0.1, gt=0, lt=1)
@@ -148,6 +185,7 @@ class UserDatasetSpec(_Strict):
     label_suffix: str | None = Field(None, min_length=1)
     continuous: list[str] | None = None
     categorical: list[str] | None = None
+    sparse: list[SparseColumn] = Field(default_factory=list)  # ID fields read through embedding tables
     ignore: list[str] = Field(default_factory=list)
     tasks: list[TaskRule] = Field(min_length=1)
     split: SplitOptions = Field(
@@ -160,6 +198,12 @@ class UserDatasetSpec(_Strict):
     def _names_as_text(cls, v: Any) -> Any:
         """Feature-field IDs (``101``, ``121``) are names too: an unquoted number in YAML is read as its text."""
         return [_name(c) for c in v] if isinstance(v, list) else v
+
+    @field_validator("sparse", mode="before")
+    @classmethod
+    def _sparse_names(cls, v: Any) -> Any:
+        """``sparse: [user_id, 101]`` is a list of names with the default settings."""
+        return [c if isinstance(c, dict) else {"name": c} for c in v] if isinstance(v, list) else v
 
     @model_validator(mode="after")
     def _one_source(self) -> UserDatasetSpec:
@@ -183,6 +227,16 @@ class UserDatasetSpec(_Strict):
             raise ValueError(
                 "header: false says the files have no header row: name the columns with `columns`"
             )
+        sparse = [f.name for f in self.sparse]
+        for kind in ("continuous", "categorical", "ignore"):
+            if both := sorted(set(sparse) & set(getattr(self, kind) or [])):
+                raise ValueError(f"{both} listed in both `sparse` and `{kind}`: a column has one kind")
+        if both := sorted(set(sparse) & {t.column for t in self.tasks}):
+            raise ValueError(f"{both} listed in `sparse` is a task's label column")
+        if len(set(sparse)) != len(sparse):
+            raise ValueError(
+                f"`sparse` names {sorted({c for c in sparse if sparse.count(c) > 1})} more than once"
+            )
         if self.columns is not None and len(set(self.columns)) != len(self.columns):
             dup = sorted({c for c in self.columns if self.columns.count(c) > 1})
             raise ValueError(f"`columns` names {dup} more than once")
@@ -192,7 +246,11 @@ class UserDatasetSpec(_Strict):
         """Which columns to keep, and which to parse as numbers (declared continuous inputs and numeric labels;
         the rest are read as categoricals); with nothing declared, every column is kept and kinds are inferred."""
         numeric = set(self.continuous or []) | {t.column for t in self.tasks if not t.by_value}
-        categorical = (set(self.categorical or []) | {t.column for t in self.tasks if t.by_value}) - numeric
+        categorical = (
+            set(self.categorical or [])
+            | {f.name for f in self.sparse}
+            | {t.column for t in self.tasks if t.by_value}
+        ) - numeric
         declared = self.continuous is not None or self.categorical is not None
         usecols = tuple(sorted(numeric | categorical)) if declared else None
         return ReadOptions(
@@ -241,10 +299,13 @@ def _whole(table: Table, split: str) -> Part:
     return Part(table, np.arange(len(table.frame)), {split: (0, len(table.frame))})
 
 
-def _input_columns(spec: UserDatasetSpec, train: Table) -> tuple[list[str], list[str], list[str]]:
-    """Continuous and categorical input columns (declared or inferred), and the inference notes."""
+def _input_columns(spec: UserDatasetSpec, train: Table) -> tuple[list[str], list[str], list[str], list[str]]:
+    """Continuous and categorical input columns (declared or inferred), the sparse ID columns inference found
+    (declared sparse fields are never inferred), and the inference notes."""
     label_cols = {t.column for t in spec.tasks}
-    for c in sorted(label_cols | set(spec.continuous or []) | set(spec.categorical or []) | set(spec.ignore)):
+    sparse = {f.name for f in spec.sparse}
+    named = label_cols | set(spec.continuous or []) | set(spec.categorical or []) | set(spec.ignore) | sparse
+    for c in sorted(named):
         if c not in train.header:
             task = next((f"task {t.name!r}: label " for t in spec.tasks if t.column == c), "")
             raise DataError(
@@ -252,31 +313,51 @@ def _input_columns(spec: UserDatasetSpec, train: Table) -> tuple[list[str], list
                 f"{train.banner_hint()}"
             )
     notes: list[str] = []
+    ids: list[str] = []
     if spec.continuous is None and spec.categorical is None:
-        cont, cat, notes = _infer_columns(train, label_cols | set(spec.ignore))
+        cont, cat, ids, notes = _infer_columns(train, label_cols | set(spec.ignore) | sparse)
     else:
         cont = [c for c in (spec.continuous or []) if c not in label_cols]
         cat = [c for c in (spec.categorical or []) if c not in label_cols]
-    if not cont and not cat:
+    if not cont and not cat and not sparse and not ids:
         raise DataError(f"{train.path}: no input columns left after removing labels and `ignore`")
-    return cont, cat, notes
+    return cont, cat, ids, notes
 
 
-def _infer_columns(train: Table, exclude: set[str]) -> tuple[list[str], list[str], list[str]]:
-    """Numeric columns with more than 20 distinct values are continuous; everything else is categorical."""
-    cont, cat, notes = [], [], []
+def _id_like(name: str) -> bool:
+    """``user_id``, ``itemId``, ``uid``, ``ID``: the names ID fields go by in published logs."""
+    lowered = name.lower()
+    return lowered in ("id", "uid", "iid") or lowered.endswith(("_id", "-id", " id")) or name.endswith("Id")
+
+
+def _infer_columns(train: Table, exclude: set[str]) -> tuple[list[str], list[str], list[str], list[str]]:
+    """Continuous, categorical and sparse (ID) columns of a table whose declaration lists none, with a note each.
+
+    A number with a fraction is continuous however few its values (a price, a rate); a column named as an ID
+    with more than 20 values is a sparse field (embedded, vocabulary from the training rows), whether its values
+    are numbers or text: an ID's number is a label, not a quantity; any other column of whole numbers with more
+    than 20 values is continuous; the rest (text, and whole numbers with at most 20 values: codes) categorical.
+    """
+    cont, cat, ids, notes = [], [], [], []
     for c in train.frame.columns:
         if c in exclude:
             continue
-        numeric = bool(pd.api.types.is_numeric_dtype(train.frame[c]))
-        distinct = int(train.frame[c].nunique())
-        if numeric and distinct > INFER_MAX_CATEGORIES:
+        column = train.frame[c]
+        numeric = bool(pd.api.types.is_numeric_dtype(column))
+        distinct = int(column.nunique())
+        values = column.dropna().to_numpy() if numeric else None
+        fraction = values is not None and bool((values != np.round(values)).any())
+        if _id_like(c) and distinct > INFER_MAX_CATEGORIES and not fraction:
+            ids.append(c)
+            notes.append(f"{c}: sparse (named as an ID, {distinct} distinct values)")
+        elif fraction or (numeric and distinct > INFER_MAX_CATEGORIES):
             cont.append(c)
-            notes.append(f"{c}: continuous (numeric, {distinct} distinct values)")
+            why = "numbers with fractions" if fraction else "whole numbers"
+            notes.append(f"{c}: continuous ({why}, {distinct} distinct values)")
         else:
             cat.append(c)
             notes.append(f"{c}: categorical ({'numeric' if numeric else 'text'}, {distinct} distinct values)")
-    return cont, cat, notes
+    return cont, cat, ids, notes
 
 
 def _label(part: Part, rule: TaskRule, suffix: str | None) -> tuple[np.ndarray, dict[str, set[str]]]:
@@ -314,10 +395,30 @@ def _missing_somewhere(parts: list[Part], col: str) -> bool:
     return any(bool(p.table.frame[col].isna().any()) for p in parts)
 
 
+def _encode_sparse(
+    parts: list[Part], rules: list[SparseRule]
+) -> tuple[list[list[np.ndarray]], list[SparseStats]]:
+    """Each sparse field's codes per part (released from the frames as they are coded), and what coding found."""
+    codes, stats = [], []
+    for rule in rules:
+        encoded, found = encode_sparse(parts, rule)
+        codes.append(encoded)
+        stats.append(found)
+        _release(parts, rule.name)
+    return codes, stats
+
+
 def _encode(
-    spec: UserDatasetSpec, parts: list[Part], cont: list[str], cat: list[str], fitted: Fitted
-) -> tuple[list[np.ndarray], list[np.ndarray], list[str], tuple[int, ...]]:
-    """Every part's inputs, filled into one preallocated array per part (no per-column stacking copy)."""
+    spec: UserDatasetSpec,
+    parts: list[Part],
+    cont: list[str],
+    cat: list[str],
+    sparse: list[SparseRule],
+    fitted: Fitted,
+) -> tuple[list[np.ndarray], list[np.ndarray], list[str], tuple[int, ...], list[SparseStats]]:
+    """Every part's inputs, filled into one preallocated array per part (no per-column stacking copy): continuous
+    values; then codes, the categorical columns' first and every sparse field's slots after them."""
+    sparse_codes, stats = _encode_sparse(parts, sparse)
     impute = spec.na_values is not None
     flagged = [c for c in cont if impute and _missing_somewhere(parts, c)]
     width = len(cont) + len(flagged)
@@ -331,7 +432,8 @@ def _encode(
             if indicators is not None:
                 x[:, len(cont) + flagged.index(col)] = indicators[k]
         _release(parts, col)
-    codes = [np.empty((len(p.order), len(cat)), dtype=np.int64) for p in parts]
+    n_codes = len(cat) + sum(st.slots for st in stats)
+    codes = [np.empty((len(p.order), n_codes), dtype=np.int64) for p in parts]
     sizes, offset = [], 0
     for j, col in enumerate(cat):
         encoded, size = encode_categorical(parts, col, fitted)
@@ -341,7 +443,13 @@ def _encode(
         sizes.append(size)
         _release(parts, col)
         offset += size
-    return xs, codes, [*cont, *(f"{c} missing" for c in flagged)], tuple(sizes)
+    column = len(cat)
+    for field_codes, st in zip(sparse_codes, stats, strict=True):
+        for k, c in enumerate(codes):
+            c[:, column : column + st.slots] = field_codes[k]
+        field_codes.clear()
+        column += st.slots
+    return xs, codes, [*cont, *(f"{c} missing" for c in flagged)], tuple(sizes), stats
 
 
 def _labels(
@@ -448,17 +556,18 @@ def load_user_dataset(path: str | Path, *, use_cache: bool = True) -> TabularDat
                 raise DataError(
                     f"{part.table.path}: split {split!r} is empty; give it rows or change `split`"
                 )
-    cont, cat, notes = _input_columns(spec, parts[0].table)
+    cont, cat, ids, notes = _input_columns(spec, parts[0].table)
+    rules = [f.rule() for f in spec.sparse] + [SparseRule(c) for c in ids]
     fitted = Fitted()
-    xs, codes, cont_names, sizes = _encode(spec, parts, cont, cat, fitted)
+    xs, codes, cont_names, sizes, sparse = _encode(spec, parts, cont, cat, rules, fitted)
     ys, seen = _labels(spec, parts)
     warnings, hints = label_spellings(seen, spec.label_suffix)
     splits = _splits(parts, xs, codes, ys)
     tasks = tuple(TaskSpec(t.name, t.kind) for t in spec.tasks)
     provenance = _provenance(spec, path, parts, notes, fitted, warnings, hashes)
-    ds = TabularDataset(
-        spec.name, InputSpec(len(cont_names), sizes), tasks, splits, tuple(cont_names), tuple(cat), provenance
-    )
+    provenance["sparse_fields"] = [st.summary() for st in sparse]
+    input_spec = InputSpec(len(cont_names), sizes, tuple(st.spec() for st in sparse))
+    ds = TabularDataset(spec.name, input_spec, tasks, splits, tuple(cont_names), tuple(cat), provenance)
     _check(spec, ds, parts, hints)
     if use_cache:
         save_cached(key, ds)

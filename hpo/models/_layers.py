@@ -12,7 +12,9 @@ them without copies.
 The first layer of every block reads tabular input: continuous columns through a dense product and categorical
 columns (integer codes into one global vocabulary) as a *sum of rows* of the weight matrix, which equals the product
 of the one-hot encoding with the weights without ever building the one-hot matrix. All consumers of the input
-(experts, gates, columns) share one fused first layer, so the input is read once per batch.
+(experts, gates, columns) share one fused first layer, so the input is read once per batch. Sparse fields (ID
+fields with large vocabularies) are read through embedding tables instead (``_embeddings.py``): their embeddings
+join the dense input of the same fused layer.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from hpo.models._embeddings import FieldEmbeddings
 from hpo.models._native import loaded_ops, native_ops
 from hpo.schema import Features, InputSpec, TaskSpec
 
@@ -189,11 +192,16 @@ class InputLayer(nn.Module):
             nn.Parameter(torch.empty(replicas, spec.vocab_size, t, **kw)) if spec.vocab_size else None
         )
         self.bias = nn.Parameter(torch.empty(replicas, t, **kw)) if bias else None
+        # sparse fields: their embedding tables, and the rows of the first layer that read the embeddings
+        self.embeddings = FieldEmbeddings(spec, replicas, **kw) if spec.sparse else None
+        self.weight_emb = (
+            nn.Parameter(torch.empty(replicas, spec.embedded_width, t, **kw)) if spec.sparse else None
+        )
         self.out_features = t
 
     def reset_parameters(self, generators: Sequence[torch.Generator]) -> None:
-        bound = 1.0 / math.sqrt(self.spec.one_hot_width)
-        for p in (self.weight_cont, self.weight_cat, self.bias):
+        bound = 1.0 / math.sqrt(self.spec.dense_width)
+        for p in (self.weight_cont, self.weight_cat, self.bias, self.weight_emb):
             if p is not None:
                 _uniform_(p, bound, generators)
                 # parts with their own range are drawn again afterwards, so that models without such parts
@@ -211,14 +219,15 @@ class InputLayer(nn.Module):
 
     def part_shape(self, name: str) -> tuple[int, int]:
         """``(n, width)`` of a part, checked against the built weight so that accounting follows the modules."""
-        w = self.weight_cont if self.weight_cont is not None else self.weight_cat
-        assert w is not None and w.shape[-1] == self.out_features
+        w = next(w for w in (self.weight_cont, self.weight_cat, self.weight_emb) if w is not None)
+        assert w.shape[-1] == self.out_features
         p = self.parts[name]
         return p.n, p.width
 
     def dense_weight(self) -> Tensor:
-        """``(R, one_hot_width, T)``: the weight as it would multiply the explicit one-hot input."""
-        ws: list[Tensor] = [w for w in (self.weight_cont, self.weight_cat) if w is not None]
+        """``(R, dense_width, T)``: the weight as it would multiply the explicit one-hot input (followed by the
+        sparse fields' embeddings, where there are any)."""
+        ws: list[Tensor] = [w for w in (self.weight_cont, self.weight_cat, self.weight_emb) if w is not None]
         return torch.cat(ws, dim=1)
 
     def forward(self, x: Features) -> dict[str, Tensor]:
@@ -240,7 +249,8 @@ class InputLayer(nn.Module):
                 out = torch.bmm(cont, self.weight_cont)
         if self.weight_cat is not None:
             assert x.cat is not None, "model expects categorical features"
-            cat = x.cat.expand(r, -1, -1)
+            cat = x.cat if self.embeddings is None else x.cat[..., : self.spec.n_categorical]
+            cat = cat.expand(r, -1, -1)
             _, b, c = cat.shape
             v = self.spec.vocab_size
             if r > 1:
@@ -248,6 +258,17 @@ class InputLayer(nn.Module):
             s = sum_of_rows(cat.reshape(r * b, c), self.weight_cat.view(r * v, -1), r).view(r, b, -1)
             # in place: the product above is a fresh tensor its backward does not need, so no copy is made
             out = (s if self.bias is None else s + self.bias.unsqueeze(1)) if out is None else out.add_(s)
+        if self.embeddings is not None and self.weight_emb is not None:
+            assert x.cat is not None, "model expects sparse fields' codes"
+            emb = self.embeddings(x.cat)  # (R, B, embedded width)
+            if out is None:
+                out = (
+                    emb @ self.weight_emb
+                    if self.bias is None
+                    else torch.baddbmm(self.bias.unsqueeze(1), emb, self.weight_emb)
+                )
+            else:
+                out = out.baddbmm_(emb, self.weight_emb)
         assert out is not None
         return out
 

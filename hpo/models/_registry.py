@@ -130,6 +130,20 @@ def get_entry(name: str) -> ModelEntry:
         raise ConfigError(f"unknown model {name!r}; known models: {', '.join(_REGISTRY)}{failed}") from None
 
 
+FIELD_DIM = "field_dim"  # the model setting every architecture takes: the sparse fields' embedding width
+
+
+def with_field_dim(spec: InputSpec, hyper: dict[str, Any], name: str) -> tuple[InputSpec, dict[str, Any]]:
+    """``spec`` with ``hyper``'s ``field_dim`` applied to its sparse fields, and the other hyperparameters."""
+    if FIELD_DIM not in hyper:
+        return spec, hyper
+    rest = {k: v for k, v in hyper.items() if k != FIELD_DIM}
+    try:
+        return spec.with_field_dim(hyper[FIELD_DIM]), rest
+    except ValueError as exc:
+        raise ConfigError(f"model {name}: {exc}") from None
+
+
 def probe_model(
     name: str,
     spec: InputSpec,
@@ -138,12 +152,18 @@ def probe_model(
     budget: int | None = DEFAULT_BUDGET,
     **hyper: Any,
 ) -> MTLModel:
-    """Build ``name`` on the meta device (no memory), refusing bad or over-budget configurations."""
+    """Build ``name`` on the meta device (no memory), refusing bad or over-budget configurations.
+
+    ``field_dim`` (any architecture, :data:`FIELD_DIM`) sets the embedding width of the input's sparse fields
+    that fix none: an input setting every architecture shares, not one of the architecture's own parameters."""
     entry = get_entry(name)
+    spec, hyper = with_field_dim(spec, hyper, name)
     valid = {p.name for p in entry.params}
     unknown = sorted(set(hyper) - valid)
     if unknown:
-        raise ConfigError(f"model {name}: unknown parameter(s) {unknown}; valid: {sorted(valid)}")
+        raise ConfigError(
+            f"model {name}: unknown parameter(s) {unknown}; valid: {sorted(valid | {FIELD_DIM})}"
+        )
     # a plugin's constructor may fail in any way; a built-in's only with ValueError/TypeError (anything else in
     # a built-in is a bug and keeps its traceback)
     caught: tuple[type[BaseException], ...] = (
@@ -173,8 +193,8 @@ def _check_outputs(probe: MTLModel, spec: InputSpec, n_tasks: int, batch: int = 
 
     cont = torch.zeros(1, batch, spec.n_continuous, device="meta") if spec.n_continuous else None
     cat = (
-        torch.zeros(1, batch, spec.n_categorical, dtype=torch.long, device="meta")
-        if spec.n_categorical
+        torch.zeros(1, batch, spec.n_code_columns, dtype=torch.long, device="meta")
+        if spec.n_code_columns
         else None
     )
     out = probe(Features(cont, cat))
@@ -204,6 +224,7 @@ def create_model(
     """
     entry = get_entry(name)
     probe_model(name, spec, tasks, budget=budget, **hyper)
+    spec, hyper = with_field_dim(spec, hyper, name)
     model = entry.cls(spec, tasks, replicas, dtype=dtype, **hyper)  # type: ignore[call-arg]
     model.reset_parameters(list(seeds) if seeds is not None else list(range(replicas)))
     return model.to(device)

@@ -5,7 +5,9 @@ The contract, for a class registered with :func:`register_module`:
 * ``__init__(self, spec: InputSpec, tasks: Sequence[TaskSpec], *, <hyperparameters>)``: the hyperparameters are
   keyword-only with defaults; PyTorch's default initialisation (or the module's own) is used as it is;
 * ``forward(self, x: Features)``: ``x.cont`` is ``(batch, spec.n_continuous)`` floats or None, ``x.cat`` is
-  ``(batch, spec.n_categorical)`` integer codes into one vocabulary of ``spec.vocab_size`` rows or None; it
+  ``(batch, spec.n_code_columns)`` integer codes or None: first the categorical columns' codes into one
+  vocabulary of ``spec.vocab_size`` rows, then each sparse field's (``spec.sparse``: ``slots`` columns of codes
+  local to the field, -1 for an empty slot; the module embeds them itself, with ``nn.Embedding``); it
   returns a ``(batch, len(tasks))`` tensor, or one ``(batch,)``/``(batch, 1)`` tensor per task (logits for
   binary tasks, values for regression tasks).
 
@@ -259,8 +261,8 @@ def count_hidden_units(module: nn.Module, spec: InputSpec, n_tasks: int) -> list
     handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, COUNTED)]
     cont = torch.zeros(PROBE_BATCH, spec.n_continuous, device="meta") if spec.n_continuous else None
     cat = (
-        torch.zeros(PROBE_BATCH, spec.n_categorical, dtype=torch.long, device="meta")
-        if spec.n_categorical
+        torch.zeros(PROBE_BATCH, spec.n_code_columns, dtype=torch.long, device="meta")
+        if spec.n_code_columns
         else None
     )
     try:

@@ -172,6 +172,8 @@ def _provenance(data: ReportData) -> str:
         ),
         ("split", prov.get("split", prov.get("config", ""))),
         ("labels", prov.get("labels", "")),
+        ("inputs", _inputs_line(data)),
+        ("rows per task", _task_rows_line(data)),
         ("retrain seeds", f"{len(seeds)} seeds ({seeds[0]}..{seeds[-1]})" if seeds else "none yet"),
         ("randomised per seed", randomised(data)),
         ("storage", data.storage),
@@ -187,6 +189,42 @@ def _provenance(data: ReportData) -> str:
     ]
     rows = "".join(f"<tr><th>{esc(k)}</th><td style='text-align:left'>{esc(v)}</td></tr>" for k, v in items)
     return f'<table class="results provenance">{rows}</table>'
+
+
+def _dataset_info(data: ReportData) -> dict[str, Any]:
+    return dict(next(iter(data.study_attrs.values()), {}).get(keys.DATASET, {}))
+
+
+def _inputs_line(data: ReportData) -> str:
+    """Which input path ran: one-hot rows for categorical columns, embedding tables for sparse fields."""
+    info = _dataset_info(data)
+    if not info:
+        return "not recorded"
+    line = (
+        f"{info.get('continuous_features', 0)} continuous; {info.get('categorical_features', 0)} categorical "
+        f"read as one-hot rows (width {info.get('one_hot_width', '?')})"
+    )
+    sparse = [f for f in info.get("categorical_fields", []) if f.get("path") == "embedding"]
+    if sparse:
+        fields = ", ".join(
+            f"{f['name']} ({f['vocabulary']} rows, width {f.get('dim') or 'field_dim'})" for f in sparse
+        )
+        line += f"; {len(sparse)} sparse fields read through embedding tables: {fields}"
+    return line
+
+
+def _task_rows_line(data: ReportData) -> str:
+    """Rows where each task is defined, per split: a task on a subset (a conversion after a click) is scored on
+    those rows only, and a reader needs their count to judge its intervals."""
+    info = _dataset_info(data)
+    rows = info.get("rows", {})
+    parts = []
+    for t in info.get("tasks", []):
+        defined = t.get("defined_rows")
+        shown = defined or rows
+        label = "defined on" if defined else "all"
+        parts.append(f"{t['name']}: {label} " + ", ".join(f"{s} {n}" for s, n in shown.items()))
+    return "; ".join(parts) or "not recorded"
 
 
 def randomised(data: ReportData) -> str:

@@ -24,7 +24,7 @@ import torch
 from hpo.config.study import StudySpec
 from hpo.data._tabular import TabularDataset
 from hpo.errors import ConfigError
-from hpo.models import create_model, get_entry, kernel_provenance
+from hpo.models import FIELD_DIM, create_model, get_entry, kernel_provenance
 from hpo.schema import METRICS_BY_KIND, default_metric
 from hpo.search import interrupts
 from hpo.search.factories import grid_points
@@ -131,6 +131,17 @@ def objective_names(spec: StudySpec, ds: TabularDataset) -> list[str]:
     if spec.objective.kind == "mean":
         return [f"valid mean {targets[0][1].upper()} over tasks"]
     return [f"valid {task} {metric.upper()}" for task, metric in targets]
+
+
+# optimiser-space parameters that shape the model's input rather than its training: sampled once per trial for
+# every architecture (study-wide), they reach the model with its own hyperparameters (and are stored with them)
+INPUT_SETTINGS = (FIELD_DIM,)
+
+
+def split_sampled(sampled: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The optimiser space's sampled values as (model input settings, training settings)."""
+    model = {k: v for k, v in sampled.items() if k in INPUT_SETTINGS}
+    return model, {k: v for k, v in sampled.items() if k not in INPUT_SETTINGS}
 
 
 def training_config(
@@ -268,8 +279,10 @@ class Objective:
         model on the validation split, seeds apart from any tuning trial's): how much of a difference between
         two configurations is seed noise (``trials: {tolerance: auto}``, :mod:`hpo.search.settle`)."""
         model_params = {k: best.params[k] for k in self.space.params if k in best.params}
-        opt_params = {k: best.params[k] for k in self.opt_space.params if k in best.params}
-        hyper = self.space.derive(model_params, len(self.ds.tasks))
+        inputs, opt_params = split_sampled(
+            {k: best.params[k] for k in self.opt_space.params if k in best.params}
+        )
+        hyper = self.space.derive(model_params, len(self.ds.tasks)) | inputs
         cfg = self._train_config(opt_params)
         seeds = [PROBE_SEED + i for i in range(n)]
         model = create_model(
@@ -387,7 +400,8 @@ class Objective:
         self.after_proposal()
         if reused is not None:
             return reused
-        hyper = self.space.derive(sampled_model, len(self.ds.tasks))
+        inputs, sampled_opt = split_sampled(sampled_opt)
+        hyper = self.space.derive(sampled_model, len(self.ds.tasks)) | inputs
         cfg = self._train_config(sampled_opt)
         seed = self.spec.seed * 100_003 + trial.number
         self._record_setup(trial, hyper, cfg, seed)

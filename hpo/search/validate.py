@@ -20,6 +20,7 @@ from hpo.config.study import ArchitectureSpec, StudySpec, load_study
 from hpo.data.sources import FileSource
 from hpo.errors import BudgetError, ConfigError, DataError, HpoError
 from hpo.models import InputSpec, TaskSpec, probe_model
+from hpo.search.objective import INPUT_SETTINGS
 from hpo.yamlio import read_yaml
 
 __all__ = ["SpaceReport", "check_space", "validate_file"]
@@ -142,11 +143,10 @@ def _optimizer_problems(spec: StudySpec) -> list[str]:
         opt = spec.optimizer_space_loaded()
     except HpoError as exc:
         return [str(exc)]
-    unknown = sorted(set(opt.params) - set(TrainConfig.model_fields))
+    known = set(TrainConfig.model_fields) | set(INPUT_SETTINGS)
+    unknown = sorted(set(opt.params) - known)
     if unknown:
-        return [
-            f"{opt.source}: {unknown} are not training settings; known: {sorted(TrainConfig.model_fields)}"
-        ]
+        return [f"{opt.source}: {unknown} are not training settings; known: {sorted(known)}"]
     return []
 
 

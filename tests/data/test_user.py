@@ -83,7 +83,7 @@ def test_column_inference_is_reported(tmp_path: Path, capsys: pytest.CaptureFixt
     assert ds.continuous == ("age",) and ds.categorical == ("city",)
     assert main(["data", "info", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "inferred age: continuous (numeric" in out and "inferred city: categorical (text" in out
+    assert "inferred age: continuous (whole numbers" in out and "inferred city: categorical (text" in out
 
 
 def test_unseen_category_maps_to_unknown(tmp_path: Path) -> None:
