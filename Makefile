@@ -44,6 +44,7 @@ bench: install
 	$(BIN)/python -m pip install -q tqdm requests
 	$(BIN)/python bench/models.py
 	$(BIN)/python bench/train.py
+	$(BIN)/python bench/recsys.py
 	$(BIN)/python bench/study.py
 	$(BIN)/python bench/workers.py
 	$(BIN)/python bench/compile.py

@@ -25,22 +25,40 @@ def format_validation_error(source: str, exc: ValidationError) -> str:
 
 
 class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader with YAML 1.2's booleans: only ``true``/``false`` are booleans. Under YAML 1.1's
-    rules ``on``, ``off``, ``yes`` and ``no`` are too, so a task's ``on: {task: click}`` arrived as the key
-    ``True`` and a label written ``equals: yes`` as a boolean."""
+    """PyYAML's safe loader with YAML 1.2's plain scalars. Under YAML 1.1's rules, which PyYAML follows, ``on``,
+    ``off``, ``yes`` and ``no`` are booleans (a task's ``on: {task: click}`` arrived as the key ``True``), ``109_14``
+    is the integer 10914 (an Ali-CCP field ID lost its name) and ``010`` is 8; and ``1e-4`` is text, not a number.
+    Here only ``true``/``false`` are booleans, integers are plain decimal digits and floats are YAML 1.2's."""
 
 
+_REPLACED = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
 _Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _REPLACED]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
 )
+_Loader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?[0-9]+$"), list("-+0123456789"))
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+.0123456789"),
+)
+
+
+def _decimal(loader: yaml.SafeLoader, node: yaml.Node) -> int:
+    assert isinstance(node, yaml.ScalarNode)
+    return int(str(loader.construct_scalar(node)), 10)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _decimal)
 
 
 def load_yaml_text(text: str) -> Any:
-    """Parse YAML text with the rules every hpo file is read by (YAML 1.2 booleans)."""
+    """Parse YAML text with the rules every hpo file is read by (YAML 1.2's plain scalars)."""
     return yaml.load(text, Loader=_Loader)
 
 

@@ -168,7 +168,14 @@ def test_cached_dataset_keeps_its_sparse_fields(tmp_path: Path, monkeypatch: pyt
     assert (again.splits["test"].cat == first.splits["test"].cat).all()
 
 
-def test_yaml_on_and_yes_are_text_not_booleans() -> None:
-    """YAML 1.1 reads ``on``/``yes`` as booleans: a task's ``on:`` key would arrive as ``True``."""
-    data = load_yaml_text("tasks: [{name: buy, on: {task: click}, equals: yes}]\nflag: true")
-    assert data == {"tasks": [{"name": "buy", "on": {"task": "click"}, "equals": "yes"}], "flag": True}
+def test_yaml_plain_scalars_follow_yaml_1_2() -> None:
+    """YAML 1.1 (PyYAML's rules) reads ``on``/``yes`` as booleans (a task's ``on:`` key arrived as ``True``),
+    ``109_14`` as 10914 (an Ali-CCP field ID lost its name) and ``010`` as 8, and leaves ``1e-4`` text."""
+    data = load_yaml_text(
+        "tasks: [{name: buy, on: {task: click}, equals: yes}]\nflag: true\nx: [109_14, 010, 1e-4]"
+    )
+    assert data == {
+        "tasks": [{"name": "buy", "on": {"task": "click"}, "equals": "yes"}],
+        "flag": True,
+        "x": ["109_14", 10, 1e-4],
+    }
