@@ -15,6 +15,7 @@ generator, so a vectorised model equals lone models row for row. Multi-valued fi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,14 +25,17 @@ from torch.nn import functional as F
 
 from hpo.schema import InputSpec
 
-__all__ = ["INIT_STD", "FieldEmbeddings"]
+__all__ = ["FieldEmbeddings", "init_std"]
 
-# Embeddings start near zero, as torch-rechub's and DeepCTR's do (both N(0, 1e-4^2)), not at PyTorch's N(0, 1): an
-# ID seen once or never in training keeps roughly its initial row, which then adds that much noise to every
-# prediction for it. With N(0, 1) rows the recsys funnel study's Shared-Bottom and MMoE lost 0.1-0.2 test AUC on
-# purchases across seeds against the one-hot path (docs/results/README.md); a row that starts at zero contributes
-# nothing until training moves it, as a rare value's one-hot weights do.
-INIT_STD = 1e-4
+
+# A field's row starts at N(0, 1/dim): through the first layer's weights (uniform, +-1/sqrt(fan-in), as for every
+# input) a fresh row then moves each output as much as one one-hot category's fresh weight does, so a sparse field
+# starts where the same column read one-hot would. PyTorch's N(0, 1) starts sqrt(dim) times louder: an ID seen once
+# or never keeps roughly its random row, noise in every prediction for it. torch-rechub's and DeepCTR's N(0, 1e-8)
+# starts silent, and a row then grows by about the learning rate per time its ID is read: slow for the long tail of
+# a small log. The recsys funnel study was run with all three (docs/results/README.md, "Sparse IDs").
+def init_std(width: int) -> float:
+    return 1.0 / math.sqrt(width)
 
 
 class _Group(nn.Module):
@@ -113,16 +117,18 @@ class FieldEmbeddings(nn.Module):
         self.replicas = replicas
 
     def reset_parameters(self, generators: Sequence[torch.Generator]) -> None:
-        """N(0, INIT_STD^2) per replica, drawn on the CPU from replica ``r``'s generator so that a lone model with
-        the same seed, on any device, gets the same rows."""
+        """N(0, 1/width) per replica (:func:`init_std`), drawn on the CPU from replica ``r``'s generator so that a
+        lone model with the same seed, on any device, gets the same rows."""
         for group in self.groups:
+            assert isinstance(group, _Group)
             table = group.table
             assert isinstance(table, Tensor)
             if table.is_meta:
                 continue
             with torch.no_grad():
                 for r, g in enumerate(generators):
-                    rows = torch.empty(table.shape[1:], dtype=table.dtype).normal_(0.0, INIT_STD, generator=g)
+                    std = init_std(group.width)
+                    rows = torch.empty(table.shape[1:], dtype=table.dtype).normal_(0.0, std, generator=g)
                     table[r].copy_(rows)
 
     def forward(self, cat: Tensor) -> Tensor:
