@@ -24,6 +24,8 @@ NAMES = {
     "PLE": "ple",
     "DSelect-k": "dselect_k",
     "AdaTT": "adatt",
+    "ESMM": "esmm",
+    "AITM": "aitm",
 }
 NUMBER = r"-?\d+(?:\.\d+)?(?:e-?\d+)?"
 
@@ -262,3 +264,33 @@ def test_ablation_table_matches_the_summary_and_the_summary_its_runs() -> None:
             close(shown, 100 * value)
         close(rho.split(" ")[0], r.spearman_rho)
         assert cap == f"{r.runs_at_epoch_cap}/{r.runs}" and verdict == r.verdict
+
+
+SPARSE_RUNS = {  # the recsys funnel's purchase AUC per input path and embedding initialisation, as the README heads them
+    "N(0, 1/dim), default": "recsys_funnel_sparse",
+    "N(0, 1)": "ablations/recsys_funnel_sparse_init_n01/recsys_funnel_sparse",
+    "N(0, 1e-8)": "ablations/recsys_funnel_sparse_init_1e-4/recsys_funnel_sparse",
+    "one-hot IDs": "recsys_funnel",
+}
+
+
+def test_sparse_id_tables_match_their_csvs() -> None:
+    """The funnel with sparse IDs: the main table (click, purchase, dwell over 10 seeds) and the initialisation
+    ablation (test purchase AUC of every run, the one-hot run included) against each run's CSVs."""
+    found = {tuple(head[:2]): (head, rows) for head, rows in section_tables("Sparse IDs")}
+    _, rows = found[("architecture", "test click AUC, mean [95% interval], 10 seeds")]
+    comp = pd.read_csv(RESULTS / "recsys_funnel_sparse_comparison.csv")
+    assert len(rows) == comp.architecture.nunique() == 6
+    for name, *cells in rows:
+        for task, cell in zip(("click", "purchase", "dwell"), cells, strict=True):
+            r = comp[(comp.architecture == NAMES[name]) & (comp.task == task)].iloc[0]
+            for shown, value in zip(
+                interval(cell.replace("**", "")), (r["mean"], r.ci95_low, r.ci95_high), strict=True
+            ):
+                close(shown, value)
+    head, rows = found[("architecture", "N(0, 1/dim), default")]
+    for column, title in enumerate(head[1:], start=1):
+        comp = pd.read_csv(RESULTS / f"{SPARSE_RUNS[title.replace('**', '')]}_comparison.csv")
+        for name, *cells in rows:
+            r = comp[(comp.architecture == NAMES[name]) & (comp.task == "purchase")].iloc[0]
+            close(cells[column - 1].replace("**", ""), r["mean"])
