@@ -10,7 +10,8 @@
 * ``torch-rechub`` / ``deepctr-torch``: the peer libraries' MMoE on the same one-hot input, when installed
   (``make bench`` installs them with ``--no-deps``, so torch stays as it is); torch-rechub through its
   ``MTLTrainer`` (its data loader included, as its users run it), deepctr-torch through ``fit`` with its
-  per-call input concatenation left out;
+  per-call input concatenation left out; ``-native`` (MMoE sizes): the same on their own inputs, a 4-wide
+  embedding per categorical column, as their users feed census. ``*_vs_best_peer`` divides by the fastest of all;
 * ``bottom2048``: Shared-Bottom with one 2048-unit bottom (the budget's widest layer) and towers of 64;
 * ``seeds``: 16 seeds as one vectorised model against 16 sequential runs (paper size);
 * ``contention``: ours at the paper's size as a worker runs it (its thread plan installed, re-planned before each
@@ -26,7 +27,7 @@ Every candidate runs once per round, interleaved, and the median of the rounds i
 measured in one run on one machine. Each candidate first runs once untimed (``median_rounds``), so the
 figures are a warm worker's, as in a study of hundreds of trials. ``--json`` prints one JSON object of ratios as the last line.
 
-    python bench/train.py [--rounds 3] [--device cpu|cuda] [--compile] [--json]
+    python bench/train.py [--rounds 3] [--device cpu|cuda] [--compile] [--sizes-only] [--json]
 """
 
 from __future__ import annotations
@@ -217,6 +218,83 @@ def deepctr_runner(
     return run
 
 
+NATIVE_DIM = (
+    4  # the peers' usual embedding width per categorical column (performance notes: "4-dim embeddings")
+)
+
+
+def _native_columns(feats: Any) -> tuple[dict[str, np.ndarray], list[int]]:
+    """Census-shaped rows as the peers feed them natively: one code column per categorical field (local codes,
+    0 .. cardinality - 1) and one column per continuous value."""
+    x = {f"d{j}": feats.cont[0, :, j].numpy() for j in range(CENSUS_SPEC.n_continuous)}
+    for j, off in enumerate(CENSUS_SPEC.offsets):
+        x[f"s{j}"] = (feats.cat[0, :, j] - off).numpy()
+    return x, list(CENSUS_SPEC.cardinalities)
+
+
+def rechub_native_runner(
+    feats: Any, y: torch.Tensor, size: tuple[str, int, int, int], device: torch.device
+) -> Any:
+    """torch-rechub's MMOE on its own inputs: a 4-wide ``SparseFeature`` per categorical column, a
+    ``DenseFeature`` per continuous one (MTLTrainer, its data loader included)."""
+    try:
+        from torch_rechub.basic.features import DenseFeature, SparseFeature
+        from torch_rechub.models.multi_task import MMOE
+        from torch_rechub.trainers import MTLTrainer
+        from torch_rechub.utils.data import DataGenerator
+    except ImportError:
+        return None
+    arch, e, h, t = size
+    if arch != "mmoe":
+        return None
+    x, cards = _native_columns(feats)
+    features = [DenseFeature(f"d{j}") for j in range(CENSUS_SPEC.n_continuous)]
+    features += [SparseFeature(f"s{j}", c, NATIVE_DIM) for j, c in enumerate(cards)]
+
+    def run() -> None:
+        tasks = ["classification", "classification"]
+        model = MMOE(features, tasks, e, {"dims": [h]}, [{"dims": [t]}, {"dims": [t]}])
+        loader, _, _ = DataGenerator(x, y.numpy()).generate_dataloader(
+            x_val=x, y_val=y.numpy()[:2], x_test=None, y_test=None, batch_size=1024
+        )
+        trainer = MTLTrainer(
+            model, tasks, optimizer_params={"lr": 1e-3}, n_epoch=1, device=str(device), model_path="/tmp"
+        )
+        trainer.train_one_epoch(loader)
+
+    return run
+
+
+def deepctr_native_runner(
+    feats: Any, y: torch.Tensor, size: tuple[str, int, int, int], device: torch.device
+) -> Any:
+    """deepctr-torch's MMOE on its own inputs: a 4-wide ``SparseFeat`` per categorical column, a ``DenseFeat`` per
+    continuous one (``fit``, its per-call input concatenation left out)."""
+    try:
+        from deepctr_torch.inputs import DenseFeat, SparseFeat
+        from deepctr_torch.models import MMOE
+    except ImportError:
+        return None
+    arch, e, h, t = size
+    if arch != "mmoe":
+        return None
+    x, cards = _native_columns(feats)
+    cols = [DenseFeat(f"d{j}", 1) for j in range(CENSUS_SPEC.n_continuous)]
+    cols += [SparseFeat(f"s{j}", c, NATIVE_DIM) for j, c in enumerate(cards)]
+
+    def run() -> float:
+        model = MMOE(cols, num_experts=e, expert_dnn_hidden_units=(h,), gate_dnn_hidden_units=(),
+                     tower_dnn_hidden_units=(t,), task_types=("binary", "binary"), device=str(device))  # fmt: skip
+        model.compile("adam", ["binary_crossentropy", "binary_crossentropy"])
+        prep = timed(lambda: model.fit(x, y.numpy(), batch_size=1024, epochs=0, verbose=0))
+        return timed(lambda: model.fit(x, y.numpy(), batch_size=1024, epochs=1, verbose=0)) - prep
+
+    return run
+
+
+PEERS = ("torch-rechub", "deepctr-torch", "torch-rechub-native", "deepctr-torch-native")
+
+
 def _busy() -> None:
     while True:
         pass
@@ -265,18 +343,16 @@ def contention(ds: TabularDataset, device: torch.device, rounds: int) -> dict[st
     return {k: CENSUS_ROWS / float(np.median(v)) for k, v in times.items()}
 
 
-def ratios_of(eps: dict[str, float]) -> dict[str, float]:
-    """Every ratio the bench reports, from the candidates' examples/s."""
+def ratios_of(eps: dict[str, float], *, sizes_only: bool = False) -> dict[str, float]:
+    """Every ratio the bench reports, from the candidates' examples/s (the sizes' alone with ``sizes_only``)."""
     ratios: dict[str, float] = {}
     for size_name in SIZES:
         ratios[f"{size_name}_vs_tutorial"] = eps[f"{size_name}/ours"] / eps[f"{size_name}/tutorial"]
-        peers = [
-            eps[k]
-            for k in eps
-            if k.startswith(f"{size_name}/") and k.split("/")[1] in ("torch-rechub", "deepctr-torch")
-        ]
+        peers = [eps[k] for k in eps if k.startswith(f"{size_name}/") and k.split("/")[1] in PEERS]
         if peers:
             ratios[f"{size_name}_vs_best_peer"] = eps[f"{size_name}/ours"] / max(peers)
+    if sizes_only:
+        return ratios
     ratios["seeds_vs_sequential"] = eps["seeds/vectorised"] / eps["seeds/sequential"]
     ratios["synthetic_vs_sequential"] = eps["synthetic/vectorised"] / eps["synthetic/sequential"]
     if "contention/planned/busy" in eps:
@@ -294,6 +370,9 @@ def main() -> None:
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--compile", action="store_true", help="train ours with torch.compile (training.compile)")
+    ap.add_argument(
+        "--sizes-only", action="store_true", help="only the sizes against the tutorial and the peers"
+    )
     args = ap.parse_args()
     global COMPILE
     COMPILE = args.compile
@@ -318,8 +397,17 @@ def main() -> None:
             deepctr = deepctr_runner(onehot, y, size, device)
             if deepctr is not None:
                 fns[f"{size_name}/deepctr-torch"] = deepctr
+            rechub_native = rechub_native_runner(feats, y, size, device)
+            if rechub_native is not None:
+                fns[f"{size_name}/torch-rechub-native"] = lambda run=rechub_native: timed(run)
+            deepctr_native = deepctr_native_runner(feats, y, size, device)
+            if deepctr_native is not None:
+                fns[f"{size_name}/deepctr-torch-native"] = deepctr_native
         med = median_rounds(fns, args.rounds)
         eps.update({k: CENSUS_ROWS / v for k, v in med.items()})
+    if args.sizes_only:
+        _print(eps, ratios_of(eps, sizes_only=True), args, device, torch.get_num_threads())
+        return
     s = args.seeds
     med = median_rounds(
         {
@@ -350,12 +438,18 @@ def main() -> None:
     threads_used = torch.get_num_threads()
     if device.type == "cpu":  # last: it leaves the count a busy neighbour planned until the next re-plan
         eps.update(contention(ds, device, max(5, args.rounds)))
-    ratios = ratios_of(eps)
+    _print(eps, ratios_of(eps), args, device, threads_used)
+
+
+def _print(
+    eps: dict[str, float], ratios: dict[str, float], args: Any, device: torch.device, threads_used: int
+) -> None:
     kernel = "compiled" if native_ops() is not None else f"unavailable ({native_build_error()})"
     print(
         f"one training epoch, {CENSUS_ROWS:,} census-shaped rows, batch 1024, device {device}, "
         f"{threads_used} threads, median of {args.rounds} interleaved rounds, "
-        f"first-layer kernel {kernel}, ours {'compiled' if COMPILE else 'eager'}"
+        f"first-layer kernel {kernel}, ours {'compiled' if COMPILE else 'eager'}; peers on the one-hot input and "
+        f"(-native) on their own {NATIVE_DIM}-wide embeddings per categorical column"
     )
     print(f"{'candidate':<26} {'examples/s':>12}")
     for k, v in eps.items():

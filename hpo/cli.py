@@ -175,6 +175,10 @@ def data_info_cmd(
         float, typer.Option(help="recsys: cosine of click and purchase preferences")
     ] = 0.5,
     labels: Annotated[str, typer.Option(help="recsys: entire_space or on_click")] = "entire_space",
+    sparse: Annotated[
+        str, typer.Option(help="recsys: ID fields through embedding tables: none, ids or all")
+    ] = "none",
+    extra_fields: Annotated[int, typer.Option(help="recsys: more ID fields (user and item attributes)")] = 0,
     variant: Annotated[str, typer.Option(help="census: paper or leakage-free")] = "paper",
     drop: Annotated[
         list[str] | None, typer.Option(help="census: a further column to drop (repeatable)")
@@ -193,7 +197,13 @@ def data_info_cmd(
         group=group,
         data_dir=data_dir,
         synthetic={"p": p, "seed": seed},
-        recsys={"relatedness": relatedness, "labels": labels, "seed": seed},
+        recsys={
+            "relatedness": relatedness,
+            "labels": labels,
+            "seed": seed,
+            "sparse": sparse,
+            "extra_fields": extra_fields,
+        },
         variant=variant,
         drop=tuple(drop or ()),
     )

@@ -57,7 +57,14 @@ def test_relatedness_moves_how_much_the_click_preference_predicts_purchases() ->
 def test_a_study_on_the_generator_with_esmm_and_aitm(tmp_path: Path) -> None:
     path = make_study(
         tmp_path,
-        dataset={"kind": "recsys", **SMALL, "n_train": 4000, "n_valid": 1000, "n_test": 1000},
+        dataset={
+            "kind": "recsys",
+            **SMALL,
+            "sparse": "ids",
+            "n_train": 4000,
+            "n_valid": 1000,
+            "n_test": 1000,
+        },
         architectures=[
             {"name": "esmm", "search_space": "../search_spaces/small/esmm.yaml"},
             {"name": "aitm", "search_space": "../search_spaces/small/aitm.yaml"},
@@ -75,6 +82,21 @@ def test_a_study_on_the_generator_with_esmm_and_aitm(tmp_path: Path) -> None:
     comp = pd.read_csv(tmp_path / "r" / "r_comparison.csv")
     assert set(comp.architecture) == {"esmm", "aitm"} and set(comp.task) == {"click", "purchase"}
     assert all(math.isfinite(v) for v in comp["mean"])
+    page = out.read_text()  # the provenance names the input path: the IDs went through embedding tables
+    assert "2 sparse fields read through embedding tables: user (2000 rows" in page
+
+
+def test_data_info_prints_sparse_fields_and_each_tasks_rows(capsys) -> None:
+    assert (
+        main(["data", "info", "recsys", "--sparse", "all", "--labels", "on_click", "--extra-fields", "2"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "0 categorical, 7 sparse (embedded)" in out
+    assert (
+        "sparse field user: vocabulary 10000 (every value known)" in out and "sparse field item_attr1:" in out
+    )
+    assert "task conversion (binary)" in out and "defined on a subset of rows: train" in out
 
 
 def test_data_info_prints_each_fields_vocabulary_and_its_cold_start_rate() -> None:
