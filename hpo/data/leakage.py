@@ -33,6 +33,16 @@ def _category_rate(codes: np.ndarray, y: np.ndarray) -> np.ndarray:
     return (pos / count)[inverse]
 
 
+def _single_valued_sparse(ds: TabularDataset) -> list[tuple[int, str]]:
+    """(code column, name) of every sparse field with one value per row (a list per cell has no single column)."""
+    out, column = [], ds.spec.n_categorical
+    for f in ds.spec.sparse:
+        if f.slots == 1:
+            out.append((column, f.name))
+        column += f.slots
+    return out
+
+
 def single_feature_auc(ds: TabularDataset, split: str = "train") -> dict[str, list[dict[str, Any]]]:
     """Per binary task, every feature column with its single-column AUC, best first."""
     part = ds.splits[split]
@@ -52,6 +62,8 @@ def single_feature_auc(ds: TabularDataset, split: str = "train") -> dict[str, li
         for j, col in enumerate(ds.continuous):
             scores.append({"column": col, "auc": _auc(y, cont[defined, j])})
         for j, col in enumerate(ds.categorical):
+            scores.append({"column": col, "auc": _auc(y, _category_rate(cat[defined, j], y))})
+        for j, col in _single_valued_sparse(ds):  # an ID can leak a label as well as a category can
             scores.append({"column": col, "auc": _auc(y, _category_rate(cat[defined, j], y))})
         out[task.name] = sorted(scores, key=lambda s: -s["auc"])
     return out
