@@ -279,18 +279,30 @@ def test_sparse_id_tables_match_their_csvs() -> None:
     ablation (test purchase AUC of every run, the one-hot run included) against each run's CSVs."""
     found = {tuple(head[:2]): (head, rows) for head, rows in section_tables("Sparse IDs")}
     _, rows = found[("architecture", "test click AUC, mean [95% interval], 10 seeds")]
-    comp = pd.read_csv(RESULTS / "recsys_funnel_sparse_comparison.csv")
-    assert len(rows) == comp.architecture.nunique() == 6
-    for name, *cells in rows:
-        for task, cell in zip(("click", "purchase", "dwell"), cells, strict=True):
-            r = comp[(comp.architecture == NAMES[name]) & (comp.task == task)].iloc[0]
-            for shown, value in zip(
-                interval(cell.replace("**", "")), (r["mean"], r.ci95_low, r.ci95_high), strict=True
-            ):
-                close(shown, value)
+    check_intervals(rows, "recsys_funnel_sparse", ("click", "purchase", "dwell"))
     head, rows = found[("architecture", "N(0, 1/dim), default")]
     for column, title in enumerate(head[1:], start=1):
         comp = pd.read_csv(RESULTS / f"{SPARSE_RUNS[title.replace('**', '')]}_comparison.csv")
         for name, *cells in rows:
             r = comp[(comp.architecture == NAMES[name]) & (comp.task == "purchase")].iloc[0]
             close(cells[column - 1].replace("**", ""), r["mean"])
+
+
+def check_intervals(rows: list[list[str]], stem: str, tasks: tuple[str, ...]) -> None:
+    """Every architecture of the run, each cell ``mean [low, high]`` its CSV's for that task."""
+    comp = pd.read_csv(RESULTS / f"{stem}_comparison.csv")
+    assert len(rows) == comp.architecture.nunique()
+    for name, *cells in rows:
+        for task, cell in zip(tasks, cells, strict=True):
+            r = comp[(comp.architecture == NAMES[name]) & (comp.task == task)].iloc[0]
+            shown = interval(cell.replace("**", ""))
+            for text, value in zip(shown, (r["mean"], r.ci95_low, r.ci95_high), strict=True):
+                close(text, value)
+
+
+def test_ten_million_row_table_matches_its_csvs() -> None:
+    found = {tuple(head[:2]): rows for head, rows in section_tables("Scale: 10 million")}
+    rows = found[("architecture", "test click AUC, mean [95% interval], 2 seeds")]
+    check_intervals(rows, "recsys_10m", ("click", "purchase"))
+    cost = pd.read_csv(RESULTS / "recsys_10m_cost.csv")
+    assert set(cost.parameters) == {20727048, 20693704}  # "20.7 million parameters"
