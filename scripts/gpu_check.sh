@@ -16,6 +16,8 @@ step "thread plan of a CUDA worker"
 python3 -c "from hpo.training.threads import plan_threads as p; print(p(device='cuda'), p(device='cuda', workers=4))"
 step "bench/train.py on cuda"
 timeout 200 python3 bench/train.py --device cuda --rounds 3 --no-peers --json | tail -12 | tee "$OUT/bench_train_cuda.txt"
+step "bench/recsys.py on cuda (sparse fields' embedding tables; ours only, the peers are not installed there)"
+timeout 90 python3 bench/recsys.py --device cuda --rounds 1 --rows 100000 --json | tail -6 | tee "$OUT/bench_recsys_cuda.txt"
 step "a small study on cuda"
 db="$OUT/smoke.db"; rm -f "$db"
 for phase in run retrain; do

@@ -58,3 +58,23 @@ def test_cuda_stream_draws_on_the_gpu_and_trains() -> None:
     model = create_model("mmoe", ds.spec, ds.tasks, replicas=2, seeds=[0, 1], n_experts=2, expert_units=(8,))
     res = train(model, ds, TrainConfig(lr=3e-3, batch_size=128, epochs=3, patience=None, device="cuda"))
     assert all(r.status == "ok" and len(r.curve) == 3 for r in res)
+
+
+def test_cuda_embedding_tables_match_cpu() -> None:
+    """Sparse fields on CUDA: the same rows (drawn on the CPU), outputs and gradients as on the CPU, multi-valued
+    fields and empty slots included."""
+    from tests.models.test_embeddings import SPEC as SPARSE_SPEC
+    from tests.models.test_embeddings import TASKS as SPARSE_TASKS
+    from tests.models.test_embeddings import batch
+
+    kw = {"replicas": 2, "seeds": [1, 2], "dtype": torch.float64, "field_dim": 3, "n_experts": 3}
+    cpu = create_model("mmoe", SPARSE_SPEC, SPARSE_TASKS, **kw)
+    gpu = create_model("mmoe", SPARSE_SPEC, SPARSE_TASKS, device="cuda", **kw)
+    x = batch()
+    xg = type(x)(x.cont.cuda(), x.cat.cuda())
+    out_c, out_g = cpu(x), gpu(xg)
+    torch.testing.assert_close(out_g.cpu(), out_c, rtol=1e-9, atol=1e-10)
+    out_c.sum().backward()
+    out_g.sum().backward()
+    for (n, p), q in zip(cpu.named_parameters(), gpu.parameters(), strict=True):
+        torch.testing.assert_close(q.grad.cpu(), p.grad, rtol=1e-8, atol=1e-10, msg=n)
