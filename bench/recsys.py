@@ -20,6 +20,7 @@ interleaved; medians are compared. ``--json`` prints the ratios as the last line
 ``recsys_max_vs_best_peer``, ``esmm_vs_rechub``), with each candidate's parameter count beside.
 
     python bench/recsys.py [--rounds 3] [--rows 200000] [--device cpu|cuda] [--json]
+    python bench/recsys.py --memory [--rows 200000]     # peak memory per candidate, each in its own process
 """
 
 from __future__ import annotations
@@ -156,8 +157,52 @@ def deepctr_runner(ds: TabularDataset, size: dict[str, Any], dim: int, device: t
     return run
 
 
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
+
+
+def one_candidate(args: argparse.Namespace) -> None:
+    """``--one SIZE/CANDIDATE``: build the data, train that one candidate once, and print the process's resident
+    memory before training and at its peak (what training the candidate added), as one JSON line."""
+    name, who = args.one.split("/")
+    device = torch.device(args.device)
+    ds = dataset(args.rows, args.users, args.items, args.extra, device)
+    size = SIZES[name]
+    run = {
+        "ours": lambda: ours(ds, size, args.dim, device),
+        "torch-rechub": rechub_runner(ds, size, args.dim, device),
+        "deepctr-torch": deepctr_runner(ds, size, args.dim, device),
+    }[who]
+    before = _peak_rss_mb()
+    if run is not None:
+        run()
+    print(json.dumps({"candidate": args.one, "before_mb": round(before), "peak_mb": round(_peak_rss_mb())}))
+
+
+def memory(args: argparse.Namespace) -> dict[str, float]:
+    """Each candidate in its own process (``--one``): the peak resident memory training added, in MB."""
+    import subprocess
+
+    out = {}
+    for name in SIZES:
+        for who in ("ours", "torch-rechub", "deepctr-torch"):
+            cmd = [sys.executable, __file__, "--one", f"{name}/{who}", "--rows", str(args.rows)]
+            cmd += ["--users", str(args.users), "--items", str(args.items), "--extra", str(args.extra)]
+            done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            line = json.loads(done.stdout.strip().splitlines()[-1])
+            if line["peak_mb"] > line["before_mb"] or who == "ours":
+                out[f"{name}/{who}"] = line["peak_mb"] - line["before_mb"]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--memory", action="store_true", help="peak memory per candidate, each in its own process"
+    )
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--users", type=int, default=100_000)
@@ -168,6 +213,17 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
+    if args.one:
+        one_candidate(args)
+        return
+    if args.memory:
+        mb = memory(args)
+        print(
+            f"peak resident memory training added, MB ({args.rows:,} rows; each candidate in its own process)"
+        )
+        for k, v in mb.items():
+            print(f"{k:<24} {v:>8,.0f}")
+        return
     device = torch.device(args.device)
     threads.install(threads.plan_threads(device=device))
     ds = dataset(args.rows, args.users, args.items, args.extra, device)
