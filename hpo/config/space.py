@@ -21,6 +21,10 @@ worst cases and a sample of configurations on the meta device.
 
 Expressions allow numbers, the sampled names, ``n_tasks``, ``+ - * / // %``, lists, and ``min``, ``max``, ``int``,
 ``round``; nothing else is evaluated.
+
+A numeric parameter may say ``expand: true`` (or ``expand: {low: L, high: H}``, the farthest it may go): when the
+best configuration of a tuning study sits on one of its bounds, the range is widened on that side
+(:meth:`ParamRange.widened`) and the widening recorded on the study, instead of the range deciding the optimum.
 """
 
 from __future__ import annotations
@@ -39,7 +43,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from hpo.errors import ConfigError
 from hpo.yamlio import format_validation_error, read_yaml
 
-__all__ = ["ParamRange", "SearchSpace", "evaluate", "load_space"]
+__all__ = ["ExpandLimits", "ParamRange", "SearchSpace", "evaluate", "load_space"]
+
+
+class ExpandLimits(BaseModel):
+    """How far ``expand`` may widen a range; ``None`` keeps the default limit of that side."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    low: float | None = None
+    high: float | None = None
 
 
 class ParamRange(BaseModel):
@@ -51,6 +64,7 @@ class ParamRange(BaseModel):
     log: bool = False
     step: float | None = None
     choices: list[Any] | None = None
+    expand: bool | ExpandLimits = False
 
     @model_validator(mode="after")
     def _consistent(self) -> ParamRange:
@@ -66,7 +80,60 @@ class ParamRange(BaseModel):
             raise ValueError(f"a log-scaled range needs low > 0, got {self.low}")
         if self.type == "int" and (self.low != int(self.low) or self.high != int(self.high)):
             raise ValueError(f"an int range needs integer bounds, got {self.low}..{self.high}")
+        if isinstance(self.expand, ExpandLimits):
+            if self.expand.low is not None and self.expand.low > self.low:
+                raise ValueError(f"expand.low ({self.expand.low}) must not exceed low ({self.low})")
+            if self.expand.high is not None and self.expand.high < self.high:
+                raise ValueError(f"expand.high ({self.expand.high}) must not be below high ({self.high})")
+            if self.log and self.expand.low is not None and self.expand.low <= 0:
+                raise ValueError(
+                    f"a log-scaled range cannot widen to low <= 0 (expand.low {self.expand.low})"
+                )
         return self
+
+    def expandable(self) -> bool:
+        return self.type != "categorical" and self.expand is not False
+
+    def limits(self, name: str, budget: int) -> tuple[float, float]:
+        """The farthest ``expand`` may move each bound: the declared limits, else a range never changes sign
+        (an int count at 1 or more stays at 1 or more), and a ``*units*`` integer stops at the ``budget``."""
+        assert self.low is not None and self.high is not None
+        given = self.expand if isinstance(self.expand, ExpandLimits) else ExpandLimits()
+        low, high = given.low, given.high
+        if low is None:
+            low = (1.0 if self.type == "int" and self.low >= 1 else 0.0) if self.low >= 0 else -math.inf
+        if high is None and self.high <= 0:
+            high = 0.0
+        elif high is None:
+            high = max(float(budget), self.high) if self.type == "int" and "units" in name else math.inf
+        return low, high
+
+    def widened(self, side: Literal["low", "high"], name: str, budget: int) -> ParamRange | None:
+        """This range widened on ``side``: a log-scaled bound halves or doubles, a linear one moves by half the
+        span (a whole number of steps), never past :meth:`limits`; ``None`` when it cannot move."""
+        assert self.low is not None and self.high is not None
+        lo_limit, hi_limit = self.limits(name, budget)
+        step = float(self.step or (1 if self.type == "int" else 0))
+        if self.log:
+            moved = self.low / 2 if side == "low" else self.high * 2
+        else:
+            delta = (self.high - self.low) / 2
+            if step:
+                delta = max(step, math.ceil(delta / step) * step)
+            moved = self.low - delta if side == "low" else self.high + delta
+        if self.type == "int":
+            moved = math.floor(moved) if side == "low" else math.ceil(moved)
+        moved = max(lo_limit, moved) if side == "low" else min(hi_limit, moved)
+        if step and not self.log:  # a limit may cut between steps: keep whole steps from the other end
+            anchor = self.low if side == "high" else self.high
+            moved = anchor + math.floor(abs(moved - anchor) / step + 1e-9) * step * (
+                1 if side == "high" else -1
+            )
+        if (side == "low" and moved >= self.low) or (side == "high" and moved <= self.high):
+            return None
+        if self.log and moved <= 0:
+            return None
+        return self.model_copy(update={side: float(moved)})
 
     def distribution(self) -> optuna.distributions.BaseDistribution:
         if self.type == "categorical":
@@ -122,6 +189,17 @@ class SearchSpace(BaseModel):
                 assert r.low is not None and r.high is not None
                 out[name] = trial.suggest_float(name, r.low, r.high, log=r.log, step=r.step)
         return out
+
+    def with_ranges(self, ranges: Mapping[str, tuple[float, float]]) -> SearchSpace:
+        """This space with the named parameters' ``(low, high)`` replaced (a widening recorded on a study);
+        names of other spaces are ignored."""
+        params = {
+            name: r.model_copy(update=dict(zip(("low", "high"), ranges[name], strict=True)))
+            if name in ranges
+            else r
+            for name, r in self.params.items()
+        }
+        return self.model_copy(update={"params": params})
 
     def derive(self, sampled: Mapping[str, Any], n_tasks: int) -> dict[str, Any]:
         """Model hyperparameters from sampled values (lists become tuples)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from hpo.models import adatt, aitm, api, columns, esmm, moe, ple, shared_bottom, tensor_factorization  # noqa: F401  (registration)
 from hpo.models._budget import check_budget
 from hpo.models._native import kernel_provenance
-from hpo.models._registry import FIELD_DIM, create_model, get_entry, list_models, probe_model
+from hpo.models._registry import FIELD_DIM, INPUT_SETTINGS, create_model, get_entry, list_models, probe_model
 from hpo.models.api import *  # noqa: F403  (the extension API: one list of names, api.__all__)
 from hpo.models.plugins import load_plugins
 from hpo.models.utilisation import gate_utilisation
@@ -17,6 +17,7 @@ from hpo.models.utilisation import gate_utilisation
 __all__ = [
     *api.__all__,
     "FIELD_DIM",
+    "INPUT_SETTINGS",
     "check_budget",
     "create_model",
     "gate_utilisation",

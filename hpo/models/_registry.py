@@ -131,6 +131,9 @@ def get_entry(name: str) -> ModelEntry:
 
 
 FIELD_DIM = "field_dim"  # the model setting every architecture takes: the sparse fields' embedding width
+# optimiser-space parameters that shape the model's input rather than its training: sampled once per trial for
+# every architecture (study-wide), they reach the model with its own hyperparameters (and are stored with them)
+INPUT_SETTINGS = (FIELD_DIM,)
 
 
 def with_field_dim(spec: InputSpec, hyper: dict[str, Any], name: str) -> tuple[InputSpec, dict[str, Any]]:

@@ -20,6 +20,7 @@ import pandas as pd
 
 from hpo.estimators import doubling_gain, doubling_gain_interval
 from hpo.report.data import ReportData
+from hpo.storage import keys
 
 __all__ = ["settled_frame", "settled_html", "unsettled_caveat"]
 
@@ -37,8 +38,12 @@ def _row(
         mine = mine[mine.replicate == replicate]
     done = mine[mine.state == "COMPLETE"]
     pruned = mine[mine.state == "PRUNED"]
-    if attrs.get("bound_hits") is not None:  # what the rule itself judged, for this replicate
-        on_bound = "; ".join(attrs["bound_hits"])
+    if attrs.get(keys.BOUND_HITS) is not None:  # what the rule itself judged, for this replicate
+        on_bound = "; ".join(attrs[keys.BOUND_HITS])
+    widened = "; ".join(
+        f"{w['param']} {w['from'][0]:g}..{w['from'][1]:g} -> {w['to'][0]:g}..{w['to'][1]:g} at {w['trials']} trials"
+        for w in attrs.get(keys.SPACE_EXPANSIONS) or []
+    )
     values = done["value_0"].to_numpy(dtype=float) if "value_0" in done else np.array([])
     if "best_intermediate" in pruned:  # as the rule counts them (hpo.search.settle.rule_values)
         values = np.concatenate([values, pruned["best_intermediate"].to_numpy(dtype=float)])
@@ -66,8 +71,10 @@ def _row(
         "gain_ci_high": hi,
         "tolerance": tolerance if tolerance is not None else float("nan"),
         "best_on_bound": on_bound,
+        "ranges_widened": widened,
         "settled": settled,
-        "sentence": _sentence(settled, reason, len(done) + len(pruned), gain, (lo, hi), tolerance, on_bound),
+        "sentence": _sentence(settled, reason, len(done) + len(pruned), gain, (lo, hi), tolerance, on_bound)
+        + (f" Ranges widened on a bound hit: {widened}." if widened else ""),
     }
 
 
@@ -159,6 +166,7 @@ def settled_html(frame: pd.DataFrame, table: Any) -> str:
         "n minus expected best of n/2, Tang et al.'s estimator, with a 95% bootstrap interval over the trials: "
         "the best estimate of what doubling them again would buy), the tolerance the rule held it to "
         "(<code>trials: {until: settled}</code>; with <code>tolerance: auto</code> the smallest difference the "
-        "retraining can resolve), and the best configuration's parameters on a bound of their range.</p>"
+        "retraining can resolve), the best configuration's parameters on a bound of their range, and the ranges "
+        "the rule widened where a parameter allowed it (<code>expand</code>).</p>"
         f"<ul>{sentences}</ul>{table(frame.drop(columns=['sentence']))}</section>"
     )

@@ -21,13 +21,16 @@ import numpy as np
 import optuna
 import torch
 
+from hpo.config.space import SearchSpace
 from hpo.config.study import StudySpec
 from hpo.data._tabular import TabularDataset
 from hpo.errors import ConfigError
-from hpo.models import FIELD_DIM, create_model, get_entry, kernel_provenance
+from hpo.models import INPUT_SETTINGS, create_model, get_entry, kernel_provenance
 from hpo.schema import METRICS_BY_KIND, default_metric
 from hpo.search import interrupts
 from hpo.search.factories import grid_points
+from hpo.search.validate import check_space
+from hpo.search.widen import current_spaces, expandable
 from hpo.storage import keys
 from hpo.storage.attrs import report_epoch, set_trial_attrs
 from hpo.storage.claims import worker_seed
@@ -131,11 +134,6 @@ def objective_names(spec: StudySpec, ds: TabularDataset) -> list[str]:
     if spec.objective.kind == "mean":
         return [f"valid mean {targets[0][1].upper()} over tasks"]
     return [f"valid {task} {metric.upper()}" for task, metric in targets]
-
-
-# optimiser-space parameters that shape the model's input rather than its training: sampled once per trial for
-# every architecture (study-wide), they reach the model with its own hyperparameters (and are stored with them)
-INPUT_SETTINGS = (FIELD_DIM,)
 
 
 def split_sampled(sampled: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -250,6 +248,7 @@ class Objective:
         self.spec, self.arch, self.ds, self.device = spec, arch, dataset, device
         self.space = spec.spaces()[arch]
         self.opt_space = spec.optimizer_space_loaded()
+        self.widening = expandable([self.space, self.opt_space])
         self.targets = objective_targets(spec, dataset)
         self.on_epoch = on_epoch
         self.multi = spec.objective.kind == "multi"
@@ -297,6 +296,17 @@ class Objective:
         ]
         values = [v for v in values if math.isfinite(v)]
         return float(np.std(values, ddof=1)) if len(values) >= 2 else float("nan")
+
+    def fits_budget(self, space: SearchSpace) -> bool:
+        """Whether every configuration of ``space`` (this architecture's, perhaps widened) keeps within the
+        budget, built on the meta device (:func:`hpo.search.validate.check_space`); an optimiser space always
+        does."""
+        if set(space.params) <= set(self.opt_space.params):
+            return True
+        report = check_space(
+            space, self.arch, len(self.ds.tasks), budget=self.spec.budget, seed=self.spec.seed
+        )
+        return not report.problems
 
     def _train_config(self, sampled: dict[str, Any]) -> TrainConfig:
         return training_config(self.spec, self.targets, self.device, sampled)
@@ -387,8 +397,11 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         started = time.perf_counter()
-        sampled_model = self.space.suggest(trial)  # the sampler proposes here (relative sampling is lazy)
-        sampled_opt = self.opt_space.suggest(trial)
+        space, opt_space = self.space, self.opt_space
+        if self.widening:  # the ranges the settled rule has widened so far, as recorded on the study
+            space, opt_space = current_spaces(trial.study, [space, opt_space])
+        sampled_model = space.suggest(trial)  # the sampler proposes here (relative sampling is lazy)
+        sampled_opt = opt_space.suggest(trial)
         proposed: dict[str, Any] = {keys.PROPOSAL_SECONDS: time.perf_counter() - started}
         if self.worker_id is not None:
             proposed |= {

@@ -14,7 +14,8 @@ by one rule for all:
   four finished trials) and its best configuration sits on no bound of its
   space (a best value on a bound says the range, not the tuning, stopped it; the budget's own ceiling on units
   is not such a bound); it stops at **max** when it has run ``max`` trials; otherwise ``grow`` x n more tickets
-  are queued (never past ``max``);
+  are queued (never past ``max``), and a bound hit on a parameter that allows it (``expand``) widens that side of
+  its range first (:mod:`hpo.search.widen`, recorded as ``space_expansions``);
 * ``tolerance: auto`` puts tuning noise and seed noise on one scale: it is the smallest difference the
   retraining can resolve, :func:`hpo.estimators.resolvable_gap` at ``retrain.seeds`` seeds and Holm over every
   pair of architectures, with the per-seed spread measured once, by training the best configuration after
@@ -31,9 +32,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import optuna
@@ -41,6 +42,7 @@ import optuna
 from hpo.config.space import SearchSpace
 from hpo.config.study import StudySpec, TrialBudget
 from hpo.estimators import doubling_gain, doubling_gain_interval, resolvable_gap
+from hpo.search.widen import current_spaces, widen
 from hpo.storage import keys
 from hpo.storage.locks import claim_lock
 
@@ -48,6 +50,7 @@ __all__ = [
     "FINAL",
     "Decision",
     "bound_hits",
+    "bound_sides",
     "decide",
     "mark_timeout",
     "resume_target",
@@ -59,6 +62,7 @@ __all__ = [
 FINAL = ("settled", "max")  # a study stopped for these reasons gets no more trials; "timeout" resumes
 BOUND_SHARE = 0.01  # a float within this share of its range (in its own scale) of a bound is on the bound
 S = optuna.trial.TrialState
+Side = Literal["low", "high"]
 
 
 @dataclass(frozen=True)
@@ -125,7 +129,12 @@ def bound_hits(params: dict[str, Any], spaces: Sequence[SearchSpace], budget: in
     Bounds no wider range could move are not hits: an integer whose upper bound reaches the budget (a units count
     at the ceiling every architecture shares), and an integer at a lower bound of 1 or less (one layer, one
     expert: a count cannot go lower)."""
-    out = []
+    return [f"{name}={params[name]:g} ({side} bound)" for name, side in bound_sides(params, spaces, budget)]
+
+
+def bound_sides(params: dict[str, Any], spaces: Sequence[SearchSpace], budget: int) -> list[tuple[str, Side]]:
+    """:func:`bound_hits` as ``(name, side)`` pairs."""
+    out: list[tuple[str, Side]] = []
     for space in spaces:
         for name, r in space.params.items():
             if name not in params or r.type not in ("int", "float") or r.low is None or r.high is None:
@@ -140,7 +149,7 @@ def bound_hits(params: dict[str, Any], spaces: Sequence[SearchSpace], budget: in
                 at_low = scale(v) - scale(lo) <= BOUND_SHARE * span
                 at_high = scale(hi) - scale(v) <= BOUND_SHARE * span
             if at_low or at_high:
-                out.append(f"{name}={params[name]:g} ({'low' if at_low else 'high'} bound)")
+                out.append((name, "low" if at_low else "high"))
     return out
 
 
@@ -192,11 +201,14 @@ def settle(
     spaces: Sequence[SearchSpace],
     probe: Any,
     enqueue: Any,
+    fits: Callable[[SearchSpace], bool] = lambda space: True,
 ) -> bool:
     """Called by a worker that found every queued trial of ``study`` finished: apply the rule once. Return True
-    when more tickets were queued (or another worker queued some), False when the architecture is done."""
+    when more tickets were queued (or another worker queued some), False when the architecture is done.
+    ``spaces`` are the declared ones (the widenings recorded on the study are applied here); ``fits`` says
+    whether a widened model space still keeps every configuration within the budget."""
     rule = spec.budget_rule
-    if rule is None or _attrs(study).get("stop_reason") in FINAL:
+    if rule is None or _attrs(study).get(keys.STOP_REASON) in FINAL:
         return False
     if not [t for t in study.get_trials(deepcopy=False) if t.state == S.COMPLETE]:
         return (
@@ -208,33 +220,52 @@ def settle(
         if any(t.state in (S.WAITING, S.RUNNING) for t in trials):
             return True  # another worker extended it meanwhile
         attrs = _attrs(study)
-        if attrs.get("stop_reason") in FINAL:
+        if attrs.get(keys.STOP_REASON) in FINAL:
             return False
-        target = max(rule.min, int(attrs.get("tickets_target") or 0))
+        target = max(rule.min, int(attrs.get(keys.TICKETS_TARGET) or 0))
         done = {
             keys.plain(t.user_attrs).get(keys.TICKET) for t in trials if t.state in (S.COMPLETE, S.PRUNED)
         }
         if len({d for d in done if d is not None and d < target}) < target:
             return False  # a failed ticket: the next run queues it again, then the rule is applied
-        values = rule_values(trials, higher_is_better)
-        hits = bound_hits(study.best_trial.params, spaces, spec.budget)
+        now = current_spaces(study, spaces)
+        best = study.best_trial.params
         d = decide(
-            values,
+            rule_values(trials, higher_is_better),
             higher_is_better=higher_is_better,
             target=target,
             rule=rule,
             tolerance=tolerance,
-            hits=hits,
+            hits=bound_hits(best, now, spec.budget),
         )
-        study.set_user_attr(keys.key(keys.SETTLE_HISTORY), [*attrs.get("settle_history", []), d.record()])
-        study.set_user_attr(keys.key(keys.BOUND_HITS), hits)
+        wider = (
+            []
+            if d.stop_reason
+            else widen(now, bound_sides(best, now, spec.budget), budget=spec.budget, trials=target, fits=fits)
+        )
+        _record(study, attrs, d, wider)
         if d.stop_reason is not None:
-            study.set_user_attr(keys.key(keys.STOP_REASON), d.stop_reason)
-            study.set_user_attr(keys.key(keys.STOPPED_AT), target)
             return False
-        study.set_user_attr(keys.key(keys.TICKETS_TARGET), d.next_target)
         enqueue(study, d.next_target)
         return True
+
+
+def _record(study: optuna.Study, attrs: dict[str, Any], d: Decision, wider: list[dict[str, Any]]) -> None:
+    """Write a judgement on the study: its history entry (with any widening), the bound hits, the widened ranges,
+    and either why tuning stopped or the next ticket target."""
+    shown = [
+        f"{w['param']} {w['from'][0]:g}..{w['from'][1]:g} -> {w['to'][0]:g}..{w['to'][1]:g}" for w in wider
+    ]
+    entry = d.record() | ({"widened": shown} if shown else {})
+    study.set_user_attr(keys.key(keys.SETTLE_HISTORY), [*attrs.get(keys.SETTLE_HISTORY, []), entry])
+    study.set_user_attr(keys.key(keys.BOUND_HITS), d.bound_hits)
+    if wider:
+        study.set_user_attr(keys.key(keys.SPACE_EXPANSIONS), [*attrs.get(keys.SPACE_EXPANSIONS, []), *wider])
+    if d.stop_reason is not None:
+        study.set_user_attr(keys.key(keys.STOP_REASON), d.stop_reason)
+        study.set_user_attr(keys.key(keys.STOPPED_AT), d.trials)
+    else:
+        study.set_user_attr(keys.key(keys.TICKETS_TARGET), d.next_target)
 
 
 def mark_timeout(url: str, study: optuna.Study) -> None:

@@ -41,6 +41,7 @@ def storage_status(storage_url: str | None = None) -> list[dict[str, Any]]:
             entry["stop_reason"] = attrs.get(keys.STOP_REASON)
             entry["stopped_at"] = attrs.get(keys.STOPPED_AT)
             entry["settle_history"] = attrs.get(keys.SETTLE_HISTORY, [])
+            entry["space_expansions"] = attrs.get(keys.SPACE_EXPANSIONS, [])
         complete = [
             t
             for t in trials

@@ -20,6 +20,7 @@ from hpo.search.objective import (
     objective_names,
 )
 from hpo.search.tickets import tickets_of
+from hpo.search.widen import WideningSampler, expandable
 from hpo.storage import keys
 from hpo.storage.engine import mask_url, normalise_url, open_storage
 
@@ -54,7 +55,7 @@ def create_studies(
             study_name=spec.study_name(arch),
             directions=[optuna.study.StudyDirection[d.upper()] for d in directions],
             load_if_exists=True,
-            sampler=make_sampler(spec.sampler, worker_id=worker_id, multi_objective=len(directions) > 1),
+            sampler=_sampler(spec, arch, worker_id, multi_objective=len(directions) > 1),
             pruner=make_pruner(spec.pruner),
         )
         if [d.name.lower() for d in study.directions] != directions:
@@ -82,6 +83,15 @@ def create_studies(
             _same_definition(spec, arch, study, attrs, allow_changed)
         studies[arch] = study
     return studies
+
+
+def _sampler(
+    spec: StudySpec, arch: str, worker_id: int | None, *, multi_objective: bool
+) -> optuna.samplers.BaseSampler:
+    """The study's sampler; where a range may widen, wrapped so that it keeps modelling widened parameters."""
+    sampler = make_sampler(spec.sampler, worker_id=worker_id, multi_objective=multi_objective)
+    spaces = [spec.spaces()[arch], spec.optimizer_space_loaded()]
+    return WideningSampler(sampler, spaces) if expandable(spaces) else sampler
 
 
 def _same_definition(
@@ -150,8 +160,16 @@ def check_inputs(spec: StudySpec, n_trials: int | None) -> tuple[TabularDataset,
     for warning in ds.provenance.get("warnings", []):
         log.warning("dataset %s: %s", ds.name, warning)
     spaces = spec.spaces()
-    spec.optimizer_space_loaded()
+    opt_space = spec.optimizer_space_loaded()
     objective_directions(spec, ds)
+    if spec.budget_rule is None and expandable([*spaces.values(), opt_space]):
+        widening = sorted(
+            n for s in [*spaces.values(), opt_space] for n, r in s.params.items() if r.expandable()
+        )
+        raise ConfigError(
+            f"{spec.source}: trials: `expand` on {', '.join(widening)} widens a range only when the settled rule "
+            "judges the tuning; give `trials: {min: N, max: M, until: settled}` or drop `expand`"
+        )
     problems: list[str] = []
     for arch, space in spaces.items():
         problems += check_space(

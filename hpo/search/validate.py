@@ -19,8 +19,7 @@ from hpo.config.space import SearchSpace, load_space
 from hpo.config.study import ArchitectureSpec, StudySpec, load_study
 from hpo.data.sources import FileSource
 from hpo.errors import BudgetError, ConfigError, DataError, HpoError
-from hpo.models import InputSpec, TaskSpec, probe_model
-from hpo.search.objective import INPUT_SETTINGS
+from hpo.models import INPUT_SETTINGS, InputSpec, TaskSpec, probe_model
 from hpo.yamlio import read_yaml
 
 __all__ = ["SpaceReport", "check_space", "validate_file"]

@@ -34,6 +34,7 @@ SETTLE_HISTORY = "settle_history"  # each judgement of the settled rule
 BOUND_HITS = "bound_hits"  # the best configuration's parameters on a bound
 SEED_SD = "seed_sd"  # the seed-to-seed sd the settled rule's tolerance comes from
 SEED_SD_PROBE = "seed_sd_probe"  # the probe that measured it
+SPACE_EXPANSIONS = "space_expansions"  # the search ranges the settled rule widened (expand: true)
 
 # a tuning trial's attributes
 TICKET = "ticket"  # the ticket (queued slot) the trial runs
