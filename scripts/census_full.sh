@@ -6,6 +6,8 @@
 # A machine that keeps nothing between sessions resumes from the snapshot committed under docs/results/runs/
 # (attempt1_median_pruner/ there is a finished first attempt, kept as a record, not resumed):
 #   scripts/census_full.sh [RUNS]           run (or resume); RUNS defaults to /work/runs
+#                                           (HPO_RUN_ARGS=--allow-changed continues after a change to a study file;
+#                                           the change is recorded on the study)
 #   scripts/census_full.sh snapshot [RUNS]  copy each database, consistently while it runs (SQLite's backup API),
 #                                           gzipped into docs/results/runs/ to be committed
 set -euo pipefail
@@ -45,7 +47,9 @@ for study in "${STUDIES[@]}"; do
   db="sqlite:///$RUNS/$study.db"
   for step in run retrain; do
     start=$(date +%s)
-    "$PY" -m hpo.cli --log-level info "$step" "studies/$study.yaml" --storage "$db" --quiet
+    extra=()
+    [ "$step" = run ] && [ -n "${HPO_RUN_ARGS:-}" ] && read -ra extra <<< "$HPO_RUN_ARGS"
+    "$PY" -m hpo.cli --log-level info "$step" "studies/$study.yaml" --storage "$db" --quiet "${extra[@]}"
     echo "$study $step $REV $(( $(date +%s) - start )) s" >> "$RUNS/walltimes.txt"
   done
   "$PY" -m hpo.cli report "studies/$study.yaml" --storage "$db" --out "$RUNS/reports/$study.html"

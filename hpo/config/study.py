@@ -124,7 +124,9 @@ class TrialBudget(_Strict):
     (at least one, never past ``max``). ``tolerance: auto`` is the smallest difference the retraining can
     resolve: :func:`hpo.estimators.resolvable_gap` at ``retrain.seeds`` seeds and Holm over every pair of
     architectures, with the per-seed spread measured by training the best configuration so far with
-    ``probe_seeds`` seeds once ``min`` trials are done."""
+    ``probe_seeds`` seeds once ``min`` trials are done. ``expand`` names parameters (of any of the study's
+    spaces, or ``all`` numeric ones) whose range the rule may widen on a bound hit, as ``expand: true`` in their
+    space would (:mod:`hpo.search.widen`): the study's choice, without editing spaces other studies share."""
 
     min: int = Field(ge=2, le=MAX_TRIALS)
     max: int = Field(ge=2, le=MAX_TRIALS)
@@ -132,6 +134,7 @@ class TrialBudget(_Strict):
     tolerance: float | Literal["auto"] = "auto"
     grow: float = Field(0.5, gt=0, le=4)
     probe_seeds: int = Field(4, ge=2, le=64)
+    expand: list[str] | Literal["all"] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _ordered(self) -> TrialBudget:
@@ -427,17 +430,27 @@ class StudySpec(_Strict):
                     f"{space.source}: architecture is {space.architecture!r}, but the study uses it "
                     f"for {arch.name!r}"
                 )
-            out[arch.name] = space
+            out[arch.name] = self._expanding(space)
         return out
 
     def optimizer_space_loaded(self) -> SearchSpace:
         if self.stored_optimizer_space is not None:
             return self.stored_optimizer_space
-        return (
+        return self._expanding(
             load_space((self.base_dir / self.optimizer_space).resolve())
             if self.optimizer_space
             else SearchSpace()
         )
+
+    def _expanding(self, space: SearchSpace) -> SearchSpace:
+        """``space`` with ``trials.expand``'s parameters marked ``expand`` (limits a space gives are kept)."""
+        names = self.budget_rule.expand if self.budget_rule is not None else []
+        marked = {
+            n: r.model_copy(update={"expand": True})
+            for n, r in space.params.items()
+            if (names == "all" or n in names) and r.type != "categorical" and r.expand is False
+        }
+        return space.model_copy(update={"params": {**space.params, **marked}}) if marked else space
 
     def study_name(self, arch: str) -> str:
         from hpo.config.naming import tuning_study_name

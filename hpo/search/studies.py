@@ -10,6 +10,7 @@ from typing import Any
 
 import optuna
 
+from hpo.config.space import SearchSpace
 from hpo.config.study import StudySpec, changed_fields
 from hpo.data._tabular import TabularDataset
 from hpo.data.sources import load_source
@@ -83,6 +84,18 @@ def create_studies(
             _same_definition(spec, arch, study, attrs, allow_changed)
         studies[arch] = study
     return studies
+
+
+def _check_expand_names(spec: StudySpec, spaces: list[SearchSpace]) -> None:
+    """``trials.expand`` may name only numeric parameters of the study's spaces."""
+    names = spec.budget_rule.expand if spec.budget_rule is not None else []
+    numeric = sorted({n for s in spaces for n, r in s.params.items() if r.type != "categorical"})
+    unknown = [n for n in names if n not in numeric] if names != "all" else []
+    if unknown:
+        raise ConfigError(
+            f"{spec.source}: trials.expand names {', '.join(unknown)}, not a numeric parameter of the study's "
+            f"search spaces; allowed: {', '.join(numeric) or 'none'}, or all"
+        )
 
 
 def _sampler(
@@ -162,6 +175,7 @@ def check_inputs(spec: StudySpec, n_trials: int | None) -> tuple[TabularDataset,
     spaces = spec.spaces()
     opt_space = spec.optimizer_space_loaded()
     objective_directions(spec, ds)
+    _check_expand_names(spec, [*spaces.values(), opt_space])
     if spec.budget_rule is None and expandable([*spaces.values(), opt_space]):
         widening = sorted(
             n for s in [*spaces.values(), opt_space] for n, r in s.params.items() if r.expandable()

@@ -222,3 +222,26 @@ def test_overlapping_workers_widen_once_per_judgement_and_draw_from_the_widened_
     ]
     assert row.ranges_widened == "; ".join(shown) and not row.settled
     assert "Ranges widened on a bound hit: " + html.escape("; ".join(shown)) in out.read_text()
+
+
+def test_a_study_can_let_named_parameters_widen_without_editing_shared_spaces(tmp_path: Path) -> None:
+    """``trials: {expand: [...]}`` marks those parameters of the study's spaces (a space's own limits kept);
+    ``all`` every numeric one; an unknown name is one line naming the allowed ones."""
+    rule = {"min": 3, "max": 6, "tolerance": 0.01}
+    spec = load_study(make_study(tmp_path, trials={**rule, "expand": ["tower_units", "lr"]}))
+    spaces = spec.spaces()
+    assert spaces["mmoe"].params["tower_units"].expandable()
+    assert not spaces["mmoe"].params["n_experts"].expandable()
+    assert spec.optimizer_space_loaded().params["lr"].expandable()
+    assert (
+        spaces["mmoe"].params["tower_units"]
+        == spec.from_stored(spec.resolved()).spaces()["mmoe"].params["tower_units"]
+    )
+    every = load_study(make_study(tmp_path, trials={**rule, "expand": "all"}))
+    assert all(r.expandable() for r in every.spaces()["mmoe"].params.values() if r.type != "categorical")
+    bad = load_study(make_study(tmp_path, trials={**rule, "expand": ["tower_unit"]}))
+    with pytest.raises(ConfigError) as exc:
+        check_inputs(bad, None)
+    message = str(exc.value)
+    assert "trials.expand names tower_unit, not a numeric parameter" in message and "tower_units" in message
+    assert "\n" not in message and bad.source in message
