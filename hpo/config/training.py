@@ -46,6 +46,11 @@ class TrainConfig(BaseModel):
     # workers on the machine and lowered before each trial to what other processes leave free
     # (hpo.training.threads). A fixed count is kept as given; `--threads` on the command line wins over it.
     threads: int | None = Field(None, ge=1)
+    # How sparse fields' embedding tables are updated. dense: Adam over every row every step, like every other
+    # parameter (what the peers do). rows: lazy Adam (torch.optim.SparseAdam): a batch's gradient reaches only the
+    # rows it read, and only those rows' moments and values move; a row no batch reads stops moving. Its cost per step
+    # follows the batch, not the vocabulary (what a 10^7-row table needs); results differ from dense Adam.
+    embedding_updates: Literal["dense", "rows"] = "dense"
 
     @field_validator("loss_weighting")
     @classmethod
@@ -62,4 +67,12 @@ class TrainConfig(BaseModel):
             raise ValueError("loss_weighting 'fixed' needs loss_weights (one per task)")
         if self.loss_weights is not None and any(w < 0 for w in self.loss_weights):
             raise ValueError(f"loss_weights must be >= 0, got {self.loss_weights}")
+        if self.embedding_updates == "rows" and (
+            self.optimizer != "adam" or self.weight_decay or self.compile
+        ):
+            raise ValueError(
+                "embedding_updates 'rows' is lazy Adam for the tables (no weight decay, no torch.compile): it needs "
+                f"optimizer adam, weight_decay 0 and compile false; got optimizer {self.optimizer}, weight_decay "
+                f"{self.weight_decay}, compile {str(self.compile).lower()}"
+            )
         return self

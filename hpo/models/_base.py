@@ -109,9 +109,11 @@ class MTLModel(nn.Module, metaclass=abc.ABCMeta):
 
 
 def select_replicas(
-    module: nn.Module, index: Sequence[int], optimizer: torch.optim.Optimizer | None = None
+    module: nn.Module,
+    index: Sequence[int],
+    optimizer: torch.optim.Optimizer | Sequence[torch.optim.Optimizer] | None = None,
 ) -> None:
-    """Keep only replicas ``index`` of every parameter held by ``module`` (and of its optimiser state).
+    """Keep only replicas ``index`` of every parameter held by ``module`` (and of its optimisers' state).
 
     Buffers with a replica axis are compacted when their module lists them in ``replica_buffers``.
     Parameters are replaced by new ones rather than resized in place: autograd remembers a leaf's shape, so a
@@ -129,8 +131,15 @@ def select_replicas(
             setattr(m, name, buf.index_select(0, idx.to(buf.device)))
         if hasattr(m, "replicas"):
             object.__setattr__(m, "replicas", len(idx))
-    if optimizer is None:
-        return
+    optimizers = [optimizer] if isinstance(optimizer, torch.optim.Optimizer) else list(optimizer or [])
+    for opt in optimizers:
+        _remap_state(opt, remap, idx)
+
+
+def _remap_state(
+    optimizer: torch.optim.Optimizer, remap: dict[nn.Parameter, nn.Parameter], idx: Tensor
+) -> None:
+    """Point ``optimizer`` at the compacted parameters, its per-parameter state cut to the same replicas."""
     for group in optimizer.param_groups:
         group["params"] = [remap.get(p, p) for p in group["params"]]
     for old, new in remap.items():

@@ -11,6 +11,11 @@ Tables of equal width are one parameter, so a batch costs one lookup per distinc
 are. Every table has a replica axis like every other parameter: replica ``r``'s rows are drawn from ``r``'s
 generator, so a vectorised model equals lone models row for row. Multi-valued fields (a list per cell, padded with
 -1) are pooled per field by a sum or a mean over the values present.
+
+With ``row_grads`` set (the trainer sets it for ``embedding_updates: rows``) a table's gradient is sparse: the rows
+the batch read (a padding slot is not a read), one entry per read, summed by the optimiser. A step then costs what
+the batch reads, not the vocabulary: no dense gradient of ``R x rows x width`` to zero and fill, and the lazy Adam
+step (``torch.optim.SparseAdam``) moves only those rows.
 """
 
 from __future__ import annotations
@@ -36,6 +41,29 @@ __all__ = ["FieldEmbeddings", "init_std"]
 # a small log. The recsys funnel study was run with all three (docs/results/README.md, "Sparse IDs").
 def init_std(width: int) -> float:
     return 1.0 / math.sqrt(width)
+
+
+class _RowLookup(torch.autograd.Function):
+    """``F.embedding`` of a ``(R, rows, width)`` table whose gradient is a sparse ``(R, rows, width)`` tensor of the
+    rows read (``index`` holds ``replica x rows + row``; entries where ``keep`` is false, padding, are left out)."""
+
+    @staticmethod
+    def forward(ctx: Any, table: Tensor, index: Tensor, keep: Tensor | None) -> Tensor:
+        ctx.save_for_backward(index, keep)
+        ctx.shape = table.shape
+        return F.embedding(index, table.reshape(-1, table.shape[-1]))
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+        index, keep = ctx.saved_tensors
+        replicas, rows, width = ctx.shape
+        flat, values = index.reshape(-1), grad.reshape(-1, width)
+        if keep is not None:
+            sel = keep.reshape(-1)
+            flat, values = flat[sel], values[sel]
+        where = torch.stack([flat // rows, flat % rows])
+        sparse = torch.sparse_coo_tensor(where, values, (replicas, rows, width), check_invariants=False)
+        return sparse, None, None
 
 
 class _Group(nn.Module):
@@ -67,6 +95,7 @@ class _Group(nn.Module):
         self.any_mean = any(mean)
         self.register_buffer("mean", torch.tensor(mean, device=device), persistent=False)
         self.table = nn.Parameter(torch.empty(replicas, rows, self.width, **kw))
+        self.row_grads = False
 
     cols: Tensor
     shift: Tensor
@@ -82,7 +111,11 @@ class _Group(nn.Module):
         index = codes + self.shift
         if replicas > 1:
             index = index + torch.arange(replicas, device=index.device).view(replicas, 1, 1) * self.rows
-        e = F.embedding(index, self.table.view(replicas * self.rows, self.width))  # (R, B, C, w)
+        if self.row_grads and torch.is_grad_enabled() and self.table.requires_grad:
+            keep = present.expand_as(index) if present is not None else None
+            e = _RowLookup.apply(self.table, index, keep)
+        else:
+            e = F.embedding(index, self.table.view(replicas * self.rows, self.width))  # (R, B, C, w)
         r, b = e.shape[:2]
         if present is None:  # one slot per field: the columns are the fields
             return e.reshape(r, b, -1)
@@ -130,6 +163,15 @@ class FieldEmbeddings(nn.Module):
                     std = init_std(group.width)
                     rows = torch.empty(table.shape[1:], dtype=table.dtype).normal_(0.0, std, generator=g)
                     table[r].copy_(rows)
+
+    def tables(self) -> list[nn.Parameter]:
+        return [group.table for group in self.groups if isinstance(group, _Group)]
+
+    def use_row_grads(self, on: bool) -> None:
+        """Sparse table gradients of the rows read (``embedding_updates: rows``) or dense ones (the default)."""
+        for group in self.groups:
+            assert isinstance(group, _Group)
+            group.row_grads = on
 
     def forward(self, cat: Tensor) -> Tensor:
         parts = [group(cat, self.replicas) for group in self.groups]

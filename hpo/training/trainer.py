@@ -31,6 +31,7 @@ from hpo.data._tabular import SPLITS, Split, TabularDataset
 from hpo.errors import ConfigError
 from hpo.models import MTLModel
 from hpo.models._base import select_replicas
+from hpo.models._embeddings import FieldEmbeddings
 from hpo.models._native import native_ops
 from hpo.schema import CURVE_SPLITS, METRICS_BY_KIND, Features, default_metric
 from hpo.training.metrics import HIGHER_IS_BETTER, task_metric, task_metrics
@@ -124,14 +125,35 @@ def _task_losses(out: Tensor, y: Tensor, kinds: Sequence[str]) -> Tensor:
 
 
 def _clip_per_replica(params: Sequence[Tensor], max_norm: float) -> None:
-    """``clip_grad_norm_`` applied to each replica separately (the norm of a lone run's gradient)."""
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
+    """``clip_grad_norm_`` applied to each replica separately (the norm of a lone run's gradient). A sparse
+    gradient (an embedding table's rows, ``embedding_updates: rows``) counts its rows' entries, summed per row first,
+    as the dense gradient would hold them."""
+    with_grads = [p for p in params if p.grad is not None]
+    if not with_grads:
         return
-    sq = torch.stack([g.pow(2).flatten(1).sum(1) for g in grads]).sum(0)
+    for p in with_grads:
+        if p.grad is not None and p.grad.is_sparse:
+            p.grad = p.grad.coalesce()
+    sq = torch.stack([_replica_sq(p.grad) for p in with_grads if p.grad is not None]).sum(0)
     coef = (max_norm / (sq.sqrt() + 1e-6)).clamp(max=1.0)
-    for g in grads:
-        g.mul_(coef.view(-1, *([1] * (g.dim() - 1))).to(g.dtype))
+    for p in with_grads:
+        g = p.grad
+        assert g is not None
+        if g.is_sparse:
+            scale = coef[g.indices()[0]].to(g.dtype).unsqueeze(-1)
+            p.grad = torch.sparse_coo_tensor(
+                g.indices(), g.values() * scale, g.shape, is_coalesced=True, check_invariants=False
+            )
+        else:
+            g.mul_(coef.view(-1, *([1] * (g.dim() - 1))).to(g.dtype))
+
+
+def _replica_sq(g: Tensor) -> Tensor:
+    """The squared norm of each replica's part of ``g`` (its first axis), dense or sparse (coalesced)."""
+    if not g.is_sparse:
+        return g.pow(2).flatten(1).sum(1)
+    out = torch.zeros(g.shape[0], dtype=g.dtype, device=g.device)
+    return out.index_add_(0, g.indices()[0], g.values().pow(2).flatten(1).sum(1))
 
 
 class _Monitor:
@@ -316,7 +338,7 @@ class _Run:
                 native_ops()  # resolved before tracing: the traced backward reads the loaded kernel (loaded_ops)
             self.forward = _compiled(model)
         self.params = list(model.parameters()) + list(self.weighting.parameters())
-        self.opt = _make_optimizer(self.params, config)
+        self.opts = _make_optimizers(model, self.params, config)
         self.best_model = copy.deepcopy(model)  # holds each replica's best weights, all R of them
         self.active = list(range(model.replicas))  # original replica index of each row still training
         self.replicas = [
@@ -351,7 +373,8 @@ class _Run:
     def _step(self, split: Split, idx: Tensor) -> tuple[Tensor, Tensor]:
         """One optimiser step of every active replica; its objective ``(R,)`` and unweighted task losses ``(R, K)``."""
         feats, y = split.features(idx), split.labels(idx)
-        self.opt.zero_grad(set_to_none=True)
+        for opt in self.opts:
+            opt.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = self.forward(feats)
         task_losses = _task_losses(out, y, self.kinds)
@@ -362,7 +385,8 @@ class _Run:
         total.sum().backward()
         if self.config.grad_clip is not None:
             _clip_per_replica(self.params, self.config.grad_clip)
-        self.opt.step()
+        for opt in self.opts:
+            opt.step()
         self.weighting.after_step()
         return total.detach(), task_losses.detach()
 
@@ -406,8 +430,8 @@ class _Run:
 
     def compact(self, keep: list[int]) -> None:
         """Cut the stopped replicas out of the model, the optimiser and the data, so they stop costing work."""
-        select_replicas(self.model, keep, self.opt)
-        select_replicas(self.weighting, keep, self.opt)
+        select_replicas(self.model, keep, self.opts)
+        select_replicas(self.weighting, keep, self.opts)
         self.params = list(self.model.parameters()) + list(self.weighting.parameters())
         self.active = [self.active[row] for row in keep]
         self.ds_active = self.ds.select_replicas(self.active)
@@ -495,6 +519,23 @@ def _restore(model: MTLModel, best: MTLModel) -> None:
 def _copy_replica(src: MTLModel, row: int, dst: MTLModel, r: int) -> None:
     for p, q in zip(src.parameters(), dst.parameters(), strict=True):
         q[r].copy_(p[row])
+
+
+def _make_optimizers(
+    model: MTLModel, params: list[torch.nn.Parameter], cfg: TrainConfig
+) -> list[torch.optim.Optimizer]:
+    """The run's optimiser; with ``embedding_updates: rows`` and sparse fields, the embedding tables get sparse
+    gradients and lazy Adam (``torch.optim.SparseAdam``, Adam's betas and epsilon) and the rest the usual Adam."""
+    embeddings = [m for m in model.modules() if isinstance(m, FieldEmbeddings)]
+    rows = cfg.embedding_updates == "rows"
+    for m in embeddings:
+        m.use_row_grads(rows)  # set either way: a model trained before may have had it on
+    tables = {id(t) for m in embeddings for t in m.tables()} if rows else set()
+    if not tables:
+        return [_make_optimizer(params, cfg)]
+    dense = [p for p in params if id(p) not in tables]
+    sparse = [p for p in params if id(p) in tables]
+    return [_make_optimizer(dense, cfg), torch.optim.SparseAdam(sparse, lr=cfg.lr)]
 
 
 def _make_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:

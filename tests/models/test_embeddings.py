@@ -13,7 +13,7 @@ from hpo.errors import ConfigError
 from hpo.models import TaskSpec, create_model, list_models
 from hpo.models._layers import InputLayer, Part
 from hpo.schema import DEFAULT_FIELD_DIM, Features, InputSpec, SparseField
-from hpo.training import TrainConfig, train
+from hpo.training import TrainConfig, TrainResult, train
 
 F64 = torch.float64
 SPEC = InputSpec(
@@ -90,35 +90,30 @@ def test_only_the_rows_read_get_a_gradient() -> None:
     model(x).sum().backward()
     assert x.cat is not None
     layer = model.input  # type: ignore[attr-defined]
-    spec = layer.spec
-    for group in layer.embeddings.groups:
+    read = read_rows(layer, x)
+    for g, group in enumerate(layer.embeddings.groups):
         grad = group.table.grad
         assert grad is not None
-        used = torch.zeros(group.rows, dtype=torch.bool)
-        base = 0
-        for i in (i for i in layer.embeddings.order if spec.sparse[i].width == group.width):
-            start = spec.n_categorical + sum(f.slots for f in spec.sparse[:i])
-            codes = x.cat[0, :, start : start + spec.sparse[i].slots]
-            used[codes[codes >= 0] + base] = True
-            base += spec.sparse[i].vocab
+        used = read[g]
         assert (grad[:, ~used] == 0).all()  # never read, never moved (an empty slot reads nothing)
         assert (grad[:, used].abs().sum(-1) > 0).all()
 
 
-def test_vectorised_replicas_with_embeddings_equal_lone_runs() -> None:
-    """After a few hundred optimiser steps on a log whose user and item IDs are sparse fields, replica r of a
-    vectorised run equals a lone run with seed r, tables included."""
+def vectorised_against_lone(
+    cfg: TrainConfig,
+) -> tuple[torch.nn.Module, list[TrainResult], list[torch.Tensor]]:
+    """Train a 2-replica MMoE (float64) on a log whose user and item IDs are sparse fields, and check that replica
+    r equals a lone run with seed r, tables included; the trained model, its results and its tables at the start."""
     ds = make_recsys(
         RecsysConfig(n_users=300, n_items=200, sparse="ids", n_train=1500, n_valid=300, n_test=300)
     )
     f64 = {k: dataclasses.replace(v, cont=v.cont.to(F64)) for k, v in ds.splits.items()}
     ds = dataclasses.replace(ds, splits=f64)
-    cfg = TrainConfig(lr=3e-3, batch_size=64, epochs=3, patience=None, device="cpu")
     kw = {"n_experts": 2, "expert_units": (8,), "tower_units": (4,), "field_dim": 5}
     seeds = [3, 4]
     many = create_model("mmoe", ds.spec, ds.tasks, replicas=2, seeds=seeds, dtype=F64, **kw)
+    start = [t.detach().clone() for t in many.input.embeddings.tables()]  # type: ignore[attr-defined]
     res = train(many, ds, cfg, init_seeds=seeds, data_seeds=seeds)
-    assert res[0].steps == 3 * 24
     for r, s in enumerate(seeds):
         lone = create_model("mmoe", ds.spec, ds.tasks, replicas=1, seeds=[s], dtype=F64, **kw)
         (lres,) = train(lone, ds, cfg, init_seeds=[s], data_seeds=[s])
@@ -127,6 +122,15 @@ def test_vectorised_replicas_with_embeddings_equal_lone_runs() -> None:
         assert res[r].metric("test", "click", "auc") == pytest.approx(
             lres.metric("test", "click", "auc"), rel=1e-9
         )
+    return many, res, start
+
+
+def test_vectorised_replicas_with_embeddings_equal_lone_runs() -> None:
+    """After a few hundred optimiser steps, replica r of a vectorised run equals a lone run with seed r."""
+    _, res, _ = vectorised_against_lone(
+        TrainConfig(lr=3e-3, batch_size=64, epochs=3, patience=None, device="cpu")
+    )
+    assert res[0].steps == 3 * 24
 
 
 @pytest.mark.parametrize("name", [m.name for m in list_models() if m.origin == "built-in"])
@@ -151,3 +155,101 @@ def test_field_dim_sets_every_field_without_its_own_width() -> None:
     assert {g.width for g in default.input.embeddings.groups} == {DEFAULT_FIELD_DIM, 4}  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match="field_dim must be a positive integer, got 0"):
         create_model("shared_bottom", SPEC, TASKS, field_dim=0)
+
+
+def read_rows(layer: InputLayer, x: Features) -> dict[int, torch.Tensor]:
+    """Per width group, which table rows ``x`` reads (an empty slot reads nothing)."""
+    assert layer.embeddings is not None and x.cat is not None
+    spec, out = layer.spec, {}
+    for g, group in enumerate(layer.embeddings.groups):
+        used = torch.zeros(group.rows, dtype=torch.bool)
+        base = 0
+        for i in (i for i in layer.embeddings.order if spec.sparse[i].width == group.width):
+            start = spec.n_categorical + sum(f.slots for f in spec.sparse[:i])
+            codes = x.cat[0, :, start : start + spec.sparse[i].slots]
+            used[codes[codes >= 0] + base] = True
+            base += spec.sparse[i].vocab
+        out[g] = used
+    return out
+
+
+def test_row_gradients_are_the_dense_gradient_of_the_rows_read() -> None:
+    """``embedding_updates: rows``: the sparse table gradient holds exactly the rows the batch read (no padding
+    entry) and, summed, equals the dense gradient; every other parameter's gradient is unchanged."""
+    x = batch()
+    grads = []
+    for rows in (False, True):
+        model = create_model(
+            "mmoe", SPEC, TASKS, replicas=2, seeds=[0, 1], dtype=F64, n_experts=2, field_dim=3
+        )
+        model.input.embeddings.use_row_grads(rows)  # type: ignore[attr-defined]
+        model(x).sum().backward()
+        grads.append({n: p.grad for n, p in model.named_parameters()})
+    dense, sparse = grads
+    used = read_rows(model.input, x)  # type: ignore[attr-defined]
+    for name in dense:
+        if not sparse[name].is_sparse:
+            torch.testing.assert_close(sparse[name], dense[name], rtol=0, atol=0, msg=name)
+            continue
+        g = int(name.split(".")[-2])
+        rows_in = sparse[name].coalesce().indices()[1].unique()
+        assert set(rows_in.tolist()) == set(used[g].nonzero().flatten().tolist()), name
+        torch.testing.assert_close(sparse[name].to_dense(), dense[name], rtol=1e-12, atol=1e-14, msg=name)
+
+
+def _two_steps(rows: bool, batches: list[Features]) -> torch.nn.Module:
+    model = create_model("mmoe", SPEC, TASKS, replicas=1, seeds=[5], dtype=F64, n_experts=2, field_dim=3)
+    model.input.embeddings.use_row_grads(rows)  # type: ignore[attr-defined]
+    tables = set(map(id, model.input.embeddings.tables())) if rows else set()  # type: ignore[attr-defined]
+    params = list(model.parameters())
+    # epsilon 1e-30: Adam adds it to sqrt(v) after the bias correction, SparseAdam before, so at the default 1e-8
+    # they part on elements whose gradient is near 1e-6; at 1e-30 both are Adam's update itself
+    dense = [p for p in params if id(p) not in tables]
+    opts: list[torch.optim.Optimizer] = [torch.optim.Adam(dense, lr=0.05, eps=1e-30)]
+    if rows:
+        opts.append(torch.optim.SparseAdam([p for p in params if id(p) in tables], lr=0.05, eps=1e-30))
+    for x in batches:
+        for o in opts:
+            o.zero_grad()
+        model(x).sum().backward()
+        for o in opts:
+            o.step()
+    return model
+
+
+def test_lazy_adam_moves_only_the_rows_a_batch_reads_and_equals_adam_elsewhere() -> None:
+    """Two steps, from one initialisation, dense Adam against row updates: every parameter and every table row
+    ends equal except the rows only the first batch read: dense
+    Adam keeps moving them on its momentum, lazy Adam leaves them where the first step put them."""
+    first, second = batch(seed=1), batch(seed=2)
+    dense, lazy = _two_steps(False, [first, second]), _two_steps(True, [first, second])
+    after_one = _two_steps(True, [first])
+    read1, read2 = read_rows(dense.input, first), read_rows(dense.input, second)  # type: ignore[attr-defined]
+    for (name, p), q, one in zip(
+        dense.named_parameters(), lazy.parameters(), after_one.parameters(), strict=True
+    ):
+        if not name.endswith("table"):
+            torch.testing.assert_close(q, p, rtol=1e-12, atol=1e-14, msg=name)
+            continue
+        g = int(name.split(".")[-2])
+        only_first = read1[g] & ~read2[g]
+        assert only_first.any() and (read2[g]).any()
+        torch.testing.assert_close(q[:, ~only_first], p[:, ~only_first], rtol=1e-12, atol=1e-14, msg=name)
+        torch.testing.assert_close(q[:, only_first], one[:, only_first], rtol=0, atol=0, msg=name)
+        assert (q[:, only_first] - p[:, only_first]).abs().amax() > 1e-4  # dense Adam moved them on
+
+
+def test_row_updates_in_training_keep_vectorised_replicas_equal_to_lone_runs() -> None:
+    """The trainer with ``embedding_updates: rows`` (and gradient clipping, which reads the sparse gradient per
+    replica): replica r of a vectorised run equals a lone run with seed r, tables included; unread rows never
+    move."""
+    cfg = TrainConfig(
+        lr=3e-3, batch_size=64, epochs=3, patience=None, device="cpu", embedding_updates="rows", grad_clip=0.5
+    )
+    many, _, start = vectorised_against_lone(cfg)
+    for t0, t in zip(start, many.input.embeddings.tables(), strict=True):  # type: ignore[attr-defined]
+        moved = (t.detach() != t0).any(-1)
+        assert moved.any() and not moved.all()  # some rows never read in training stayed put
+    bad = {"embedding_updates": "rows", "optimizer": "adamw"}
+    with pytest.raises(ValueError, match="needs optimizer adam, weight_decay 0 and compile false"):
+        TrainConfig(**bad)  # type: ignore[arg-type]
