@@ -8,11 +8,12 @@
 #   scripts/census_full.sh [RUNS]           run (or resume); RUNS defaults to /work/runs
 #                                           (HPO_RUN_ARGS=--allow-changed continues after a change to a study file;
 #                                           the change is recorded on the study)
+#   CENSUS_STUDIES=census_group2_full scripts/census_full.sh   runs only that study (e.g. beside another instance)
 #   scripts/census_full.sh snapshot [RUNS]  copy each database, consistently while it runs (SQLite's backup API),
 #                                           gzipped into docs/results/runs/ to be committed
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-STUDIES=(census_group1_leakage_free_full census_group2_full)
+read -ra STUDIES <<< "${CENSUS_STUDIES:-census_group1_leakage_free_full census_group2_full}"  # or one of them
 SNAP="$ROOT/docs/results/runs"
 if [ "${1:-}" = snapshot ]; then
   RUNS="${2:-/work/runs}"
