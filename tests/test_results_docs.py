@@ -306,3 +306,49 @@ def test_ten_million_row_table_matches_its_csvs() -> None:
     check_intervals(rows, "recsys_10m", ("click", "purchase"))
     cost = pd.read_csv(RESULTS / "recsys_10m_cost.csv")
     assert set(cost.parameters) == {20727048, 20693704}  # "20.7 million parameters"
+
+
+def snapshot_tables() -> dict[str, list[list[str]]]:
+    """The README's tables of full-space runs in progress, each after a line ``Snapshot of `STUDY.repN```: the
+    replicate's name -> its rows."""
+    lines = (RESULTS / "README.md").read_text().splitlines()
+    out: dict[str, list[list[str]]] = {}
+    for i, line in enumerate(lines):
+        m = re.match(r"Snapshot of `([\w.]+)`", line)
+        if m:
+            start = next(j for j in range(i, len(lines)) if lines[j].startswith("|"))
+            ((_, rows),) = parse_tables(
+                lines[start : next(j for j in range(start, len(lines)) if not lines[j].startswith("|"))]
+            )
+            out[m.group(1)] = rows
+    return out
+
+
+def test_settled_run_snapshots_match_their_exports() -> None:
+    """Each in-progress table (trials so far, every judgement of the settled rule, tolerance, bound hits, widened
+    ranges) against the export committed beside it: the trials table and the studies' attributes."""
+    found = snapshot_tables()
+    assert "census_group1_leakage_free_full.rep1" in found
+    for name, rows in found.items():
+        export = RESULTS / "runs" / name.split(".")[0]
+        attrs = pd.read_json(export / f"{name}_attrs.json", typ="series")["study_attrs"]
+        trials = pd.read_csv(export / f"{name}_trials.csv")
+        assert [NAMES[r[0]] for r in rows] == list(attrs), name  # every architecture, in the study's order
+        for label, complete, judged, tolerance, hits, wide in rows:
+            arch, a = NAMES[label], attrs[NAMES[label]]
+            assert int(complete) == ((trials.architecture == arch) & (trials.state == "COMPLETE")).sum(), arch
+            history = a["settle_history"]
+            shown = judged.split("; ")
+            assert len(shown) == len(history), arch
+            for cell, h in zip(shown, history, strict=True):
+                m = re.match(rf"(\d+): ({NUMBER}) \[({NUMBER})\] -> (.+)", cell)
+                assert m and int(m.group(1)) == h["trials"] and m.group(4) == h["decision"], (arch, cell)
+                assert float(m.group(2)) == pytest.approx(h["gain"], rel=0.06), (arch, cell)
+                assert float(m.group(3)) == pytest.approx(h["gain_high"], rel=0.06), (arch, cell)
+            assert float(tolerance) == pytest.approx(history[-1]["tolerance"], rel=0.06), arch
+            assert hits == (", ".join(history[-1]["bound_hits"]) or "none"), arch
+            expected = [
+                f"{w['param']} {w['from'][0]:g}..{w['from'][1]:g} -> {w['to'][0]:g}..{w['to'][1]:g} at {w['trials']}"
+                for w in a.get("space_expansions") or []
+            ]
+            assert wide == ("; ".join(expected) or "none"), arch
