@@ -52,6 +52,10 @@ class StudyProgress:
             self.live.__exit__(None, None, None)
 
     def _count(self, arch: str) -> None:
+        """Refresh ``arch``'s row from storage: a read of all its trials, paid only where the table is shown (a
+        ``--quiet`` or non-terminal run would read every study once per trial for nothing)."""
+        if not self.enabled:
+            return
         study = self.studies[arch]
         trials = study.get_trials(deepcopy=False)
         row = self.rows[arch]
@@ -126,6 +130,8 @@ class StudyProgress:
 
     def refresh_from_storage(self) -> None:
         """For worker processes: counts per architecture, and one live line per worker from its running trial."""
+        if not self.enabled:
+            return
         self.workers = {}
         for arch, study in self.studies.items():
             self._count(arch)

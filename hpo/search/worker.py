@@ -226,11 +226,15 @@ class _Drain:
                 self.stale_checked.pop(study.study_name, None)
                 return False if optuna.trial.TrialState.RUNNING in states else None
             running_before = {t.number for t in trials if t.state == optuna.trial.TrialState.RUNNING}
+            finished: list[optuna.trial.FrozenTrial] = []
             try:
                 study.optimize(
                     self.objective(study, objective, key, lock, current),
                     n_trials=1,
                     catch=(_Surplus, DuplicateConfiguration),
+                    callbacks=[
+                        lambda _, frozen: finished.append(frozen)
+                    ],  # the trial as told, without a read
                 )
             except (ValueError, optuna.exceptions.UpdateFinishedTrialError) as exc:
                 if current.get("taken_twice"):  # Optuna could not fail a trial another worker finished: right
@@ -257,8 +261,21 @@ class _Drain:
                     f"trial {number} of {study.study_name}" if number is not None else "nothing was running"
                 )
                 raise Interrupted(f"interrupted: {where} re-queued; run again to resume") from None
+        self._finished(key, study, objective, current, finished)
+        return True
+
+    def _finished(
+        self,
+        key: str,
+        study: optuna.Study,
+        objective: Any,
+        current: dict[str, int],
+        finished: list[optuna.trial.FrozenTrial],
+    ) -> None:
+        """After a step: a duplicate's ticket queued again, the outcome logged, the counts and the display."""
         if "number" in current:
-            done = study.get_trials(deepcopy=False)[current["number"]]
+            told = [t for t in finished if t.number == current["number"]]  # as Optuna told it: no read needed
+            done = told[0] if told else study.get_trials(deepcopy=False)[current["number"]]
             _requeue_duplicate(
                 self.url, study, done.number, getattr(objective, "finite_points", None), done=done
             )
@@ -269,7 +286,6 @@ class _Drain:
         self.stats.by_arch[key] = self.stats.by_arch.get(key, 0) + 1
         if self.progress is not None:
             self.progress.trial_finished(key, study)
-        return True
 
 
 IDLE_POLL = (

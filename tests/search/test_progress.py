@@ -25,6 +25,9 @@ def test_counts_best_and_one_live_line_per_worker() -> None:
     running.set_user_attr(keys.key("live"), {"worker": 3, "epoch": 2, "metric": "y1.mse", "value": 1.25})
     p = StudyProgress(spec, {"mmoe": study}, 4, quiet=True)
     p.refresh_from_storage()
+    assert "1/4" not in render(p) and not p.workers  # not shown, so nothing read from storage
+    p.enabled = True  # as on a terminal
+    p.refresh_from_storage()
     text = render(p)
     assert "1/4" in text and "0.5000 (#0)" in text
     assert "worker 3" in text and "mmoe trial 1: epoch 2, valid y1.mse 1.2500" in text
