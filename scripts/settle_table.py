@@ -52,7 +52,7 @@ def rows(export: Path, name: str) -> list[str]:
         hits = ", ".join(history[-1]["bound_hits"]) if history and history[-1]["bound_hits"] else "none"
         wide = "; ".join(widened(w) for w in a.get("space_expansions") or []) or "none"
         out.append(
-            f"| {LABELS.get(arch, arch)} | {complete} | {'; '.join(map(judgement, history))} | {tolerance} | {hits} "
+            f"| {LABELS.get(arch, arch)} | {complete} | {'; '.join(map(judgement, history)) or 'none yet'} | {tolerance} | {hits} "
             f"| {wide} |"
         )
     return out

@@ -337,7 +337,10 @@ def test_settled_run_snapshots_match_their_exports() -> None:
         for label, complete, judged, tolerance, hits, wide in rows:
             arch, a = NAMES[label], attrs[NAMES[label]]
             assert int(complete) == ((trials.architecture == arch) & (trials.state == "COMPLETE")).sum(), arch
-            history = a["settle_history"]
+            history = a.get("settle_history") or []
+            if not history:  # not judged yet (fewer than `min` trials finished)
+                assert (judged, tolerance, hits) == ("none yet", "n/a", "none"), arch
+                continue
             shown = judged.split("; ")
             assert len(shown) == len(history), arch
             for cell, h in zip(shown, history, strict=True):
