@@ -71,6 +71,8 @@ class ParamRange(BaseModel):
         if self.type == "categorical":
             if not self.choices:
                 raise ValueError("a categorical parameter needs `choices`")
+            if self.expand is not False:
+                raise ValueError("`expand` widens int and float ranges; a categorical parameter has none")
             return self
         if self.low is None or self.high is None:
             raise ValueError(f"an {self.type} parameter needs `low` and `high`")

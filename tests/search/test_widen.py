@@ -59,7 +59,8 @@ def test_linear_bounds_move_by_half_the_span_in_whole_steps_within_the_limits() 
     assert dropout.widened("high", "dropout", 2048).widened("high", "dropout", 2048).high == 0.9
     assert ParamRange(type="int", low=2, high=8).widened("high", "n", 2048) is not None  # the rule itself
     assert not ParamRange(type="int", low=2, high=8).expandable()
-    assert not ParamRange(type="categorical", choices=[1, 2], expand=True).expandable()
+    with pytest.raises(ValueError, match="`expand` widens int and float ranges"):
+        ParamRange(type="categorical", choices=[1, 2], expand=True)
 
 
 def test_limits_inside_the_range_are_refused() -> None:
