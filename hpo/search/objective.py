@@ -32,7 +32,7 @@ from hpo.search.factories import grid_points
 from hpo.search.validate import check_space
 from hpo.search.widen import current_spaces, expandable
 from hpo.storage import keys
-from hpo.storage.attrs import report_epoch, set_trial_attrs
+from hpo.storage.attrs import deferred_params, report_epoch, set_trial_attrs, write_proposal
 from hpo.storage.claims import worker_seed
 from hpo.training import EpochReport, TrainConfig, TrainResult, threads, train
 from hpo.training.metrics import HIGHER_IS_BETTER
@@ -359,9 +359,11 @@ class Objective:
 
         return callback
 
-    def _record_setup(self, trial: optuna.Trial, hyper: dict[str, Any], cfg: TrainConfig, seed: int) -> None:
-        """What the trial will train, written before the model is built (so a configuration that fails to build
-        still shows), in one transaction."""
+    def _setup(
+        self, trial: optuna.Trial, hyper: dict[str, Any], cfg: TrainConfig, seed: int
+    ) -> dict[str, Any]:
+        """What the trial will train (its stored attributes), written with what was built from it, or alone if
+        the model fails to build (so such a configuration still shows)."""
         attrs: dict[str, Any] = {
             keys.ARCHITECTURE: self.arch,
             keys.MODEL_ORIGIN: get_entry(self.arch).origin,
@@ -377,7 +379,7 @@ class Objective:
         }
         if changes := keys.plain(trial.study.user_attrs).get(keys.CHANGES):  # resumed with --allow-changed
             attrs[keys.DEFINITION_CHANGES] = changes
-        set_trial_attrs(trial, {keys.key(k): v for k, v in attrs.items()})
+        return {keys.key(k): v for k, v in attrs.items()}
 
     def _values(self, trial: optuna.Trial, result: TrainResult) -> float | list[float]:
         """Record the run's outcome on the trial; its objective value(s), or pruned with the reason."""
@@ -400,15 +402,16 @@ class Objective:
         space, opt_space = self.space, self.opt_space
         if self.widening:  # the ranges the settled rule has widened so far, as recorded on the study
             space, opt_space = current_spaces(trial.study, [space, opt_space])
-        sampled_model = space.suggest(trial)  # the sampler proposes here (relative sampling is lazy)
-        sampled_opt = opt_space.suggest(trial)
+        with deferred_params(trial) as params:  # written below with the proposal's attributes, at once
+            sampled_model = space.suggest(trial)  # the sampler proposes here (relative sampling is lazy)
+            sampled_opt = opt_space.suggest(trial)
         proposed: dict[str, Any] = {keys.PROPOSAL_SECONDS: time.perf_counter() - started}
         if self.worker_id is not None:
             proposed |= {
                 keys.WORKER_ID: self.worker_id,
                 keys.SAMPLER_SEED: worker_seed(self.spec.sampler.seed, self.worker_id),
             }
-        set_trial_attrs(trial, {keys.key(k): v for k, v in proposed.items()})
+        write_proposal(trial, params, {keys.key(k): v for k, v in proposed.items()})
         reused = self._check_new(trial)
         self.after_proposal()
         if reused is not None:
@@ -417,17 +420,21 @@ class Objective:
         hyper = self.space.derive(sampled_model, len(self.ds.tasks)) | inputs
         cfg = self._train_config(sampled_opt)
         seed = self.spec.seed * 100_003 + trial.number
-        self._record_setup(trial, hyper, cfg, seed)
-        model = create_model(
-            self.arch, self.ds.spec, self.ds.tasks, seeds=[seed], budget=self.spec.budget, **hyper
-        )
+        setup = self._setup(trial, hyper, cfg, seed)
+        try:
+            model = create_model(
+                self.arch, self.ds.spec, self.ds.tasks, seeds=[seed], budget=self.spec.budget, **hyper
+            )
+        except BaseException:
+            set_trial_attrs(trial, setup)
+            raise
         built = {
             keys.UNITS_PER_LAYER: [u.units for u in model.layer_units()],
             keys.PARAMETER_COUNT: model.parameter_count(),
             keys.LIVE: {"worker": self.worker, "epoch": 0},
             keys.THREADS: threads.for_trial(cfg.threads),
         }
-        set_trial_attrs(trial, {keys.key(k): v for k, v in built.items()})
+        set_trial_attrs(trial, setup | {keys.key(k): v for k, v in built.items()})  # one transaction
         try:
             (result,) = train(
                 model,

@@ -7,7 +7,9 @@ tenth pass). :func:`set_trial_attrs` writes a group of them at once on a SQL
 database, with Optuna's own per-attribute statement and its check that the trial is still running, so the rows
 are exactly those ``set_user_attr`` would write; on other storages (a gRPC proxy, a journal) it falls back to
 one call each. :func:`report_epoch` does the same for what a trial records at the end of every epoch (its live
-progress and the intermediate values pruners and the settled rule read).
+progress and the intermediate values pruners and the settled rule read), and :func:`write_proposal` for the
+parameters a proposal suggested (Optuna writes each ``suggest_*`` in a transaction of its own) with the attributes
+that go with them.
 
 The Optuna internals it needs are in :mod:`hpo.storage.optuna_internals`; tests/storage/test_attrs.py pins that
 what it writes is what Optuna's public calls write, on SQLite and PostgreSQL.
@@ -15,14 +17,20 @@ what it writes is what Optuna's public calls write, on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import optuna
 
-from hpo.storage.optuna_internals import cached_trial, sql_backend, write_trial_in_one_transaction
+from hpo.storage.optuna_internals import (
+    Param,
+    cached_trial,
+    deferred_params,
+    sql_backend,
+    write_trial_in_one_transaction,
+)
 
-__all__ = ["report_epoch", "set_trial_attrs"]
+__all__ = ["deferred_params", "report_epoch", "set_trial_attrs", "write_proposal"]
 
 
 def set_trial_attrs(trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:
@@ -50,3 +58,13 @@ def report_epoch(trial: optuna.Trial, values: Mapping[int, float], attrs: Mappin
             trial.set_user_attr(key, item)
         return
     write_trial_in_one_transaction(rdb, trial, fresh, attrs)
+
+
+def write_proposal(trial: optuna.Trial, params: Sequence[Param], attrs: Mapping[str, Any]) -> None:
+    """The parameters :func:`deferred_params` kept back and ``attrs``, in one transaction on a SQL database (on
+    other storages nothing was kept back, and the attributes are written one call each)."""
+    rdb = sql_backend(trial.storage)
+    if rdb is None or not params:
+        set_trial_attrs(trial, attrs)
+        return
+    write_trial_in_one_transaction(rdb, trial, {}, attrs, params)

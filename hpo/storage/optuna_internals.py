@@ -9,6 +9,9 @@ Why each is needed (Optuna 4-5 has no public equivalent):
 * the trial's cached copy (``_cached_frozen_trial``), kept equal to what was written, as ``set_user_attr`` does;
 * ``RDBStorage``'s per-attribute and per-value writers and its scoped session, so a group of attributes is written
   with Optuna's own statements and running-trial check in one transaction (one SQLite sync instead of twenty);
+* a trial's ``storage`` attribute, which ``Trial._suggest`` writes each parameter through, so the parameters a
+  search space suggests are kept back and written with the proposal's attributes in one transaction (Optuna's
+  own ``_set_trial_param_without_commit``, with its distribution-compatibility check);
 * the heartbeat thread's target (``HeartbeatThread._record_heartbeat``), to stop a heartbeat an interrupt orphaned;
 * that Optuna's gRPC server changes a trial's state through the served storage's ``set_trial_state_values``, so
   wrapping that one method serialises every state change the proxy makes (:mod:`hpo.storage.proxy`).
@@ -26,6 +29,7 @@ from optuna.trial import TrialState
 
 __all__ = [
     "cached_trial",
+    "deferred_params",
     "orphaned_heartbeat_stops",
     "serialise_state_changes",
     "sql_backend",
@@ -59,20 +63,60 @@ def cached_trial(trial: optuna.Trial) -> optuna.trial.FrozenTrial:
     return frozen
 
 
+Param = tuple[str, float, optuna.distributions.BaseDistribution]  # name, internal value, distribution
+
+
+class _ParamsKeptBack:
+    """A trial's storage with ``set_trial_param`` kept in a list; every other call goes to the storage."""
+
+    def __init__(self, storage: optuna.storages.BaseStorage, kept: list[Param]) -> None:
+        self._storage = storage
+        self._kept = kept
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._storage, name)
+
+    def set_trial_param(
+        self, trial_id: int, name: str, internal: float, distribution: optuna.distributions.BaseDistribution
+    ) -> None:
+        self._kept.append((name, internal, distribution))
+
+
+@contextlib.contextmanager
+def deferred_params(trial: optuna.Trial) -> Iterator[list[Param]]:
+    """Inside the block, the parameters ``trial`` suggests are sampled as always (the trial's own copy holds
+    them) but not written: they collect in the yielded list, for :func:`write_trial_in_one_transaction`. On a
+    storage without SQL (a gRPC proxy, a journal, memory) nothing is kept back and the list stays empty."""
+    kept: list[Param] = []
+    if sql_backend(trial.storage) is None:
+        yield kept
+        return
+    storage = trial.storage
+    trial.storage = _ParamsKeptBack(storage, kept)  # type: ignore[assignment]
+    try:
+        yield kept
+    finally:
+        trial.storage = storage
+
+
 def write_trial_in_one_transaction(
     rdb: optuna.storages.RDBStorage,
     trial: optuna.Trial,
     values: Mapping[int, float],
     attrs: Mapping[str, Any],
+    params: Sequence[Param] = (),
 ) -> None:
-    """Intermediate ``values`` (step -> value, none reported before) and user ``attrs`` of a running trial, with
-    Optuna's own statements in one transaction (all or none: a finished trial raises as ``set_user_attr`` would),
-    then the trial's cached copy updated to match."""
+    """Parameters kept back by :func:`deferred_params`, intermediate ``values`` (step -> value, none reported
+    before) and user ``attrs`` of a running trial, with Optuna's own statements in one transaction (all or none:
+    a finished trial raises as ``set_user_attr`` would, a parameter whose distribution clashes with the study's
+    as ``suggest_*`` would), then the trial's cached copy updated to match."""
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
 
     tid = trial_id(trial)
     with _create_scoped_session(rdb.scoped_session, True) as session:
+        for name, internal, distribution in params:
+            rdb._set_trial_param_without_commit(session, tid, name, internal, distribution)
         for step, value in values.items():
             rdb._set_trial_intermediate_value_without_commit(session, tid, step, value)
         for key, item in attrs.items():

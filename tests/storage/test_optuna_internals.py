@@ -12,6 +12,7 @@ import pytest
 from hpo.storage.engine import open_storage
 from hpo.storage.optuna_internals import (
     cached_trial,
+    deferred_params,
     orphaned_heartbeat_stops,
     serialise_state_changes,
     sql_backend,
@@ -57,6 +58,26 @@ def test_one_transaction_is_all_or_none(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError):  # Optuna's own check: a finished trial takes no attribute
         write_trial_in_one_transaction(rdb, trial, {2: 0.1}, {"b": 1})
     assert study.trials[0].user_attrs == {"a": [1, 2]} and 2 not in study.trials[0].intermediate_values
+
+
+def test_suggestions_go_through_the_trials_storage_attribute(tmp_path: Path) -> None:
+    """``Trial._suggest`` writes through ``trial.storage``: inside ``deferred_params`` a suggestion is sampled and
+    kept back, the database has no parameter row until ``write_trial_in_one_transaction`` writes it."""
+    storage = open_storage(f"sqlite:///{tmp_path / 'a.db'}", heartbeat=False)
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial = study.ask()
+    real = trial.storage
+    with deferred_params(trial) as kept:
+        x = trial.suggest_float("x", 0.0, 1.0)
+        n = trial.suggest_int("n", 1, 8, log=True)
+    assert trial.storage is real
+    assert [k[0] for k in kept] == ["x", "n"] and trial.params == {"x": x, "n": n}
+    assert study.trials[0].params == {}
+    rdb = study_sql_backend(study)
+    assert rdb is not None
+    write_trial_in_one_transaction(rdb, trial, {}, {}, kept)
+    assert study.trials[0].params == {"x": x, "n": n}
+    assert study.trials[0].distributions == trial.distributions
 
 
 def test_heartbeat_threads_are_found_while_a_trial_runs(tmp_path: Path) -> None:
