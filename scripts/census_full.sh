@@ -8,7 +8,9 @@
 #   scripts/census_full.sh [RUNS]           run (or resume); RUNS defaults to /work/runs
 #                                           (HPO_RUN_ARGS=--allow-changed continues after a change to a study file;
 #                                           the change is recorded on the study)
-#   CENSUS_STUDIES=census_group2_full scripts/census_full.sh   runs only that study (e.g. beside another instance)
+#   CENSUS_STUDIES=census_group2_full scripts/census_full.sh   runs only that study (e.g. beside another instance);
+#                                           any study under studies/ runs the same way, e.g. capacity/figure3
+#                                           (issue 36; its files are named capacity_figure3)
 #   scripts/census_full.sh snapshot [RUNS]  copy each database, consistently while it runs (SQLite's backup API),
 #                                           gzipped into docs/results/runs/ to be committed
 set -euo pipefail
@@ -19,23 +21,25 @@ if [ "${1:-}" = snapshot ]; then
   RUNS="${2:-/work/runs}"
   mkdir -p "$SNAP"
   for study in "${STUDIES[@]}"; do
-    [ -f "$RUNS/$study.db" ] || continue
+    name="${study//\//_}"
+    [ -f "$RUNS/$name.db" ] || continue
     "$ROOT/.venv/bin/python" -c "import sqlite3, sys; d = sqlite3.connect(sys.argv[2]); sqlite3.connect(sys.argv[1]).backup(d); d.close()" \
-      "$RUNS/$study.db" "$RUNS/$study.snapshot.db"
-    gzip -9 -c "$RUNS/$study.snapshot.db" > "$SNAP/$study.db.gz"
-    "$ROOT/.venv/bin/python" "$ROOT/scripts/partial_trials.py" "sqlite:///$RUNS/$study.snapshot.db" "$SNAP/${study}_trials.csv"
-    "$ROOT/.venv/bin/python" -m hpo.cli export "$ROOT/studies/$study.yaml" --storage "sqlite:///$RUNS/$study.snapshot.db" \
-      --out "$SNAP/$study" --partial
-    rm "$RUNS/$study.snapshot.db"
-    echo "snapshot: $SNAP/$study.db.gz"
+      "$RUNS/$name.db" "$RUNS/$name.snapshot.db"
+    gzip -9 -c "$RUNS/$name.snapshot.db" > "$SNAP/$name.db.gz"
+    "$ROOT/.venv/bin/python" "$ROOT/scripts/partial_trials.py" "sqlite:///$RUNS/$name.snapshot.db" "$SNAP/${name}_trials.csv"
+    "$ROOT/.venv/bin/python" -m hpo.cli export "$ROOT/studies/$study.yaml" --storage "sqlite:///$RUNS/$name.snapshot.db" \
+      --out "$SNAP/$name" --partial
+    rm "$RUNS/$name.snapshot.db"
+    echo "snapshot: $SNAP/$name.db.gz"
   done
   exit 0
 fi
 RUNS="${1:-/work/runs}"
 mkdir -p "$RUNS"
 for study in "${STUDIES[@]}"; do  # a fresh machine: resume from the committed snapshot
-  if [ ! -f "$RUNS/$study.db" ] && [ -f "$SNAP/$study.db.gz" ]; then
-    gunzip -c "$SNAP/$study.db.gz" > "$RUNS/$study.db"
+  name="${study//\//_}"
+  if [ ! -f "$RUNS/$name.db" ] && [ -f "$SNAP/$name.db.gz" ]; then
+    gunzip -c "$SNAP/$name.db.gz" > "$RUNS/$name.db"
   fi
 done
 REV="$(git -C "$ROOT" rev-parse --short HEAD)"
@@ -45,14 +49,15 @@ export PYTHONPATH="$TREE" HPO_DATA_DIR="${HPO_DATA_DIR:-$ROOT/../shared/data}"
 PY="$ROOT/.venv/bin/python"
 cd "$TREE"
 for study in "${STUDIES[@]}"; do
-  db="sqlite:///$RUNS/$study.db"
+  name="${study//\//_}"
+  db="sqlite:///$RUNS/$name.db"
   for step in run retrain; do
     start=$(date +%s)
     extra=()
     [ "$step" = run ] && [ -n "${HPO_RUN_ARGS:-}" ] && read -ra extra <<< "$HPO_RUN_ARGS"
     "$PY" -m hpo.cli --log-level info "$step" "studies/$study.yaml" --storage "$db" --quiet "${extra[@]}"
-    echo "$study $step $REV $(( $(date +%s) - start )) s" >> "$RUNS/walltimes.txt"
+    echo "$name $step $REV $(( $(date +%s) - start )) s" >> "$RUNS/walltimes.txt"
   done
-  "$PY" -m hpo.cli report "studies/$study.yaml" --storage "$db" --out "$RUNS/reports/$study.html"
-  "$PY" -m hpo.cli export "studies/$study.yaml" --storage "$db" --out "$RUNS/exports/$study"
+  "$PY" -m hpo.cli report "studies/$study.yaml" --storage "$db" --out "$RUNS/reports/$name.html"
+  "$PY" -m hpo.cli export "studies/$study.yaml" --storage "$db" --out "$RUNS/exports/$name"
 done
