@@ -32,7 +32,8 @@ NUMBER = r"-?\d+(?:\.\d+)?(?:e-?\d+)?"
 
 def parse_tables(lines: list[str], *, keep_bold: bool = False) -> list[tuple[list[str], list[list[str]]]]:
     """Every markdown table in ``lines``: its header cells and rows of cells."""
-    out, current = [], None
+    out: list[tuple[list[str], list[list[str]]]] = []
+    current: tuple[list[str], list[list[str]]] | None = None
     for line in [*lines, ""]:
         if line.startswith("|"):
             cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -355,3 +356,44 @@ def test_settled_run_snapshots_match_their_exports() -> None:
                 for w in a.get("space_expansions") or []
             ]
             assert wide == ("; ".join(expected) or "none"), arch
+
+
+def test_capacity_figure3_tables_match_their_csvs() -> None:
+    """Issue 36's Figure 3 in the streamed regime: the summary table against the report's CSVs, and the paired
+    per-run changes (median, bootstrap interval, count, Wilcoxon p, the +-10% reading) recomputed from the runs."""
+    comp = pd.read_csv(RESULTS / "capacity_fig3_comparison.csv")
+    comp = comp[comp.task == "mean over tasks"].set_index("p")
+    conv = pd.read_csv(RESULTS / "capacity_fig3_convergence.csv").set_index("p")
+    rows = table("p", "runs")
+    assert [r[0] for r in rows] == ["0.5", "0.7", "0.9", "1.0"]
+    for p, runs, mean, median, best, at_cap in rows:
+        c = comp.loc[float(p)]
+        assert int(runs) == c.seeds == conv.loc[float(p), "runs"] == 100
+        for shown, value in zip(interval(mean), (c["mean"], c.ci95_low, c.ci95_high), strict=True):
+            close(shown, value)
+        close(median, c["median"])
+        assert float(best) == conv.loc[float(p), "best_epoch_median"]
+        assert int(at_cap) == conv.loc[float(p), "runs_at_cap"]
+    losses = pd.read_csv(RESULTS / "capacity_fig3_seed_losses.csv")
+    wide = losses.pivot(index="seed", columns="value", values="mean over tasks")
+    for a, b, change, higher, p_value, reading in table("from p", "to p"):
+        x = (wide[float(b)] - wide[float(a)]).to_numpy()
+        m = re.match(rf"([+-]?{NUMBER[2:]})(?: \[([+-]?{NUMBER[2:]}), ([+-]?{NUMBER[2:]})\])?", change)
+        assert m, change
+        close(m.group(1), float(np.median(x)))
+        assert higher == f"{int((x > 0).sum())} of 100"
+        pv = sps.wilcoxon(x).pvalue
+        digits = len(re.sub(r"\D", "", re.sub(r"e.*", "", p_value)).lstrip("0")) or 1
+        assert float(p_value) == float(f"{pv:.{digits}g}"), (a, b, p_value, pv)
+        if m.group(2):  # the interval: percentile bootstrap of the median change, 4,000 resamples, seed 0
+            rng = np.random.default_rng(0)
+            boot = [np.median(x[rng.integers(0, len(x), len(x))]) for _ in range(4000)]
+            lo, hi = np.percentile(boot, [2.5, 97.5])
+            close(m.group(2), lo)
+            close(m.group(3), hi)
+            margin = 0.1 * np.median(wide[float(a)])
+            inside = -margin < lo and hi < margin
+            first = reading.split(" ")[
+                0
+            ]  # yes: inside the margin; no: beyond it; otherwise not shown either way
+            assert (first == "yes") == inside and (first == "no") == (lo > margin or hi < -margin), reading
