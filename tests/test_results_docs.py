@@ -397,3 +397,19 @@ def test_capacity_figure3_tables_match_their_csvs() -> None:
                 0
             ]  # yes: inside the margin; no: beyond it; otherwise not shown either way
             assert (first == "yes") == inside and (first == "no") == (lo > margin or hi < -margin), reading
+
+
+def test_capacity_figure3_changes_sentence_matches_its_csv() -> None:
+    """The README's sentence on the report's paired-changes section: the readings and numbers of the CSV."""
+    ch = pd.read_csv(RESULTS / "capacity_fig3_changes.csv").set_index("to")
+    assert list(ch.reading) == ["rises"] * 3 and (ch.holm_family_size == 3).all()
+    text = (RESULTS / "README.md").read_text()
+    m = re.search(r"changes of the median ([^;]+); Holm p ([^;]+);", text)
+    assert m, "the sentence on capacity_fig3_changes.csv"
+    shown = [c.strip() for c in m.group(1).split(",")]
+    holm_shown = [c.strip() for c in m.group(2).split(",")]
+    for v, change, hp in zip((0.9, 0.7, 0.5), shown, holm_shown, strict=True):
+        close(change, ch.loc[v, "median_change"])
+        assert float(hp) == pytest.approx(ch.loc[v, "holm_p"], rel=0.1, abs=5e-5), (v, hp)
+    fixed = pd.read_csv(RESULTS / "paper_synthetic_shared_bottom_changes.csv")
+    assert set(fixed.reading) == {"not separated"}

@@ -30,7 +30,7 @@ from scipy import stats as sps
 
 from hpo.report.stats import holm, sign_test
 
-__all__ = ["FLAT_MARGIN", "Change", "Finding", "change_by_run", "paper_findings"]
+__all__ = ["FLAT_MARGIN", "Change", "Finding", "change_by_run", "paired_changes", "paper_findings"]
 
 LOSS = "mean over tasks"
 NAMES = {"shared_bottom": "Shared-Bottom", "omoe": "OMoE", "mmoe": "MMoE"}
@@ -241,3 +241,50 @@ def paper_findings(
     if {"shared_bottom", "omoe", "mmoe"} <= archs:
         out.append(_trainability(losses, ps, rng))
     return out
+
+
+def _reading(row: dict[str, object], alpha: float = 0.05) -> str:
+    """``flat`` when the change's interval lies within +-margin (equivalence shown); ``rises`` / ``falls`` when the
+    interval excludes 0 and the Holm-corrected test agrees (unpaired changes: the interval alone); ``not separated``
+    otherwise (neither a change nor its absence is shown)."""
+    lo, hi, band = float(row["ci95_low"]), float(row["ci95_high"]), float(row["margin"])  # type: ignore[arg-type]
+    if -band < lo and hi < band:
+        return "flat"
+    holm_p = row.get("holm_p")
+    significant = holm_p is None or float(holm_p) < alpha  # type: ignore[arg-type]
+    if lo > 0 and significant:
+        return "rises"
+    if hi < 0 and significant:
+        return "falls"
+    return "not separated"
+
+
+def paired_changes(losses: pd.DataFrame, *, margin: float = FLAT_MARGIN, seed: int = 0) -> pd.DataFrame:
+    """Per architecture, the median loss at every swept value against the top of the sweep, paired by run where
+    the runs are shared (:func:`change_by_run`): the change with its bootstrap 95% interval, the share of runs whose
+    loss is higher, the Wilcoxon signed-rank p Holm-corrected over that architecture's values (the family is named
+    in ``holm_family_size``), and the reading against the study's ``flat_margin`` (a fraction of the median at the
+    top): ``flat`` only when the whole interval lies within it."""
+    rows = []
+    for arch in sorted(set(losses.architecture)):
+        values = sorted(float(v) for v in losses[losses.architecture == arch].value.unique())
+        if len(values) < 2:
+            continue
+        top, rng = values[-1], np.random.default_rng(seed)
+        wide = losses[losses.architecture == arch].pivot_table(index="seed", columns="value", values=LOSS)
+        band = margin * float(np.median(_runs(losses, arch, top)))
+        arch_rows = []
+        for v in values[:-1]:
+            c = change_by_run(losses, arch, v, top, _median, rng)
+            both = wide[[v, top]].dropna()
+            higher = int((both[v] > both[top]).sum()) if c.paired else None
+            arch_rows.append(
+                {"architecture": arch, "from": top, "to": v, "runs": c.runs if c.paired else None,
+                 "paired": c.paired, "median_change": c.point, "ci95_low": c.lo, "ci95_high": c.hi,
+                 "runs_higher": higher, "wilcoxon_p": c.wilcoxon_p, "margin": band}
+            )  # fmt: skip
+        tested = [r for r in arch_rows if r["wilcoxon_p"] is not None]
+        for r, ph in zip(tested, holm([float(r["wilcoxon_p"]) for r in tested]), strict=True):
+            r["holm_p"], r["holm_family_size"] = ph, len(tested)
+        rows += [r | {"reading": _reading(r)} for r in arch_rows]
+    return pd.DataFrame(rows)

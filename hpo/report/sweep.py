@@ -22,7 +22,7 @@ from hpo.report.collect import ReportData, collect
 from hpo.report.curves import CURVES_TITLE, curve_summary, curves_figure, curves_section
 from hpo.report.escape import esc
 from hpo.report.figures import COLORS, _layout, band, pair_row, summary_row
-from hpo.report.findings import FLAT_MARGIN, Finding, paper_findings
+from hpo.report.findings import Finding, paired_changes, paper_findings
 from hpo.report.output import write_table
 from hpo.report.render import figures_html, render_page, table_html
 from hpo.report.stats import compare_pairs
@@ -297,6 +297,24 @@ def findings_html(found: list[Finding], key: str) -> str:
     )
 
 
+def changes_html(changes: pd.DataFrame, key: str) -> str:
+    """Every swept value against the top of the sweep, paired by run, with its reading (or why there is none)."""
+    head = f'<section id="changes"><h2>Change across {esc(key)}, paired by run</h2>'
+    if changes.empty:
+        return head + f'<p class="muted">no two values of {esc(key)} with retrained runs yet</p></section>'
+    note = (
+        f"<p>For each architecture, the median test loss (mean over tasks) at each value of {esc(key)} minus the "
+        f"median at the top of the sweep. Run s trains on the same data weights, inputs and initialisation at every "
+        f"value, so runs are resampled together (bootstrap 95% interval of the change) and the per-run differences "
+        f"are tested with the Wilcoxon signed-rank test, Holm-corrected over that architecture's values (the family "
+        f"is <code>holm_family_size</code>). <b>flat</b>: the whole interval lies within the study's flat_margin "
+        f"(a fraction of the median at the top: <code>margin</code>), so equivalence is shown; <b>rises</b> / "
+        f"<b>falls</b>: the interval excludes 0 and the corrected test agrees; <b>not separated</b>: neither a "
+        f"change nor its absence is shown with these runs.</p>"
+    )
+    return head + note + table_html(changes) + "</section>"
+
+
 def sweep_curves(datas: list[tuple[float, ReportData]], key: str) -> pd.DataFrame:
     """Loss against steps per swept value and architecture (:func:`hpo.report.curves.curve_summary`), over the
     successful runs."""
@@ -319,6 +337,7 @@ def _write_csvs(stem: Path, tables: dict[str, pd.DataFrame]) -> None:
 def _body(
     spec: StudySpec, summary: pd.DataFrame, pairs: pd.DataFrame, chosen: pd.DataFrame, figs: list[tuple[str, Any]],
     n_seeds: int, prov_rows: str, findings: str, convergence: str, curves: str, choose: str = "per_value",
+    changes: str = "",
 ) -> str:  # fmt: skip
     assert spec.sweep is not None
     key, archs = spec.sweep.key, [a.name for a in spec.architectures]
@@ -334,6 +353,7 @@ split ({esc(spec.sampler.name)} sampler over its search space), then that config
 run and its loss measured on the test split. Intervals are bootstrap 95% intervals (BCa) of the mean over runs;
 the lowest loss at each value is in bold.</div>
 {findings}
+{changes}
 <h2>Test loss (mean MSE over tasks)</h2>{table_html(mean_table, best=low, group=key)}
 <h2>Per task</h2>{table_html(task_tables, best=low, group=[key, "task"])}
 <h2>Pairwise comparisons at each value</h2>
@@ -366,6 +386,14 @@ def _figures(
     ]
 
 
+def _curve_html(curves: pd.DataFrame, key: str, archs: list[str], figures_before: int) -> str:
+    """Loss against training steps, one line per architecture and value (nothing before any run is stored)."""
+    if not len(curves):
+        return ""
+    figure = curves_figure(curves, key, "architecture", f"per architecture and {key}", archs)
+    return figures_html([(CURVES_TITLE, figure)], figures_before)
+
+
 def write_sweep_report(
     spec: StudySpec, out: str | Path, storage_url: str | None = None, tables: str | Path | None = None
 ) -> Path:
@@ -385,6 +413,8 @@ def write_sweep_report(
     chosen = _chosen_table(datas, key)
     conv = convergence_table(datas, key)
     curves = sweep_curves(datas, key)
+    margin = spec.sweep.flat_margin
+    changes = paired_changes(losses, margin=margin) if len(losses) else pd.DataFrame()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     trials = pd.concat([d.trials.assign(**{key: v}) for v, d in datas], ignore_index=True)
@@ -396,32 +426,19 @@ def write_sweep_report(
         "seed_losses": losses,
         "trials": trials,
         "loss_curves": curves,
+        "changes": changes,
     }
     _write_csvs(out.with_suffix(""), out_tables)
     figs = _figures(summary, losses, key, archs)
     n_seeds = int(losses.groupby(["value", "architecture"]).size().min()) if len(losses) else 0
-    found = paper_findings(
-        losses, key, margin=spec.sweep.flat_margin if spec.sweep is not None else FLAT_MARGIN
-    )
+    found = paper_findings(losses, key, margin=margin)
     write_table(pd.DataFrame([f.__dict__ for f in found]), f"{out.with_suffix('')}_findings.csv")
-    curve_html = (
-        figures_html(
-            [
-                (
-                    CURVES_TITLE,
-                    curves_figure(curves, key, "architecture", f"per architecture and {key}", archs),
-                )
-            ],
-            len(figs),
-        )
-        if len(curves)
-        else ""
-    )
+    curve_html = _curve_html(curves, key, archs, len(figs))
     body = _body(
         spec, summary, pairs, chosen, figs, n_seeds, _provenance_rows(spec, datas), findings_html(found, key),
         _convergence_html(conv),
         curves_section(curves, curve_html, f"One line per value of {key}, darker for lower values."),
-        spec.sweep.choose,
+        spec.sweep.choose, changes_html(changes, key),
     )  # fmt: skip
     n_figs = len(figs) + bool(curve_html)
     out.write_text(render_page(f"{spec.name} report", body, n_figs), encoding="utf-8")

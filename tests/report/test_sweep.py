@@ -134,7 +134,11 @@ def test_sweep_runs_grid_and_fresh_data_end_to_end(tmp_path: Path) -> None:
     section = html[html.index('<section id="findings">') :]
     section = section[: section.index("</section>")]
     assert section.count("<li>") == 4 and "paired runs" in section and "Spearman" in section
-    assert html.index('id="findings"') < html.index("<h2>Test loss")
+    assert html.index('id="findings"') < html.index('<section id="changes">') < html.index("<h2>Test loss")
+    changes = pd.read_csv(tmp_path / "rep" / "sweep_changes.csv")  # p = 0.2 against p = 1, per architecture
+    assert len(changes) == 3 and (changes.holm_family_size == 1).all() and (changes["from"] == 1.0).all()
+    assert (changes.runs == 5).all() and (changes.to == 0.2).all()
+    assert set(changes.reading) <= {"flat", "rises", "falls", "not separated"}
     conv = pd.read_csv(tmp_path / "rep" / "sweep_convergence.csv")
     assert len(conv) == 6 and (conv.runs == 5).all() and (conv.epoch_cap == 4).all()
     assert (conv.runs_at_cap <= conv.runs).all() and "<h2>Convergence</h2>" in html
@@ -145,7 +149,9 @@ def test_sweep_runs_grid_and_fresh_data_end_to_end(tmp_path: Path) -> None:
     assert len(list((tmp_path / "exp").glob("*_attrs.json"))) == 2
     again = tmp_path / "again" / "sweep.html"
     assert main(["report", str(path), "--from-tables", str(tmp_path / "exp"), "--out", str(again)]) == 0
-    for table in ("comparison", "pairs", "chosen", "convergence", "seed_losses", "findings", "loss_curves"):
+    for table in (
+        "comparison", "pairs", "chosen", "convergence", "seed_losses", "findings", "loss_curves", "changes",
+    ):  # fmt: skip
         a = pd.read_csv(tmp_path / "rep" / f"sweep_{table}.csv")
         b = pd.read_csv(tmp_path / "again" / f"sweep_{table}.csv")
         pd.testing.assert_frame_equal(a, b, check_exact=True, obj=table)
@@ -306,3 +312,47 @@ def test_pooled_choice_retrains_one_configuration_at_every_value(tmp_path: Path)
     out = tmp_path / "rep" / "sweep.html"
     assert main(["report", str(path), "--storage", url, "--out", str(out)]) == 0
     assert "chosen once for the whole sweep (<code>choose: pooled</code>)" in out.read_text()
+
+
+def test_paired_changes_against_a_direct_computation() -> None:
+    """Each value against the top, paired by run: the change of the medians, the runs with a higher loss, the
+    Wilcoxon p and its Holm correction over the architecture's values, and the reading: a shift of 20% of the
+    top's median reads "rises", a shift of 0.1% (margin 10%) "flat", and noise with a wide spread neither."""
+    from scipy import stats as sps
+
+    from hpo.report.findings import paired_changes
+    from hpo.report.stats import holm
+
+    rng = np.random.default_rng(4)
+    base = 1.0 + 0.05 * rng.standard_normal(60)
+    shift = {"up": (0.2, 0.01), "same": (0.001, 0.001), "noisy": (0.0, 0.5)}
+    rows = []
+    for arch, (delta, sd) in shift.items():
+        for v, scale in ((1.0, 0.0), (0.8, 0.5), (0.6, 1.0)):
+            loss = base + scale * delta + (sd * rng.standard_normal(60) if v != 1.0 else 0.0)
+            rows += [
+                {"architecture": arch, "seed": s, "value": v, "mean over tasks": x}
+                for s, x in enumerate(loss)
+            ]
+    losses = pd.DataFrame(rows)
+    got = paired_changes(losses, margin=0.10).set_index(["architecture", "to"])
+    for arch in shift:
+        top = losses[(losses.architecture == arch) & (losses.value == 1.0)].set_index("seed")[
+            "mean over tasks"
+        ]
+        ps = []
+        for v in (0.6, 0.8):
+            at = losses[(losses.architecture == arch) & (losses.value == v)].set_index("seed")[
+                "mean over tasks"
+            ]
+            r = got.loc[(arch, v)]
+            assert r.median_change == pytest.approx(at.median() - top.median())
+            assert r.runs == 60 and r.runs_higher == int((at > top).sum()) and r.holm_family_size == 2
+            assert r.ci95_low <= r.median_change <= r.ci95_high
+            assert r.wilcoxon_p == pytest.approx(sps.wilcoxon(at - top).pvalue)
+            assert r.margin == pytest.approx(0.1 * top.median())
+            ps.append(r.wilcoxon_p)
+        assert [got.loc[(arch, v)].holm_p for v in (0.6, 0.8)] == pytest.approx(holm(ps))
+    assert set(got.loc["up"].reading) == {"rises"}
+    assert set(got.loc["same"].reading) == {"flat"}
+    assert set(got.loc["noisy"].reading) == {"not separated"}
