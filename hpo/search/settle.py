@@ -30,6 +30,7 @@ what makes it resumable: ``hpo run`` again queues up to the recorded target and 
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -45,6 +46,8 @@ from hpo.estimators import doubling_gain, doubling_gain_interval, resolvable_gap
 from hpo.search.widen import current_spaces, widen
 from hpo.storage import keys
 from hpo.storage.locks import claim_lock
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "FINAL",
@@ -178,7 +181,15 @@ def tolerance_of(study: optuna.Study, spec: StudySpec, probe: Any) -> float:
         return float(rule.tolerance)
     attrs = _attrs(study)
     if "seed_sd" not in attrs:
+        best = study.best_trial.number
+        log.info(
+            "%s: measuring the spread between seeds for the settled rule's tolerance: trial %d's configuration "
+            "trained again on %d seeds (once per study; no trial runs meanwhile in this worker)",
+            study.study_name, best, rule.probe_seeds,
+        )  # fmt: skip
+        started = time.monotonic()
         sd = float(probe(study.best_trial, rule.probe_seeds))
+        log.info("%s: seed spread %.3g, measured in %.0f s", study.study_name, sd, time.monotonic() - started)
         if "seed_sd" not in _attrs(study):  # another worker may have measured it meanwhile: the same config
             study.set_user_attr(keys.key(keys.SEED_SD), sd if math.isfinite(sd) else None)
             study.set_user_attr(
