@@ -261,8 +261,8 @@ def _reading(row: dict[str, object], alpha: float = 0.05) -> str:
 
 def paired_changes(losses: pd.DataFrame, *, margin: float = FLAT_MARGIN, seed: int = 0) -> pd.DataFrame:
     """Per architecture, the median loss at every swept value against the top of the sweep, paired by run where
-    the runs are shared (:func:`change_by_run`): the change with its bootstrap 95% interval, the share of runs whose
-    loss is higher, the Wilcoxon signed-rank p Holm-corrected over that architecture's values (the family is named
+    the runs are shared (:func:`change_by_run`): the change with its bootstrap 95% interval, how many runs have a
+    higher loss, the Wilcoxon signed-rank p Holm-corrected over that architecture's values (the family is named
     in ``holm_family_size``), and the reading against the study's ``flat_margin`` (a fraction of the median at the
     top): ``flat`` only when the whole interval lies within it."""
     rows = []
