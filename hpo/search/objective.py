@@ -311,13 +311,16 @@ class Objective:
     def _train_config(self, sampled: dict[str, Any]) -> TrainConfig:
         return training_config(self.spec, self.targets, self.device, sampled)
 
-    def _check_new(self, trial: optuna.Trial) -> float | list[float] | None:
-        """``None`` for a configuration not tried before; raise for a fresh proposal, or reuse a result."""
-        if self.spec.sampler.name == "grid":  # every grid ticket carries its own point
-            return None
-        earlier = same_configuration(trial)
-        if earlier is None:
-            return None
+    def _tried_before(self, trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
+        """The finished or running trial with this proposal's configuration, if any (never on a grid: every grid
+        ticket carries its own point)."""
+        return None if self.spec.sampler.name == "grid" else same_configuration(trial)
+
+    def _check_new(
+        self, trial: optuna.Trial, earlier: optuna.trial.FrozenTrial
+    ) -> float | list[float] | None:
+        """For a configuration ``earlier`` tried: raise for a fresh proposal, or reuse its result (``None``: it
+        failed with its worker, train it here)."""
         if int(keys.plain(trial.user_attrs).get(keys.RESAMPLES, 0)) >= MAX_RESAMPLES:
             if (
                 earlier.state == optuna.trial.TrialState.RUNNING
@@ -411,11 +414,14 @@ class Objective:
                 keys.WORKER_ID: self.worker_id,
                 keys.SAMPLER_SEED: worker_seed(self.spec.sampler.seed, self.worker_id),
             }
-        write_proposal(trial, params, {keys.key(k): v for k, v in proposed.items()})
-        reused = self._check_new(trial)
-        self.after_proposal()
-        if reused is not None:
-            return reused
+        proposal = {keys.key(k): v for k, v in proposed.items()}
+        if (earlier := self._tried_before(trial)) is not None:  # written as proposed, then judged
+            write_proposal(trial, params, proposal)
+            reused = self._check_new(trial, earlier)
+            self.after_proposal()
+            if reused is not None:
+                return reused
+            params, proposal = [], {}
         inputs, sampled_opt = split_sampled(sampled_opt)
         hyper = self.space.derive(sampled_model, len(self.ds.tasks)) | inputs
         cfg = self._train_config(sampled_opt)
@@ -426,7 +432,7 @@ class Objective:
                 self.arch, self.ds.spec, self.ds.tasks, seeds=[seed], budget=self.spec.budget, **hyper
             )
         except BaseException:
-            set_trial_attrs(trial, setup)
+            write_proposal(trial, params, proposal | setup)  # a configuration that fails to build still shows
             raise
         built = {
             keys.UNITS_PER_LAYER: [u.units for u in model.layer_units()],
@@ -434,7 +440,9 @@ class Objective:
             keys.LIVE: {"worker": self.worker, "epoch": 0},
             keys.THREADS: threads.for_trial(cfg.threads),
         }
-        set_trial_attrs(trial, setup | {keys.key(k): v for k, v in built.items()})  # one transaction
+        # the proposal, what it sets up and what was built from it: one transaction, then other workers propose
+        write_proposal(trial, params, proposal | setup | {keys.key(k): v for k, v in built.items()})
+        self.after_proposal()
         try:
             (result,) = train(
                 model,

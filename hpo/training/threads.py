@@ -16,8 +16,9 @@ So a process that trains plans its threads once (:func:`install`):
 * ``--threads`` (``HPO_THREADS``) or ``training.threads`` fix the count instead.
 
 Before each trial or seed chunk :func:`for_trial` re-plans a planned count down to the cores that other processes
-leave free right now (sampled from ``/proc/stat`` over a tenth of a second, at most once every five seconds), so a
-worker beside a busy neighbour runs on the core it can have instead of fighting for the one it cannot. A fixed
+leave free right now (read from ``/proc/stat`` over the time since the last look, at least a tenth of a second and
+at most once every five seconds; the first look reads from when the plan was installed), so a worker beside a
+busy neighbour runs on the core it can have instead of fighting for the one it cannot. A fixed
 count is never changed.
 """
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -172,8 +174,11 @@ def install(plan: ThreadPlan) -> ThreadPlan:
     """Make ``plan`` this process's: PyTorch's intra-op threads (which the compiled kernels' OpenMP regions
     follow), one inter-op thread (a worker runs one model at a time), the BLAS pools under numpy, and the
     environment any child inherits."""
-    global _PLAN, _LAST
-    _PLAN, _LAST = plan, None
+    global _PLAN, _LAST, _DUE
+    _PLAN, _DUE = plan, True
+    # the load watch starts now: the first trial's re-plan reads the load since here and waits only for what is
+    # left of SAMPLE_SECONDS (a worker's data and studies usually take longer than that to get ready)
+    _LAST = (time.monotonic(), plan.threads, load_ticks())
     _set(plan.threads)
     with contextlib.suppress(RuntimeError):  # only allowed before the first inter-op work in the process
         torch.set_num_interop_threads(1)
@@ -199,13 +204,23 @@ def current_plan() -> ThreadPlan | None:
     return _PLAN
 
 
+_BLAS: tuple[int, int] | None = None  # (count, loaded modules) when the BLAS pools were last limited
+
+
 def _set(n: int) -> None:
+    """PyTorch's intra-op threads and the BLAS pools to ``n``. Limiting the BLAS pools scans every loaded library
+    (milliseconds, a visible share of a 0.1-second trial), so it is done again only when the count changed or
+    modules were imported since (a library loaded later, e.g. by the first GP fit, then gets the limit too)."""
+    global _BLAS
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
+    if (n, len(sys.modules)) == _BLAS:
+        return
     with contextlib.suppress(Exception):  # BLAS pools are optional; numpy's default is harmless if absent
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(limits=n, user_api="blas")
+    _BLAS = (n, len(sys.modules))
 
 
 def for_trial(fixed: int | None = None) -> int:
@@ -230,21 +245,23 @@ def for_trial(fixed: int | None = None) -> int:
     return n
 
 
-_LAST: tuple[float, int, Ticks | None] | None = (
-    None  # (when, threads, the load counters then) of the last re-plan
-)
+_LAST: tuple[float, int, Ticks | None] | None = None  # (when, threads planned, the load counters read then)
+_DUE = False  # installed and not re-planned since: the next trial re-plans, from the counters install read
 
 
 def _replanned(planned: int) -> int:
     """``planned`` lowered to the free cores, looked at no more than once every ``REPLAN_SECONDS``: a study of
     cheap trials (a fraction of a second each) would otherwise spend a sizeable share of its time watching the
-    load. The first look watches for ``SAMPLE_SECONDS``; later ones read the load over the whole time since the
-    last look, without waiting."""
-    global _LAST
+    load. Each look reads the load over the whole time since the counters were last read (at :func:`install` for
+    the first), waiting only if that is shorter than ``SAMPLE_SECONDS``."""
+    global _LAST, _DUE
     now = time.monotonic()
-    if _LAST is None or now - _LAST[0] >= REPLAN_SECONDS:
-        free = free_cores(since=_LAST[2] if _LAST is not None else None)  # waits only the first time
-        _LAST = (now, max(1, min(planned, round(free))), load_ticks())
+    if _DUE or _LAST is None or now - _LAST[0] >= REPLAN_SECONDS:
+        since = _LAST[2] if _LAST is not None else None
+        if since is not None and _LAST is not None and now - _LAST[0] < SAMPLE_SECONDS:
+            time.sleep(SAMPLE_SECONDS - (now - _LAST[0]))  # too short a window to read the load from
+        free = free_cores(since=since)  # waits SAMPLE_SECONDS only without earlier counters
+        _LAST, _DUE = (time.monotonic(), max(1, min(planned, round(free))), load_ticks()), False
     return min(planned, _LAST[1])
 
 

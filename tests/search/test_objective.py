@@ -78,3 +78,75 @@ def test_every_epoch_value_is_stored_with_or_without_a_pruner(
     assert keys.plain(stored.user_attrs)["kernel"] == kernel_provenance(
         "cpu"
     )  # compiled, or fallback and why
+
+
+def test_a_trial_writes_its_proposal_setup_and_model_at_once_and_its_outcome_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite every write transaction is a file sync: a trial of a study without a pruner, shorter than the
+    live line's interval, writes two of its own (the proposal with what it sets up and what was built from it,
+    then the outcome with the epoch values), and the stored trial holds all of it."""
+    from hpo.search import objective as objective_module
+    from hpo.storage.engine import open_storage
+
+    monkeypatch.setattr(objective_module, "LIVE_SECONDS", 1e9)  # however slow this machine's first epoch is
+    from tests.storage.test_attrs import _write_transactions
+
+    spec = load_study(
+        make_study(tmp_path, architectures=["shared_bottom"], training={"epochs": 2, "device": "cpu"})
+    )
+    objective = Objective(spec, "shared_bottom", load_study_dataset(spec), "cpu", worker_id=1)
+    storage = open_storage(f"sqlite:///{tmp_path / 'w.db'}", heartbeat=False)
+    study = optuna.create_study(direction="minimize", storage=storage, pruner=optuna.pruners.NopPruner())
+    trial = study.ask()
+    counts, stop = _write_transactions()
+    try:
+        value = objective(trial)
+    finally:
+        stop()
+    study.tell(trial, value)
+    assert counts[1] == 2
+    stored = keys.plain(study.trials[0].user_attrs)
+    for key in (
+        "architecture",
+        "model_config",
+        "train_config",
+        "units_per_layer",
+        "parameter_count",
+        "threads",
+    ):
+        assert key in stored, key
+    assert (
+        stored["worker_id"] == 1
+        and stored["metrics"]
+        and sorted(study.trials[0].intermediate_values) == [1, 2]
+    )
+    assert study.trials[0].params == trial.params
+
+
+def test_a_configuration_that_fails_to_build_is_still_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The proposal and what it would have set up are written before the error goes on (so it shows)."""
+    from hpo.search import objective as objective_module
+    from hpo.storage.engine import open_storage
+
+    spec = load_study(
+        make_study(tmp_path, architectures=["shared_bottom"], training={"epochs": 1, "device": "cpu"})
+    )
+    objective = Objective(spec, "shared_bottom", load_study_dataset(spec), "cpu")
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("cannot build")
+
+    monkeypatch.setattr(objective_module, "create_model", refuse)
+    study = optuna.create_study(
+        direction="minimize", storage=open_storage(f"sqlite:///{tmp_path / 'f.db'}", heartbeat=False)
+    )
+    trial = study.ask()
+    with pytest.raises(RuntimeError, match="cannot build"):
+        objective(trial)
+    stored = study.trials[0]
+    assert stored.params == trial.params and stored.params
+    assert keys.plain(stored.user_attrs)["architecture"] == "shared_bottom"
+    assert "units_per_layer" not in keys.plain(stored.user_attrs)

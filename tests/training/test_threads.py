@@ -82,6 +82,49 @@ def test_a_fixed_count_wins_and_a_planned_one_follows_the_free_cores(monkeypatch
     assert threads.for_trial(fixed=2) == 4  # --threads wins over training.threads
 
 
+def test_the_first_replan_reads_the_load_since_install_without_waiting_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker installs its plan before loading data and building studies; the first trial reads the load over
+    that time instead of sleeping a sample window of its own, and waits only for what is left of a window that
+    is still too short."""
+    seen: list[object] = []
+    monkeypatch.setattr(threads, "free_cores", lambda seconds=0.1, since=None: seen.append(since) or 2.0)
+    slept: list[float] = []
+    monkeypatch.setattr(threads.time, "sleep", slept.append)
+    threads.install(ThreadPlan(cores=2, workers=1, threads=2))
+    installed = threads._LAST
+    assert installed is not None and installed[2] is not None
+    assert threads.for_trial() == 2
+    assert seen == [installed[2]]  # the counters install read
+    assert len(slept) == 1 and 0 < slept[0] <= threads.SAMPLE_SECONDS  # the rest of a too-short window
+    threads.install(ThreadPlan(cores=2, workers=1, threads=2))
+    real_now = time.monotonic
+    monkeypatch.setattr(threads.time, "monotonic", lambda: real_now() + 1.0)  # data and studies took a second
+    slept.clear()
+    assert threads.for_trial() == 2 and slept == []
+
+
+def test_the_blas_pools_are_limited_again_only_when_the_count_or_the_libraries_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threadpoolctl
+
+    calls: list[int] = []
+    monkeypatch.setattr(threadpoolctl, "threadpool_limits", lambda limits, user_api: calls.append(limits))
+    monkeypatch.setattr(threads, "_BLAS", None)
+    threads.install(ThreadPlan(cores=2, workers=1, threads=2, source="--threads"))
+    for _ in range(3):
+        threads.for_trial()
+    assert calls == [2]
+    threads.install(ThreadPlan(cores=2, workers=1, threads=1, source="--threads"))
+    threads.for_trial()
+    assert calls == [2, 1]
+    monkeypatch.setitem(sys.modules, "hpo_test_newly_imported", sys)  # a module (perhaps a BLAS) loaded since
+    threads.for_trial()
+    assert calls == [2, 1, 1]
+
+
 def test_busy_neighbours_on_every_core_leave_one_thread() -> None:
     """Real load: one busy loop per core this process may use; the planned count falls to one thread."""
     cpus = sorted(os.sched_getaffinity(0))
