@@ -413,3 +413,40 @@ def test_capacity_figure3_changes_sentence_matches_its_csv() -> None:
         assert float(hp) == pytest.approx(ch.loc[v, "holm_p"], rel=0.1, abs=5e-5), (v, hp)
     fixed = pd.read_csv(RESULTS / "paper_synthetic_shared_bottom_changes.csv")
     assert set(fixed.reading) == {"not separated"}
+
+
+def test_capacity_figure3_variants_table_matches_their_csvs() -> None:
+    """Issue 36's Figure-3 variants: each row against its variant's report tables (comparison, convergence, the
+    paired-changes reading against p = 1), and the declared verdict quoted for each finished variant."""
+    rows = table("variant", "p")
+    assert rows, "the variants table"
+    text = (RESULTS / "README.md").read_text()
+    for variant in sorted({r[0] for r in rows}):
+        prefix = RESULTS / f"capacity_{variant}"
+        comp = pd.read_csv(f"{prefix}_comparison.csv")
+        comp = comp[comp.task == "mean over tasks"].set_index("p")
+        conv = pd.read_csv(f"{prefix}_convergence.csv").set_index("p")
+        changes = pd.read_csv(f"{prefix}_changes.csv").set_index("to")
+        mine = [r for r in rows if r[0] == variant]
+        assert [r[1] for r in mine] == ["0.5", "0.7", "0.9", "1.0"], variant
+        for _, p, runs, mean, median, best, at_cap, against in mine:
+            c = comp.loc[float(p)]
+            assert int(runs) == c.seeds == conv.loc[float(p), "runs"] == 100
+            for shown, value in zip(interval(mean), (c["mean"], c.ci95_low, c.ci95_high), strict=True):
+                close(shown, value)
+            close(median, c["median"])
+            assert float(best) == conv.loc[float(p), "best_epoch_median"]
+            assert int(at_cap) == conv.loc[float(p), "runs_at_cap"]
+            if float(p) == 1.0:
+                assert against == ""
+                continue
+            reading, change, holm = (x.strip() for x in against.split(","))
+            ch = changes.loc[float(p)]
+            assert reading == ch.reading, (variant, p)
+            close(change, ch.median_change)
+            assert float(holm.removeprefix("Holm p ")) == pytest.approx(ch.holm_p, rel=0.05), (variant, p)
+        verdict = pd.read_csv(f"{prefix}_findings.csv").verdict.iloc[0]
+        assert (
+            f"`{variant}`" in text
+            and f"declared verdict **{verdict}** (`capacity_{variant}_findings.csv`" in text
+        )
