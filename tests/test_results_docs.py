@@ -358,15 +358,14 @@ def test_settled_run_snapshots_match_their_exports() -> None:
             assert wide == ("; ".join(expected) or "none"), arch
 
 
-def test_capacity_figure3_tables_match_their_csvs() -> None:
-    """Issue 36's Figure 3 in the streamed regime: the summary table against the report's CSVs, and the paired
-    per-run changes (median, bootstrap interval, count, Wilcoxon p, the +-10% reading) recomputed from the runs."""
-    comp = pd.read_csv(RESULTS / "capacity_fig3_comparison.csv")
+def check_capacity_summary(prefix: str, cells: list[list[str]]) -> None:
+    """Rows ``p, runs, mean [interval], median, best epoch, runs at cap`` of a capacity sweep against its report's
+    comparison (mean over tasks) and convergence tables, ``capacity_<prefix>_*.csv``."""
+    comp = pd.read_csv(RESULTS / f"capacity_{prefix}_comparison.csv")
     comp = comp[comp.task == "mean over tasks"].set_index("p")
-    conv = pd.read_csv(RESULTS / "capacity_fig3_convergence.csv").set_index("p")
-    rows = table("p", "runs")
-    assert [r[0] for r in rows] == ["0.5", "0.7", "0.9", "1.0"]
-    for p, runs, mean, median, best, at_cap in rows:
+    conv = pd.read_csv(RESULTS / f"capacity_{prefix}_convergence.csv").set_index("p")
+    assert [r[0] for r in cells] == ["0.5", "0.7", "0.9", "1.0"], prefix
+    for p, runs, mean, median, best, at_cap in cells:
         c = comp.loc[float(p)]
         assert int(runs) == c.seeds == conv.loc[float(p), "runs"] == 100
         for shown, value in zip(interval(mean), (c["mean"], c.ci95_low, c.ci95_high), strict=True):
@@ -374,6 +373,12 @@ def test_capacity_figure3_tables_match_their_csvs() -> None:
         close(median, c["median"])
         assert float(best) == conv.loc[float(p), "best_epoch_median"]
         assert int(at_cap) == conv.loc[float(p), "runs_at_cap"]
+
+
+def test_capacity_figure3_tables_match_their_csvs() -> None:
+    """Issue 36's Figure 3 in the streamed regime: the summary table against the report's CSVs, and the paired
+    per-run changes (median, bootstrap interval, count, Wilcoxon p, the +-10% reading) recomputed from the runs."""
+    check_capacity_summary("fig3", table("p", "runs"))
     losses = pd.read_csv(RESULTS / "capacity_fig3_seed_losses.csv")
     wide = losses.pivot(index="seed", columns="value", values="mean over tasks")
     for a, b, change, higher, p_value, reading in table("from p", "to p"):
@@ -423,20 +428,10 @@ def test_capacity_figure3_variants_table_matches_their_csvs() -> None:
     text = " ".join((RESULTS / "README.md").read_text().split())  # one line: a sentence may wrap anywhere
     for variant in sorted({r[0] for r in rows}):
         prefix = RESULTS / f"capacity_{variant}"
-        comp = pd.read_csv(f"{prefix}_comparison.csv")
-        comp = comp[comp.task == "mean over tasks"].set_index("p")
-        conv = pd.read_csv(f"{prefix}_convergence.csv").set_index("p")
         changes = pd.read_csv(f"{prefix}_changes.csv").set_index("to")
         mine = [r for r in rows if r[0] == variant]
-        assert [r[1] for r in mine] == ["0.5", "0.7", "0.9", "1.0"], variant
-        for _, p, runs, mean, median, best, at_cap, against in mine:
-            c = comp.loc[float(p)]
-            assert int(runs) == c.seeds == conv.loc[float(p), "runs"] == 100
-            for shown, value in zip(interval(mean), (c["mean"], c.ci95_low, c.ci95_high), strict=True):
-                close(shown, value)
-            close(median, c["median"])
-            assert float(best) == conv.loc[float(p), "best_epoch_median"]
-            assert int(at_cap) == conv.loc[float(p), "runs_at_cap"]
+        check_capacity_summary(variant, [r[1:7] for r in mine])
+        for p, against in ((r[1], r[7]) for r in mine):
             if float(p) == 1.0:
                 assert against == ""
                 continue
