@@ -13,20 +13,29 @@
   with the given power, at the level the report's verdict really uses: Holm over ``comparisons`` pairs, whose
   first and strictest step is Bonferroni's ``alpha / comparisons``. Normal approximation, two independent samples
   of a common spread ``sd``: ``(z(1 - a/2) + z(power)) * sd * sqrt(2 / n)``.
+* :func:`qn_scale` and :func:`seed_spread`: the spread between seeds that ``resolvable_gap`` is fed, measured on a
+  handful of seeds where one collapsed run (a seed that learned nothing) must not stand for the typical seed
+  noise: Rousseeuw and Croux's Qn (50% breakdown, finite-sample corrected) judges which seeds collapsed, the
+  ordinary standard deviation of the others is the spread.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.special import gammaln
 
 __all__ = [
+    "SeedSpread",
     "doubling_gain",
     "doubling_gain_interval",
     "expected_best",
+    "qn_scale",
     "resolvable_gap",
+    "seed_spread",
     "smallest_corrected_p",
     "subset_weights",
 ]
@@ -124,3 +133,79 @@ def smallest_corrected_p(n_a: int, n_b: int, family: int = 1) -> float:
 
     p = float(mannwhitneyu(np.arange(n_a), np.arange(n_a, n_a + n_b), alternative="two-sided").pvalue)
     return min(1.0, p * max(1, family))
+
+
+# Qn's consistency constant at the normal, 1 / (sqrt(2) * Phi^-1(5/8)), and its finite-sample corrections (Croux
+# and Rousseeuw 1992): a table up to 9 values, then n / (n + 1.4) for odd n, n / (n + 3.8) for even n.
+# tests/test_estimators.py checks by simulation that the corrected estimate is unbiased at the normal.
+_QN_D = 2.21914
+_QN_SMALL = {2: 0.399, 3: 0.994, 4: 0.512, 5: 0.844, 6: 0.611, 7: 0.857, 8: 0.669, 9: 0.872}
+
+# How far (in Qn scales) a seed must fall on the worse side of the median to count as collapsed. Qn from four
+# values is itself noisy (relative sd ~0.5), so a lower threshold flags ordinary seeds: at 8, a sample of four
+# normal seeds has one flagged about 1% of the time (one-sided), while a run that learned nothing sits hundreds of
+# scales away (the census probe that motivated it: 0.197 against a spread of ~3e-4).
+COLLAPSE_SCALES = 8.0
+
+
+def qn_scale(values: np.ndarray) -> float:
+    """Rousseeuw and Croux's Qn: the ``C(h, 2)``-th smallest of the pairwise distances ``|x_i - x_j|`` (``h =
+    n // 2 + 1``), scaled to estimate the standard deviation of normal data without bias at every ``n``. Half the
+    values can be arbitrarily wrong before it moves without bound (the sample sd: one). NaN under 2 values."""
+    x = _finite(np.asarray(values, dtype=float))
+    n = len(x)
+    if n < 2:
+        return float("nan")
+    i, j = np.triu_indices(n, 1)
+    h = n // 2 + 1
+    k = h * (h - 1) // 2
+    kth = float(np.partition(np.abs(x[i] - x[j]), k - 1)[k - 1])
+    c = _QN_SMALL.get(n, n / (n + 1.4) if n % 2 else n / (n + 3.8))
+    return _QN_D * c * kth
+
+
+@dataclass(frozen=True)
+class SeedSpread:
+    """The spread between seeds of one configuration, and which seeds did not count in it and why."""
+
+    sd: float  # the sample sd (ddof 1) of the seeds that neither failed nor collapsed; NaN under 2 of them
+    values: list[float]  # every seed's value, in seed order (NaN: the seed failed)
+    failed: list[int] = field(default_factory=list)  # seeds (positions) with no finite value
+    collapsed: list[int] = field(default_factory=list)  # seeds far on the worse side of the others
+
+    @property
+    def used(self) -> int:
+        return len(self.values) - len(self.failed) - len(self.collapsed)
+
+    def describe(self) -> str:
+        """One line for logs and reports: the spread, from how many seeds, and the seeds left out."""
+        out = f"seed spread {self.sd:.3g} over {self.used} of {len(self.values)} seeds"
+        if self.failed:
+            out += f"; {len(self.failed)} failed (no value)"
+        if self.collapsed:
+            shown = ", ".join(f"{self.values[i]:.4g}" for i in self.collapsed)
+            out += f"; {len(self.collapsed)} collapsed, left out ({shown})"
+        return out
+
+
+def seed_spread(values: Sequence[float], *, higher_is_better: bool = True) -> SeedSpread:
+    """The per-seed spread of a configuration's score over a few seeds, for :func:`resolvable_gap`.
+
+    A seed counts as *collapsed* when it lies more than :data:`COLLAPSE_SCALES` Qn scales from the median on the
+    worse side: a run that diverged to a trivial solution says how often the configuration fails, not how far two
+    healthy seeds differ, and one such run among four would set the spread (and every tolerance made from it) by
+    itself. The spread is then the ordinary sample sd of the rest (more efficient than Qn at the normal when
+    nothing collapsed). Seeds without a finite value are *failed*."""
+    x = np.asarray(list(values), dtype=float)
+    finite = np.isfinite(x)
+    failed = [int(i) for i in np.flatnonzero(~finite)]
+    collapsed: list[int] = []
+    if finite.sum() >= 3:
+        scale = qn_scale(x[finite])
+        worse = (np.median(x[finite]) - x) * (1.0 if higher_is_better else -1.0)
+        if scale > 0:
+            collapsed = [int(i) for i in np.flatnonzero(finite & (worse > COLLAPSE_SCALES * scale))]
+    keep = np.ones(len(x), bool)
+    keep[failed + collapsed] = False
+    sd = float(np.std(x[keep], ddof=1)) if keep.sum() >= 2 else float("nan")
+    return SeedSpread(sd=sd, values=[float(v) for v in x], failed=failed, collapsed=collapsed)

@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from hpo.estimators import doubling_gain, doubling_gain_interval, expected_best, resolvable_gap
+from hpo.estimators import (
+    COLLAPSE_SCALES,
+    doubling_gain,
+    doubling_gain_interval,
+    expected_best,
+    qn_scale,
+    resolvable_gap,
+    seed_spread,
+)
 
 
 def test_expected_best_is_the_mean_over_every_subset() -> None:
@@ -53,3 +61,57 @@ def test_resolvable_gap_has_the_power_at_the_holm_level(sd: float, n: int, pairs
     power = sps.norm.sf(z - delta / se) + sps.norm.cdf(-z - delta / se)
     assert power == pytest.approx(0.8, abs=1e-3)
     assert resolvable_gap(sd, n, comparisons=pairs) > resolvable_gap(sd, n) or pairs == 1
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 8, 9, 10, 11, 16, 17, 30])
+def test_qn_is_unbiased_for_the_sd_of_normal_seeds(n: int) -> None:
+    """The finite-sample corrections: the mean of Qn over many normal samples of size n is the sd (within 1.5%;
+    the simulation's own error is under 0.3%)."""
+    rng = np.random.default_rng(n)
+    x = rng.normal(0.9, 0.002, size=(40_000 if n < 12 else 8_000, n))
+    mean = np.mean([qn_scale(row) for row in x])
+    assert mean == pytest.approx(0.002, rel=0.015)
+    # robust: with fewer than half the values wrecked it stays within the range of the healthy ones' distances
+    row = x[0].copy()
+    wrecked = row.copy()
+    wrecked[: (n - 1) // 2] = -1e6
+    healthy = np.abs(np.subtract.outer(row, row))
+    assert qn_scale(wrecked) <= 2.3 * healthy.max()
+
+
+def test_a_collapsed_seed_does_not_set_the_spread() -> None:
+    """The census probe that motivated it: three healthy seeds and one that learned nothing. The sample sd of all
+    four is ~0.2 (it would make every tolerance meaningless); the spread is the healthy seeds' sd, the collapsed
+    seed is named."""
+    values = [0.9471, 0.9468, 0.5512, 0.9475]
+    spread = seed_spread(values)
+    assert np.std(values, ddof=1) > 0.19
+    assert spread.collapsed == [2] and spread.failed == []
+    assert spread.sd == pytest.approx(np.std([0.9471, 0.9468, 0.9475], ddof=1))
+    assert spread.used == 3 and "1 collapsed, left out (0.5512)" in spread.describe()
+    # lower is better (a loss): the collapsed seed is the high one; a low one is a good seed, kept
+    losses = [0.31, 0.312, 0.95, 0.309]
+    assert seed_spread(losses, higher_is_better=False).collapsed == [2]
+    assert seed_spread([0.31, 0.312, 0.02, 0.309], higher_is_better=False).collapsed == []
+    # a failed seed (no value) is counted apart; under two usable seeds there is no spread
+    nan = seed_spread([0.9, float("nan"), 0.91, 0.905])
+    assert (
+        nan.failed == [1]
+        and nan.collapsed == []
+        and nan.sd == pytest.approx(np.std([0.9, 0.91, 0.905], ddof=1))
+    )
+    assert math.isnan(seed_spread([0.9, float("nan")]).sd)
+
+
+@pytest.mark.parametrize("n", [4, 8])
+def test_healthy_normal_seeds_are_rarely_called_collapsed(n: int) -> None:
+    """Qn from four values is noisy, so the threshold is far out: over many samples of normal seeds, few have a
+    seed left out, and the spread stays close to unbiased."""
+    rng = np.random.default_rng(7)
+    spreads = [seed_spread(row) for row in rng.normal(0.0, 1.0, size=(4_000, n))]
+    flagged = np.mean([bool(s.collapsed) for s in spreads])
+    assert flagged < (0.02 if n == 4 else 0.005), flagged
+    assert COLLAPSE_SCALES >= 8
+    sd = np.mean([s.sd for s in spreads])
+    plain = np.mean([np.std(row, ddof=1) for row in rng.normal(0.0, 1.0, size=(4_000, n))])
+    assert sd == pytest.approx(plain, rel=0.03)  # what leaving out the rare flagged seed costs

@@ -59,6 +59,7 @@ def _row(
     else:
         budget = f"fixed: {rule}" if rule is not None else "fixed"
     settled = reason == "settled"
+    probed, left_out = _probe_summary(attrs)
     return {
         "architecture": arch,
         **({"replicate": replicate} if replicate is not None else {}),
@@ -70,12 +71,31 @@ def _row(
         "gain_ci_low": lo,
         "gain_ci_high": hi,
         "tolerance": tolerance if tolerance is not None else float("nan"),
+        "tolerance_probe": probed,
         "best_on_bound": on_bound,
         "ranges_widened": widened,
         "settled": settled,
         "sentence": _sentence(settled, reason, len(done) + len(pruned), gain, (lo, hi), tolerance, on_bound)
-        + (f" Ranges widened on a bound hit: {widened}." if widened else ""),
+        + (f" Ranges widened on a bound hit: {widened}." if widened else "")
+        + (
+            f" The tolerance's probe: {probed}; a collapsed seed says how often this configuration fails, which"
+            " its retraining shows."
+            if left_out
+            else ""
+        ),
     }
+
+
+def _probe_summary(attrs: dict[str, Any]) -> tuple[str, bool]:
+    """What the tolerance's seed probe measured (``tolerance: auto``), and whether it left a seed out."""
+    probe = attrs.get(keys.SEED_SD_PROBE) or {}
+    superseded = attrs.get(keys.SEED_SD_SUPERSEDED)
+    probed = str(probe.get("summary") or "")
+    if probed and superseded:
+        probed += (
+            f" (re-measured; an earlier probe's sd of every seed, {superseded.get('seed_sd')}, replaced)"
+        )
+    return probed, bool(probe.get("collapsed") or probe.get("failed"))
 
 
 def _sentence(
@@ -166,7 +186,8 @@ def settled_html(frame: pd.DataFrame, table: Any) -> str:
         "n minus expected best of n/2, Tang et al.'s estimator, with a 95% bootstrap interval over the trials: "
         "the best estimate of what doubling them again would buy), the tolerance the rule held it to "
         "(<code>trials: {until: settled}</code>; with <code>tolerance: auto</code> the smallest difference the "
-        "retraining can resolve), the best configuration's parameters on a bound of their range, and the ranges "
+        "retraining can resolve, from the spread between seeds that retraining the best configuration on a few "
+        "seeds measured, with any seed that collapsed left out and named), the best configuration's parameters on a bound of their range, and the ranges "
         "the rule widened where a parameter allowed it (<code>expand</code>).</p>"
         f"<ul>{sentences}</ul>{table(frame.drop(columns=['sentence']))}</section>"
     )

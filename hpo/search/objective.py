@@ -273,10 +273,11 @@ class Objective:
     def higher_is_better(self) -> bool:
         return objective_directions(self.spec, self.ds)[0] == "maximize"
 
-    def probe_seed_sd(self, best: optuna.trial.FrozenTrial, n: int) -> float:
-        """The spread over ``n`` seeds of the objective of ``best``'s configuration (trained as one vectorised
-        model on the validation split, seeds apart from any tuning trial's): how much of a difference between
-        two configurations is seed noise (``trials: {tolerance: auto}``, :mod:`hpo.search.settle`)."""
+    def probe_seeds(self, best: optuna.trial.FrozenTrial, n: int) -> list[float]:
+        """The objective of ``best``'s configuration on each of ``n`` seeds (trained as one vectorised model on the
+        validation split, seeds apart from any tuning trial's; NaN where a seed failed): what the settled rule's
+        ``tolerance: auto`` measures the seed noise from (:func:`hpo.estimators.seed_spread`,
+        :mod:`hpo.search.settle`)."""
         model_params = {k: best.params[k] for k in self.space.params if k in best.params}
         inputs, opt_params = split_sampled(
             {k: best.params[k] for k in self.opt_space.params if k in best.params}
@@ -289,13 +290,12 @@ class Objective:
         )
         threads.for_trial(cfg.threads)
         results = train(model, self.ds, cfg, init_seeds=seeds, data_seeds=seeds)
-        values = [
+        return [
             float(np.mean([r.metric("valid", task, metric) for task, metric in self.targets]))
-            for r in results
             if r.status == "ok"
+            else float("nan")
+            for r in results
         ]
-        values = [v for v in values if math.isfinite(v)]
-        return float(np.std(values, ddof=1)) if len(values) >= 2 else float("nan")
 
     def fits_budget(self, space: SearchSpace) -> bool:
         """Whether every configuration of ``space`` (this architecture's, perhaps widened) keeps within the

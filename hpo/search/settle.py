@@ -19,7 +19,8 @@ by one rule for all:
 * ``tolerance: auto`` puts tuning noise and seed noise on one scale: it is the smallest difference the
   retraining can resolve, :func:`hpo.estimators.resolvable_gap` at ``retrain.seeds`` seeds and Holm over every
   pair of architectures, with the per-seed spread measured once, by training the best configuration after
-  ``min`` trials with ``probe_seeds`` seeds (recorded on the study as ``seed_sd``).
+  ``min`` trials with ``probe_seeds`` seeds (recorded on the study as ``seed_sd``, every seed's value in
+  ``seed_sd_probe``; a seed that collapsed is left out of the spread: :func:`hpo.estimators.seed_spread`).
 
 Decisions are taken under the study's claim lock, after checking again that nothing is waiting or running and
 that no other worker decided first, so any number of workers queue each extension once, never pass ``max`` and
@@ -42,7 +43,7 @@ import optuna
 
 from hpo.config.space import SearchSpace
 from hpo.config.study import StudySpec, TrialBudget
-from hpo.estimators import doubling_gain, doubling_gain_interval, resolvable_gap
+from hpo.estimators import doubling_gain, doubling_gain_interval, resolvable_gap, seed_spread
 from hpo.search.widen import current_spaces, widen
 from hpo.storage import keys
 from hpo.storage.locks import claim_lock
@@ -172,35 +173,60 @@ def resume_target(study: optuna.Study, rule: TrialBudget) -> int:
     return target
 
 
-def tolerance_of(study: optuna.Study, spec: StudySpec, probe: Any) -> float:
+def tolerance_of(
+    url: str, study: optuna.Study, spec: StudySpec, probe: Any, *, higher_is_better: bool = True
+) -> float:
     """The study's tolerance: the rule's number, or (``auto``) the resolvable difference of the retraining with
-    the per-seed spread measured once by ``probe(best_trial, seeds)`` and stored as ``seed_sd``."""
+    the per-seed spread measured once by ``probe(best_trial, seeds)`` (each seed's value) and stored as
+    ``seed_sd``, with every seed's value and the seeds left out in ``seed_sd_probe``
+    (:func:`hpo.estimators.seed_spread`: a collapsed seed says how often a configuration fails, not how far two
+    healthy seeds differ). A study whose recorded probe kept no per-seed values (measured before they were kept,
+    by the sample sd of every seed, which one collapsed seed can inflate a thousandfold) is probed again, the old
+    figure kept as ``seed_sd_superseded``."""
     rule = spec.budget_rule
     assert rule is not None
     if rule.tolerance != "auto":
         return float(rule.tolerance)
     attrs = _attrs(study)
-    if "seed_sd" not in attrs:
-        best = study.best_trial.number
-        log.info(
-            "%s: measuring the spread between seeds for the settled rule's tolerance: trial %d's configuration "
-            "trained again on %d seeds (once per study; no trial runs meanwhile in this worker)",
-            study.study_name, best, rule.probe_seeds,
-        )  # fmt: skip
-        started = time.monotonic()
-        sd = float(probe(study.best_trial, rule.probe_seeds))
-        log.info("%s: seed spread %.3g, measured in %.0f s", study.study_name, sd, time.monotonic() - started)
-        if "seed_sd" not in _attrs(study):  # another worker may have measured it meanwhile: the same config
-            study.set_user_attr(keys.key(keys.SEED_SD), sd if math.isfinite(sd) else None)
-            study.set_user_attr(
-                keys.key(keys.SEED_SD_PROBE), {"trial": study.best_trial.number, "seeds": rule.probe_seeds}
-            )
+    if "seed_sd" not in attrs or "values" not in (attrs.get(keys.SEED_SD_PROBE) or {}):
+        _probe(url, study, rule, probe, higher_is_better)
         attrs = _attrs(study)
     measured = attrs.get("seed_sd")
     pairs = max(1, spec.family * (spec.family - 1) // 2)
     if measured is None:
         return float("nan")  # the probe diverged: nothing can be called settled, tuning runs to max
     return resolvable_gap(float(measured), spec.retrain.seeds, comparisons=pairs)
+
+
+def _probe(url: str, study: optuna.Study, rule: TrialBudget, probe: Any, higher_is_better: bool) -> None:
+    """Measure the spread between seeds of the best configuration so far and record it (unless another worker
+    recorded one meanwhile: the same configuration)."""
+    best = study.best_trial.number
+    log.info(
+        "%s: measuring the spread between seeds for the settled rule's tolerance: trial %d's configuration "
+        "trained again on %d seeds (once per study; no trial runs meanwhile in this worker)",
+        study.study_name, best, rule.probe_seeds,
+    )  # fmt: skip
+    started = time.monotonic()
+    spread = seed_spread(probe(study.best_trial, rule.probe_seeds), higher_is_better=higher_is_better)
+    log.info("%s: %s, measured in %.0f s", study.study_name, spread.describe(), time.monotonic() - started)
+    with claim_lock(url, study.study_name):
+        now = _attrs(study)
+        if "values" in (now.get(keys.SEED_SD_PROBE) or {}):
+            return
+        if "seed_sd" in now:
+            old = {"seed_sd": now["seed_sd"], "probe": now.get(keys.SEED_SD_PROBE)}
+            study.set_user_attr(keys.key(keys.SEED_SD_SUPERSEDED), old)
+        study.set_user_attr(keys.key(keys.SEED_SD), spread.sd if math.isfinite(spread.sd) else None)
+        record = {
+            "trial": best,
+            "seeds": rule.probe_seeds,
+            "values": [v if math.isfinite(v) else None for v in spread.values],
+            "failed": spread.failed,
+            "collapsed": spread.collapsed,
+            "summary": spread.describe(),
+        }
+        study.set_user_attr(keys.key(keys.SEED_SD_PROBE), record)
 
 
 def settle(
@@ -225,7 +251,8 @@ def settle(
         return (
             False  # nothing to judge (every trial failed or was pruned): a rerun retries the failed tickets
         )
-    tolerance = tolerance_of(study, spec, probe)  # may train (the probe): outside the lock
+    # may train (the probe): outside the lock
+    tolerance = tolerance_of(url, study, spec, probe, higher_is_better=higher_is_better)
     with claim_lock(url, study.study_name):
         trials = study.get_trials(deepcopy=False)
         if any(t.state in (S.WAITING, S.RUNNING) for t in trials):

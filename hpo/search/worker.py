@@ -209,7 +209,7 @@ class _Drain:
             objective.spec,
             higher_is_better=objective.higher_is_better,
             spaces=[objective.space, objective.opt_space],
-            probe=objective.probe_seed_sd,
+            probe=objective.probe_seeds,
             fits=objective.fits_budget,
             enqueue=ensure_tickets,
         )

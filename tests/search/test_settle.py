@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 import yaml
@@ -14,7 +15,8 @@ import yaml
 from hpo.config.space import SearchSpace
 from hpo.config.study import TrialBudget, load_study
 from hpo.errors import ConfigError
-from hpo.search.settle import bound_hits, decide
+from hpo.estimators import resolvable_gap
+from hpo.search.settle import bound_hits, decide, tolerance_of
 from hpo.search.status import storage_status
 from hpo.search.tickets import tickets_of
 from hpo.storage import keys
@@ -168,18 +170,18 @@ def test_two_workers_stop_each_architecture_once_at_its_own_count(tmp_path: Path
     assert counts == {"shared_bottom": ("settled", 5), "mmoe": ("max", 7)}, counts
     status = {e["architecture"]: e for e in storage_status(url)}
     assert status["mmoe"]["stop_reason"] == "max" and status["shared_bottom"]["stopped_at"] == 5
-    # resuming a stopped study adds nothing
+
+    # resuming a stopped study adds nothing: no trial, no judgement
+    def recorded() -> dict[str, tuple[int, int]]:
+        out = {}
+        for arch in counts:
+            study = optuna.load_study(study_name=spec.study_name(arch), storage=url)
+            out[arch] = (len(study.trials), len(keys.plain(study.user_attrs)["settle_history"]))
+        return out
+
+    before = recorded()
     subprocess.run(run, check=True, timeout=300)
-    for arch, (_, n) in counts.items():
-        assert len(optuna.load_study(study_name=spec.study_name(arch), storage=url).trials) == len(
-            [t for t in optuna.load_study(study_name=spec.study_name(arch), storage=url).trials]
-        )
-        done = [
-            t
-            for t in optuna.load_study(study_name=spec.study_name(arch), storage=url).trials
-            if t.state.is_finished()
-        ]
-        assert len([t for t in done if t.state != optuna.trial.TrialState.FAIL]) == n
+    assert recorded() == before
 
 
 def test_pruned_trials_count_with_their_best_value_before_the_stop() -> None:
@@ -198,3 +200,70 @@ def test_pruned_trials_count_with_their_best_value_before_the_stop() -> None:
     trials.append(trial(S_.PRUNED, None, {}))  # pruned before any report: nothing to count
     assert rule_values(trials, higher_is_better=True) == [0.9, 0.7]
     assert rule_values(trials, higher_is_better=False) == [0.9, 0.6]
+
+
+def test_the_auto_tolerance_leaves_a_collapsed_probe_seed_out_and_reprobes_an_old_record(
+    tmp_path: Path,
+) -> None:
+    """``tolerance: auto`` from a probe where one of four seeds learned nothing: the spread is the healthy seeds'
+    (the sample sd of all four, ~0.2, would settle anything), every value is recorded with the seed left out.
+    A study recorded before the values were kept (``seed_sd`` alone) is probed again once, the old figure kept."""
+    path = make_study(tmp_path, trials={"min": 3, "max": 6, "until": "settled", "tolerance": "auto"})
+    spec = load_study(path)
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    study = optuna.create_study(study_name="p", storage=url, direction="maximize")
+    study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=0.94))
+    calls: list[int] = []
+
+    def probe(best: optuna.trial.FrozenTrial, n: int) -> list[float]:
+        calls.append(n)
+        return [0.9471, 0.9468, 0.5512, 0.9475][:n]
+
+    healthy = float(np.std([0.9471, 0.9468, 0.9475], ddof=1))
+    pairs = spec.family * (spec.family - 1) // 2
+    want = resolvable_gap(healthy, spec.retrain.seeds, comparisons=pairs)
+    assert tolerance_of(url, study, spec, probe) == pytest.approx(want)
+    attrs = keys.plain(study.user_attrs)
+    assert attrs["seed_sd"] == pytest.approx(healthy) and attrs["seed_sd_probe"]["collapsed"] == [2]
+    assert attrs["seed_sd_probe"]["values"] == [0.9471, 0.9468, 0.5512, 0.9475]
+    assert "1 collapsed, left out (0.5512)" in attrs["seed_sd_probe"]["summary"]
+    assert tolerance_of(url, study, spec, probe) == pytest.approx(want) and calls == [4]  # measured once
+
+    # an old record: the sample sd of every seed, no values -> probed again, the old one kept
+    old = optuna.create_study(study_name="old", storage=url, direction="maximize")
+    old.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=0.94))
+    old.set_user_attr(keys.key(keys.SEED_SD), 0.197)
+    old.set_user_attr(keys.key(keys.SEED_SD_PROBE), {"trial": 0, "seeds": 4})
+    assert tolerance_of(url, old, spec, probe) == pytest.approx(want) and calls == [4, 4]
+    attrs = keys.plain(old.user_attrs)
+    assert attrs["seed_sd_superseded"] == {"seed_sd": 0.197, "probe": {"trial": 0, "seeds": 4}}
+    assert attrs["seed_sd"] == pytest.approx(healthy)
+    tolerance_of(url, old, spec, probe)
+    assert calls == [4, 4]
+
+
+def test_a_study_with_an_auto_tolerance_records_its_probe_seeds(tmp_path: Path) -> None:
+    """End to end with the real probe (the best configuration retrained on ``probe_seeds`` seeds as one
+    vectorised model): each seed's value is recorded, and the tolerance of every judgement comes from them."""
+    path = settled_study(tmp_path)
+    spec = yaml.safe_load(path.read_text())
+    spec["architectures"] = spec["architectures"][:1]
+    spec["trials"] = {"min": 3, "max": 4, "until": "settled", "tolerance": "auto", "probe_seeds": 3}
+    path.write_text(yaml.safe_dump(spec))
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    subprocess.run(
+        [sys.executable, "-m", "hpo.cli", "run", str(path), "--storage", url, "--devices", "cpu", "--quiet"],
+        check=True,
+        timeout=600,
+    )
+    loaded = load_study(path)
+    attrs = keys.plain(
+        optuna.load_study(study_name=loaded.study_name("shared_bottom"), storage=url).user_attrs
+    )
+    probe = attrs["seed_sd_probe"]
+    assert len(probe["values"]) == 3 and all(0.0 < v < 100.0 for v in probe["values"]), probe  # MSEs
+    assert attrs["seed_sd"] == pytest.approx(np.std(probe["values"], ddof=1)) or probe["collapsed"]
+    tolerances = [h["tolerance"] for h in attrs["settle_history"]]
+    pairs = max(1, loaded.family * (loaded.family - 1) // 2)
+    want = resolvable_gap(attrs["seed_sd"], loaded.retrain.seeds, comparisons=pairs)
+    assert tolerances and tolerances == pytest.approx([want] * len(tolerances))
