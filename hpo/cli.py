@@ -289,12 +289,58 @@ def run_cmd(
 ) -> None:
     """Tune every architecture of a study: one Optuna study per architecture in the storage. Rerun to resume."""
     _fix_threads(threads)
-    from hpo.config.study import load_study
-    from hpo.search.runner import run_study
+    from hpo.search.launch import dismiss_workers, spawn_workers, worker_args
+
+    # workers 1.. start now, held, so that their imports (seconds) overlap this process's own and its checks
+    held = (
+        spawn_workers(
+            lambda i: [*worker_args(study, devices.split(","), i), "--held"],
+            storage,
+            workers - 1,
+            first=1,
+            sharing=workers,
+            held=True,
+        )
+        if workers > 1
+        else []
+    )
+    try:
+        specs = _run_specs(study, storage, n_trials, workers, devices, quiet, allow_changed, held)
+    finally:
+        dismiss_workers(held)  # those never released (a refused input, a sweep): they leave, touching nothing
     from hpo.search.status import storage_status
     from hpo.storage.engine import mask_url, normalise_url
 
+    url = normalise_url(storage)
+    names = {spec.name for spec in specs}
+    for entry in storage_status(url):
+        if entry["spec"] in names and "best" in entry:
+            where = f"{entry['spec']} " if len(specs) > 1 else ""
+            typer.echo(f"{where}{entry['architecture']}: best {_best(entry)}")
+    typer.echo(f"storage: {mask_url(url)}")
+
+
+def _run_specs(
+    study: str,
+    storage: str | None,
+    n_trials: int | None,
+    workers: int,
+    devices: str,
+    quiet: bool,
+    allow_changed: bool,
+    held: list[Any],
+) -> list[Any]:
+    """``hpo run``'s work: each spec of the study file (several for a sweep) run in turn; the ``held`` workers
+    serve a single spec only (a sweep's specs start their own workers)."""
+    from hpo.config.study import load_study
+    from hpo.search.runner import run_study
+    from hpo.storage.engine import normalise_url
+
     specs = load_study(study).expand()
+    if len(specs) > 1:
+        from hpo.search.launch import dismiss_workers
+
+        dismiss_workers(held)
     url = normalise_url(storage)
     with _resumable():
         for spec in specs:
@@ -306,13 +352,9 @@ def run_cmd(
                 devices=devices.split(","),
                 quiet=quiet,
                 allow_changed=allow_changed,
+                held=held if len(specs) == 1 and held else None,
             )
-    names = {spec.name for spec in specs}
-    for entry in storage_status(url):
-        if entry["spec"] in names and "best" in entry:
-            where = f"{entry['spec']} " if len(specs) > 1 else ""
-            typer.echo(f"{where}{entry['architecture']}: best {_best(entry)}")
-    typer.echo(f"storage: {mask_url(url)}")
+    return specs
 
 
 def _best(entry: dict[str, Any]) -> str:
@@ -349,14 +391,27 @@ def worker_cmd(
     quiet: Annotated[bool, typer.Option("--quiet")] = False,
     threads: ThreadsOpt = None,
     allow_changed: AllowChangedOpt = False,
+    held: Annotated[
+        bool,
+        typer.Option("--held", hidden=True, help="wait on stdin for the launcher's go (hpo run's children)"),
+    ] = False,
 ) -> None:
     """Join a study from any machine: run its queued trials until none is left."""
     _fix_threads(threads)
     from hpo.config.study import load_study
     from hpo.search.processes import with_signals
     from hpo.search.studies import stored_spec
-    from hpo.search.worker import run_worker
+    from hpo.search.worker import prepare_worker, run_worker
 
+    if (
+        held
+    ):  # started by `hpo run` before its checks: get ready, then wait for its go (or leave at end of input)
+        from hpo.search.launch import wait_for_go
+
+        prepare_worker(device)
+        go, deadline = wait_for_go(sys.stdin)
+        if not go:
+            return
     specs = [stored_spec(storage, study)] if stored else load_study(study).expand()
     for spec in specs:
         with _resumable():

@@ -21,7 +21,7 @@ running it stops too). The storage defaults to `$HPO_STORAGE`, else `sqlite:///h
 def _params(cmd: Any) -> list[str]:
     rows = []
     for p in cmd.params:
-        if p.name == "help":
+        if p.name == "help" or getattr(p, "hidden", False):  # internal (hpo run's held children)
             continue
         if getattr(p, "param_type_name", "") == "argument":
             name = str(p.name).upper()

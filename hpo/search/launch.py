@@ -4,7 +4,13 @@ Children run ``hpo`` sub-commands in this interpreter. They get the storage URL 
 (``HPO_STORAGE``), never from their command line, so a password is not visible in ``ps`` or ``/proc/PID/cmdline``.
 A child that fails is reported with its last line of stderr; one killed by a signal is named by the signal.
 Children are told how many of them share the machine (``HPO_WORKERS_PER_MACHINE``), so each takes its share of
-the cores instead of all of them (:mod:`hpo.training.threads`).
+the cores instead of all of them (:mod:`hpo.cores`).
+
+A child can be started *held* (``hpo worker --held``): it pays its own start-up (the interpreter, PyTorch and the
+rest, seconds that a study of cheap trials feels) at once, beside its launcher's, then waits on its stdin for
+``go <deadline>`` (:func:`release_workers`) before it touches the storage; end of input (the launcher refused
+its input, or died) ends it quietly (:func:`dismiss_workers`). This module imports no PyTorch, so a launcher
+starts its children before its own imports.
 """
 
 from __future__ import annotations
@@ -21,12 +27,25 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import IO
 
+from hpo.cores import BLAS_ENV, WORKERS_ENV, fixed_threads, plan_threads
 from hpo.errors import Interrupted
-from hpo.training.threads import BLAS_ENV, WORKERS_ENV, fixed_threads, plan_threads
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Worker", "WorkerExit", "machine_workers", "spawn_workers", "stop_workers", "watch_workers"]
+__all__ = [
+    "Worker",
+    "WorkerExit",
+    "dismiss_workers",
+    "machine_workers",
+    "release_workers",
+    "spawn_workers",
+    "stop_workers",
+    "wait_for_go",
+    "watch_workers",
+    "worker_args",
+]
+
+GO = "go"  # the first word of the line that releases a held child
 
 
 @dataclass(frozen=True)
@@ -70,14 +89,22 @@ class Worker:
 
 
 def spawn_workers(
-    args_of: Callable[[int], Sequence[str]], url: str, n: int, *, first: int = 0, sharing: int | None = None
+    args_of: Callable[[int], Sequence[str]],
+    url: str | None,
+    n: int,
+    *,
+    first: int = 0,
+    sharing: int | None = None,
+    held: bool = False,
 ) -> list[Worker]:
     """Start ``n`` children ``hpo <args_of(i)>`` for worker indices ``first .. first + n - 1``, each with the
-    storage in its environment only. ``sharing``: how many training processes this launcher puts on the machine
-    (default ``n``; one more when the launcher itself is a worker), whose share of the cores each child takes."""
-    env = {**os.environ, "HPO_STORAGE": url, "PYTHONUNBUFFERED": "1"}
-    # the children share this machine's cores (hpo.training.threads); a launcher that is itself one of several
-    # on the machine passes its share on
+    storage in its environment only (``None``: the one this process's environment or the default names).
+    ``sharing``: how many training processes this launcher puts on the machine (default ``n``; one more when the
+    launcher itself is a worker), whose share of the cores each child takes. ``held``: each child reads its go
+    from a pipe on its stdin (:func:`release_workers`)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"} | ({"HPO_STORAGE": url} if url is not None else {})
+    # the children share this machine's cores (hpo.cores); a launcher that is itself one of several on the
+    # machine passes its share on
     env[WORKERS_ENV] = str(machine_workers(n if sharing is None else sharing))
     share = plan_threads(workers=int(env[WORKERS_ENV]), threads=fixed_threads()).threads
     env.update({name: str(share) for name in BLAS_ENV})  # OpenMP and BLAS pools sized right from their start
@@ -86,11 +113,61 @@ def spawn_workers(
         err = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed by watch_workers once the child ends
         cmd = [sys.executable, "-m", "hpo.cli", *args_of(i)]
         proc = subprocess.Popen(
-            cmd, env=env, stdout=subprocess.DEVNULL, stderr=err, text=True, preexec_fn=_die_with_parent
+            cmd,
+            env=env,
+            stdin=subprocess.PIPE if held else subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            text=True,
+            preexec_fn=_die_with_parent,
         )
         log.info("started worker %d (pid %d): hpo %s", i, proc.pid, " ".join(args_of(i)))
         out.append(Worker(proc, err, i))
     return out
+
+
+def release_workers(workers: Sequence[Worker], deadline: float | None) -> None:
+    """Let held children start work, with the run's deadline (UNIX time, or none). A child that died meanwhile
+    is left for :func:`watch_workers` to report."""
+    for w in workers:
+        if w.proc.stdin is None or w.proc.stdin.closed:
+            continue
+        with contextlib.suppress(OSError):  # BrokenPipeError: it died; its exit code says why
+            w.proc.stdin.write(f"{GO} {deadline if deadline is not None else 'none'}\n")
+            w.proc.stdin.flush()
+        with contextlib.suppress(OSError):
+            w.proc.stdin.close()
+
+
+def dismiss_workers(workers: Sequence[Worker]) -> None:
+    """End held children that were never released (their launcher stopped before the work began): end of input
+    tells each to leave without touching the storage; one still there after 10 s is killed. Released children
+    are left alone."""
+    waiting = [w for w in workers if w.proc.stdin is not None and not w.proc.stdin.closed]
+    for w in waiting:
+        with contextlib.suppress(OSError):
+            w.proc.stdin.close()  # type: ignore[union-attr]
+    for w in waiting:
+        try:
+            w.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            w.proc.kill()
+            w.proc.wait()
+        w.stderr.close()
+
+
+def wait_for_go(stream: IO[str]) -> tuple[bool, float | None]:
+    """In a held child: block until the launcher's line; ``(False, None)`` at end of input (leave quietly),
+    else ``(True, deadline)``."""
+    words = stream.readline().split()
+    if not words or words[0] != GO:
+        return False, None
+    return True, (float(words[1]) if len(words) > 1 and words[1] != "none" else None)
+
+
+def worker_args(study: str, devices: Sequence[str], i: int) -> list[str]:
+    """``hpo`` arguments of tuning worker ``i`` of a launcher (``devices`` shared round-robin)."""
+    return ["worker", study, "--device", devices[i % len(devices)], "--worker-index", str(i), "--quiet"]
 
 
 def machine_workers(n: int) -> int:

@@ -18,7 +18,15 @@ import optuna
 
 from hpo.errors import Interrupted, WorkerError
 from hpo.search import interrupts
-from hpo.search.launch import WorkerExit, machine_workers, spawn_workers, stop_workers, watch_workers
+from hpo.search.launch import (
+    Worker,
+    WorkerExit,
+    machine_workers,
+    release_workers,
+    spawn_workers,
+    stop_workers,
+    watch_workers,
+)
 from hpo.search.tickets import DONE
 from hpo.storage import keys
 from hpo.storage.heartbeat import stop_orphaned_heartbeats
@@ -92,11 +100,19 @@ def with_children(
     workers: int,
     own: Callable[[], Any],
     tick: Callable[[], None] | None = None,
+    *,
+    held: Sequence[Worker] | None = None,
+    deadline: float | None = None,
 ) -> list[WorkerExit]:
-    """Start workers ``1 .. workers - 1`` as children ``hpo <args_of(i)>``, run worker 0 as ``own()`` in this
-    process with the same share of the cores, then wait for the children. On Ctrl-C, SIGTERM or an error here
-    the children are stopped (each re-queues its trial or chunk). Tuning and retraining share it."""
-    children = spawn_workers(args_of, url, workers - 1, first=1, sharing=workers)
+    """Start workers ``1 .. workers - 1`` as children ``hpo <args_of(i)>`` (or release the ``held`` children
+    started earlier for them, with ``deadline``), run worker 0 as ``own()`` in this process with the same share
+    of the cores, then wait for the children. On Ctrl-C, SIGTERM or an error here the children are stopped (each
+    re-queues its trial or chunk). Tuning and retraining share it."""
+    if held is not None:
+        children = list(held)
+        release_workers(children, deadline)
+    else:
+        children = spawn_workers(args_of, url, workers - 1, first=1, sharing=workers)
     before = os.environ.get(threads.WORKERS_ENV)
     os.environ[threads.WORKERS_ENV] = str(machine_workers(workers))  # planned like each child's share
     try:

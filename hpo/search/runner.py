@@ -14,7 +14,7 @@ import optuna
 from hpo.config.study import StudySpec
 from hpo.data._tabular import TabularDataset
 from hpo.search import settle
-from hpo.search.launch import WorkerExit
+from hpo.search.launch import Worker, WorkerExit, worker_args
 from hpo.search.processes import check_workers_done, with_children, with_signals
 from hpo.search.studies import check_inputs, create_studies
 from hpo.search.tickets import ensure_tickets
@@ -36,11 +36,15 @@ def run_study(
     devices: Sequence[str] = ("auto",),
     quiet: bool = False,
     allow_changed: bool = False,
+    held: Sequence[Worker] | None = None,
 ) -> dict[str, optuna.Study]:
     """Create the studies, queue the tickets, and run ``workers`` workers spread over ``devices``.
 
     Queuing is idempotent: tickets are queued under the study's lock, only where no live trial holds them, so any
-    number of ``hpo run`` processes, together or one after another, leave each ticket queued once."""
+    number of ``hpo run`` processes, together or one after another, leave each ticket queued once. ``held``:
+    workers 1.. already started by the caller (:func:`hpo.search.launch.spawn_workers` with ``held``), waiting
+    for the go this sends them once the studies and tickets are ready; the caller dismisses them if this
+    raises first."""
     url = normalise_url(storage_url)
     ds, tickets = check_inputs(spec, n_trials)  # a bad input never creates or touches a database
     storage = open_storage(url)
@@ -68,7 +72,9 @@ def run_study(
                 )
             )
         else:
-            exits = with_signals(lambda: _run_processes(spec, url, workers, devices, deadline, progress, ds))
+            exits = with_signals(
+                lambda: _run_processes(spec, url, workers, devices, deadline, progress, ds, held)
+            )
     check_workers_done(studies, exits)
     return studies
 
@@ -81,6 +87,7 @@ def _run_processes(
     deadline: float | None,
     progress: Any,
     dataset: TabularDataset,
+    held: Sequence[Worker] | None,
 ) -> list[WorkerExit]:
     """Workers 1.. in child processes, worker 0 in this one: its imports, data and input checks are paid already
     (a child pays them again, seconds that a study of cheap trials feels, and on a small machine they compete
@@ -89,16 +96,9 @@ def _run_processes(
     children are stopped (each re-queues its trial)."""
 
     def args(i: int) -> list[str]:
-        out = [
-            "worker",
-            spec.source,
-            "--device",
-            devices[i % len(devices)],
-            "--worker-index",
-            str(i),
-            "--quiet",
-        ]
-        return out + (["--deadline", str(deadline)] if deadline is not None else [])
+        return worker_args(spec.source, devices, i) + (
+            ["--deadline", str(deadline)] if deadline is not None else []
+        )
 
     return with_children(
         args,
@@ -108,6 +108,8 @@ def _run_processes(
             spec, url, device=devices[0], deadline=deadline, progress=_Refreshing(progress), dataset=dataset
         ),
         tick=progress.refresh_from_storage,
+        held=held,
+        deadline=deadline,
     )
 
 

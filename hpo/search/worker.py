@@ -50,7 +50,7 @@ from hpo.training import resolve_device, threads
 
 log = logging.getLogger(__name__)
 
-__all__ = ["WorkerStats", "drain", "run_worker"]
+__all__ = ["WorkerStats", "drain", "prepare_worker", "run_worker"]
 
 
 @dataclass
@@ -409,6 +409,14 @@ def _requeue_interrupted(study: optuna.Study, number: int | None) -> None:
             trial = study.get_trials(deepcopy=False)[number]
         if trial.state == optuna.trial.TrialState.FAIL and keys.TICKET in keys.plain(trial.user_attrs):
             optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None)(study, trial)
+
+
+def prepare_worker(device: str) -> None:
+    """What a held worker (``hpo worker --held``) does while its launcher checks the study: its imports are paid
+    by now; plan its threads and build (or load) its kernels, so that when the go comes only the data is left."""
+    dev = resolve_device(device)
+    threads.install_for(dev)
+    kernel_provenance(dev)
 
 
 def run_worker(

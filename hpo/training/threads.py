@@ -6,7 +6,8 @@ threads wait at a barrier for a thread that is descheduled collapses: a paper-si
 several times slower with every core's thread than with one, and `studies/demo.yaml` with 2 workers ran slower
 than with one (figures in bench/PROFILE.md, "Threads").
 
-So a process that trains plans its threads once (:func:`install`):
+So a process that trains plans its threads once (:func:`install`; the plan itself is :mod:`hpo.cores`, which a
+launcher reads without importing PyTorch):
 
 * the cores it may use are its CPU affinity, capped by its cgroup's CPU quota (cgroup v2 ``cpu.max`` or v1
   ``cpu.cfs_quota_us``, the limit SLURM and Kubernetes set), not ``os.cpu_count()``;
@@ -25,17 +26,31 @@ count is never changed.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from hpo.cores import (
+    BLAS_ENV,
+    CUDA_THREADS,
+    THREADS_ENV,
+    WORKERS_ENV,
+    ThreadPlan,
+    affinity,
+    available_cores,
+    cgroup_quota,
+    fixed_threads,
+    plan_threads,
+)
+
 __all__ = [
+    "BLAS_ENV",
+    "CUDA_THREADS",
+    "THREADS_ENV",
+    "WORKERS_ENV",
     "ThreadPlan",
     "available_cores",
     "cgroup_quota",
@@ -49,122 +64,8 @@ __all__ = [
     "plan_threads",
 ]
 
-WORKERS_ENV = "HPO_WORKERS_PER_MACHINE"
-THREADS_ENV = "HPO_THREADS"
-CUDA_THREADS = (
-    2  # a CUDA worker's CPU threads: the host side launches kernels and copies, it does not compute
-)
 SAMPLE_SECONDS = 0.1  # how long for_trial watches the other processes' load before a trial
 REPLAN_SECONDS = 5.0  # trials starting sooner than this after the last look reuse its count
-BLAS_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-
-
-@dataclass(frozen=True)
-class ThreadPlan:
-    """A process's thread count and where it came from.
-
-    ``cores``: the cores this process may use (affinity and quota); ``workers``: training processes sharing them;
-    ``threads``: intra-op threads per process; ``source``: ``planned`` (adapted to the load before each trial) or
-    what fixed it (``--threads``, ``training.threads``)."""
-
-    cores: float
-    workers: int
-    threads: int
-    source: str = "planned"
-
-    @property
-    def fixed(self) -> bool:
-        return self.source != "planned"
-
-
-def cgroup_quota(
-    proc_cgroup: Path = Path("/proc/self/cgroup"), root: Path = Path("/sys/fs/cgroup")
-) -> float | None:
-    """The CPU quota of this process's cgroup in cores (the smallest along its path up to the root), or ``None``
-    when there is none. Reads cgroup v2 ``cpu.max`` and v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``."""
-    try:
-        lines = proc_cgroup.read_text().splitlines()
-    except OSError:
-        return None
-    quotas: list[float] = []
-    for line in lines:
-        parts = line.split(":", 2)
-        if len(parts) != 3:
-            continue
-        _, controllers, path = parts
-        if controllers == "":  # v2: one unified hierarchy
-            quotas += _walk(root / path.lstrip("/"), root, _v2_quota)
-        elif "cpu" in controllers.split(","):
-            base = next((root / n for n in (controllers, "cpu", "cpu,cpuacct") if (root / n).is_dir()), None)
-            if base is not None:
-                quotas += _walk(base / path.lstrip("/"), base, _v1_quota)
-    return min(quotas) if quotas else None
-
-
-def _walk(start: Path, top: Path, read: Callable[[Path], float | None]) -> list[float]:
-    """The quotas ``read`` finds in ``start`` and each folder above it up to ``top``."""
-    out = []
-    here = start
-    while True:
-        q = read(here)
-        if q is not None:
-            out.append(q)
-        if here == top or top not in here.parents:
-            return out
-        here = here.parent
-
-
-def _v2_quota(folder: Path) -> float | None:
-    with contextlib.suppress(OSError, ValueError):
-        quota, period = (folder / "cpu.max").read_text().split()[:2]
-        if quota != "max":
-            return int(quota) / int(period)
-    return None
-
-
-def _v1_quota(folder: Path) -> float | None:
-    with contextlib.suppress(OSError, ValueError):
-        quota = int((folder / "cpu.cfs_quota_us").read_text())
-        period = int((folder / "cpu.cfs_period_us").read_text())
-        if quota > 0 and period > 0:
-            return quota / period
-    return None
-
-
-def _affinity() -> set[int]:
-    try:
-        return set(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        return set(range(os.cpu_count() or 1))
-
-
-def available_cores() -> float:
-    """The cores this process may run on: its CPU affinity, capped by its cgroup's quota."""
-    cores = float(len(_affinity()))
-    quota = cgroup_quota()
-    return min(cores, quota) if quota is not None else cores
-
-
-def plan_threads(
-    *,
-    workers: int | None = None,
-    device: str | torch.device = "cpu",
-    threads: int | None = None,
-    source: str = "--threads",
-    cores: float | None = None,
-) -> ThreadPlan:
-    """The plan for one of ``workers`` training processes on this machine (default: ``HPO_WORKERS_PER_MACHINE``,
-    else 1). ``threads`` fixes the count (``source`` says who fixed it); ``cores`` stands in for
-    :func:`available_cores` (tests)."""
-    have = available_cores() if cores is None else cores
-    n = workers if workers is not None else int(os.environ.get(WORKERS_ENV, "1") or 1)
-    n = max(1, n)
-    if threads is not None:
-        return ThreadPlan(have, n, max(1, int(threads)), source)
-    share = max(1, math.floor(have / n + 1e-9))
-    if torch.device(device).type == "cuda":
-        share = min(share, CUDA_THREADS)
-    return ThreadPlan(have, n, share)
 
 
 _PLAN: ThreadPlan | None = None
@@ -191,12 +92,6 @@ def install_for(device: str | torch.device) -> ThreadPlan:
     """Plan and install this worker's threads for ``device``: ``HPO_THREADS`` (``--threads``) fixes the count,
     else the cores are shared among ``HPO_WORKERS_PER_MACHINE`` workers."""
     return install(plan_threads(device=device, threads=fixed_threads()))
-
-
-def fixed_threads() -> int | None:
-    """The count ``--threads`` fixed for this process and its children (``HPO_THREADS``), if any."""
-    value = os.environ.get(THREADS_ENV, "").strip()
-    return int(value) if value else None
 
 
 def current_plan() -> ThreadPlan | None:
@@ -289,7 +184,7 @@ Ticks = tuple[int, int, int]  # (busy, total) jiffies of this process's cores, a
 def load_ticks() -> Ticks | None:
     """The load counters :func:`free_cores` compares; ``None`` where ``/proc`` cannot be read."""
     try:
-        return (*_cpu_ticks(_affinity()), _own_ticks())
+        return (*_cpu_ticks(affinity()), _own_ticks())
     except (OSError, ValueError, IndexError):
         return None
 
@@ -298,7 +193,7 @@ def free_cores(seconds: float = SAMPLE_SECONDS, since: Ticks | None = None) -> f
     """Cores of this process's affinity that other processes left idle (capped by the cgroup quota): over the
     last ``seconds``, or from ``since`` (counters :func:`load_ticks` read earlier) to now without waiting; all of
     them where ``/proc`` cannot be read."""
-    cpus = _affinity()
+    cpus = affinity()
     limit = available_cores()
     start = since
     if start is None:

@@ -8,6 +8,7 @@ import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 import uuid
@@ -213,15 +214,25 @@ def alive(pids: set[int]) -> set[int]:
     return out
 
 
-def started_workers(parent: subprocess.Popen[str], n: int) -> set[int]:
+def started_workers(parent: subprocess.Popen[str], n: int, db: Path | None = None) -> set[int]:
     """The parent's ``n`` child workers, once started and training (``--workers N`` starts ``N - 1`` children:
-    the parent is worker 0)."""
+    the parent is worker 0). ``hpo run`` starts its children before its own checks (held until the studies are
+    ready), so with ``db`` this also waits until a trial is running in that SQLite file."""
     deadline = time.time() + 120
     while len(kids := children(parent.pid)) < n:
         assert time.time() < deadline and parent.poll() is None, "the workers did not start"
         time.sleep(0.1)
+    while db is not None and not _running(db):
+        assert time.time() < deadline and parent.poll() is None, "no trial started"
+        time.sleep(0.1)
     time.sleep(4)  # training now
     return set(kids)
+
+
+def _running(db: Path) -> int:
+    with contextlib.suppress(sqlite3.Error), contextlib.closing(sqlite3.connect(db, timeout=1)) as con:
+        return int(con.execute("select count(*) from trials where state = 'RUNNING'").fetchone()[0])
+    return 0
 
 
 @pytest.mark.reliability
@@ -239,7 +250,7 @@ def test_sigterm_to_a_parent_stops_its_workers_and_says_so(tmp_path: Path, comma
         stderr=subprocess.PIPE,
         text=True,
     )
-    kids = started_workers(parent, 1)
+    kids = started_workers(parent, 1, tmp_path / "h.db")
     parent.send_signal(signal.SIGTERM)
     _, err = parent.communicate(timeout=120)
     lines = [line for line in err.splitlines() if line.strip()]
@@ -264,7 +275,7 @@ def test_workers_do_not_outlive_a_parent_killed_by_sigkill(tmp_path: Path) -> No
         env=ENV,
         stderr=subprocess.DEVNULL,
     )
-    kids = started_workers(parent, 1)
+    kids = started_workers(parent, 1, tmp_path / "h.db")
     parent.kill()
     parent.wait()
     deadline = time.time() + 60
