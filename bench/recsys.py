@@ -41,6 +41,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _shapes import median_rounds, timed
 
+from hpo import cores
 from hpo.data import TabularDataset
 from hpo.data.recsys import RecsysConfig, make_recsys
 from hpo.models import create_model
@@ -232,7 +233,7 @@ def main() -> None:
             print(f"{k:<24} {v:>8,.0f}")
         return
     device = torch.device(args.device)
-    threads.install(threads.plan_threads(device=device))
+    threads.install(cores.plan_threads(device=device))
     ds = dataset(args.rows, args.users, args.items, args.extra, device)
     eps: dict[str, float] = {}
     params: dict[str, int] = {}

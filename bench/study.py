@@ -46,6 +46,7 @@ import numpy as np
 import optuna
 import yaml
 
+from hpo import cores
 from hpo.config.study import StudySpec, load_study
 from hpo.search.factories import make_sampler
 from hpo.search.objective import objective_directions, objective_targets, training_config
@@ -141,7 +142,7 @@ def _plain_loop_child(plan_file: str) -> None:
     """The plain loop itself (``--plain-loop FILE``): nothing recorded but the value."""
     plan = json.loads(Path(plan_file).read_text())
     spec = load_study(plan["study"]).expand()[0]
-    threads.install(threads.plan_threads())  # every core, as PyTorch would take them anyway
+    threads.install(cores.plan_threads())  # every core, as PyTorch would take them anyway
     ds = load_study_dataset(spec)
     targets = objective_targets(spec, ds)
     opt_space = spec.optimizer_space_loaded()
@@ -219,8 +220,8 @@ def main() -> None:
     if args.plain_loop:
         _plain_loop_child(args.plain_loop)
         return
-    cores = threads.available_cores()
-    counts = sorted({1, 2, max(2, 2 * int(cores))})
+    n_cores = cores.available_cores()
+    counts = sorted({1, 2, max(2, 2 * int(n_cores))})
     work = Path(tempfile.mkdtemp(prefix="hpo-bench-study-"))
     studies = {"demo": ROOT / "studies" / "demo.yaml", "synthetic": synthetic_study(work)}
     studies = {name: path for name, path in studies.items() if name in args.studies}
@@ -248,8 +249,8 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
 
     print(
-        f"whole studies, {args.trials} trials and {args.seeds} seeds per architecture, {cores:g} cores, "
-        f"workers {counts} (each its share of the cores: hpo.training.threads)"
+        f"whole studies, {args.trials} trials and {args.seeds} seeds per architecture, {n_cores:g} cores, "
+        f"workers {counts} (each its share of the cores: hpo.cores)"
     )
     print(
         f"{'study':<10} {'workers':>7} {'trials/h':>9} {'seeds/h':>9} {'tune s':>7} {'retrain s':>9} {'trial s':>7}"

@@ -48,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _shapes import CENSUS_ROWS, CENSUS_SPEC, census_like, median_rounds, timed
 from models import LoopMMoE, PlainSharedBottom
 
+from hpo import cores
 from hpo.data import Split, TabularDataset
 from hpo.data.synthetic import SyntheticConfig, make_synthetic
 from hpo.models import TaskSpec, create_model
@@ -378,9 +379,7 @@ def main() -> None:
     COMPILE = args.compile
     warnings.filterwarnings("ignore")
     device = torch.device(args.device)
-    threads.install(
-        threads.plan_threads(device=device)
-    )  # as a worker alone on this machine plans its threads
+    threads.install(cores.plan_threads(device=device))  # as a worker alone on this machine plans its threads
     ds = census_dataset(device)
     feats, y = census_like(CENSUS_ROWS)
     onehot = feats.one_hot(CENSUS_SPEC)[0]

@@ -28,9 +28,10 @@ def _threads_restored(monkeypatch: pytest.MonkeyPatch) -> object:
     so the next test starts with the process's own settings."""
     import torch
 
+    from hpo import cores
     from hpo.training import threads
 
-    for name in (*threads.BLAS_ENV, threads.THREADS_ENV, threads.WORKERS_ENV):
+    for name in (*cores.BLAS_ENV, cores.THREADS_ENV, cores.WORKERS_ENV):
         monkeypatch.setenv(name, os.environ[name]) if name in os.environ else monkeypatch.delenv(
             name, raising=False
         )

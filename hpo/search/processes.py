@@ -16,6 +16,7 @@ from typing import Any
 
 import optuna
 
+from hpo.cores import WORKERS_ENV
 from hpo.errors import Interrupted, WorkerError
 from hpo.search import interrupts
 from hpo.search.launch import (
@@ -30,7 +31,6 @@ from hpo.search.launch import (
 from hpo.search.tickets import DONE
 from hpo.storage import keys
 from hpo.storage.heartbeat import stop_orphaned_heartbeats
-from hpo.training import threads
 
 __all__ = ["check_workers_done", "tickets_left", "with_children", "with_signals"]
 
@@ -113,8 +113,8 @@ def with_children(
         release_workers(children, deadline)
     else:
         children = spawn_workers(args_of, url, workers - 1, first=1, sharing=workers)
-    before = os.environ.get(threads.WORKERS_ENV)
-    os.environ[threads.WORKERS_ENV] = str(machine_workers(workers))  # planned like each child's share
+    before = os.environ.get(WORKERS_ENV)
+    os.environ[WORKERS_ENV] = str(machine_workers(workers))  # planned like each child's share
     try:
         own()
     except KeyboardInterrupt:
@@ -128,7 +128,7 @@ def with_children(
         raise
     finally:
         if before is None:
-            os.environ.pop(threads.WORKERS_ENV, None)
+            os.environ.pop(WORKERS_ENV, None)
         else:
-            os.environ[threads.WORKERS_ENV] = before
+            os.environ[WORKERS_ENV] = before
     return watch_workers(children, tick=tick)

@@ -33,29 +33,10 @@ from pathlib import Path
 
 import torch
 
-from hpo.cores import (
-    BLAS_ENV,
-    CUDA_THREADS,
-    THREADS_ENV,
-    WORKERS_ENV,
-    ThreadPlan,
-    affinity,
-    available_cores,
-    cgroup_quota,
-    fixed_threads,
-    plan_threads,
-)
+from hpo.cores import BLAS_ENV, ThreadPlan, affinity, available_cores, fixed_threads, plan_threads
 
 __all__ = [
-    "BLAS_ENV",
-    "CUDA_THREADS",
-    "THREADS_ENV",
-    "WORKERS_ENV",
-    "ThreadPlan",
-    "available_cores",
-    "cgroup_quota",
     "current_plan",
-    "fixed_threads",
     "for_trial",
     "free_cores",
     "install",

@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from hpo.search.launch import Worker, release_workers, wait_for_go
+from tests.reliability.test_overlap import hpo
 from tests.search.conftest import make_study
 from tests.test_layering import modules_after
 
@@ -49,23 +50,9 @@ def test_held_children_leave_untouched_when_the_launcher_refuses_its_input(tmp_p
     spec["dataset"] = {**spec["dataset"], "seed": "not a number"}
     path.write_text(yaml.safe_dump(spec))
     db = tmp_path / "h.db"
+    options = ["--storage", f"sqlite:///{db}", "--workers", "3", "--devices", "cpu", "--quiet"]
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hpo.cli",
-            "--log-level",
-            "info",
-            "run",
-            str(path),
-            "--storage",
-            f"sqlite:///{db}",
-            "--workers",
-            "3",
-            "--devices",
-            "cpu",
-            "--quiet",
-        ],
+        hpo("--log-level", "info", "run", str(path), *options),
         capture_output=True,
         text=True,
         timeout=300,

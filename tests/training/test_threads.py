@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from hpo.config.study import load_study
+from hpo.cores import THREADS_ENV, WORKERS_ENV, ThreadPlan, cgroup_quota, plan_threads
 from hpo.search.runner import run_study
 from hpo.storage import keys
 from hpo.training import threads
-from hpo.training.threads import ThreadPlan, cgroup_quota, plan_threads
 from tests.search.conftest import make_study
 
 
@@ -37,9 +37,9 @@ def test_workers_share_the_cores_they_have(cores: float, workers: int, device: s
 
 
 def test_the_launcher_count_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(threads.WORKERS_ENV, "2")
+    monkeypatch.setenv(WORKERS_ENV, "2")
     assert plan_threads(cores=2).threads == 1
-    monkeypatch.setenv(threads.THREADS_ENV, "3")
+    monkeypatch.setenv(THREADS_ENV, "3")
     plan = threads.install_for("cpu")
     assert (plan.threads, plan.source, torch.get_num_threads()) == (3, "--threads", 3)
     assert os.environ["OMP_NUM_THREADS"] == "3"
