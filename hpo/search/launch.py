@@ -140,13 +140,16 @@ def release_workers(workers: Sequence[Worker], deadline: float | None) -> None:
 
 
 def dismiss_workers(workers: Sequence[Worker]) -> None:
-    """End held children that were never released (their launcher stopped before the work began): end of input
-    tells each to leave without touching the storage; one still there after 10 s is killed. Released children
-    are left alone."""
+    """End held children that were never released (their launcher stopped before the work began). They have
+    touched nothing (a held child opens the storage only after its go), so each is told to leave twice over: end
+    of input, and SIGTERM (one still importing would read its end of input only seconds later); one still there
+    after 10 s is killed. Released children are left alone."""
     waiting = [w for w in workers if w.proc.stdin is not None and not w.proc.stdin.closed]
     for w in waiting:
         with contextlib.suppress(OSError):
             w.proc.stdin.close()  # type: ignore[union-attr]
+        if w.proc.poll() is None:
+            w.proc.terminate()
     for w in waiting:
         try:
             w.proc.wait(timeout=10)
