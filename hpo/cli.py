@@ -60,7 +60,7 @@ def _fix_threads(threads: int | None) -> None:
     if threads is not None:
         import os
 
-        from hpo.training.threads import THREADS_ENV
+        from hpo.cores import THREADS_ENV
 
         os.environ[THREADS_ENV] = str(threads)
 

@@ -13,7 +13,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 step "cuda tests"
 timeout 120 python3 -m pytest -q tests/test_cuda.py tests/training/test_threads.py 2>&1 | tail -3
 step "thread plan of a CUDA worker"
-python3 -c "from hpo.training.threads import plan_threads as p; print(p(device='cuda'), p(device='cuda', workers=4))"
+python3 -c "from hpo.cores import plan_threads as p; print(p(device='cuda'), p(device='cuda', workers=4))"
 step "bench/train.py on cuda"
 timeout 200 python3 bench/train.py --device cuda --rounds 3 --no-peers --json | tail -12 | tee "$OUT/bench_train_cuda.txt"
 step "bench/recsys.py on cuda (sparse fields' embedding tables; ours only, the peers are not installed there)"

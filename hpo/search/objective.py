@@ -9,6 +9,7 @@ trial with its reason (the worker goes on, and a NaN never becomes the best valu
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import platform
 import subprocess
@@ -47,6 +48,8 @@ __all__ = [
     "same_configuration",
     "training_config",
 ]
+
+log = logging.getLogger(__name__)
 
 
 @functools.cache
@@ -230,6 +233,22 @@ def _reuse(trial: optuna.Trial, earlier: optuna.trial.FrozenTrial) -> float | li
     return earlier.values if len(earlier.values) > 1 else earlier.values[0]
 
 
+def _probe_progress(name: str, epochs: int, every: float = 60.0) -> Callable[[EpochReport], None]:
+    """A log line at most once a minute while the seed probe trains (it can take most of an hour at full size, with
+    nothing else to show for it in the live view)."""
+    last = [0.0]
+
+    def report(r: EpochReport) -> None:
+        if r.elapsed - last[0] >= every:
+            last[0] = r.elapsed
+            log.info(
+                "%s: epoch %d of at most %d, %d seeds still training, %.0f s", name, r.epoch, epochs,
+                len(r.replicas), r.elapsed,
+            )  # fmt: skip
+
+    return report
+
+
 class Objective:
     """Callable objective for one architecture of a study; ``on_epoch`` feeds live progress."""
 
@@ -289,7 +308,15 @@ class Objective:
             self.arch, self.ds.spec, self.ds.tasks, replicas=n, seeds=seeds, budget=self.spec.budget, **hyper
         )
         threads.for_trial(cfg.threads)
-        results = train(model, self.ds, cfg, init_seeds=seeds, data_seeds=seeds)
+        results = train(
+            model,
+            self.ds,
+            cfg,
+            init_seeds=seeds,
+            data_seeds=seeds,
+            callback=_probe_progress(f"{self.arch} probe", cfg.epochs),
+            evaluate_splits=("valid",),  # the only split it reads
+        )
         return [
             float(np.mean([r.metric("valid", task, metric) for task, metric in self.targets]))
             if r.status == "ok"

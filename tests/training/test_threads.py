@@ -161,3 +161,17 @@ def test_two_workers_on_two_cores_take_one_thread_each_and_trials_record_it(tmp_
         done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         assert len(done) == 3
         assert [keys.plain(t.user_attrs)["threads"] for t in done] == [1, 1, 1]
+
+
+def test_the_threads_option_fixes_the_count_for_the_launcher_and_its_held_children(tmp_path: Path) -> None:
+    """`hpo run --threads 2 --workers 2`: the count reaches the launcher's worker and its child (the environment
+    they share), whatever the cores' share would have been, and every trial records it."""
+    path = make_study(
+        tmp_path, trials=2, architectures=["shared_bottom"], training={"epochs": 1, "device": "cpu"}
+    )
+    url = f"sqlite:///{tmp_path / 't.db'}"
+    options = ["--storage", url, "--threads", "2", "--workers", "2", "--devices", "cpu", "--quiet"]
+    subprocess.run([sys.executable, "-m", "hpo.cli", "run", str(path), *options], check=True, timeout=300)
+    study = optuna.load_study(study_name=load_study(path).study_name("shared_bottom"), storage=url)
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 2 and [keys.plain(t.user_attrs)["threads"] for t in done] == [2, 2]
