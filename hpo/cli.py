@@ -403,9 +403,8 @@ def worker_cmd(
     from hpo.search.studies import stored_spec
     from hpo.search.worker import prepare_worker, run_worker
 
-    if (
-        held
-    ):  # started by `hpo run` before its checks: get ready, then wait for its go (or leave at end of input)
+    # started by `hpo run` before its checks (--held): get ready, then wait for its go, or leave at end of input
+    if held:
         from hpo.search.launch import wait_for_go
 
         prepare_worker(device)
