@@ -86,18 +86,24 @@ class SyntheticStream:
     cfg: SyntheticConfig
     task: _Task
 
-    def draw(self, epoch: int, device: torch.device) -> Split:
+    def draw(self, epoch: int, device: torch.device, out: Split | None = None) -> Split:
         seed = int(np.random.SeedSequence([self.cfg.seed, epoch]).generate_state(1)[0])
         gen = torch.Generator(device=device).manual_seed(seed)
         kw: dict[str, Any] = {"device": device, "dtype": torch.float32}
         n = self.cfg.n_train
-        x = torch.randn(n, self.cfg.d, generator=gen, **kw)
+        if out is None:
+            out = Split(
+                torch.empty(n, self.cfg.d, **kw),
+                torch.empty(n, 0, dtype=torch.int64, device=device),
+                torch.empty(n, 2, **kw),
+            )
+        x = torch.randn(n, self.cfg.d, generator=gen, out=out.cont)  # the same numbers as a fresh tensor's
         w = torch.as_tensor(np.stack([self.task.w1, self.task.w2], axis=1), **kw)  # (d, 2)
         alpha, beta = (torch.as_tensor(v, **kw) for v in (self.task.alpha, self.task.beta))
         z = x @ w  # (n, 2)
         sines = torch.sin(z.unsqueeze(-1) * alpha + beta).sum(dim=-1)
-        y = z + sines + self.task.noise * torch.randn(n, 2, generator=gen, **kw)
-        return Split(x, torch.empty(n, 0, dtype=torch.int64, device=device), y)
+        out.y.copy_(z + sines + self.task.noise * torch.randn(n, 2, generator=gen, **kw))
+        return out
 
     def select(self, keep: Sequence[int]) -> SyntheticStream:
         return self

@@ -103,6 +103,13 @@ def test_a_stacked_stream_draws_each_replicas_own_rows_and_follows_compaction() 
     rows = stacked.train_split(4)
     assert rows.y.shape[:2] == (3, 50)
     for r, c in enumerate(cfgs):
-        assert torch.equal(rows.cont[r], make_synthetic(c).train_split(4).cont)
+        alone = make_synthetic(c).train_split(4)
+        assert torch.equal(rows.cont[r], alone.cont) and torch.equal(rows.y[r], alone.y)
     kept = stacked.select_replicas([0, 2]).train_split(4)
-    assert torch.equal(kept.cont, rows.cont[[0, 2]])
+    assert torch.equal(kept.cont, rows.cont[[0, 2]]) and torch.equal(kept.y, rows.y[[0, 2]])
+    # the rows a resumed sweep draws must be the ones its finished runs drew: these numbers come from the revision
+    # that ran the committed capacity sweeps (drawn into one tensor per replica, then stacked)
+    assert rows.cont[2, 7, :3].tolist() == [-1.5128633975982666, -2.50095272064209, -1.0515973567962646]
+    assert rows.y[1, 3].tolist() == [0.11095588654279709, -0.7636563181877136]
+    assert float(rows.cont.double().sum()) == pytest.approx(-35.08169317379361, abs=1e-9)
+    assert float(rows.y.double().sum()) == pytest.approx(63.31021393369883, abs=1e-9)
