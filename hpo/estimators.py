@@ -188,23 +188,36 @@ class SeedSpread:
         return out
 
 
-def seed_spread(values: Sequence[float], *, higher_is_better: bool = True) -> SeedSpread:
+def seed_spread(
+    values: Sequence[float], *, higher_is_better: bool = True, chance: float | None = None
+) -> SeedSpread:
     """The per-seed spread of a configuration's score over a few seeds, for :func:`resolvable_gap`.
 
-    A seed counts as *collapsed* when it lies more than :data:`COLLAPSE_SCALES` Qn scales from the median on the
-    worse side: a run that diverged to a trivial solution says how often the configuration fails, not how far two
-    healthy seeds differ, and one such run among four would set the spread (and every tolerance made from it) by
-    itself. The spread is then the ordinary sample sd of the rest (more efficient than Qn at the normal when
-    nothing collapsed). Seeds without a finite value are *failed*."""
+    A seed counts as *collapsed* when it learned nothing, scoring no better than ``chance`` (a constant output's
+    score, e.g. an AUC of 0.5; within 1% of the way from chance to the median seed), or when it lies more than
+    :data:`COLLAPSE_SCALES` Qn scales from the median of the others on the worse side: a run that diverged to a
+    trivial solution says how often the configuration fails, not how far two healthy seeds differ, and one such
+    run among four would set the spread (and every tolerance made from it) by itself. Qn tolerates just under
+    half its values wrong, so two bad seeds of four (the census probe that showed it: 0.947, 0.947, 0.881, 0.500)
+    need the chance level to find the one at 0.5, after which Qn finds the other. The spread is the ordinary
+    sample sd of the rest (more efficient than Qn at the normal when nothing collapsed); :attr:`SeedSpread.used`
+    says how many it rests on. Seeds without a finite value are *failed*."""
     x = np.asarray(list(values), dtype=float)
     finite = np.isfinite(x)
     failed = [int(i) for i in np.flatnonzero(~finite)]
-    collapsed: list[int] = []
-    if finite.sum() >= 3:
-        scale = qn_scale(x[finite])
-        worse = (np.median(x[finite]) - x) * (1.0 if higher_is_better else -1.0)
+    sign = 1.0 if higher_is_better else -1.0
+    at_chance = np.zeros(len(x), bool)
+    if chance is not None and finite.any():
+        margin = 0.01 * max(0.0, sign * (float(np.median(x[finite])) - chance))
+        at_chance = finite & (sign * (x - chance) <= margin)
+    rest = finite & ~at_chance
+    outliers = np.zeros(len(x), bool)
+    if rest.sum() >= 3:
+        scale = qn_scale(x[rest])
+        worse = (np.median(x[rest]) - x) * sign
         if scale > 0:
-            collapsed = [int(i) for i in np.flatnonzero(finite & (worse > COLLAPSE_SCALES * scale))]
+            outliers = rest & (worse > COLLAPSE_SCALES * scale)
+    collapsed = [int(i) for i in np.flatnonzero(at_chance | outliers)]
     keep = np.ones(len(x), bool)
     keep[failed + collapsed] = False
     sd = float(np.std(x[keep], ddof=1)) if keep.sum() >= 2 else float("nan")

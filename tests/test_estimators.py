@@ -103,6 +103,27 @@ def test_a_collapsed_seed_does_not_set_the_spread() -> None:
     assert math.isnan(seed_spread([0.9, float("nan")]).sd)
 
 
+def test_two_bad_seeds_of_four_need_the_chance_level() -> None:
+    """Qn breaks down at half its values: with two bad seeds of four (the census probe) it flags neither, and the
+    spread is the sd of all four. The chance level (AUC 0.5) takes the seed that learned nothing out first; among
+    the three left Qn finds the other."""
+    probe = [0.9469400039428135, 0.9470583234744628, 0.8805147976448464, 0.5]
+    blind = seed_spread(probe)
+    assert blind.collapsed == [] and blind.sd == pytest.approx(0.2147, abs=1e-4)
+    seen = seed_spread(probe, chance=0.5)
+    assert seen.collapsed == [2, 3] and seen.used == 2
+    assert seen.sd == pytest.approx(np.std(probe[:2], ddof=1))
+    # within 1% of the way from chance to the median is chance; a weak but learning seed is judged by Qn alone
+    assert seed_spread([0.80, 0.81, 0.79, 0.503], chance=0.5).collapsed == [3]
+    assert seed_spread([0.80, 0.81, 0.79, 0.60], chance=0.5).collapsed == [
+        3
+    ]  # by Qn: 8.6 scales out (over 8)
+    assert seed_spread([0.80, 0.81, 0.79, 0.62], chance=0.5).collapsed == []  # 7.7: kept
+    assert seed_spread([0.80, 0.81, 0.79, 0.795], chance=0.5).collapsed == []
+    # R2's chance is 0 (a constant prediction); lower-is-better metrics have none, and keep Qn's rule
+    assert seed_spread([0.61, 0.60, 0.62, -0.01], chance=0.0).collapsed == [3]
+
+
 @pytest.mark.parametrize("n", [4, 8])
 def test_healthy_normal_seeds_are_rarely_called_collapsed(n: int) -> None:
     """Qn from four values is noisy, so the threshold is far out: over many samples of normal seeds, few have a

@@ -76,14 +76,23 @@ def _row(
         "ranges_widened": widened,
         "settled": settled,
         "sentence": _sentence(settled, reason, len(done) + len(pruned), gain, (lo, hi), tolerance, on_bound)
-        + (f" Ranges widened on a bound hit: {widened}." if widened else "")
-        + (
-            f" The tolerance's probe: {probed}; a collapsed seed says how often this configuration fails, which"
-            " its retraining shows."
-            if left_out
-            else ""
-        ),
+        + _notes(widened, probed if left_out else "", history),
     }
+
+
+def _notes(widened: str, left_out: str, history: list[dict[str, Any]]) -> str:
+    """The sentence's additions: widened ranges, a probe that left seeds out, and any reopening."""
+    out = f" Ranges widened on a bound hit: {widened}." if widened else ""
+    if left_out:
+        out += (
+            f" The tolerance's probe: {left_out}; a collapsed seed says how often this configuration fails, which"
+            " its retraining shows."
+        )
+    return out + "".join(
+        f" Reopened at {h['trials']} trials: {h.get('why', '')}."
+        for h in history
+        if str(h.get("decision", "")).startswith("reopened")
+    )
 
 
 def _probe_summary(attrs: dict[str, Any]) -> tuple[str, bool]:
@@ -92,9 +101,7 @@ def _probe_summary(attrs: dict[str, Any]) -> tuple[str, bool]:
     superseded = attrs.get(keys.SEED_SD_SUPERSEDED)
     probed = str(probe.get("summary") or "")
     if probed and superseded:
-        probed += (
-            f" (re-measured; an earlier probe's sd of every seed, {superseded.get('seed_sd')}, replaced)"
-        )
+        probed += f" (revised; an earlier figure, {superseded.get('seed_sd')}, replaced)"
     return probed, bool(probe.get("collapsed") or probe.get("failed"))
 
 

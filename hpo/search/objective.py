@@ -27,7 +27,7 @@ from hpo.config.study import StudySpec
 from hpo.data._tabular import TabularDataset
 from hpo.errors import ConfigError
 from hpo.models import INPUT_SETTINGS, create_model, get_entry, kernel_provenance
-from hpo.schema import METRICS_BY_KIND, default_metric
+from hpo.schema import CHANCE_LEVEL, METRICS_BY_KIND, default_metric
 from hpo.search import interrupts
 from hpo.search.factories import grid_points
 from hpo.search.validate import check_space
@@ -292,7 +292,18 @@ class Objective:
     def higher_is_better(self) -> bool:
         return objective_directions(self.spec, self.ds)[0] == "maximize"
 
-    def probe_seeds(self, best: optuna.trial.FrozenTrial, n: int) -> list[float]:
+    @property
+    def chance(self) -> float | None:
+        """The objective a model that learned nothing scores (a constant output), where the metrics fix it (AUC
+        0.5, R2 0): a probe seed at that level collapsed (:func:`hpo.estimators.seed_spread`)."""
+        levels = [CHANCE_LEVEL.get(metric) for _, metric in self.targets]
+        return (
+            None
+            if any(v is None for v in levels)
+            else float(np.mean([float(v) for v in levels if v is not None]))
+        )
+
+    def probe_seeds(self, best: optuna.trial.FrozenTrial, n: int, start: int = 0) -> list[float]:
         """The objective of ``best``'s configuration on each of ``n`` seeds (trained as one vectorised model on the
         validation split, seeds apart from any tuning trial's; NaN where a seed failed): what the settled rule's
         ``tolerance: auto`` measures the seed noise from (:func:`hpo.estimators.seed_spread`,
@@ -303,7 +314,7 @@ class Objective:
         )
         hyper = self.space.derive(model_params, len(self.ds.tasks)) | inputs
         cfg = self._train_config(opt_params)
-        seeds = [PROBE_SEED + i for i in range(n)]
+        seeds = [PROBE_SEED + start + i for i in range(n)]
         model = create_model(
             self.arch, self.ds.spec, self.ds.tasks, replicas=n, seeds=seeds, budget=self.spec.budget, **hyper
         )

@@ -20,13 +20,17 @@ by one rule for all:
   retraining can resolve, :func:`hpo.estimators.resolvable_gap` at ``retrain.seeds`` seeds and Holm over every
   pair of architectures, with the per-seed spread measured once, by training the best configuration after
   ``min`` trials with ``probe_seeds`` seeds (recorded on the study as ``seed_sd``, every seed's value in
-  ``seed_sd_probe``; a seed that collapsed is left out of the spread: :func:`hpo.estimators.seed_spread`).
+  ``seed_sd_probe``; a seed that collapsed is left out of the spread: :func:`hpo.estimators.seed_spread`; with
+  fewer than three healthy seeds the probe is topped up once, then no tolerance: :func:`tolerance_of`).
 
 Decisions are taken under the study's claim lock, after checking again that nothing is waiting or running and
 that no other worker decided first, so any number of workers queue each extension once, never pass ``max`` and
 never stop an architecture twice; the decision and its numbers are recorded on the study (``tickets_target``,
 ``settle_history``, ``stop_reason`` in ``settled | max | timeout``, ``stopped_at``, ``bound_hits``), which is
 what makes it resumable: ``hpo run`` again queues up to the recorded target and adds nothing to a stopped study.
+The one exception is a ``settled`` stop whose tolerance came from a seed spread that a revised rule reads
+differently (the spread is recomputed from the recorded seed values at every judgement): if today's tolerance
+would not have settled it, the study is reopened and extended, recorded as such (:func:`reopen`).
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ import optuna
 
 from hpo.config.space import SearchSpace
 from hpo.config.study import StudySpec, TrialBudget
-from hpo.estimators import doubling_gain, doubling_gain_interval, resolvable_gap, seed_spread
+from hpo.estimators import SeedSpread, doubling_gain, doubling_gain_interval, resolvable_gap, seed_spread
 from hpo.search.widen import current_spaces, widen
 from hpo.storage import keys
 from hpo.storage.locks import claim_lock
@@ -57,6 +61,7 @@ __all__ = [
     "bound_sides",
     "decide",
     "mark_timeout",
+    "reopen",
     "resume_target",
     "rule_values",
     "settle",
@@ -173,60 +178,155 @@ def resume_target(study: optuna.Study, rule: TrialBudget) -> int:
     return target
 
 
+MIN_HEALTHY = (
+    3  # seeds a spread must rest on; a probe with fewer healthy ones is topped up once, then no tolerance
+)
+
+
 def tolerance_of(
-    url: str, study: optuna.Study, spec: StudySpec, probe: Any, *, higher_is_better: bool = True
+    url: str,
+    study: optuna.Study,
+    spec: StudySpec,
+    probe: Any,
+    higher_is_better: bool = True,
+    chance: float | None = None,
 ) -> float:
     """The study's tolerance: the rule's number, or (``auto``) the resolvable difference of the retraining with
-    the per-seed spread measured once by ``probe(best_trial, seeds)`` (each seed's value) and stored as
-    ``seed_sd``, with every seed's value and the seeds left out in ``seed_sd_probe``
-    (:func:`hpo.estimators.seed_spread`: a collapsed seed says how often a configuration fails, not how far two
-    healthy seeds differ). A study whose recorded probe kept no per-seed values (measured before they were kept,
-    by the sample sd of every seed, which one collapsed seed can inflate a thousandfold) is probed again, the old
-    figure kept as ``seed_sd_superseded``."""
+    the per-seed spread of the best configuration after ``min`` trials, measured by ``probe(trial, n, start)``
+    (each seed's value, seeds ``start..start+n``) and recorded with every value in ``seed_sd_probe``.
+
+    The spread is computed again from the recorded values at every judgement (:func:`hpo.estimators.seed_spread`,
+    which leaves out seeds that collapsed: at ``chance`` or far on the worse side of the others), so a revised
+    rule applies to studies measured before it without training again. A probe whose healthy seeds number fewer
+    than :data:`MIN_HEALTHY` is topped up once with as many new seeds (a spread from two seeds has one degree of
+    freedom: its 95% interval spans a factor of 70); still fewer, and there is no tolerance: nothing is called
+    settled, tuning runs to ``max``. A record without values (kept before they were) is probed again. Every
+    replaced figure is kept in ``seed_sd_superseded``."""
     rule = spec.budget_rule
     assert rule is not None
     if rule.tolerance != "auto":
         return float(rule.tolerance)
-    attrs = _attrs(study)
-    if "seed_sd" not in attrs or "values" not in (attrs.get(keys.SEED_SD_PROBE) or {}):
-        _probe(url, study, rule, probe, higher_is_better)
-        attrs = _attrs(study)
-    measured = attrs.get("seed_sd")
+    spread = _measured_spread(url, study, rule, probe, higher_is_better, chance)
     pairs = max(1, spec.family * (spec.family - 1) // 2)
-    if measured is None:
-        return float("nan")  # the probe diverged: nothing can be called settled, tuning runs to max
-    return resolvable_gap(float(measured), spec.retrain.seeds, comparisons=pairs)
+    if spread.used < MIN_HEALTHY or not math.isfinite(spread.sd):
+        return float("nan")
+    return resolvable_gap(spread.sd, spec.retrain.seeds, comparisons=pairs)
 
 
-def _probe(url: str, study: optuna.Study, rule: TrialBudget, probe: Any, higher_is_better: bool) -> None:
-    """Measure the spread between seeds of the best configuration so far and record it (unless another worker
-    recorded one meanwhile: the same configuration)."""
-    best = study.best_trial.number
+def _measured_spread(
+    url: str, study: optuna.Study, rule: TrialBudget, probe: Any, higher_is_better: bool, chance: float | None
+) -> SeedSpread:
+    """The recorded probe's spread under today's rule, probing (or topping up) first where it must."""
+    record = _attrs(study).get(keys.SEED_SD_PROBE) or {}
+    if "values" in record:
+        trial = int(record["trial"])
+        values = [float("nan") if v is None else float(v) for v in record["values"]]
+    else:
+        trial, values = study.best_trial.number, []
+    if not values:
+        values = _run_probe(study, trial, probe, rule.probe_seeds, 0)
+    spread = seed_spread(values, higher_is_better=higher_is_better, chance=chance)
+    if spread.used < MIN_HEALTHY and len(values) < 2 * rule.probe_seeds:
+        log.info(
+            "%s: %s, fewer than %d healthy: topping the probe up",
+            study.study_name,
+            spread.describe(),
+            MIN_HEALTHY,
+        )
+        values += _run_probe(study, trial, probe, rule.probe_seeds, len(values))
+        spread = seed_spread(values, higher_is_better=higher_is_better, chance=chance)
+    _record_spread(url, study, trial, spread)
+    return spread
+
+
+def _run_probe(study: optuna.Study, trial: int, probe: Any, n: int, start: int) -> list[float]:
+    """Train trial ``trial``'s configuration on probe seeds ``start..start+n`` (outside any lock: it trains)."""
     log.info(
         "%s: measuring the spread between seeds for the settled rule's tolerance: trial %d's configuration "
         "trained again on %d seeds (once per study; no trial runs meanwhile in this worker)",
-        study.study_name, best, rule.probe_seeds,
+        study.study_name, trial, n,
     )  # fmt: skip
     started = time.monotonic()
-    spread = seed_spread(probe(study.best_trial, rule.probe_seeds), higher_is_better=higher_is_better)
-    log.info("%s: %s, measured in %.0f s", study.study_name, spread.describe(), time.monotonic() - started)
+    frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial)
+    values = [float(v) for v in probe(frozen, n, start)]
+    log.info("%s: %d probe seeds trained in %.0f s", study.study_name, n, time.monotonic() - started)
+    return values
+
+
+def _record_spread(url: str, study: optuna.Study, trial: int, spread: SeedSpread) -> None:
+    """Write the probe's record where it changed (unless another worker recorded more seeds meanwhile: the same
+    configuration), keeping the figure it replaces."""
+    record = {
+        "trial": trial,
+        "seeds": len(spread.values),
+        "values": [v if math.isfinite(v) else None for v in spread.values],
+        "failed": spread.failed,
+        "collapsed": spread.collapsed,
+        "summary": spread.describe(),
+    }
+    sd = spread.sd if math.isfinite(spread.sd) and spread.used >= MIN_HEALTHY else None
     with claim_lock(url, study.study_name):
         now = _attrs(study)
-        if "values" in (now.get(keys.SEED_SD_PROBE) or {}):
+        held = now.get(keys.SEED_SD_PROBE) or {}
+        if held == record and now.get(keys.SEED_SD) == sd:
             return
-        if "seed_sd" in now:
-            old = {"seed_sd": now["seed_sd"], "probe": now.get(keys.SEED_SD_PROBE)}
+        if len(held.get("values") or []) > len(spread.values):
+            return
+        if keys.SEED_SD in now:
+            old = {"seed_sd": now[keys.SEED_SD], "probe": held}
+            if keys.SEED_SD_SUPERSEDED in now:
+                old["earlier"] = now[keys.SEED_SD_SUPERSEDED]
             study.set_user_attr(keys.key(keys.SEED_SD_SUPERSEDED), old)
-        study.set_user_attr(keys.key(keys.SEED_SD), spread.sd if math.isfinite(spread.sd) else None)
-        record = {
-            "trial": best,
-            "seeds": rule.probe_seeds,
-            "values": [v if math.isfinite(v) else None for v in spread.values],
-            "failed": spread.failed,
-            "collapsed": spread.collapsed,
-            "summary": spread.describe(),
-        }
+        study.set_user_attr(keys.key(keys.SEED_SD), sd)
         study.set_user_attr(keys.key(keys.SEED_SD_PROBE), record)
+        log.info("%s: %s", study.study_name, spread.describe())
+
+
+def _g(x: float | None) -> str:
+    return "(none)" if x is None else f"{x:.3g}"
+
+
+def reopen(url: str, study: optuna.Study, rule: TrialBudget, tolerance: float, enqueue: Any) -> bool:
+    """Take back a ``settled`` stop that today's tolerance would not have made (the spread it came from was
+    revised: :func:`tolerance_of`): the study is extended as its judgement would then have extended it, with the
+    reopening and both tolerances in ``settle_history``. True when it was reopened (here or by another worker)."""
+    with claim_lock(url, study.study_name):
+        attrs = _attrs(study)
+        history = attrs.get(keys.SETTLE_HISTORY) or []
+        if (
+            attrs.get(keys.STOP_REASON) != "settled"
+            or not history
+            or history[-1].get("decision") != "settled"
+        ):
+            return False
+        last = history[-1]
+        high = last.get("gain_high")
+        if math.isfinite(tolerance) and high is not None and high < tolerance:
+            return False  # today's tolerance settles it too
+        target = int(last["trials"])
+        grown = min(rule.max, target + max(1, math.ceil(rule.grow * target)))
+        entry = {
+            "trials": target,
+            "gain": last.get("gain"),
+            "gain_high": high,
+            "tolerance": tolerance if math.isfinite(tolerance) else None,
+            "bound_hits": last.get("bound_hits", []),
+            "decision": f"reopened: extend to {grown}",
+            "why": f"its settled stop used a tolerance of {_g(last.get('tolerance'))} from a seed spread since"
+            f" revised; the gain's upper end {_g(high)} is not under "
+            + (
+                f"{tolerance:.3g}"
+                if math.isfinite(tolerance)
+                else "a tolerance (too few healthy probe seeds)"
+            ),
+        }
+        study.set_user_attr(keys.key(keys.SETTLE_HISTORY), [*history, entry])
+        study.set_user_attr(keys.key(keys.STOP_REASON), None)
+        study.set_user_attr(keys.key(keys.STOPPED_AT), None)
+        study.set_user_attr(keys.key(keys.TICKETS_TARGET), grown)
+        log.warning("%s: %s (%s)", study.study_name, entry["decision"], entry["why"])
+        enqueue(study, grown)
+        return True
 
 
 def settle(
@@ -239,20 +339,26 @@ def settle(
     probe: Any,
     enqueue: Any,
     fits: Callable[[SearchSpace], bool] = lambda space: True,
+    chance: float | None = None,
 ) -> bool:
     """Called by a worker that found every queued trial of ``study`` finished: apply the rule once. Return True
     when more tickets were queued (or another worker queued some), False when the architecture is done.
     ``spaces`` are the declared ones (the widenings recorded on the study are applied here); ``fits`` says
     whether a widened model space still keeps every configuration within the budget."""
     rule = spec.budget_rule
-    if rule is None or _attrs(study).get(keys.STOP_REASON) in FINAL:
+    if rule is None:
         return False
-    if not [t for t in study.get_trials(deepcopy=False) if t.state == S.COMPLETE]:
-        return (
-            False  # nothing to judge (every trial failed or was pruned): a rerun retries the failed tickets
+    reason = _attrs(study).get(keys.STOP_REASON)
+    if reason == "settled" and rule.tolerance == "auto":  # settled by a tolerance that may since be revised
+        return reopen(
+            url, study, rule, tolerance_of(url, study, spec, probe, higher_is_better, chance), enqueue
         )
-    # may train (the probe): outside the lock
-    tolerance = tolerance_of(url, study, spec, probe, higher_is_better=higher_is_better)
+    if reason in FINAL:
+        return False
+    # nothing to judge (every trial failed or was pruned): a rerun retries the failed tickets
+    if not [t for t in study.get_trials(deepcopy=False) if t.state == S.COMPLETE]:
+        return False
+    tolerance = tolerance_of(url, study, spec, probe, higher_is_better, chance)  # may train: outside the lock
     with claim_lock(url, study.study_name):
         trials = study.get_trials(deepcopy=False)
         if any(t.state in (S.WAITING, S.RUNNING) for t in trials):
@@ -261,10 +367,7 @@ def settle(
         if attrs.get(keys.STOP_REASON) in FINAL:
             return False
         target = max(rule.min, int(attrs.get(keys.TICKETS_TARGET) or 0))
-        done = {
-            keys.plain(t.user_attrs).get(keys.TICKET) for t in trials if t.state in (S.COMPLETE, S.PRUNED)
-        }
-        if len({d for d in done if d is not None and d < target}) < target:
+        if not _tickets_done(trials, target):
             return False  # a failed ticket: the next run queues it again, then the rule is applied
         now = current_spaces(study, spaces)
         best = study.best_trial.params
@@ -286,6 +389,12 @@ def settle(
             return False
         enqueue(study, d.next_target)
         return True
+
+
+def _tickets_done(trials: Sequence[optuna.trial.FrozenTrial], target: int) -> bool:
+    """Whether every ticket under ``target`` finished (complete or pruned)."""
+    done = {keys.plain(t.user_attrs).get(keys.TICKET) for t in trials if t.state in (S.COMPLETE, S.PRUNED)}
+    return len({d for d in done if d is not None and d < target}) >= target
 
 
 def _record(study: optuna.Study, attrs: dict[str, Any], d: Decision, wider: list[dict[str, Any]]) -> None:

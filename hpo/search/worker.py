@@ -210,6 +210,7 @@ class _Drain:
             higher_is_better=objective.higher_is_better,
             spaces=[objective.space, objective.opt_space],
             probe=objective.probe_seeds,
+            chance=objective.chance,
             fits=objective.fits_budget,
             enqueue=ensure_tickets,
         )

@@ -43,3 +43,17 @@ def test_a_row_names_the_probe_seeds_left_out_and_a_replaced_probe() -> None:
     del attrs[keys.SEED_SD_SUPERSEDED]
     row = _row("mmoe", _trials(), attrs, True, "")
     assert row["tolerance_probe"] == "seed spread" and "probe" not in row["sentence"]
+
+
+def test_a_reopened_study_says_why_in_its_sentence() -> None:
+    why = "its settled stop used a tolerance of 0.202 from a seed spread since revised; the gain's upper end 0.000623"
+    attrs = {
+        "spec": {"trials": {"min": 8, "max": 32}},
+        "settle_history": [
+            {"trials": 12, "tolerance": 0.202, "decision": "settled"},
+            {"trials": 12, "tolerance": 1.1e-4, "decision": "reopened: extend to 18", "why": why},
+        ],
+    }
+    row = _row("mmoe", _trials(), attrs, True, "")
+    assert row["stop_reason"] == "running or not judged" and not row["settled"]
+    assert row["tolerance"] == 1.1e-4 and f"Reopened at 12 trials: {why}." in row["sentence"]

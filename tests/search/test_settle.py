@@ -16,7 +16,7 @@ from hpo.config.space import SearchSpace
 from hpo.config.study import TrialBudget, load_study
 from hpo.errors import ConfigError
 from hpo.estimators import resolvable_gap
-from hpo.search.settle import bound_hits, decide, tolerance_of
+from hpo.search.settle import bound_hits, decide, settle, tolerance_of
 from hpo.search.status import storage_status
 from hpo.search.tickets import tickets_of
 from hpo.storage import keys
@@ -215,7 +215,7 @@ def test_the_auto_tolerance_leaves_a_collapsed_probe_seed_out_and_reprobes_an_ol
     study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=0.94))
     calls: list[int] = []
 
-    def probe(best: optuna.trial.FrozenTrial, n: int) -> list[float]:
+    def probe(best: optuna.trial.FrozenTrial, n: int, start: int = 0) -> list[float]:
         calls.append(n)
         return [0.9471, 0.9468, 0.5512, 0.9475][:n]
 
@@ -240,6 +240,110 @@ def test_the_auto_tolerance_leaves_a_collapsed_probe_seed_out_and_reprobes_an_ol
     assert attrs["seed_sd"] == pytest.approx(healthy)
     tolerance_of(url, old, spec, probe)
     assert calls == [4, 4]
+
+
+# the probe that showed two bad seeds of four (census group 1, replicate 2, MMoE trial 7): the recorded values
+CENSUS_PROBE = [0.9469400039428135, 0.9470583234744628, 0.8805147976448464, 0.5]
+
+
+def _probed_study(tmp_path: Path, values: list[float]) -> tuple[str, optuna.Study, object]:
+    """A study whose recorded probe (4 seeds of trial 0) holds ``values``, judged once under the old rule."""
+    spec = load_study(
+        make_study(tmp_path, trials={"min": 4, "max": 12, "until": "settled", "tolerance": "auto"})
+    )
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    study = optuna.create_study(study_name="r", storage=url, direction="maximize")
+    for v in (0.9440, 0.9462, 0.9466, 0.9468):
+        study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=v))
+    study.set_user_attr(keys.key(keys.SEED_SD), float(np.std(values, ddof=1)))
+    study.set_user_attr(
+        keys.key(keys.SEED_SD_PROBE),
+        {"trial": 0, "seeds": 4, "values": values, "failed": [], "collapsed": []},
+    )
+    return url, study, spec
+
+
+def test_two_bad_seeds_of_four_are_found_and_the_probe_topped_up(tmp_path: Path) -> None:
+    """The census probe (0.947, 0.947, 0.881, 0.500): Qn alone cannot see two bad seeds of four (its sd, 0.215,
+    made a tolerance of 0.20 that settled MMoE at 12 trials). The chance level finds the seed at 0.5, then Qn the
+    one at 0.881; two healthy seeds are too few, so four more (seeds 4..7) are trained and the spread rests on
+    the six healthy ones; nothing is trained again after that."""
+    url, study, spec = _probed_study(tmp_path, CENSUS_PROBE)
+    calls: list[tuple[int, int]] = []
+    more = [0.9468, 0.9473, 0.9466, 0.9471]
+
+    def probe(best: optuna.trial.FrozenTrial, n: int, start: int = 0) -> list[float]:
+        calls.append((n, start))
+        return more[:n]
+
+    tol = tolerance_of(url, study, spec, probe, chance=0.5)
+    healthy = CENSUS_PROBE[:2] + more
+    pairs = spec.family * (spec.family - 1) // 2
+    assert tol == pytest.approx(
+        resolvable_gap(float(np.std(healthy, ddof=1)), spec.retrain.seeds, comparisons=pairs)
+    )
+    assert calls == [(4, 4)] and tol < 1e-3
+    attrs = keys.plain(study.user_attrs)
+    assert attrs["seed_sd_probe"]["values"] == CENSUS_PROBE + more and attrs["seed_sd_probe"]["seeds"] == 8
+    assert attrs["seed_sd_probe"]["collapsed"] == [2, 3]
+    assert attrs["seed_sd_superseded"]["seed_sd"] == pytest.approx(0.2147, abs=1e-4)
+    assert tolerance_of(url, study, spec, probe, chance=0.5) == pytest.approx(tol) and calls == [(4, 4)]
+
+
+def test_a_probe_with_too_few_healthy_seeds_after_its_top_up_gives_no_tolerance(tmp_path: Path) -> None:
+    url, study, spec = _probed_study(tmp_path, CENSUS_PROBE)
+    calls: list[int] = []
+
+    def probe(best: optuna.trial.FrozenTrial, n: int, start: int = 0) -> list[float]:
+        calls.append(start)
+        return [0.5, 0.5, float("nan"), 0.5][:n]
+
+    assert np.isnan(tolerance_of(url, study, spec, probe, chance=0.5)) and calls == [4]
+    attrs = keys.plain(study.user_attrs)
+    assert attrs["seed_sd"] is None and attrs["seed_sd_probe"]["failed"] == [6]
+    assert "over 2 of 8 seeds" in attrs["seed_sd_probe"]["summary"]
+    assert np.isnan(tolerance_of(url, study, spec, probe, chance=0.5)) and calls == [4]  # topped up once only
+
+
+def test_a_settled_stop_on_a_since_revised_tolerance_is_reopened_once(tmp_path: Path) -> None:
+    """A study the old rule settled (tolerance 0.20 from the census probe's sd) is reopened at its next
+    judgement: today's tolerance (the healthy seeds', after a top-up) is far under the gain's upper end, so it
+    is extended as the judgement would then have extended it, with the reopening recorded. A settled stop that
+    today's tolerance also makes stays."""
+    url, study, spec = _probed_study(tmp_path, CENSUS_PROBE)
+    history = [{"trials": 4, "gain": 4e-4, "gain_high": 6.2e-4, "tolerance": 0.202, "bound_hits": [],
+                "decision": "settled"}]  # fmt: skip
+    study.set_user_attr(keys.key(keys.SETTLE_HISTORY), history)
+    study.set_user_attr(keys.key(keys.STOP_REASON), "settled")
+    study.set_user_attr(keys.key(keys.STOPPED_AT), 4)
+    queued: list[int] = []
+
+    def probe(best: optuna.trial.FrozenTrial, n: int, start: int = 0) -> list[float]:
+        return [0.9468, 0.9473, 0.9466, 0.9471][:n]
+
+    def judge() -> bool:
+        return settle(url, study, spec, higher_is_better=True, spaces=[], probe=probe, chance=0.5,
+                      enqueue=lambda s, n: queued.append(n))  # fmt: skip
+
+    assert judge() is True and queued == [6]
+    attrs = keys.plain(study.user_attrs)
+    assert attrs.get("stop_reason") is None and attrs.get("stopped_at") is None
+    assert attrs["tickets_target"] == 6
+    entry = attrs["settle_history"][-1]
+    assert entry["decision"] == "reopened: extend to 6" and entry["tolerance"] < 1e-3
+    assert "tolerance of 0.202" in entry["why"]
+    assert storage_status(url)[0].get("stop_reason") is None
+    # reopened, it is judged as any study mid-way (here its new tickets never ran): no second reopening
+    assert judge() is False and queued == [6]
+    assert len(keys.plain(study.user_attrs)["settle_history"]) == 2
+
+    # settled under today's tolerance too: stays settled
+    url2, kept, spec2 = _probed_study(tmp_path / "b", [0.9469, 0.9471, 0.9466, 0.9473])
+    kept.set_user_attr(keys.key(keys.SETTLE_HISTORY), [{**history[0], "gain_high": 1e-9, "tolerance": 5e-4}])
+    kept.set_user_attr(keys.key(keys.STOP_REASON), "settled")
+    assert settle(url2, kept, spec2, higher_is_better=True, spaces=[], probe=probe, chance=0.5,
+                  enqueue=lambda s, n: queued.append(n)) is False  # fmt: skip
+    assert keys.plain(kept.user_attrs)["stop_reason"] == "settled" and queued == [6]
 
 
 def test_a_study_with_an_auto_tolerance_records_its_probe_seeds(tmp_path: Path) -> None:
