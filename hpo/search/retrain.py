@@ -30,7 +30,13 @@ from hpo.data.synthetic import SyntheticConfig
 from hpo.errors import ConfigError
 from hpo.models import create_model, gate_utilisation, get_entry, kernel_provenance, probe_model
 from hpo.search import interrupts
-from hpo.search.objective import objective_directions, objective_targets, training_config
+from hpo.search.objective import (
+    code_revision,
+    objective_directions,
+    objective_targets,
+    package_versions,
+    training_config,
+)
 from hpo.search.processes import check_workers_done, with_children, with_signals
 from hpo.search.studies import load_study_dataset
 from hpo.search.worker import drain
@@ -298,7 +304,14 @@ class RetrainObjective:
             budget=self.spec.budget,
             **hyper,
         )
-        trial.set_user_attr(keys.key(keys.THREADS), threads.for_trial(cfg.threads))
+        provenance = {  # a sweep's chunks may run across sessions and revisions: each says which it ran on
+            keys.THREADS: threads.for_trial(cfg.threads),
+            keys.CODE_REVISION: code_revision(),
+            keys.VERSIONS: package_versions(),
+            keys.KERNEL: kernel_provenance(self.device),
+        }
+        for name, value in provenance.items():
+            trial.set_user_attr(keys.key(name), value)
         results = train(
             model, ds, cfg, init_seeds=init, data_seeds=data, callback=lambda _: interrupts.check()
         )

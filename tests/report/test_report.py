@@ -12,10 +12,13 @@ import optuna
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+import torch
 
 from hpo.cli import main
 from hpo.config.study import load_study
 from hpo.report.stats import holm
+from hpo.search.objective import code_revision
+from hpo.search.retrain import retrain_study_name
 from hpo.storage import keys
 from hpo.storage.engine import open_storage
 from hpo.storage.results import read_seed_metrics, read_seed_results
@@ -40,6 +43,13 @@ def test_run_retrain_report_export_end_to_end(tmp_path: Path, capsys: pytest.Cap
     assert sorted(results.groupby("architecture").seed.apply(sorted).tolist()) == [list(range(6))] * 2
     assert set(results.replicas_in_run) == {4, 2}  # chunks of 4 and 2 seeds, trained vectorised
     assert (results.status == "ok").all()
+    for arch in ("shared_bottom", "mmoe"):  # every chunk says which code, packages and kernel it ran on
+        for chunk in optuna.load_study(study_name=retrain_study_name(spec, arch), storage=url).trials:
+            attrs = keys.plain(chunk.user_attrs)
+            assert (
+                attrs["code_revision"] == code_revision() and attrs["versions"]["torch"] == torch.__version__
+            )
+            assert {"threads", "kernel"} <= set(attrs)
     # a rerun queues nothing and trains nothing: every seed is there once
     assert main(["retrain", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
     assert len(read_seed_results(url, spec.name)) == 12
