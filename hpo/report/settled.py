@@ -81,17 +81,17 @@ def _row(
 
 
 def _notes(widened: str, left_out: str, history: list[dict[str, Any]]) -> str:
-    """The sentence's additions: widened ranges, a probe that left seeds out, and any reopening."""
+    """The sentence's additions: widened ranges, a probe that left seeds out, and any settled stop taken back."""
     out = f" Ranges widened on a bound hit: {widened}." if widened else ""
     if left_out:
         out += (
             f" The tolerance's probe: {left_out}; a collapsed seed says how often this configuration fails, which"
             " its retraining shows."
         )
-    return out + "".join(
-        f" Reopened at {h['trials']} trials: {h.get('why', '')}."
+    return out + "".join(  # a settled stop taken back under a revised tolerance (hpo.search.settle.reopen)
+        f" Judged again at {h['trials']} trials ({h.get('decision')}): {h['why']}."
         for h in history
-        if str(h.get("decision", "")).startswith("reopened")
+        if h.get("why")
     )
 
 

@@ -288,8 +288,9 @@ def _g(x: float | None) -> str:
 
 def reopen(url: str, study: optuna.Study, rule: TrialBudget, tolerance: float, enqueue: Any) -> bool:
     """Take back a ``settled`` stop that today's tolerance would not have made (the spread it came from was
-    revised: :func:`tolerance_of`): the study is extended as its judgement would then have extended it, with the
-    reopening and both tolerances in ``settle_history``. True when it was reopened (here or by another worker)."""
+    revised, or measured again because its record kept no per-seed values: :func:`tolerance_of`): the study is
+    extended as its judgement would then have extended it, or, already at ``max``, stops there (``max``, not
+    settled), with the reopening and both tolerances in ``settle_history``. True when it was extended."""
     with claim_lock(url, study.study_name):
         attrs = _attrs(study)
         history = attrs.get(keys.SETTLE_HISTORY) or []
@@ -311,7 +312,7 @@ def reopen(url: str, study: optuna.Study, rule: TrialBudget, tolerance: float, e
             "gain_high": high,
             "tolerance": tolerance if math.isfinite(tolerance) else None,
             "bound_hits": last.get("bound_hits", []),
-            "decision": f"reopened: extend to {grown}",
+            "decision": f"reopened: extend to {grown}" if grown > target else "max",
             "why": f"its settled stop used a tolerance of {_g(last.get('tolerance'))} from a seed spread since"
             f" revised; the gain's upper end {_g(high)} is not under "
             + (
@@ -321,10 +322,13 @@ def reopen(url: str, study: optuna.Study, rule: TrialBudget, tolerance: float, e
             ),
         }
         study.set_user_attr(keys.key(keys.SETTLE_HISTORY), [*history, entry])
+        log.warning("%s: %s (%s)", study.study_name, entry["decision"], entry["why"])
+        if grown == target:  # already at max: it stops there, not settled
+            study.set_user_attr(keys.key(keys.STOP_REASON), "max")
+            return False
         study.set_user_attr(keys.key(keys.STOP_REASON), None)
         study.set_user_attr(keys.key(keys.STOPPED_AT), None)
         study.set_user_attr(keys.key(keys.TICKETS_TARGET), grown)
-        log.warning("%s: %s (%s)", study.study_name, entry["decision"], entry["why"])
         enqueue(study, grown)
         return True
 

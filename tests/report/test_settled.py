@@ -56,4 +56,7 @@ def test_a_reopened_study_says_why_in_its_sentence() -> None:
     }
     row = _row("mmoe", _trials(), attrs, True, "")
     assert row["stop_reason"] == "running or not judged" and not row["settled"]
-    assert row["tolerance"] == 1.1e-4 and f"Reopened at 12 trials: {why}." in row["sentence"]
+    assert (
+        row["tolerance"] == 1.1e-4
+        and f"Judged again at 12 trials (reopened: extend to 18): {why}." in row["sentence"]
+    )

@@ -345,6 +345,17 @@ def test_a_settled_stop_on_a_since_revised_tolerance_is_reopened_once(tmp_path: 
                   enqueue=lambda s, n: queued.append(n)) is False  # fmt: skip
     assert keys.plain(kept.user_attrs)["stop_reason"] == "settled" and queued == [6]
 
+    # settled at max on a revised tolerance: it stays stopped, now for reaching max, not settled
+    url3, at_max, spec3 = _probed_study(tmp_path / "c", CENSUS_PROBE)
+    at_max.set_user_attr(keys.key(keys.SETTLE_HISTORY), [{**history[0], "trials": 12}])
+    at_max.set_user_attr(keys.key(keys.STOP_REASON), "settled")
+    at_max.set_user_attr(keys.key(keys.STOPPED_AT), 12)
+    assert settle(url3, at_max, spec3, higher_is_better=True, spaces=[], probe=probe, chance=0.5,
+                  enqueue=lambda s, n: queued.append(n)) is False  # fmt: skip
+    attrs = keys.plain(at_max.user_attrs)
+    assert (attrs["stop_reason"], attrs["stopped_at"], queued) == ("max", 12, [6])
+    assert attrs["settle_history"][-1]["decision"] == "max" and "0.202" in attrs["settle_history"][-1]["why"]
+
 
 def test_a_study_with_an_auto_tolerance_records_its_probe_seeds(tmp_path: Path) -> None:
     """End to end with the real probe (the best configuration retrained on ``probe_seeds`` seeds as one
