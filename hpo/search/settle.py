@@ -178,9 +178,8 @@ def resume_target(study: optuna.Study, rule: TrialBudget) -> int:
     return target
 
 
-MIN_HEALTHY = (
-    3  # seeds a spread must rest on; a probe with fewer healthy ones is topped up once, then no tolerance
-)
+# the healthy seeds a spread must rest on; a probe with fewer is topped up once, then gives no tolerance
+MIN_HEALTHY = 3
 
 
 def tolerance_of(
@@ -243,7 +242,8 @@ def _run_probe(study: optuna.Study, trial: int, probe: Any, n: int, start: int) 
     """Train trial ``trial``'s configuration on probe seeds ``start..start+n`` (outside any lock: it trains)."""
     log.info(
         "%s: measuring the spread between seeds for the settled rule's tolerance: trial %d's configuration "
-        "trained again on %d seeds (once per study; no trial runs meanwhile in this worker)",
+        "trained again on %d seeds (once per study, and once more if too few are healthy; no trial runs "
+        "meanwhile in this worker)",
         study.study_name, trial, n,
     )  # fmt: skip
     started = time.monotonic()
