@@ -5,11 +5,17 @@ decision), the tolerance, the best configuration's bound hits at the latest judg
 widened. tests/test_results_docs.py checks the README's copy against the same files.
 
     python scripts/settle_table.py docs/results/runs/census_group1_leakage_free_full census_group1_leakage_free_full.rep1
+    python scripts/settle_table.py --update docs/results/README.md
+
+``--update`` rewrites, in place, the table after every line ``Snapshot of `STUDY.repN` (...)`` of that README from
+the export beside it (``docs/results/runs/STUDY``), so a session's snapshot needs no hand-copied table; the text
+around the tables (times, narrative) stays the writer's.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -58,5 +64,27 @@ def rows(export: Path, name: str) -> list[str]:
     return out
 
 
+def update(readme: Path) -> list[str]:
+    """Rewrite every snapshot table of ``readme`` from its export; the names of the tables rewritten."""
+    lines = readme.read_text().splitlines()
+    done: list[str] = []
+    i = 0
+    while i < len(lines):
+        m = re.match(r"Snapshot of `([\w.]+)`", lines[i])
+        if m:
+            start = next(j for j in range(i + 1, len(lines)) if lines[j].startswith("|"))
+            end = next((j for j in range(start, len(lines)) if not lines[j].startswith("|")), len(lines))
+            name = m.group(1)
+            lines[start:end] = rows(readme.parent / "runs" / name.split(".")[0], name)
+            done.append(name)
+            i = start
+        i += 1
+    readme.write_text("\n".join(lines) + "\n")
+    return done
+
+
 if __name__ == "__main__":
-    print("\n".join(rows(Path(sys.argv[1]), sys.argv[2])))
+    if sys.argv[1] == "--update":
+        print("updated:", ", ".join(update(Path(sys.argv[2]))))
+    else:
+        print("\n".join(rows(Path(sys.argv[1]), sys.argv[2])))

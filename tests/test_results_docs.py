@@ -345,11 +345,14 @@ def test_settled_run_snapshots_match_their_exports() -> None:
             shown = judged.split("; ")
             assert len(shown) == len(history), arch
             for cell, h in zip(shown, history, strict=True):
-                m = re.match(rf"(\d+): ({NUMBER}) \[({NUMBER})\] -> (.+)", cell)
+                m = re.match(rf"(\d+): ({NUMBER}|n/a) \[({NUMBER}|n/a)\] -> (.+)", cell)
                 assert m and int(m.group(1)) == h["trials"] and m.group(4) == h["decision"], (arch, cell)
-                assert float(m.group(2)) == pytest.approx(h["gain"], rel=0.06), (arch, cell)
-                assert float(m.group(3)) == pytest.approx(h["gain_high"], rel=0.06), (arch, cell)
-            assert float(tolerance) == pytest.approx(history[-1]["tolerance"], rel=0.06), arch
+                for got, want in ((m.group(2), h["gain"]), (m.group(3), h["gain_high"])):
+                    assert got == "n/a" if want is None else float(got) == pytest.approx(want, rel=0.06), cell
+            if history[-1].get("tolerance") is None:  # no tolerance: the probe had too few healthy seeds
+                assert tolerance == "n/a", arch
+            else:
+                assert float(tolerance) == pytest.approx(history[-1]["tolerance"], rel=0.06), arch
             assert hits == (", ".join(history[-1]["bound_hits"]) or "none"), arch
             expected = [
                 f"{w['param']} {w['from'][0]:g}..{w['from'][1]:g} -> {w['to'][0]:g}..{w['to'][1]:g} at {w['trials']}"
