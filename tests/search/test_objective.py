@@ -150,3 +150,13 @@ def test_a_configuration_that_fails_to_build_is_still_recorded(
     assert stored.params == trial.params and stored.params
     assert keys.plain(stored.user_attrs)["architecture"] == "shared_bottom"
     assert "units_per_layer" not in keys.plain(stored.user_attrs)
+
+
+@pytest.mark.parametrize(("metric", "chance"), [("mse", None), ("r2", 0.0)])
+def test_the_chance_level_comes_from_the_objectives_metric(
+    tmp_path: Path, metric: str, chance: float | None
+) -> None:
+    """What a constant output scores, where the metric fixes it (R2 0, AUC 0.5): the settled rule's probe calls a
+    seed there collapsed; a loss (MSE) depends on the data, so it has none."""
+    spec = load_study(make_study(tmp_path, objective={"kind": "mean", "metric": metric}))
+    assert Objective(spec, "shared_bottom", load_study_dataset(spec), "cpu").chance == chance
