@@ -13,7 +13,6 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    "CHANCE_LEVEL",
     "CURVE_SPLITS",
     "HIGHER_IS_BETTER",
     "METRICS_BY_KIND",
@@ -27,10 +26,6 @@ __all__ = [
 
 # every metric hpo computes, and its direction (training stops early by it; reports mark the best by it)
 HIGHER_IS_BETTER = {"auc": True, "logloss": False, "mse": False, "r2": True, "loss": False}
-
-# what a model that learned nothing (a constant output) scores, where that does not depend on the data: a run at
-# this level collapsed, however its seeds' spread reads (hpo.estimators.seed_spread)
-CHANCE_LEVEL = {"auc": 0.5, "r2": 0.0}
 
 TASK_KINDS = ("binary", "regression")
 

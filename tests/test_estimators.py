@@ -120,8 +120,10 @@ def test_two_bad_seeds_of_four_need_the_chance_level() -> None:
     ]  # by Qn: 8.6 scales out (over 8)
     assert seed_spread([0.80, 0.81, 0.79, 0.62], chance=0.5).collapsed == []  # 7.7: kept
     assert seed_spread([0.80, 0.81, 0.79, 0.795], chance=0.5).collapsed == []
-    # R2's chance is 0 (a constant prediction); lower-is-better metrics have none, and keep Qn's rule
+    # R2's chance is about 0; a loss's is about the labels' variance, on the other side (lower is better)
     assert seed_spread([0.61, 0.60, 0.62, -0.01], chance=0.0).collapsed == [3]
+    loss = seed_spread([0.050, 0.051, 0.90, 1.02], higher_is_better=False, chance=1.0)
+    assert loss.collapsed == [2, 3] and loss.used == 2  # 1.02 at chance, 0.90 by Qn among the rest
 
 
 @pytest.mark.parametrize("n", [4, 8])

@@ -27,7 +27,7 @@ from hpo.config.study import StudySpec
 from hpo.data._tabular import TabularDataset
 from hpo.errors import ConfigError
 from hpo.models import INPUT_SETTINGS, create_model, get_entry, kernel_provenance
-from hpo.schema import CHANCE_LEVEL, METRICS_BY_KIND, default_metric
+from hpo.schema import METRICS_BY_KIND, default_metric
 from hpo.search import interrupts
 from hpo.search.factories import grid_points
 from hpo.search.validate import check_space
@@ -36,7 +36,7 @@ from hpo.storage import keys
 from hpo.storage.attrs import deferred_params, report_epoch, set_trial_attrs, write_proposal
 from hpo.storage.claims import worker_seed
 from hpo.training import EpochReport, TrainConfig, TrainResult, threads, train
-from hpo.training.metrics import HIGHER_IS_BETTER
+from hpo.training.metrics import HIGHER_IS_BETTER, chance_metric
 
 __all__ = [
     "DuplicateConfiguration",
@@ -292,16 +292,20 @@ class Objective:
     def higher_is_better(self) -> bool:
         return objective_directions(self.spec, self.ds)[0] == "maximize"
 
-    @property
+    @functools.cached_property
     def chance(self) -> float | None:
-        """The objective a model that learned nothing scores (a constant output), where the metrics fix it (AUC
-        0.5, R2 0): a probe seed at that level collapsed (:func:`hpo.estimators.seed_spread`)."""
-        levels = [CHANCE_LEVEL.get(metric) for _, metric in self.targets]
-        return (
-            None
-            if any(v is None for v in levels)
-            else float(np.mean([float(v) for v in levels if v is not None]))
-        )
+        """The objective a model that learned nothing scores on the validation split (a constant output: the
+        training labels' mean or base rate, :func:`hpo.training.metrics.chance_metric`): a probe seed at that
+        level collapsed (:func:`hpo.estimators.seed_spread`). ``None`` where it is not defined."""
+        names = [t.name for t in self.ds.tasks]
+        train_y, valid_y = self.ds.splits["train"].y, self.ds.splits["valid"].y
+        levels = []
+        for task, metric in self.targets:
+            k = names.index(task)
+            y_tr, y_va = (y[..., k].reshape(-1).cpu().numpy() for y in (train_y, valid_y))
+            levels.append(chance_metric(self.ds.tasks[k].kind, metric, y_tr, y_va))
+        level = float(np.mean(levels))
+        return level if math.isfinite(level) else None
 
     def probe_seeds(self, best: optuna.trial.FrozenTrial, n: int, start: int = 0) -> list[float]:
         """The objective of ``best``'s configuration on each of ``n`` seeds (trained as one vectorised model on the

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from sklearn.metrics import log_loss, mean_squared_error, r2_score, roc_auc_score
 
 from hpo.schema import HIGHER_IS_BETTER, METRICS_BY_KIND
 
-__all__ = ["HIGHER_IS_BETTER", "METRICS", "task_metric", "task_metrics"]
+__all__ = ["HIGHER_IS_BETTER", "METRICS", "chance_metric", "task_metric", "task_metrics"]
 
 METRICS = METRICS_BY_KIND  # the metrics of each kind of task, in the order ``task_metrics`` reports them
 
@@ -49,3 +51,17 @@ def task_metrics(kind: str, y: np.ndarray, output: np.ndarray) -> dict[str, floa
     A metric that is undefined on the data (AUC with one class present) or on the output (non-finite) is NaN.
     """
     return {name: task_metric(kind, name, y, output) for name in METRICS[kind]}
+
+
+def chance_metric(kind: str, name: str, y_train: np.ndarray, y_eval: np.ndarray) -> float:
+    """What a model that learned nothing scores on ``y_eval``: the constant output a collapsed run converges to,
+    the training labels' mean (regression) or the logit of their positive rate (binary), measured by
+    :func:`task_metric`'s rules: AUC 0.5, R2 about 0, MSE about the labels' variance, log loss about the base
+    rate's entropy. The settled rule's seed probe calls a seed at this level collapsed
+    (:func:`hpo.estimators.seed_spread`)."""
+    y = np.asarray(y_train, dtype=np.float64)
+    centre = float(np.nanmean(y)) if np.isfinite(y).any() else float("nan")
+    if kind == "binary":
+        rate = min(max(centre, 1e-6), 1.0 - 1e-6)
+        centre = math.log(rate / (1.0 - rate))
+    return task_metric(kind, name, y_eval, np.full(np.shape(y_eval), centre))

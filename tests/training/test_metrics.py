@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hpo.training.metrics import METRICS, task_metric, task_metrics
+from hpo.training.metrics import METRICS, chance_metric, task_metric, task_metrics
 
 
 @pytest.mark.parametrize("kind", sorted(METRICS))
@@ -29,3 +29,17 @@ def test_undefined_metrics_are_nan_alone_as_in_the_set() -> None:
 def test_a_metric_of_another_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="'mse' is not one of a binary task's"):
         task_metric("binary", "mse", np.zeros(3), np.zeros(3))
+
+
+def test_the_chance_level_is_what_a_constant_output_scores() -> None:
+    """A model that learned nothing outputs the training labels' mean (or base rate): AUC 0.5, log loss the base
+    rate's entropy, MSE the evaluation labels' spread around that mean, R2 about 0."""
+    rng = np.random.default_rng(0)
+    y_tr, y_ev = ((rng.random(n) < 0.2).astype(float) for n in (5000, 2000))
+    rate = y_tr.mean()
+    assert chance_metric("binary", "auc", y_tr, y_ev) == 0.5
+    entropy = -(y_ev * np.log(rate) + (1 - y_ev) * np.log(1 - rate)).mean()
+    assert chance_metric("binary", "logloss", y_tr, y_ev) == pytest.approx(entropy, rel=1e-9)
+    r_tr, r_ev = rng.normal(3.0, 2.0, 5000), rng.normal(3.0, 2.0, 2000)
+    assert chance_metric("regression", "mse", r_tr, r_ev) == pytest.approx(((r_ev - r_tr.mean()) ** 2).mean())
+    assert abs(chance_metric("regression", "r2", r_tr, r_ev)) < 0.01
