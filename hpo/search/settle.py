@@ -303,7 +303,16 @@ def reopen(url: str, study: optuna.Study, rule: TrialBudget, tolerance: float, e
         last = history[-1]
         high = last.get("gain_high")
         if math.isfinite(tolerance) and high is not None and high < tolerance:
-            return False  # today's tolerance settles it too
+            if not math.isclose(tolerance, last.get("tolerance") or math.nan, rel_tol=1e-9):
+                confirmed = {  # today's tolerance settles it too: say so, with the tolerance it now rests on
+                    **{k: last.get(k) for k in ("trials", "gain", "gain_high", "bound_hits")},
+                    "tolerance": tolerance,
+                    "decision": "settled",
+                    "why": f"judged again under a revised tolerance ({_g(last.get('tolerance'))} -> "
+                    f"{tolerance:.3g}); the gain's upper end {_g(high)} is still under it",
+                }
+                study.set_user_attr(keys.key(keys.SETTLE_HISTORY), [*history, confirmed])
+            return False
         target = int(last["trials"])
         grown = min(rule.max, target + max(1, math.ceil(rule.grow * target)))
         entry = {

@@ -344,6 +344,16 @@ def test_a_settled_stop_on_a_since_revised_tolerance_is_reopened_once(tmp_path: 
     assert settle(url2, kept, spec2, higher_is_better=True, spaces=[], probe=probe, chance=0.5,
                   enqueue=lambda s, n: queued.append(n)) is False  # fmt: skip
     assert keys.plain(kept.user_attrs)["stop_reason"] == "settled" and queued == [6]
+    confirmed = keys.plain(kept.user_attrs)[
+        "settle_history"
+    ]  # recorded once, with the tolerance it rests on now
+    assert (
+        len(confirmed) == 2 and confirmed[-1]["decision"] == "settled" and confirmed[-1]["tolerance"] < 5e-4
+    )
+    assert "judged again under a revised tolerance (0.0005 -> " in confirmed[-1]["why"]
+    assert settle(url2, kept, spec2, higher_is_better=True, spaces=[], probe=probe, chance=0.5,
+                  enqueue=lambda s, n: queued.append(n)) is False  # fmt: skip
+    assert len(keys.plain(kept.user_attrs)["settle_history"]) == 2
 
     # settled at max on a revised tolerance: it stays stopped, now for reaching max, not settled
     url3, at_max, spec3 = _probed_study(tmp_path / "c", CENSUS_PROBE)
