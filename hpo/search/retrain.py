@@ -41,6 +41,7 @@ from hpo.search.processes import check_workers_done, with_children, with_signals
 from hpo.search.studies import load_study_dataset
 from hpo.search.worker import drain
 from hpo.storage import keys
+from hpo.storage.attrs import set_trial_attrs
 from hpo.storage.engine import normalise_url, open_storage
 from hpo.storage.locks import claim_lock
 from hpo.storage.results import curve_rows, seed_rows, store_seed_results
@@ -310,8 +311,7 @@ class RetrainObjective:
             keys.VERSIONS: package_versions(),
             keys.KERNEL: kernel_provenance(self.device),
         }
-        for name, value in provenance.items():
-            trial.set_user_attr(keys.key(name), value)
+        set_trial_attrs(trial, {keys.key(name): value for name, value in provenance.items()})  # one write
         results = train(
             model, ds, cfg, init_seeds=init, data_seeds=data, callback=lambda _: interrupts.check()
         )
