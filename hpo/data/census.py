@@ -3,7 +3,8 @@
 * Files: ``census-income.data[.gz]`` (199,523 training rows) and ``census-income.test[.gz]`` (99,762 rows), 42
   comma-separated fields each, verified against the SHA-256 of their decompressed content (the README beside the
   data lists them), so a gzip, a plain or a re-downloaded copy are all accepted when the content is the same.
-* Groups (science.md section 5): 1 = income > 50K and never married; 2 = college degree and never married.
+* Groups (docs/science.md, "UCI Census-income"): 1 = income > 50K and never married; 2 = college degree and
+  never married.
 * Inputs: every column except ``instance weight`` (a sampling weight) and both groups' label columns
   ``education`` and ``marital stat``, in both groups, as the paper says ("we remove education and marital status
   from input features as they are treated as labels in these setups"). The ``leakage-free`` variant also drops the

@@ -1,4 +1,4 @@
-"""The shared hidden-unit budget (science.md section 3), checked in this one place.
+"""The shared hidden-unit budget (docs/science.md, "The budget"), checked in this one place.
 
 At every depth, the units of all parallel blocks at that depth (experts, task columns, task-specific plus shared
 experts, towers) add up to at most ``cap`` (2048 by default). Models report their units from their built modules;

@@ -1,4 +1,5 @@
-"""The MMoE paper's synthetic observations (science.md section 4), judged from a sweep's runs, in words.
+"""The MMoE paper's synthetic observations (docs/science.md, synthetic data), judged from a sweep's runs, in
+words.
 
 Each observation becomes a verdict (``holds``, ``partly``, ``does not hold``) with the effect sizes and tests
 behind it, computed from the per-run test losses of a sweep over the task correlation ``p``:

@@ -1,5 +1,5 @@
-"""Statistics over seeds (science.md section 6): pure functions on arrays, an explicit random state for every
-bootstrap, and nothing that draws.
+"""Statistics over seeds (docs/science.md, what a comparison must say): pure functions on arrays, an explicit
+random state for every bootstrap, and nothing that draws.
 
 ``higher_is_better`` says which way a metric points (AUC: up; MSE: down), so that "A beats B" always means better.
 """

@@ -228,7 +228,8 @@ def _task_rows_line(data: ReportData) -> str:
 
 
 def randomised(data: ReportData) -> str:
-    """What varied between seeds, in words (science.md section 6 asks every comparison to say it)."""
+    """What varied between seeds, in words (docs/science.md, what a comparison must say, asks every comparison to
+    say it)."""
     base = f"weight initialisation (seed s) and data order (seed s + {DATA_SEED_OFFSET})"
     if any(a.get(keys.FRESH_DATA) for a in data.retrain_attrs.values()):
         return (

@@ -289,10 +289,10 @@ def findings_html(found: list[Finding], key: str) -> str:
     items = "".join(f"<li><b>{esc(f.claim)}: {esc(f.verdict)}.</b> {esc(f.evidence)}.</li>" for f in found)
     return (
         '<section id="findings"><h2>The paper\'s observations, judged from these runs</h2>'
-        "<p>Each observation of the MMoE paper's synthetic experiments (science.md section 4) as this sweep measured "
-        "it, from the per-run test losses below (medians, since a few runs that fail to train move a mean more than p "
-        "does; the figures show every run). Paired comparisons use run s of every architecture, which trains on the "
-        "same dataset.</p>"
+        "<p>Each observation of the MMoE paper's synthetic experiments (Ma et al., KDD 2018, sections 3 and 5) as "
+        "this sweep measured it, from the per-run test losses below (medians, since a few runs that fail to train "
+        "move a mean more than p does; the figures show every run). Paired comparisons use run s of every "
+        "architecture, which trains on the same dataset.</p>"
         f"<ul>{items}</ul></section>"
     )
 

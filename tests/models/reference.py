@@ -2,7 +2,7 @@
 matrix products on the explicit one-hot input. They read the fused model's parameters (slices of the same
 leaf tensors), so forward values *and* gradients of both computations can be compared directly.
 
-Written to mirror science.md section 2 line by line, not the fused code.
+Written to mirror docs/science.md, "The architectures" line by line, not the fused code.
 """
 
 from __future__ import annotations
