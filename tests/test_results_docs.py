@@ -158,15 +158,20 @@ def test_epochs_tuned_census_tables_match_their_csvs(stem: str, heading: str, ta
         assert bound == ("-" if pd.isna(want) or not str(want) else str(want))
 
 
-def test_synthetic_figure4_table_matches_its_csv() -> None:
-    comp = pd.read_csv(RESULTS / "paper_synthetic_correlation_comparison.csv")
+@pytest.mark.parametrize(
+    ("first", "stem", "runs"),
+    [("p", "paper_synthetic_correlation", 200), ("stream p", "capacity_figure4", 100)],
+)
+def test_synthetic_figure4_table_matches_its_csv(first: str, stem: str, runs: int) -> None:
+    """Figure 4 at full size (fixed rows) and in the capacity regime (a stream): mean, interval and median."""
+    comp = pd.read_csv(RESULTS / f"{stem}_comparison.csv")
     comp = comp[comp.task == "mean over tasks"]
-    rows = table("p", "Shared-Bottom")
-    assert [r[0] for r in rows] == ["0.5", "0.6", "0.7", "0.8", "0.9", "1"]
+    rows = table(first, "Shared-Bottom")
+    assert [float(r[0]) for r in rows] == [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
     for p, *cells in rows:
         for arch, cell in zip(("shared_bottom", "omoe", "mmoe"), cells, strict=True):
             r = comp[(comp.architecture == arch) & np.isclose(comp.p, float(p))].iloc[0]
-            assert r.seeds == 200
+            assert r.seeds == runs
             for shown, value in zip(interval(cell), (r["mean"], r.ci95_low, r.ci95_high), strict=True):
                 close(shown, value)
             close(re.search(rf"median ({NUMBER})", cell).group(1), r["median"])  # type: ignore[union-attr]
@@ -184,14 +189,20 @@ def test_synthetic_figure3_table_matches_its_csv() -> None:
         close(cell, comp.loc[p, "median"])
 
 
-def test_paired_win_counts_and_sign_tests_match_the_seed_losses() -> None:
-    losses = pd.read_csv(RESULTS / "paper_synthetic_correlation_seed_losses.csv")
+@pytest.mark.parametrize(
+    ("first", "stem"), [("p", "paper_synthetic_correlation"), ("stream p", "capacity_figure4")]
+)
+def test_paired_win_counts_and_sign_tests_match_the_seed_losses(first: str, stem: str) -> None:
+    """Paired by run: wins, the sign test's p, and (where shown) the median per-run difference with its percentile
+    bootstrap interval (4,000 resamples of runs, a generator seeded 0 for each cell)."""
+    losses = pd.read_csv(RESULTS / f"{stem}_seed_losses.csv")
     wide = losses.pivot_table(index=["value", "seed"], columns="architecture", values="mean over tasks")
     pairs = (("mmoe", "shared_bottom"), ("omoe", "shared_bottom"), ("mmoe", "omoe"))
-    for p, *cells in table("p", "MMoE < Shared-Bottom"):
+    signed = rf"[+-]?{NUMBER[2:]}"
+    for p, *cells in table(first, "MMoE < Shared-Bottom"):
         at = wide.loc[float(p)]
         for (a, b), cell in zip(pairs, cells, strict=True):
-            m = re.match(rf"(\d+)/(\d+), p = ({NUMBER})", cell)
+            m = re.match(rf"(\d+)/(\d+), p = ({NUMBER})(?:; ({signed}) \[({signed}), ({signed})\])?$", cell)
             assert m, cell
             wins, n = int((at[a] < at[b]).sum()), int((at[a] != at[b]).sum())
             assert (int(m.group(1)), int(m.group(2))) == (wins, n), (p, a, b)
@@ -199,6 +210,14 @@ def test_paired_win_counts_and_sign_tests_match_the_seed_losses() -> None:
             shown = m.group(3)
             digits = len(re.sub(r"\D", "", re.sub(r"e.*", "", shown)).lstrip("0")) or 1  # significant digits
             assert float(shown) == float(f"{pv:.{digits}g}"), (p, a, b, shown, pv)
+            if m.group(4):
+                x = (at[a] - at[b]).to_numpy()
+                rng = np.random.default_rng(0)
+                boot = [np.median(x[rng.integers(0, len(x), len(x))]) for _ in range(4000)]
+                for shown_value, value in zip(
+                    m.groups()[3:], (np.median(x), *np.percentile(boot, [2.5, 97.5]))
+                ):
+                    close(shown_value, float(value))
 
 
 def test_show_your_work_tables_match_their_csvs() -> None:
@@ -448,3 +467,48 @@ def test_capacity_figure3_variants_table_matches_their_csvs() -> None:
             f"`{variant}`" in text
             and f"declared verdict **{verdict}** (`capacity_{variant}_findings.csv`" in text
         )
+
+
+def test_capacity_figure4_verdicts_changes_and_interaction_match_their_csvs() -> None:
+    """Issue 36's Figure 4 in the streamed regime: the declared verdicts quoted as the findings CSV has them, the
+    paired-changes readings as the changes CSV has them, and the post hoc interaction table (OMoE's change from
+    p = 1 minus MMoE's, per run) recomputed from the runs."""
+    text = " ".join((RESULTS / "README.md").read_text().split())
+    start = text.index("**Figure 4 in this regime, run at size**")
+    section = text[start : text.index("**How long, and where.**", start)]
+    findings = pd.read_csv(RESULTS / "capacity_figure4_findings.csv").set_index("claim").verdict
+    quoted = {
+        "Both MoE models beat Shared-Bottom at every p": "holds",
+        "MMoE's loss barely moves with p while OMoE's degrades as p falls": "partly",
+        "Shared-Bottom's loss rises as p falls": "does not hold",
+        "Trainability": "partly",
+    }
+    for claim, verdict in quoted.items():
+        (csv_verdict,) = [v for c, v in findings.items() if str(c).startswith(claim)]
+        assert csv_verdict == verdict and f"**{verdict}**" in section, claim
+    changes = pd.read_csv(RESULTS / "capacity_figure4_changes.csv")
+    readings = changes.groupby("architecture").reading.apply(lambda r: sorted(set(r)))
+    assert readings["omoe"] == ["rises"] and readings["shared_bottom"] == ["not separated"]
+    mmoe = changes[changes.architecture == "mmoe"].set_index("to").reading
+    assert set(mmoe[mmoe.index <= 0.8]) == {"rises"} and mmoe[0.9] == "flat"
+    assert "OMoE **rises** at every p < 1" in section and "**flat** at 0.9" in section
+    losses = pd.read_csv(RESULTS / "capacity_figure4_seed_losses.csv")
+    wide = losses.pivot_table(index="seed", columns=["architecture", "value"], values="mean over tasks")
+    signed = rf"[+-]?{NUMBER[2:]}"
+    rows = table("from p = 1 to p", "OMoE's change minus MMoE's [95% interval]")
+    assert [float(r[0]) for r in rows] == [0.9, 0.8, 0.7, 0.6, 0.5]
+    for p, cell, more, p_value in rows:
+        lo = float(p)
+        x = (
+            (wide[("omoe", lo)] - wide[("omoe", 1.0)]) - (wide[("mmoe", lo)] - wide[("mmoe", 1.0)])
+        ).to_numpy()
+        m = re.match(rf"({signed}) \[({signed}), ({signed})\]$", cell)
+        assert m, cell
+        rng = np.random.default_rng(0)
+        boot = [np.median(x[rng.integers(0, len(x), len(x))]) for _ in range(4000)]
+        for shown, value in zip(m.groups(), (np.median(x), *np.percentile(boot, [2.5, 97.5])), strict=True):
+            close(shown, float(value))
+        assert more == f"{int((x > 0).sum())} of 100"
+        pv = sps.wilcoxon(x).pvalue
+        digits = len(re.sub(r"\D", "", re.sub(r"e.*", "", p_value)).lstrip("0")) or 1
+        assert float(p_value) == float(f"{pv:.{digits}g}"), (p, p_value, pv)
