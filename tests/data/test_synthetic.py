@@ -108,8 +108,11 @@ def test_a_stacked_stream_draws_each_replicas_own_rows_and_follows_compaction() 
     kept = stacked.select_replicas([0, 2]).train_split(4)
     assert torch.equal(kept.cont, rows.cont[[0, 2]]) and torch.equal(kept.y, rows.y[[0, 2]])
     # the rows a resumed sweep draws must be the ones its finished runs drew: these numbers come from the revision
-    # that ran the committed capacity sweeps (drawn into one tensor per replica, then stacked)
+    # that ran the committed capacity sweeps (drawn into one tensor per replica, then stacked). The inputs come
+    # from the seeded generator alone and are pinned exactly; the targets pass through a float32 matrix product
+    # whose summation order follows the CPU's kernels (an AVX-512 EPYC and the machine that pinned them differ in
+    # the last bit), so they are pinned to float32 precision: a different draw would differ at the first digit.
     assert rows.cont[2, 7, :3].tolist() == [-1.5128633975982666, -2.50095272064209, -1.0515973567962646]
-    assert rows.y[1, 3].tolist() == [0.11095588654279709, -0.7636563181877136]
+    assert rows.y[1, 3].tolist() == pytest.approx([0.11095588654279709, -0.7636563181877136], rel=1e-5)
     assert float(rows.cont.double().sum()) == pytest.approx(-35.08169317379361, abs=1e-9)
-    assert float(rows.y.double().sum()) == pytest.approx(63.31021393369883, abs=1e-9)
+    assert float(rows.y.double().sum()) == pytest.approx(63.31021393369883, abs=1e-4)
