@@ -410,7 +410,13 @@ def run_retrain(
     storage = open_storage(url, create=False)  # retraining needs the tuning studies: never a new database
     device = resolve_device(devices[worker_index % len(devices)])
     threads.install_for(device)  # this worker's share of the machine's cores
-    log.info("retrain worker %d on %s, kernels: %s", worker_index, device, kernel_provenance(device))
+    log.info(  # a sweep retrains each value in turn: the line names which
+        "retrain worker %d joined %s on %s, kernels: %s",
+        worker_index,
+        spec.name,
+        device,
+        kernel_provenance(device),
+    )
     ds = load_study_dataset(spec).to(device)  # once per worker: every chunk trains on device-resident data
     if join_only:
         queued = {s.study_name for s in storage.get_all_studies()}
