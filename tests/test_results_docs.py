@@ -476,6 +476,25 @@ def test_capacity_figure4_verdicts_changes_and_interaction_match_their_csvs() ->
     text = " ".join((RESULTS / "README.md").read_text().split())
     start = text.index("**Figure 4 in this regime, run at size**")
     section = text[start : text.index("**How long, and where.**", start)]
+    conv = pd.read_csv(RESULTS / "capacity_figure4_convergence.csv")
+    m = re.search(
+        r"median best epoch (\d+)-(\d+) per cell, (\d+)-(\d+) runs of 100 per cell at the 400-epoch cap",
+        section,
+    )
+    assert m, "the convergence sentence"
+    assert (float(m.group(1)), float(m.group(2))) == (
+        conv.best_epoch_median.min(),
+        conv.best_epoch_median.max(),
+    )
+    assert (int(m.group(3)), int(m.group(4))) == (conv.runs_at_cap.min(), conv.runs_at_cap.max())
+    curves = pd.read_csv(RESULTS / "capacity_figure4_loss_curves.csv")
+    gaps = []
+    for _, cell in curves.groupby(["p", "architecture"]):
+        half = cell[cell.runs_training >= cell.runs / 2]  # the last step at which at least half still train
+        last = half[half.step == half.step.max()].set_index("split")["median"]
+        gaps.append(abs(last["train"] - last["valid"]))
+    m = re.search(r"is within (\d\.\d+) of the median validation loss in every cell", section)
+    assert m and max(gaps) <= float(m.group(1)) and round(max(gaps), 4) == float(m.group(1)), max(gaps)
     findings = pd.read_csv(RESULTS / "capacity_figure4_findings.csv").set_index("claim").verdict
     quoted = {
         "Both MoE models beat Shared-Bottom at every p": "holds",
