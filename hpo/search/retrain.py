@@ -43,6 +43,7 @@ from hpo.search.worker import drain
 from hpo.storage import keys
 from hpo.storage.attrs import set_trial_attrs
 from hpo.storage.engine import normalise_url, open_storage
+from hpo.storage.heartbeat import fail_dead_workers
 from hpo.storage.locks import claim_lock
 from hpo.storage.results import curve_rows, seed_rows, store_seed_results
 from hpo.training import TrainConfig, resolve_device, threads, train
@@ -207,6 +208,9 @@ def prepare_retrain(
         block = cross["init"] * cross["data"] if cross and cross.get("splits", 1) > 1 else None
         chunks = chunk_seeds(n_seeds, int(attrs[keys.CHUNK_SIZE]), block)
         with claim_lock(url, study.study_name):  # overlapping `hpo retrain` processes queue each chunk once
+            fail_dead_workers(
+                url, study
+            )  # a killed process's chunk still reads RUNNING: fail it, then queue it
             _queue_chunks(study, chunks)
         out[arch] = study
     return out

@@ -20,6 +20,7 @@ from hpo.search.studies import check_inputs, create_studies
 from hpo.search.tickets import ensure_tickets
 from hpo.search.worker import run_worker
 from hpo.storage.engine import normalise_url, open_storage
+from hpo.storage.heartbeat import fail_dead_workers
 from hpo.storage.locks import claim_lock
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,9 @@ def run_study(
             tickets[arch] = (count, points)
         if count is not None:
             with claim_lock(url, study.study_name):
+                # a trial of a process killed since (a stopped session) still reads RUNNING: failed first, its
+                # ticket is queued here again even when its one heartbeat retry is spent, not a run later
+                fail_dead_workers(url, study)
                 ensure_tickets(study, count, points)
     n = max((c for c, _ in tickets.values() if c is not None), default=None)
     if workers == 0:  # queue only: workers elsewhere (`hpo worker`) take the tickets

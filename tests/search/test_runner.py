@@ -399,3 +399,29 @@ def test_a_trial_two_workers_took_at_once_runs_once_and_no_ticket_is_lost() -> N
     assert complete == [0, 1, 2]
     assert sorted(ticket for _, ticket in ran) == [0, 1, 2], "a ticket ran twice or not at all"
     assert not [t for t in trials if t.state in (S.RUNNING, S.WAITING)]
+
+
+def test_a_rerun_queues_again_a_ticket_whose_killed_retry_still_reads_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session stopped twice inside the same ticket (the census runs found it): the second trial is already the
+    heartbeat's one retry, and the next `hpo run` finds it still RUNNING. It must be failed before the tickets are
+    counted, so the ticket is queued again and runs, instead of waiting, unjudged, for yet another run."""
+    monkeypatch.setattr("hpo.storage.engine.HEARTBEAT_SECONDS", 1)  # stale after 3 s
+    path = make_study(tmp_path, architectures=["mmoe"])
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    spec = load_study(path)
+    storage = open_storage(url)
+    (study,) = create_studies(spec, storage, load_study_dataset(spec)).values()
+    ensure_tickets(study, 2)
+    waiting = [t for t in study.get_trials() if t.state == S.WAITING]
+    first = next(t for t in waiting if keys.plain(t.user_attrs)["ticket"] == 0)
+    for name, value in (("failed_trial", 0), ("retry_history", [0])):  # ticket 0's trial is itself a retry
+        storage.set_trial_system_attr(first._trial_id, name, value)
+    killed = study.ask()  # claimed by a process that dies: a heartbeat, then none
+    assert keys.plain(killed.user_attrs)["ticket"] == 0
+    storage.record_heartbeat(killed._trial_id)  # type: ignore[attr-defined]
+    time.sleep(4.5)  # SQLite's clock for heartbeats has whole seconds: 3 s of grace plus up to 1 s
+    run_study(spec, url, n_trials=2, devices=["cpu"], quiet=True)
+    trials = check_study(url, path, 2)["mmoe"]
+    assert [t.number for t in trials if t.state == S.FAIL] == [killed.number]
