@@ -51,6 +51,7 @@ bench: install
 	$(BIN)/python bench/mix.py
 	$(BIN)/python bench/load.py
 	$(BIN)/python bench/plugins.py
+	$(BIN)/python bench/chunk.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hpo-cache

@@ -47,7 +47,7 @@ from hpo.storage.heartbeat import fail_dead_workers
 from hpo.storage.locks import claim_lock
 from hpo.storage.results import curve_rows, seed_rows, store_seed_results
 from hpo.training import TrainConfig, resolve_device, threads, train
-from hpo.training.memory import bytes_per_replica, replicas_that_fit
+from hpo.training.memory import activation_bytes_per_replica, bytes_per_replica, replicas_that_fit
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +234,10 @@ def _describe_retrain(
     probe = probe_model(arch, ds.spec, ds.tasks, budget=spec.budget, **shaped)
     units = [u.units for u in probe.layer_units()]
     per = bytes_per_replica(chosen.parameter_count, units, cfg.batch_size)
-    chunk = spec.retrain.replicas_per_run or replicas_that_fit(per, device, wanted=n_seeds)
+    acts = activation_bytes_per_replica(units, cfg.batch_size)
+    chunk = spec.retrain.replicas_per_run or replicas_that_fit(
+        per, device, wanted=n_seeds, activation_bytes=acts
+    )
     attrs = {
         keys.TUNING_TRIAL: chosen.number,
         keys.TUNING_VALUES: chosen.values,

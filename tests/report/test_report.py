@@ -230,3 +230,24 @@ def test_killed_retrain_worker_then_rerun_gives_every_seed_exactly_once(
     assert [t.state for t in trials if t.system_attrs.get("failed_trial") == failed[0].number] == [
         optuna.trial.TrialState.COMPLETE
     ]
+
+
+def test_retrain_cuts_cpu_chunks_by_the_activation_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without ``replicas_per_run``, a CPU retrain's chunk holds as many seeds as keep the activations under
+    ``CPU_CHUNK_ACTIVATION_BYTES`` (wide models train alone: bench/chunk.py); lowered here so that the test's small
+    models count as wide, every seed is its own chunk, and every seed is still trained once."""
+    from hpo.training import memory
+
+    path, url = tuned(tmp_path, retrain={"seeds": 3})
+    monkeypatch.setattr(memory, "CPU_CHUNK_ACTIVATION_BYTES", 1)
+    assert main(["retrain", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
+    spec = load_study(path)
+    for arch in ("shared_bottom", "mmoe"):
+        study = optuna.load_study(study_name=retrain_study_name(spec, arch), storage=url)
+        assert keys.plain(study.user_attrs)[keys.CHUNK_SIZE] == 1
+        assert sorted(len(keys.plain(t.user_attrs)[keys.SEEDS]) for t in study.trials) == [1, 1, 1]
+    results = read_seed_results(url, spec.name)
+    assert sorted(results.groupby("architecture").seed.apply(sorted).tolist()) == [[0, 1, 2]] * 2
+    assert set(results.replicas_in_run) == {1}
