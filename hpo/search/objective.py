@@ -26,7 +26,7 @@ from hpo.config.space import SearchSpace
 from hpo.config.study import StudySpec
 from hpo.data._tabular import TabularDataset
 from hpo.errors import ConfigError
-from hpo.models import INPUT_SETTINGS, create_model, get_entry, kernel_provenance
+from hpo.models import INPUT_SETTINGS, create_model, get_entry, kernel_provenance, probe_model
 from hpo.schema import METRICS_BY_KIND, default_metric
 from hpo.search import interrupts
 from hpo.search.factories import grid_points
@@ -35,7 +35,8 @@ from hpo.search.widen import current_spaces, expandable
 from hpo.storage import keys
 from hpo.storage.attrs import deferred_params, report_epoch, set_trial_attrs, write_proposal
 from hpo.storage.claims import worker_seed
-from hpo.training import EpochReport, TrainConfig, TrainResult, threads, train
+from hpo.training import EpochReport, TrainConfig, TrainResult, resolve_device, threads, train
+from hpo.training.memory import activation_bytes_per_replica, cpu_chunk_cap
 from hpo.training.metrics import HIGHER_IS_BETTER, chance_metric
 
 __all__ = [
@@ -308,10 +309,11 @@ class Objective:
         return level if math.isfinite(level) else None
 
     def probe_seeds(self, best: optuna.trial.FrozenTrial, n: int, start: int = 0) -> list[float]:
-        """The objective of ``best``'s configuration on each of ``n`` seeds (trained as one vectorised model on the
+        """The objective of ``best``'s configuration on each of ``n`` seeds (trained as vectorised models on the
         validation split, seeds apart from any tuning trial's; NaN where a seed failed): what the settled rule's
         ``tolerance: auto`` measures the seed noise from (:func:`hpo.estimators.seed_spread`,
-        :mod:`hpo.search.settle`)."""
+        :mod:`hpo.search.settle`). On a CPU the seeds go in chunks of :func:`hpo.training.memory.cpu_chunk_cap`,
+        as a retrain's do: a wide configuration trains faster one seed at a time there."""
         model_params = {k: best.params[k] for k in self.space.params if k in best.params}
         inputs, opt_params = split_sampled(
             {k: best.params[k] for k in self.opt_space.params if k in best.params}
@@ -319,25 +321,39 @@ class Objective:
         hyper = self.space.derive(model_params, len(self.ds.tasks)) | inputs
         cfg = self._train_config(opt_params)
         seeds = [PROBE_SEED + start + i for i in range(n)]
-        model = create_model(
-            self.arch, self.ds.spec, self.ds.tasks, replicas=n, seeds=seeds, budget=self.spec.budget, **hyper
-        )
-        threads.for_trial(cfg.threads)
-        results = train(
-            model,
-            self.ds,
-            cfg,
-            init_seeds=seeds,
-            data_seeds=seeds,
-            callback=_probe_progress(f"{self.arch} probe", cfg.epochs),
-            evaluate_splits=("valid",),  # the only split it reads
-        )
-        return [
-            float(np.mean([r.metric("valid", task, metric) for task, metric in self.targets]))
-            if r.status == "ok"
-            else float("nan")
-            for r in results
-        ]
+        chunk = n
+        if resolve_device(self.device).type != "cuda":
+            probe = probe_model(self.arch, self.ds.spec, self.ds.tasks, budget=self.spec.budget, **hyper)
+            units = [u.units for u in probe.layer_units()]
+            chunk = min(n, cpu_chunk_cap(activation_bytes_per_replica(units, cfg.batch_size)))
+        values: list[float] = []
+        for part in (seeds[i : i + chunk] for i in range(0, n, chunk)):
+            model = create_model(
+                self.arch,
+                self.ds.spec,
+                self.ds.tasks,
+                replicas=len(part),
+                seeds=part,
+                budget=self.spec.budget,
+                **hyper,
+            )
+            threads.for_trial(cfg.threads)
+            results = train(
+                model,
+                self.ds,
+                cfg,
+                init_seeds=part,
+                data_seeds=part,
+                callback=_probe_progress(f"{self.arch} probe", cfg.epochs),
+                evaluate_splits=("valid",),  # the only split it reads
+            )
+            values += [
+                float(np.mean([r.metric("valid", task, metric) for task, metric in self.targets]))
+                if r.status == "ok"
+                else float("nan")
+                for r in results
+            ]
+        return values
 
     def fits_budget(self, space: SearchSpace) -> bool:
         """Whether every configuration of ``space`` (this architecture's, perhaps widened) keeps within the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
@@ -171,3 +172,39 @@ def test_the_chance_level_is_a_constant_outputs_score(tmp_path: Path, metric: st
         )
         assert abs(want) < 0.05
     assert Objective(spec, "shared_bottom", ds, "cpu").chance == pytest.approx(want, rel=1e-6)
+
+
+def test_a_cpu_probe_trains_its_seeds_in_chunks_of_the_activation_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The settled rule's probe follows the retrain's CPU chunk rule (``hpo.training.memory.cpu_chunk_cap``): a
+    small model's seeds train as one model, and where the cap is one seed (lowered here so that the test's small
+    model counts as wide) each seed trains alone, with the same value per seed up to rounding."""
+    import hpo.search.objective as objective_module
+    from hpo.training import memory
+
+    spec = load_study(
+        make_study(
+            tmp_path,
+            architectures=["shared_bottom"],
+            sampler={"name": "random", "seed": 0},
+            training={"epochs": 2, "device": "cpu"},
+        )
+    )
+    objective = Objective(spec, "shared_bottom", load_study_dataset(spec), "cpu")
+    study = optuna.create_study(direction="minimize")
+    trial = study.ask()
+    study.tell(trial, objective(trial))
+    sizes: list[int] = []
+    real_train = objective_module.train
+
+    def counting_train(model: Any, *args: Any, **kwargs: Any) -> Any:
+        sizes.append(model.replicas)
+        return real_train(model, *args, **kwargs)
+
+    monkeypatch.setattr(objective_module, "train", counting_train)
+    together = objective.probe_seeds(study.best_trial, 3)
+    monkeypatch.setattr(memory, "CPU_CHUNK_ACTIVATION_BYTES", 1)
+    alone = objective.probe_seeds(study.best_trial, 3)
+    assert sizes == [3, 1, 1, 1]
+    assert alone == pytest.approx(together, rel=1e-4) and len(set(together)) == 3
