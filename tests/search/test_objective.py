@@ -177,9 +177,9 @@ def test_the_chance_level_is_a_constant_outputs_score(tmp_path: Path, metric: st
 def test_a_cpu_probe_trains_its_seeds_in_chunks_of_the_activation_cap(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The settled rule's probe follows the retrain's CPU chunk rule (``hpo.training.memory.cpu_chunk_cap``): a
-    small model's seeds train as one model, and where the cap is one seed (lowered here so that the test's small
-    model counts as wide) each seed trains alone, with the same value per seed up to rounding."""
+    """The settled rule's probe follows the retrain's CPU chunk rule (``hpo.training.memory.cpu_chunk_cap``): under a
+    cap above the model's activations its seeds train as one model, and where the cap is one seed (lowered so that
+    the test's small model counts as wide) each seed trains alone, with the same value per seed up to rounding."""
     import hpo.search.objective as objective_module
     from hpo.training import memory
 
@@ -203,6 +203,7 @@ def test_a_cpu_probe_trains_its_seeds_in_chunks_of_the_activation_cap(
         return real_train(model, *args, **kwargs)
 
     monkeypatch.setattr(objective_module, "train", counting_train)
+    monkeypatch.setattr(memory, "CPU_CHUNK_ACTIVATION_BYTES", 1 << 40)  # whatever configuration was sampled
     together = objective.probe_seeds(study.best_trial, 3)
     monkeypatch.setattr(memory, "CPU_CHUNK_ACTIVATION_BYTES", 1)
     alone = objective.probe_seeds(study.best_trial, 3)
