@@ -208,9 +208,8 @@ def prepare_retrain(
         block = cross["init"] * cross["data"] if cross and cross.get("splits", 1) > 1 else None
         chunks = chunk_seeds(n_seeds, int(attrs[keys.CHUNK_SIZE]), block)
         with claim_lock(url, study.study_name):  # overlapping `hpo retrain` processes queue each chunk once
-            fail_dead_workers(
-                url, study
-            )  # a killed process's chunk still reads RUNNING: fail it, then queue it
+            # a killed process's chunk still reads RUNNING: fail it, then queue it
+            fail_dead_workers(url, study)
             _queue_chunks(study, chunks)
         out[arch] = study
     return out
