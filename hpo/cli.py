@@ -564,9 +564,19 @@ def report_cmd(
             "--from-tables", help="folder written by `hpo export`: report from it instead of a storage"
         ),
     ] = None,
+    partial: Annotated[
+        bool,
+        typer.Option(
+            "--partial",
+            help="a progress report of a study still running: architectures and replicates not started yet "
+            "are named, not an error",
+        ),
+    ] = False,
 ) -> None:
-    """Write the self-contained HTML comparison report, and its tables as CSV beside it."""
+    """Write the self-contained HTML comparison report, and its tables as CSV beside it. Before the retraining it
+    is a progress report: how settled each architecture's tuning is, and no verdict."""
     from hpo.config.study import load_study
+    from hpo.errors import ConfigError
     from hpo.report.html import write_report
     from hpo.report.output import staged_folder
 
@@ -576,9 +586,13 @@ def report_cmd(
         if spec.sweep is not None:
             from hpo.report.sweep import write_sweep_report
 
+            if partial:
+                raise ConfigError(
+                    "--partial: a sweep's report has no progress form; report it when it has run"
+                )
             write_sweep_report(spec, stage / final.name, storage, tables=from_tables)
         else:
-            write_report(spec, stage / final.name, storage, tables=from_tables)
+            write_report(spec, stage / final.name, storage, tables=from_tables, partial=partial)
     typer.echo(f"report: {final}")
 
 

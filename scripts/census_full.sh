@@ -12,7 +12,8 @@
 #                                           any study under studies/ runs the same way, e.g. capacity/figure3
 #                                           (issue 36; its files are named capacity_figure3)
 #   scripts/census_full.sh snapshot [RUNS]  copy each database, consistently while it runs (SQLite's backup API),
-#                                           gzipped into docs/results/runs/ to be committed
+#                                           gzipped into docs/results/runs/ to be committed, with its tables and
+#                                           its progress report (`hpo report --partial`: NAME_progress.html)
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 read -ra STUDIES <<< "${CENSUS_STUDIES:-census_group1_leakage_free_full census_group2_full}"  # or one of them
@@ -30,6 +31,9 @@ if [ "${1:-}" = snapshot ]; then
     "$ROOT/.venv/bin/python" -m hpo.cli export "$ROOT/studies/$study.yaml" --storage "sqlite:///$RUNS/$name.snapshot.db" \
       --out "$SNAP/$name" --partial
     rm "$RUNS/$name.snapshot.db"
+    # the progress report (no verdict before the retraining; #settled for every architecture and replicate)
+    "$ROOT/.venv/bin/python" -m hpo.cli report "$ROOT/studies/$study.yaml" --from-tables "$SNAP/$name" --partial \
+      --out "$SNAP/${name}_progress.html"
     echo "snapshot: $SNAP/$name.db.gz"
   done
   exit 0

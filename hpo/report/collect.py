@@ -126,19 +126,55 @@ def read_default(spec: StudySpec, storage_url: str | None = None) -> tuple[pd.Da
     return read_seed_results(url, name), read_seed_metrics(url, name)
 
 
-def collect(spec: StudySpec, storage_url: str | None = None, tables: str | Path | None = None) -> ReportData:
+def collect(
+    spec: StudySpec,
+    storage_url: str | None = None,
+    tables: str | Path | None = None,
+    *,
+    partial: bool = False,
+) -> ReportData:
     """Everything the report shows, read from the storage (which must exist: nothing is created here) or, with
     ``tables``, from a folder that ``hpo export`` wrote. A spec with replicates pools its replicate studies (frames
-    gain a ``replicate`` column); ``retrain.default`` adds the default configurations' seeds."""
+    gain a ``replicate`` column); ``retrain.default`` adds the default configurations' seeds. ``partial``: a long
+    run's progress (what ``hpo export --partial`` wrote, or a storage it is still filling): the architectures and
+    replicates with no tuning trial yet are left out and named in ``not_started``, where without it they are an
+    error, so that a report never passes a missing study off as a finished one."""
 
     def one(sub: StudySpec) -> ReportData:
-        return read_tables(sub, tables) if tables is not None else _collect_one(sub, storage_url)
+        if tables is None:
+            return _collect_one(sub, storage_url, partial=partial)
+        try:
+            return read_tables(sub, tables)
+        except ConfigError as exc:
+            if not partial:
+                raise ConfigError(f"{exc}; `hpo report --partial` reports what exists so far") from None
+            return _nothing_yet(sub)
 
     data = _collect_replicates(spec, one) if spec.replicates > 1 else one(spec)
+    if data.trials.empty:
+        raise ConfigError(f"nothing of {spec.name} has a tuning trial yet; run `hpo run {spec.source}` first")
     if spec.retrain.default and spec.replicate_point is None:  # a replicate's own data has no default rows
-        read = read_default_tables(spec, tables) if tables is not None else _default_data(spec, storage_url)
+        try:
+            read = (
+                read_default_tables(spec, tables) if tables is not None else _default_data(spec, storage_url)
+            )
+        except ConfigError:
+            if not partial:
+                raise
+            read = pd.DataFrame(), pd.DataFrame(), {}  # not retrained yet, so not exported yet
         data.default_results, data.default_metrics, data.default_attrs = read
     return data
+
+
+def _nothing_yet(spec: StudySpec) -> ReportData:
+    """A (sub-)study none of whose architectures has started: no rows, every architecture named."""
+    data = ReportData(spec, "", pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), {}, {})
+    data.not_started = [(_replicate_of(spec), a.name) for a in spec.architectures]
+    return data
+
+
+def _replicate_of(spec: StudySpec) -> int | None:
+    return int(spec.replicate_point["index"]) if spec.replicate_point else None
 
 
 def _default_data(
@@ -205,11 +241,16 @@ def _has_default(base: StudySpec, storage_url: str | None) -> bool:
 def _collect_replicates(spec: StudySpec, one: Callable[[StudySpec], ReportData]) -> ReportData:
     """The replicates' data pooled, each row labelled with its replicate (1-based)."""
     parts = [(int((sub.replicate_point or {})["index"]), one(sub)) for sub in spec.expand()]
-    first = parts[0][1]
+    first = next((d for _, d in parts if not d.trials.empty), parts[0][1])  # a replicate that has started
 
     def pooled(frames: list[tuple[int, pd.DataFrame]]) -> pd.DataFrame:
         kept = [f.assign(replicate=r) for r, f in frames if not f.empty]
-        return pd.concat(kept, ignore_index=True) if kept else pd.DataFrame()
+        if kept:
+            return pd.concat(kept, ignore_index=True)
+        # nothing yet (a study still tuning has no seeds): an empty table that keeps its columns, as one
+        # unreplicated study's does, so every section reads it the same way
+        shaped = [f for _, f in frames if len(f.columns)]
+        return shaped[0].assign(replicate=pd.Series(dtype=int)) if shaped else pd.DataFrame()
 
     data = ReportData(
         spec,
@@ -233,21 +274,25 @@ def _collect_replicates(spec: StudySpec, one: Callable[[StudySpec], ReportData])
         data.replicate_study_attrs.update({(r, a): attrs for a, attrs in d.study_attrs.items()})
     data.code_revisions = sorted({rev for _, d in parts for rev in d.code_revisions})
     data.kernels = sorted({k for _, d in parts for k in d.kernels})
+    data.not_started = [n for _, d in parts for n in d.not_started]
     return data
 
 
-def _collect_one(spec: StudySpec, storage_url: str | None = None) -> ReportData:
+def _collect_one(spec: StudySpec, storage_url: str | None = None, *, partial: bool = False) -> ReportData:
     url = normalise_url(storage_url)
     storage = open_storage(url, heartbeat=False, create=False)
     data = ReportData(spec, mask_url(url), pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), {}, {})
     frames, searched, revisions, kernels = [], [], set(), set()
     for arch in (a.name for a in spec.architectures):
         study = _load(storage, spec.study_name(arch))
-        if study is None:
-            raise ConfigError(f"no study {spec.study_name(arch)} in {mask_url(url)}; run `hpo run` first")
-        if not study.get_trials(deepcopy=False):
+        if study is None or not study.get_trials(deepcopy=False):
+            if partial:  # not started yet: named, not reported
+                data.not_started.append((_replicate_of(spec), arch))
+                continue
+            missing = "no study" if study is None else "no trials in study"
             raise ConfigError(
-                f"study {spec.study_name(arch)} in {mask_url(url)} has no trials; run `hpo run {spec.source}` first"
+                f"{missing} {spec.study_name(arch)} in {mask_url(url)}; run `hpo run {spec.source}` first, or "
+                "`hpo report --partial` to report what exists so far"
             )
         data.directions = [d.name.lower() for d in study.directions]
         data.metric_names = study.metric_names or []

@@ -43,6 +43,8 @@ class ReportData:
     default_results: pd.DataFrame = field(default_factory=pd.DataFrame)
     default_metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
     default_attrs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # a progress report (``partial``): the (replicate or None, architecture) pairs with no tuning trial yet
+    not_started: list[tuple[int | None, str]] = field(default_factory=list)
 
     @property
     def replicates(self) -> int:

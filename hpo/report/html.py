@@ -53,12 +53,18 @@ SECTIONS: list[Section] = [
 
 
 def write_report(
-    spec: StudySpec, out: str | Path, storage_url: str | None = None, tables: str | Path | None = None
+    spec: StudySpec,
+    out: str | Path,
+    storage_url: str | None = None,
+    tables: str | Path | None = None,
+    *,
+    partial: bool = False,
 ) -> Path:
     """Collect (from the storage, or from ``tables``: a folder ``hpo export`` wrote), compute every section's
     tables, write them as ``<stem>_<name>.csv`` (an empty one writes no file), render the sections in order and
-    write ``out``; return the HTML path."""
-    ctx = Context(collect(spec, storage_url, tables))
+    write ``out``; return the HTML path. ``partial``: a progress report of a study still running
+    (:func:`hpo.report.collect.collect`)."""
+    ctx = Context(collect(spec, storage_url, tables, partial=partial))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     stem = out.with_suffix("")

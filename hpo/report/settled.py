@@ -18,11 +18,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hpo.config.study import TrialBudget
 from hpo.estimators import doubling_gain, doubling_gain_interval
 from hpo.report.data import ReportData
 from hpo.storage import keys
 
-__all__ = ["settled_frame", "settled_html", "unsettled_caveat"]
+__all__ = ["settled_frame", "settled_html", "tuning_progress", "unsettled_caveat"]
 
 
 def _row(
@@ -66,7 +67,7 @@ def _row(
         "trials": len(done),
         "pruned": len(pruned),
         "budget": budget,
-        "stop_reason": reason or ("fixed budget" if not isinstance(rule, dict) else "running or not judged"),
+        "stop_reason": reason or ("fixed budget" if not isinstance(rule, dict) else RUNNING),
         "last_doubling_gain": gain,
         "gain_ci_low": lo,
         "gain_ci_high": hi,
@@ -101,7 +102,9 @@ def _probe_summary(attrs: dict[str, Any]) -> tuple[str, bool]:
     superseded = attrs.get(keys.SEED_SD_SUPERSEDED)
     probed = str(probe.get("summary") or "")
     if probed and superseded:
-        probed += f" (revised; an earlier figure, {superseded.get('seed_sd')}, replaced)"
+        sd = superseded.get("seed_sd")
+        earlier = f"{sd:.3g}" if isinstance(sd, int | float) else str(sd)
+        probed += f" (revised; an earlier figure, {earlier}, replaced)"
     return probed, bool(probe.get("collapsed") or probe.get("failed"))
 
 
@@ -152,8 +155,63 @@ def settled_frame(data: ReportData) -> pd.DataFrame:
         rows = [
             _row(a.name, data.trials, data.study_attrs.get(a.name, {}), higher, str(bounds.get(a.name) or ""))
             for a in data.spec.architectures
+            if (None, a.name) not in data.not_started
         ]
+    rows += [_not_started_row(arch, rep, data) for rep, arch in data.not_started]
     return pd.DataFrame(rows)
+
+
+def _not_started_row(arch: str, replicate: int | None, data: ReportData) -> dict[str, Any]:
+    """A progress report's row for an architecture (replicate) with no tuning trial yet."""
+    rule = data.spec.trials
+    budget = f"{rule.min} to {rule.max}, until settled" if isinstance(rule, TrialBudget) else f"fixed: {rule}"
+    nan = float("nan")
+    return {
+        "architecture": arch,
+        **({"replicate": replicate} if replicate is not None else {}),
+        "trials": 0,
+        "pruned": 0,
+        "budget": budget,
+        "stop_reason": NOT_STARTED,
+        "last_doubling_gain": nan,
+        "gain_ci_low": nan,
+        "gain_ci_high": nan,
+        "tolerance": nan,
+        "tolerance_probe": "",
+        "best_on_bound": "",
+        "ranges_widened": "",
+        "settled": False,
+        "sentence": "Not started: no tuning trial yet.",
+    }
+
+
+NOT_STARTED = "not started"
+RUNNING = "running or not judged"
+STOPPED = ("settled", "max", "timeout")
+
+
+def tuning_progress(frame: pd.DataFrame) -> str:
+    """What a report with no retrained seed says in place of a verdict: how far tuning has come, so that a
+    progress report is never read as a finished one."""
+    if frame.empty or "stop_reason" not in frame:
+        return "no retrain results yet: run hpo retrain"
+    reasons = frame.stop_reason
+    stopped = reasons.isin(STOPPED)
+    counts = ", ".join(f"{n} {r}" for r, n in reasons[stopped].value_counts().items())
+    unit = "architecture-replicates" if "replicate" in frame else "architectures"
+    said = f"{int(stopped.sum())} of {len(frame)} {unit} have stopped tuning" + (
+        f" ({counts})" if counts else ""
+    )
+    for label, reason in (("still tuning", RUNNING), ("not started", NOT_STARTED)):
+        if (reasons == reason).any():
+            said += f"; {label}: " + ", ".join(_label(r) for r in frame[reasons == reason].itertuples())
+    if (reasons == "fixed budget").any():
+        return "No verdict yet: no seed has been retrained. Run hpo retrain once tuning has finished."
+    then = "Next, hpo retrain" if stopped.all() else "Once every one has stopped, hpo retrain"
+    return (
+        f"No verdict yet: no seed has been retrained. Tuning: {said}. {then} trains the best configurations on "
+        "the retraining seeds, and the verdict comes from those."
+    )
 
 
 def _order(data: ReportData, arch: str) -> int:

@@ -18,7 +18,7 @@ from hpo.report.escape import esc
 from hpo.report.figures import figure_list, seed_values
 from hpo.report.render import table_html
 from hpo.report.section import Context, Draw, Section, Tables, no_tables
-from hpo.report.settled import settled_frame, settled_html, unsettled_caveat
+from hpo.report.settled import settled_frame, settled_html, tuning_progress, unsettled_caveat
 from hpo.report.stats import RankSummary
 from hpo.report.verdict import caveats, gaps_frame, verdict_html, verdicts
 from hpo.schema import HIGHER_IS_BETTER
@@ -47,16 +47,22 @@ def _header(ctx: Context, tables: Tables, draw: Draw) -> str:
         if data.replicates > 1
         else f"{n_seeds} seeds per architecture"
     )
+    how = """Each architecture was tuned on the validation split; its best configuration was then retrained from
+random initialisation with every seed below and evaluated once on the test split. Intervals are bootstrap 95%
+intervals of the mean over seeds (BCa, or percentile where BCa is undefined); the best value of each column is in
+bold."""
+    if not n_seeds:  # tuning only so far: the verdict section says how far it has come
+        pooled = "no seed retrained yet: a progress report"
+        how = """A progress report: each architecture's tuning so far, on the validation split. When tuning has
+stopped, each best configuration is retrained from random initialisation on every retraining seed and evaluated
+once on the test split, and the verdict comes from those seeds."""
     obj = data.metric_names[0] if data.metric_names else "objective"
     ceiling = _space_ceiling_note(data.searched, spec.budget)
     return f"""
 <h1>{esc(spec.name)}: comparison of {len(spec.architectures)} architectures</h1>
 <p class="muted">dataset {esc(_dataset_name(data))} · objective {esc(obj)} · sampler {esc(spec.sampler.name)} ·
 pruner {esc(spec.pruner.name)} · budget {spec.budget} hidden units per layer{ceiling} · {esc(pooled)}</p>
-<div class="note">Each architecture was tuned on the validation split; its best configuration was then retrained from
-random initialisation with every seed below and evaluated once on the test split. Intervals are bootstrap 95%
-intervals of the mean over seeds (BCa, or percentile where BCa is undefined); the best value of each column is in
-bold.</div>"""
+<div class="note">{how}</div>"""
 
 
 HEADER = Section("header", no_tables, _header)
@@ -85,7 +91,9 @@ def _verdict(ctx: Context, tables: Tables, draw: Draw) -> str:
     notes = caveats(found, values, data.seed_results, data.searched) + unsettled_caveat(settled)
     return (
         "\n"
-        + verdict_html(found, notes, "two-sided Mann-Whitney U", len(ctx.pairs))
+        + verdict_html(
+            found, notes, "two-sided Mann-Whitney U", len(ctx.pairs), pending=tuning_progress(settled)
+        )
         + settled_html(settled, table_html)
     )
 

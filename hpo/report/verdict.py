@@ -255,10 +255,16 @@ def _task_html(v: TaskVerdict, test: str, family: int, alpha: float) -> str:
 
 
 def verdict_html(
-    verdicts: list[TaskVerdict], notes: list[str], test: str, family: int, alpha: float = 0.05
+    verdicts: list[TaskVerdict],
+    notes: list[str],
+    test: str,
+    family: int,
+    alpha: float = 0.05,
+    pending: str = "no retrain results yet: run hpo retrain",
 ) -> str:
+    """The verdict per task with its caveats; with no retrained seed, ``pending`` (how far the study has come)."""
     if not verdicts:
-        return '<section id="verdict"><h2>Verdict</h2><p class="muted">no retrain results yet: run hpo retrain</p></section>'
+        return f'<section id="verdict"><h2>Verdict</h2><p class="muted">{esc(pending)}</p></section>'
     parts = "".join(_task_html(v, test, family, alpha) for v in verdicts)
     items = "".join(f"<li>{esc(n)}</li>" for n in notes)
     return f'<section id="verdict"><h2>Verdict</h2>{parts}<h3>Caveats</h3><ul class="caveats">{items}</ul></section>'

@@ -19,6 +19,7 @@ from hpo.report.robustness import expected_max_frame
 from hpo.storage import keys
 from hpo.storage.engine import open_storage
 from hpo.storage.results import read_seed_results
+from tests.browser import dump_dom
 from tests.search.conftest import make_study
 
 
@@ -297,3 +298,68 @@ def test_export_partial_leaves_out_replicates_not_yet_run(tmp_path: Path) -> Non
     assert main(["export", str(path), "--storage", url, "--out", str(tmp_path / "y"), "--partial"]) == 0
     names = {p.name for p in (tmp_path / "y").iterdir()}
     assert f"{spec.name}.rep1_trials.csv" in names and not any(".rep2_" in n for n in names)
+
+
+@pytest.mark.browser
+def test_a_progress_report_of_a_replicated_study_still_tuning(tmp_path: Path) -> None:
+    """Before any retraining, and with replicate 2 not started: the plain report refuses in one line and names
+    --partial; with --partial the page says no verdict yet and why, #settled names every architecture-replicate
+    not started, and the same page comes back from a partial export. With every replicate tuned and nothing
+    retrained, the plain report is a progress report too (it once failed on the empty pooled seed tables)."""
+    path = make_study(tmp_path, replicates=2, sampler={"name": "random", "seed": 0}, trials=2)
+    spec = load_study(path)
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    assert main(["run", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
+    whole = tmp_path / "whole" / "w.html"
+    assert main(["report", str(path), "--storage", url, "--out", str(whole)]) == 0
+    assert "no seed retrained yet: a progress report" in whole.read_text()
+    assert "No verdict yet: no seed has been retrained" in whole.read_text()
+    for arch in ("shared_bottom", "mmoe"):  # as if replicate 2 had not started yet
+        optuna.delete_study(study_name=f"{spec.name}.rep2/{arch}", storage=url)
+    with pytest.raises(ConfigError, match="--partial") as exc:
+        from hpo.report.html import write_report
+
+        write_report(spec, tmp_path / "x" / "x.html", url)
+    assert "\n" not in str(exc.value) and f"{spec.name}.rep2/shared_bottom" in str(exc.value)
+    out = tmp_path / "rep" / "p.html"
+    assert main(["report", str(path), "--storage", url, "--out", str(out), "--partial"]) == 0
+    page = out.read_text()
+    assert "mmoe (replicate 2)</b>: Not started: no tuning trial yet." in page
+    dom = dump_dom(out.as_uri(), budget_ms=20000)  # the page as a reader sees it: every plot drawn, no error
+    body = dict(re.findall(r'(data-[a-z-]+)="(\d+)"', re.search(r"<body[^>]*>", dom).group(0)))  # type: ignore[union-attr]
+    assert body["data-js-errors"] == "0" and body["data-rendered-plots"] == body["data-expected-plots"]
+    assert dom.index('id="verdict"') < dom.index('id="settled"') and "No verdict yet" in dom
+    settled = pd.read_csv(tmp_path / "rep" / "p_settled.csv")
+    assert list(zip(settled.architecture, settled.replicate, settled.stop_reason, strict=True)) == [
+        ("shared_bottom", 1, "fixed budget"), ("mmoe", 1, "fixed budget"),
+        ("shared_bottom", 2, "not started"), ("mmoe", 2, "not started"),
+    ]  # fmt: skip
+    assert list(settled.trials) == [2, 2, 0, 0]
+    assert main(["export", str(path), "--storage", url, "--out", str(tmp_path / "y"), "--partial"]) == 0
+    again = tmp_path / "again" / "p.html"
+    tables = ["report", str(path), "--from-tables", str(tmp_path / "y"), "--out", str(again)]
+    assert main(tables) == 2  # a replicate's tables are missing: refused, not reported as finished
+    assert main([*tables, "--partial"]) == 0
+    back = pd.read_csv(tmp_path / "again" / "p_settled.csv")
+    pd.testing.assert_frame_equal(back[["architecture", "replicate", "stop_reason", "trials"]],
+                                  settled[["architecture", "replicate", "stop_reason", "trials"]])  # fmt: skip
+
+
+def test_the_verdict_of_a_progress_report_says_how_far_tuning_has_come() -> None:
+    from hpo.report.settled import tuning_progress
+
+    frame = pd.DataFrame(
+        {
+            "architecture": ["shared_bottom", "mmoe", "shared_bottom", "mmoe"],
+            "replicate": [1, 1, 2, 2],
+            "stop_reason": ["settled", "running or not judged", "max", "not started"],
+        }
+    )
+    said = tuning_progress(frame)
+    assert said.startswith("No verdict yet: no seed has been retrained.")
+    assert "2 of 4 architecture-replicates have stopped tuning (1 settled, 1 max)" in said
+    assert "still tuning: mmoe (replicate 1); not started: mmoe (replicate 2)" in said
+    assert "Once every one has stopped, hpo retrain trains" in said
+    done = tuning_progress(frame.assign(stop_reason=["settled", "max", "max", "timeout"]))
+    assert "4 of 4 architecture-replicates have stopped tuning (2 max, 1 settled, 1 timeout)" in done
+    assert "Next, hpo retrain trains" in done
