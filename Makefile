@@ -52,6 +52,7 @@ bench: install
 	$(BIN)/python bench/load.py
 	$(BIN)/python bench/plugins.py
 	$(BIN)/python bench/chunk.py
+	$(BIN)/python bench/sampler_collapse.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hpo-cache

@@ -91,6 +91,25 @@ class SamplerSpec(_Strict):
     name: Literal["gp", "tpe", "random", "cmaes", "qmc", "grid"] = "gp"
     seed: int | None = Field(0, ge=0)
     options: dict[str, Any] = Field(default_factory=dict)
+    # gp only: ``worst`` shows the GP each trial that learned nothing (at or near the objective's chance level) as
+    # the worst trial that learned, since one such value otherwise swamps the differences it has to model
+    # (hpo.search.collapse); ``raw`` shows it every value as stored. Not part of a study's definition: the
+    # trials keep their values either way.
+    collapsed: Literal["worst", "raw"] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _collapsed_is_gp_only(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        name = data.get("name", "gp")
+        if name == "gp" and data.get("collapsed") is None:
+            return {**data, "collapsed": "worst"}
+        if name != "gp" and data.get("collapsed") is not None:
+            raise ValueError(
+                f"sampler.collapsed applies to the gp sampler only (the sampler is {name}); remove it"
+            )
+        return data
 
 
 class PrunerSpec(_Strict):

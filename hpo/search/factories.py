@@ -11,20 +11,30 @@ import optuna
 from hpo.config.space import SearchSpace
 from hpo.config.study import PrunerSpec, SamplerSpec
 from hpo.errors import ConfigError
+from hpo.search.collapse import CollapseAwareGPSampler
 from hpo.storage.claims import worker_seed
 
 __all__ = ["grid_points", "make_pruner", "make_sampler"]
 
 
 def make_sampler(
-    spec: SamplerSpec, *, worker_id: int | None = None, multi_objective: bool = False
+    spec: SamplerSpec,
+    *,
+    worker_id: int | None = None,
+    multi_objective: bool = False,
+    chance: float | None = None,
+    higher_is_better: bool = True,
 ) -> optuna.samplers.BaseSampler:
     """The sampler of one worker process. ``worker_id`` is the id the database gave the process
     (:func:`hpo.storage.claims.register_worker`): its seed is derived from the study's seed and that id, so workers
-    sharing a study, and every restart, propose different points. Without it, the study's own seed is used."""
+    sharing a study, and every restart, propose different points. Without it, the study's own seed is used.
+    ``chance``: the objective's chance level, where it has one; with it (and ``collapsed: worst``, one objective)
+    the GP sees a trial that learned nothing as the worst that learned (:mod:`hpo.search.collapse`)."""
     seed = spec.seed if worker_id is None else worker_seed(spec.seed, worker_id)
     opts: dict[str, Any] = dict(spec.options)
     try:
+        if spec.name == "gp" and spec.collapsed == "worst" and chance is not None and not multi_objective:
+            return CollapseAwareGPSampler(chance=chance, higher_is_better=higher_is_better, seed=seed, **opts)
         if spec.name == "gp":
             return optuna.samplers.GPSampler(seed=seed, **opts)
         if spec.name == "tpe":

@@ -29,6 +29,7 @@ from hpo.errors import ConfigError
 from hpo.models import INPUT_SETTINGS, create_model, get_entry, kernel_provenance, probe_model
 from hpo.schema import METRICS_BY_KIND, default_metric
 from hpo.search import interrupts
+from hpo.search.collapse import last_view
 from hpo.search.factories import grid_points
 from hpo.search.validate import check_space
 from hpo.search.widen import current_spaces, expandable
@@ -131,6 +132,23 @@ def objective_directions(spec: StudySpec, ds: TabularDataset) -> list[str]:
     if spec.objective.kind == "mean":
         targets = targets[:1]
     return ["maximize" if HIGHER_IS_BETTER[m] else "minimize" for _, m in targets]
+
+
+def objective_chance(spec: StudySpec, ds: TabularDataset) -> float | None:
+    """The objective a model that learned nothing scores on the validation split (a constant output: the training
+    labels' mean or base rate, :func:`hpo.training.metrics.chance_metric`), for a single objective (``main``, or
+    ``mean`` over tasks of one metric); ``None`` where it is not defined or there are several objectives."""
+    if spec.objective.kind == "multi":
+        return None
+    names = [t.name for t in ds.tasks]
+    train_y, valid_y = ds.splits["train"].y, ds.splits["valid"].y
+    levels = []
+    for task, metric in objective_targets(spec, ds):
+        k = names.index(task)
+        y_tr, y_va = (y[..., k].reshape(-1).cpu().numpy() for y in (train_y, valid_y))
+        levels.append(chance_metric(ds.tasks[k].kind, metric, y_tr, y_va))
+    level = float(np.mean(levels))
+    return level if math.isfinite(level) else None
 
 
 def objective_names(spec: StudySpec, ds: TabularDataset) -> list[str]:
@@ -295,18 +313,9 @@ class Objective:
 
     @functools.cached_property
     def chance(self) -> float | None:
-        """The objective a model that learned nothing scores on the validation split (a constant output: the
-        training labels' mean or base rate, :func:`hpo.training.metrics.chance_metric`): a probe seed at that
-        level collapsed (:func:`hpo.estimators.seed_spread`). ``None`` where it is not defined."""
-        names = [t.name for t in self.ds.tasks]
-        train_y, valid_y = self.ds.splits["train"].y, self.ds.splits["valid"].y
-        levels = []
-        for task, metric in self.targets:
-            k = names.index(task)
-            y_tr, y_va = (y[..., k].reshape(-1).cpu().numpy() for y in (train_y, valid_y))
-            levels.append(chance_metric(self.ds.tasks[k].kind, metric, y_tr, y_va))
-        level = float(np.mean(levels))
-        return level if math.isfinite(level) else None
+        """The objective a model that learned nothing scores (:func:`objective_chance`): a probe seed at that
+        level collapsed (:func:`hpo.estimators.seed_spread`)."""
+        return objective_chance(self.spec, self.ds)
 
     def probe_seeds(self, best: optuna.trial.FrozenTrial, n: int, start: int = 0) -> list[float]:
         """The objective of ``best``'s configuration on each of ``n`` seeds (trained as vectorised models on the
@@ -458,6 +467,19 @@ class Objective:
             return float(sum(values) / len(values))
         return values if self.multi else values[0]
 
+    def _proposal_attrs(self, trial: optuna.Trial, seconds: float) -> dict[str, Any]:
+        """What a proposal records on its trial: the sampler's time, the worker and its sampler seed, and what
+        the GP saw as collapsed where it saw anything (:mod:`hpo.search.collapse`)."""
+        proposed: dict[str, Any] = {keys.PROPOSAL_SECONDS: seconds}
+        if (view := last_view(trial.study.sampler)) is not None:
+            proposed[keys.SAMPLER_VIEW] = view
+        if self.worker_id is not None:
+            proposed |= {
+                keys.WORKER_ID: self.worker_id,
+                keys.SAMPLER_SEED: worker_seed(self.spec.sampler.seed, self.worker_id),
+            }
+        return {keys.key(k): v for k, v in proposed.items()}
+
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         started = time.perf_counter()
         space, opt_space = self.space, self.opt_space
@@ -466,13 +488,7 @@ class Objective:
         with deferred_params(trial) as params:  # written below with the proposal's attributes, at once
             sampled_model = space.suggest(trial)  # the sampler proposes here (relative sampling is lazy)
             sampled_opt = opt_space.suggest(trial)
-        proposed: dict[str, Any] = {keys.PROPOSAL_SECONDS: time.perf_counter() - started}
-        if self.worker_id is not None:
-            proposed |= {
-                keys.WORKER_ID: self.worker_id,
-                keys.SAMPLER_SEED: worker_seed(self.spec.sampler.seed, self.worker_id),
-            }
-        proposal = {keys.key(k): v for k, v in proposed.items()}
+        proposal = self._proposal_attrs(trial, time.perf_counter() - started)
         if (earlier := self._tried_before(trial)) is not None:  # written as proposed, then judged
             write_proposal(trial, params, proposal)
             reused = self._check_new(trial, earlier)

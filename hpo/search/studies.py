@@ -16,10 +16,7 @@ from hpo.data._tabular import TabularDataset
 from hpo.data.sources import load_source
 from hpo.errors import ConfigError
 from hpo.search.factories import make_pruner, make_sampler
-from hpo.search.objective import (
-    objective_directions,
-    objective_names,
-)
+from hpo.search.objective import objective_chance, objective_directions, objective_names
 from hpo.search.tickets import tickets_of
 from hpo.search.widen import WideningSampler, expandable
 from hpo.storage import keys
@@ -49,6 +46,7 @@ def create_studies(
     directions = objective_directions(spec, ds)
     names = objective_names(spec, ds)
     resolved = spec.resolved()
+    chance = objective_chance(spec, ds)
     studies = {}
     for arch in (a.name for a in spec.architectures):
         study = optuna.create_study(
@@ -56,7 +54,7 @@ def create_studies(
             study_name=spec.study_name(arch),
             directions=[optuna.study.StudyDirection[d.upper()] for d in directions],
             load_if_exists=True,
-            sampler=_sampler(spec, arch, worker_id, multi_objective=len(directions) > 1),
+            sampler=_sampler(spec, arch, worker_id, directions, chance),
             pruner=make_pruner(spec.pruner),
         )
         if [d.name.lower() for d in study.directions] != directions:
@@ -99,10 +97,16 @@ def _check_expand_names(spec: StudySpec, spaces: list[SearchSpace]) -> None:
 
 
 def _sampler(
-    spec: StudySpec, arch: str, worker_id: int | None, *, multi_objective: bool
+    spec: StudySpec, arch: str, worker_id: int | None, directions: list[str], chance: float | None
 ) -> optuna.samplers.BaseSampler:
     """The study's sampler; where a range may widen, wrapped so that it keeps modelling widened parameters."""
-    sampler = make_sampler(spec.sampler, worker_id=worker_id, multi_objective=multi_objective)
+    sampler = make_sampler(
+        spec.sampler,
+        worker_id=worker_id,
+        multi_objective=len(directions) > 1,
+        chance=chance,
+        higher_is_better=directions[0] == "maximize",
+    )
     spaces = [spec.spaces()[arch], spec.optimizer_space_loaded()]
     return WideningSampler(sampler, spaces) if expandable(spaces) else sampler
 

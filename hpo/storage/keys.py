@@ -49,6 +49,7 @@ TICKET_OWNER = "ticket_owner"  # the trial that owns the ticket
 PROPOSAL_SECONDS = "proposal_seconds"  # the sampler's time for this proposal
 WORKER_ID = "worker_id"  # the worker's database id
 SAMPLER_SEED = "sampler_seed"  # the sampler seed derived from it
+SAMPLER_VIEW = "sampler_view"  # the trials the GP saw as collapsed, and as what
 MODEL_ORIGIN = "model_origin"  # built-in or the plugin file/module
 MODEL_CONFIG = "model_config"  # the architecture's hyperparameters
 TRAIN_CONFIG = "train_config"  # the TrainConfig it trained with
