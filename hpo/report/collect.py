@@ -289,10 +289,13 @@ def _collect_one(spec: StudySpec, storage_url: str | None = None, *, partial: bo
             if partial:  # not started yet: named, not reported
                 data.not_started.append((_replicate_of(spec), arch))
                 continue
-            missing = "no study" if study is None else "no trials in study"
+            missing = (
+                f"no study {spec.study_name(arch)} in {mask_url(url)}"
+                if study is None
+                else f"study {spec.study_name(arch)} in {mask_url(url)} has no trials"
+            )
             raise ConfigError(
-                f"{missing} {spec.study_name(arch)} in {mask_url(url)}; run `hpo run {spec.source}` first, or "
-                "`hpo report --partial` to report what exists so far"
+                f"{missing}; run `hpo run {spec.source}` first, or `hpo report --partial` to report what exists so far"
             )
         data.directions = [d.name.lower() for d in study.directions]
         data.metric_names = study.metric_names or []

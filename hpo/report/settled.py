@@ -196,6 +196,8 @@ def tuning_progress(frame: pd.DataFrame) -> str:
     if frame.empty or "stop_reason" not in frame:
         return "no retrain results yet: run hpo retrain"
     reasons = frame.stop_reason
+    if (reasons == "fixed budget").any():  # a fixed count of trials: nothing to say about convergence
+        return "No verdict yet: no seed has been retrained. Run hpo retrain once tuning has finished."
     stopped = reasons.isin(STOPPED)
     counts = ", ".join(f"{n} {r}" for r, n in reasons[stopped].value_counts().items())
     unit = "architecture-replicates" if "replicate" in frame else "architectures"
@@ -205,8 +207,6 @@ def tuning_progress(frame: pd.DataFrame) -> str:
     for label, reason in (("still tuning", RUNNING), ("not started", NOT_STARTED)):
         if (reasons == reason).any():
             said += f"; {label}: " + ", ".join(_label(r) for r in frame[reasons == reason].itertuples())
-    if (reasons == "fixed budget").any():
-        return "No verdict yet: no seed has been retrained. Run hpo retrain once tuning has finished."
     then = "Next, hpo retrain" if stopped.all() else "Once every one has stopped, hpo retrain"
     return (
         f"No verdict yet: no seed has been retrained. Tuning: {said}. {then} trains the best configurations on "

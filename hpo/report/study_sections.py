@@ -51,6 +51,8 @@ def _header(ctx: Context, tables: Tables, draw: Draw) -> str:
 random initialisation with every seed below and evaluated once on the test split. Intervals are bootstrap 95%
 intervals of the mean over seeds (BCa, or percentile where BCa is undefined); the best value of each column is in
 bold."""
+    if n_seeds and retraining_left(data):
+        pooled += " so far: the retraining is in progress, a progress report"
     if not n_seeds:  # tuning only so far: the verdict section says how far it has come
         pooled = "no seed retrained yet: a progress report"
         how = """A progress report: each architecture's tuning so far, on the validation split. When tuning has
@@ -85,15 +87,38 @@ def _verdict_tables(ctx: Context) -> Tables:
     return {"verdict": gaps_frame(found), "settled": settled_frame(ctx.data)}
 
 
+def retraining_left(data: ReportData) -> dict[str, tuple[int, int]]:
+    """Per architecture whose retraining has not finished: (seeds trained, failed ones included; seeds the
+    study asks for, over its tuning replicates). Empty when every architecture has all its seeds."""
+    spec, results = data.spec, data.seed_results
+    done = results.groupby("architecture").size() if len(results) else pd.Series(dtype=int)
+    left = {}
+    for a in spec.architectures:
+        planned = spec.retrain.seeds * (a.replicates or spec.replicates)
+        if (n := int(done.get(a.name, 0))) < planned:
+            left[a.name] = (n, planned)
+    return left
+
+
 def _verdict(ctx: Context, tables: Tables, draw: Draw) -> str:
     values, found = _verdict_found(ctx)
     settled, data = tables["settled"], ctx.data
     notes = caveats(found, values, data.seed_results, data.searched) + unsettled_caveat(settled)
+    pending = tuning_progress(settled)
+    if found and (
+        left := retraining_left(data)
+    ):  # a verdict from some of the seeds is not the study's verdict
+        trained = ", ".join(f"{a} {n}/{m}" for a, (n, m) in left.items())
+        found, pending = (
+            [],
+            (
+                f"No verdict yet: the retraining is in progress (seeds trained of those planned: {trained}). The "
+                "tables below are provisional: they hold the seeds trained so far."
+            ),
+        )
     return (
         "\n"
-        + verdict_html(
-            found, notes, "two-sided Mann-Whitney U", len(ctx.pairs), pending=tuning_progress(settled)
-        )
+        + verdict_html(found, notes, "two-sided Mann-Whitney U", len(ctx.pairs), pending=pending)
         + settled_html(settled, table_html)
     )
 

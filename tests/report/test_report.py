@@ -99,6 +99,31 @@ def test_run_retrain_report_export_end_to_end(tmp_path: Path, capsys: pytest.Cap
     assert "\n" not in err and f"nowhere/{spec.name}_attrs.json: not found" in err and "hpo export" in err
 
 
+def test_a_report_during_the_retraining_withholds_the_verdict(tmp_path: Path) -> None:
+    """Seeds missing from one architecture (as while `hpo retrain` runs): no verdict from the seeds so far, the
+    verdict section says how many of each architecture's seeds are in, and the header calls it a progress report;
+    with every seed in, the verdict is back."""
+    path, url = tuned(tmp_path, retrain={"seeds": 4})
+    assert main(["retrain", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
+    out = tmp_path / "full" / "r.html"
+    assert main(["report", str(path), "--storage", url, "--out", str(out)]) == 0
+    assert "No verdict yet" not in out.read_text() and "<b>Best: " in out.read_text()
+    with sa.create_engine(url).begin() as conn:  # mmoe's seeds 2 and 3 not trained yet
+        for table in ("hpo_seed_results", "hpo_seed_metrics"):
+            conn.execute(sa.text(f"DELETE FROM {table} WHERE architecture = 'mmoe' AND seed >= 2"))
+    out = tmp_path / "part" / "r.html"
+    assert main(["report", str(path), "--storage", url, "--out", str(out)]) == 0
+    page = out.read_text()
+    assert "No verdict yet: the retraining is in progress (seeds trained of those planned: mmoe 2/4)" in page
+    assert "<b>Best: " not in page and "the retraining is in progress, a progress report" in page
+    assert pd.read_csv(tmp_path / "part" / "r_comparison.csv").groupby(
+        "architecture"
+    ).seeds.max().to_dict() == {
+        "mmoe": 2,
+        "shared_bottom": 4,
+    }
+
+
 @pytest.mark.browser
 def test_report_renders_offline_in_chromium(tmp_path: Path) -> None:
     path, url = tuned(tmp_path, retrain={"seeds": 5}, architectures=["shared_bottom", "mmoe", "omoe"])
