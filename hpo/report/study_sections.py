@@ -42,10 +42,9 @@ __all__ = [
 def _header(ctx: Context, tables: Tables, draw: Draw) -> str:
     data, spec = ctx.data, ctx.spec
     n_seeds = int(data.seed_results.groupby("architecture").size().min()) if len(data.seed_results) else 0
+    seeds = f"{n_seeds} seed{'' if n_seeds == 1 else 's'} per architecture"
     pooled = (
-        f"{n_seeds} seeds per architecture ({data.replicates} tuning replicates' retrains pooled)"
-        if data.replicates > 1
-        else f"{n_seeds} seeds per architecture"
+        f"{seeds} ({data.replicates} tuning replicates' retrains pooled)" if data.replicates > 1 else seeds
     )
     how = """Each architecture was tuned on the validation split; its best configuration was then retrained from
 random initialisation with every seed below and evaluated once on the test split. Intervals are bootstrap 95%
