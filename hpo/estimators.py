@@ -33,7 +33,6 @@ __all__ = [
     "doubling_gain",
     "doubling_gain_interval",
     "expected_best",
-    "learned_nothing",
     "qn_scale",
     "resolvable_gap",
     "seed_spread",
@@ -187,25 +186,6 @@ class SeedSpread:
             shown = ", ".join(f"{self.values[i]:.4g}" for i in self.collapsed)
             out += f"; {len(self.collapsed)} collapsed, left out ({shown})"
         return out
-
-
-def learned_nothing(
-    values: Sequence[float] | np.ndarray, chance: float, *, higher_is_better: bool = True
-) -> np.ndarray:
-    """Which of a study's trial ``values`` learned (next to) nothing: no further from ``chance`` (a constant
-    output's score) than half the way to the median trial, or worse than chance. On census income AUC, whose
-    trials sit at 0.94-0.95, that is below 0.72: a run that diverged, or kept a dead or constant output, at 0.5
-    (or 0.41, or 0.52), never a configuration that learned slowly. The median is the trials' own, so this needs
-    most trials to have learned; where most did not, nothing is flagged."""
-    x = np.asarray(list(values), dtype=float)
-    finite = np.isfinite(x)
-    if not finite.any():
-        return np.zeros(len(x), bool)
-    sign = 1.0 if higher_is_better else -1.0
-    half = 0.5 * sign * (float(np.median(x[finite])) - chance)
-    if half <= 0:  # the typical trial is no better than chance: nothing to tell apart
-        return np.zeros(len(x), bool)
-    return finite & (sign * (x - chance) < half)
 
 
 def seed_spread(

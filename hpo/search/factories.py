@@ -28,8 +28,8 @@ def make_sampler(
     """The sampler of one worker process. ``worker_id`` is the id the database gave the process
     (:func:`hpo.storage.claims.register_worker`): its seed is derived from the study's seed and that id, so workers
     sharing a study, and every restart, propose different points. Without it, the study's own seed is used.
-    ``chance``: the objective's chance level, where it has one; with it (and ``collapsed: worst``, one objective)
-    the GP sees a trial that learned nothing as the worst that learned (:mod:`hpo.search.collapse`)."""
+    With ``collapsed: worst``, one objective and its ``chance`` level, the GP sees a collapsed trial (one that
+    learned far less than the typical trial over chance) as the worst of the rest (:mod:`hpo.search.collapse`)."""
     seed = spec.seed if worker_id is None else worker_seed(spec.seed, worker_id)
     opts: dict[str, Any] = dict(spec.options)
     try:
