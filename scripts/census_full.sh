@@ -32,6 +32,7 @@ if [ "${1:-}" = snapshot ]; then
       --out "$SNAP/$name" --partial
     rm "$RUNS/$name.snapshot.db"
     # the progress report (no verdict before the retraining; #settled for every architecture and replicate)
+    rm -f "$SNAP/${name}_progress"*
     "$ROOT/.venv/bin/python" -m hpo.cli report "$ROOT/studies/$study.yaml" --from-tables "$SNAP/$name" --partial \
       --out "$SNAP/${name}_progress.html"
     echo "snapshot: $SNAP/$name.db.gz"

@@ -74,6 +74,10 @@ def _verdict_found(ctx: Context) -> tuple[dict[str, Any], list[Any]]:
 
     def compute() -> tuple[dict[str, Any], list[Any]]:
         values = {task: seed_values(ctx.data, task, metric) for task, metric in ctx.metrics.items()}
+        if retraining_left(
+            ctx.data
+        ):  # a verdict from some of the seeds is not the study's: none, in page or CSV
+            return values, []
         return values, verdicts(values, ctx.metrics, ctx.pairs)
 
     return ctx.once("verdicts", compute)
@@ -104,16 +108,11 @@ def _verdict(ctx: Context, tables: Tables, draw: Draw) -> str:
     settled, data = tables["settled"], ctx.data
     notes = caveats(found, values, data.seed_results, data.searched) + unsettled_caveat(settled)
     pending = tuning_progress(settled)
-    if found and (
-        left := retraining_left(data)
-    ):  # a verdict from some of the seeds is not the study's verdict
+    if len(data.seed_results) and (left := retraining_left(data)):
         trained = ", ".join(f"{a} {n}/{m}" for a, (n, m) in left.items())
-        found, pending = (
-            [],
-            (
-                f"No verdict yet: the retraining is in progress (seeds trained of those planned: {trained}). The "
-                "tables below are provisional: they hold the seeds trained so far."
-            ),
+        pending = (
+            f"No verdict yet: the retraining is in progress (seeds trained of those planned: {trained}). The "
+            "tables below are provisional: they hold the seeds trained so far."
         )
     return (
         "\n"

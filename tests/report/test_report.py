@@ -116,6 +116,7 @@ def test_a_report_during_the_retraining_withholds_the_verdict(tmp_path: Path) ->
     page = out.read_text()
     assert "No verdict yet: the retraining is in progress (seeds trained of those planned: mmoe 2/4)" in page
     assert "<b>Best: " not in page and "the retraining is in progress, a progress report" in page
+    assert not (tmp_path / "part" / "r_verdict.csv").exists()  # withheld beside the page too
     assert pd.read_csv(tmp_path / "part" / "r_comparison.csv").groupby(
         "architecture"
     ).seeds.max().to_dict() == {
