@@ -551,6 +551,15 @@ def _default_html(frame: pd.DataFrame, data: ReportData, table: Any) -> str:
         + (f" and made {len(lost)} worse" if len(lost) else "")
         + "."
     )
+    short = frame[frame.default_seeds < data.spec.retrain.seeds]
+    if len(short):  # the defaults retrain last: a report written while they run says how far they have come
+        counts = ", ".join(
+            sorted({f"{a} {n}" for a, n in zip(short.architecture, short.default_seeds, strict=True)})
+        )
+        summary += (
+            f" Provisional: the default configurations' retraining is in progress (seeds so far of "
+            f"{data.spec.retrain.seeds}: {counts})."
+        )
     return (
         "<p>Each architecture's documented default (its constructor's defaults, listed by <code>hpo models</code>, "
         "and the study's <code>training</code> block with the trainer's default optimiser settings) retrained over "

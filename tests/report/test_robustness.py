@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import optuna
@@ -15,7 +16,7 @@ from hpo.config.study import load_study
 from hpo.errors import ConfigError
 from hpo.report.collect import ReportData
 from hpo.report.expected_max import crossings
-from hpo.report.robustness import expected_max_frame
+from hpo.report.robustness import _default_html, expected_max_frame
 from hpo.storage import keys
 from hpo.storage.engine import open_storage
 from hpo.storage.results import read_seed_results
@@ -363,3 +364,21 @@ def test_the_verdict_of_a_progress_report_says_how_far_tuning_has_come() -> None
     done = tuning_progress(frame.assign(stop_reason=["settled", "max", "max", "timeout"]))
     assert "4 of 4 architecture-replicates have stopped tuning (2 max, 1 settled, 1 timeout)" in done
     assert "Next, hpo retrain trains" in done
+
+
+def test_a_report_while_the_defaults_retrain_marks_their_gain_provisional() -> None:
+    """The default configurations retrain last: until each has every seed, the section says how far they have
+    come, and says nothing of the kind once they have."""
+    data = SimpleNamespace(spec=SimpleNamespace(retrain=SimpleNamespace(default=True, seeds=30)))
+    frame = pd.DataFrame(
+        {
+            "architecture": ["mmoe", "mmoe", "ple"],
+            "default_seeds": [7, 7, 30],
+            "gain_ci95_low": [0.001, 0.001, -0.002],
+            "gain_ci95_high": [0.003, 0.003, 0.001],
+        }
+    )
+    html = _default_html(frame, data, lambda f: "")  # type: ignore[arg-type]
+    assert "the default configurations' retraining is in progress (seeds so far of 30: mmoe 7)" in html
+    done = frame.assign(default_seeds=30)
+    assert "in progress" not in _default_html(done, data, lambda f: "")  # type: ignore[arg-type]
