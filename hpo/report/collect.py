@@ -260,7 +260,7 @@ def _collect_replicates(spec: StudySpec, one: Callable[[StudySpec], ReportData])
         pooled([(r, d.seed_metrics) for r, d in parts]),
         first.study_attrs,
         first.retrain_attrs,
-        gate_use=first.gate_use,
+        gate_use=_pooled_gate_use(parts),
         directions=first.directions,
         metric_names=first.metric_names,
     )
@@ -276,6 +276,19 @@ def _collect_replicates(spec: StudySpec, one: Callable[[StudySpec], ReportData])
     data.kernels = sorted({k for _, d in parts for k in d.kernels})
     data.not_started = [n for _, d in parts for n in d.not_started]
     return data
+
+
+def _pooled_gate_use(parts: list[tuple[int, ReportData]]) -> dict[str, pd.DataFrame]:
+    """Each architecture's gate readings over its tuning replicates, labelled with the replicate: the replicates
+    tuned different configurations (a mixture of 7 experts in one, a single expert in another), so their
+    readings are shown side by side, never averaged together."""
+    archs = dict.fromkeys(a for _, d in parts for a in d.gate_use)
+    return {
+        a: pd.concat(
+            [d.gate_use[a].assign(replicate=r) for r, d in parts if a in d.gate_use], ignore_index=True
+        )
+        for a in archs
+    }
 
 
 def _collect_one(spec: StudySpec, storage_url: str | None = None, *, partial: bool = False) -> ReportData:

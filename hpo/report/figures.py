@@ -336,6 +336,10 @@ def gate_figure(data: ReportData, arch: str) -> go.Figure | None:
     use = data.gate_use.get(arch)
     if use is None or use.empty:
         return None
+    if "replicate" in use:  # replicates tuned different configurations: one row per replicate and gate
+        use = use.assign(
+            gate=[f"replicate {int(r)}: {g}" for r, g in zip(use.replicate, use.gate, strict=True)]
+        )
     pivot = use.pivot_table(index="gate", columns="expert", values="mean", sort=False)
     fig = go.Figure(
         go.Heatmap(

@@ -20,7 +20,7 @@ from hpo.report.render import table_html
 from hpo.report.section import Context, Draw, Section, Tables, no_tables
 from hpo.report.settled import settled_frame, settled_html, tuning_progress, unsettled_caveat
 from hpo.report.stats import RankSummary
-from hpo.report.verdict import caveats, gaps_frame, verdict_html, verdicts
+from hpo.report.verdict import caveats, gaps_frame, gate_caveats, verdict_html, verdicts
 from hpo.schema import HIGHER_IS_BETTER
 from hpo.storage import keys
 
@@ -107,6 +107,7 @@ def _verdict(ctx: Context, tables: Tables, draw: Draw) -> str:
     values, found = _verdict_found(ctx)
     settled, data = tables["settled"], ctx.data
     notes = caveats(found, values, data.seed_results, data.searched) + unsettled_caveat(settled)
+    notes += gate_caveats(data.gate_use)
     pending = tuning_progress(settled)
     if len(data.seed_results) and (left := retraining_left(data)):
         trained = ", ".join(f"{a} {n}/{m}" for a, (n, m) in left.items())

@@ -34,6 +34,7 @@ __all__ = [
     "caveats",
     "collapsed",
     "gap_interval",
+    "gate_caveats",
     "resolvable_difference",
     "smallest_corrected_p",
     "task_verdict",
@@ -224,6 +225,38 @@ def caveats(
     out = _sample_caveats(seed_results, searched) + _bound_caveats(searched)
     for v in verdicts:
         out += _task_caveats(v, values[v.task])
+    return out
+
+
+# a gate whose mean weight on one expert (over the test rows and seeds) is at least this chooses it, not mixes
+GATE_CHOICE = 0.95
+
+
+def gate_caveats(gate_use: dict[str, pd.DataFrame]) -> list[str]:
+    """The architectures (and tuning replicates) whose retrained gates do not mix experts. A comparison of MMoE
+    with Shared-Bottom is about what gating adds; where tuning chose one expert, or every gate settles on one,
+    the configuration that won or lost is not using its gates, and the verdict should say so."""
+    out = []
+    for arch, use in gate_use.items():
+        parts = use.groupby("replicate") if "replicate" in use else [(None, use)]
+        for rep, u in parts:
+            top = u.loc[u.groupby("gate", sort=False)["mean"].idxmax()]
+            if top.empty or (top["mean"] < GATE_CHOICE).any():
+                continue
+            where = arch if rep is None else f"{arch} (tuning replicate {int(rep)})"
+            if u.expert.nunique() == 1:
+                out.append(
+                    f"{where}: its tuned configuration has one expert, so its gates have nothing to mix: in "
+                    "structure it is a Shared-Bottom (one network under the task towers)"
+                )
+                continue
+            chosen = list(dict.fromkeys(top.expert))
+            out.append(
+                f"{where}: every gate puts at least {GATE_CHOICE:.0%} of its weight on one expert on the test "
+                f"split ({', '.join(f'{g}: {e}' for g, e in zip(top.gate, top.expert, strict=True))}), so its "
+                "gates choose rather than mix"
+                + ("; all choose the same expert, in effect one shared network" if len(chosen) == 1 else "")
+            )
     return out
 
 

@@ -131,6 +131,8 @@ def test_replicates_crossed_and_default_retrains_end_to_end(
     )
     comp = pd.read_csv(tmp_path / "rep" / "r_comparison.csv")
     assert (comp.seeds == 12).all()  # 6 cells x 2 replicates, pooled
+    # each replicate's gates are read from its own retrained configuration, side by side, never averaged
+    assert "replicate 1: gate:" in html and "replicate 2: gate:" in html
     trials_caveat = "complete tuning trials per architecture and tuning replicate (2 replicates): 4"
     assert trials_caveat in html and f"{trials_caveat} to" not in html
     var = pd.read_csv(tmp_path / "rep" / "r_variance.csv")

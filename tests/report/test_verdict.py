@@ -11,6 +11,7 @@ import pytest
 from hpo.report.verdict import (
     caveats,
     collapsed,
+    gate_caveats,
     resolvable_difference,
     smallest_corrected_p,
     task_verdict,
@@ -108,3 +109,38 @@ def test_the_resolvable_difference_is_taken_at_the_holm_level() -> None:
         resolvable_difference(values[loser], values[one.best], alpha=0.05 / 55)
     )
     assert many.resolvable > one.resolvable
+
+
+def test_gates_that_do_not_mix_are_named_and_mixing_gates_are_not() -> None:
+    """One expert (a Shared-Bottom in structure), gates that each settle on one expert, and gates that mix: only
+    the first two are caveats, each under its replicate."""
+
+    def use(rows: list[tuple[str, str, float]], replicate: int) -> pd.DataFrame:
+        return pd.DataFrame(rows, columns=["gate", "expert", "mean"]).assign(replicate=replicate)
+
+    one = use([("gate:income", "expert0", 1.0), ("gate:marital", "expert0", 1.0)], 1)
+    choose = use(
+        [
+            ("gate:income", "expert0", 0.97),
+            ("gate:income", "expert1", 0.03),
+            ("gate:marital", "expert0", 0.96),
+            ("gate:marital", "expert1", 0.04),
+        ],
+        2,
+    )
+    mix = use(
+        [
+            ("gate:income", "expert0", 0.97),
+            ("gate:income", "expert1", 0.03),
+            ("gate:marital", "expert0", 0.40),
+            ("gate:marital", "expert1", 0.60),
+        ],
+        3,
+    )
+    notes = gate_caveats({"mmoe": pd.concat([one, choose, mix], ignore_index=True)})
+    assert len(notes) == 2, notes
+    assert notes[0].startswith("mmoe (tuning replicate 1): its tuned configuration has one expert")
+    assert "Shared-Bottom" in notes[0]
+    assert notes[1].startswith("mmoe (tuning replicate 2): every gate puts at least 95% of its weight")
+    assert "gate:income: expert0, gate:marital: expert0" in notes[1] and "same expert" in notes[1]
+    assert gate_caveats({"mmoe": mix.drop(columns="replicate")}) == []  # one gate mixes: nothing to say
