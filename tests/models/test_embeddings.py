@@ -73,7 +73,13 @@ def reference_embeddings(layer: InputLayer, x: Features, r: int) -> torch.Tensor
 def test_fused_first_layer_equals_the_plain_reference_in_float64() -> None:
     spec = SPEC.with_field_dim(6)
     layer = InputLayer(spec, {"x": Part(2, 5)}, 2, dtype=F64)
-    layer.reset_parameters([torch.Generator().manual_seed(s) for s in (1, 2)])
+    generators = [torch.Generator().manual_seed(s) for s in (1, 2)]
+    layer.reset_parameters(generators)
+    # the tables are a submodule of their own, which a model resets in its walk over modules; left unset they
+    # would hold whatever memory torch.empty found (NaN in one CI run)
+    assert layer.embeddings is not None
+    layer.embeddings.reset_parameters(generators)
+    assert all(torch.isfinite(t).all() for t in layer.embeddings.tables())
     x = batch()
     out = layer.project(x)
     for r in range(2):
