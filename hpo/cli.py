@@ -364,6 +364,22 @@ def _best(entry: dict[str, Any]) -> str:
     return f"{name} {entry['best']['value']:.4f} ({direction} is better; trial {entry['best']['number']})"
 
 
+def _left(w: dict[str, Any]) -> str:
+    """``median 6.1 min a trial over 14; 16 queued: about 1.6 h of one worker``."""
+    return (
+        f"median {_duration(w['median_s'])} a trial over {w['timed']}; {w['queued']} queued: "
+        f"about {_duration(w['left_s'])} of one worker"
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def _storage_hint(storage: str | None) -> str:
     """The ``--storage`` a hint must repeat (the user's own; none when it came from the default)."""
     from hpo.storage.engine import mask_url
@@ -433,7 +449,8 @@ def status_cmd(
     storage: StorageOpt = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Studies in the storage: architecture, trials by state, best value and parameters."""
+    """Studies in the storage: architecture, trials by state, best value and parameters, and the time queued
+    trials (a retrain's waiting chunks) are likely to take, at the median of the timed ones, for one worker."""
     from hpo.search.status import storage_status
 
     entries = storage_status(storage)
@@ -445,7 +462,8 @@ def status_cmd(
     for e in entries:
         counts = ", ".join(f"{k} {v}" for k, v in e["trials"].items() if v)
         best = f"; best {_best(e)}" if "best" in e else ""
-        typer.echo(f"{e['study']}: {counts or 'no trials'}{best}")
+        left = f"; {_left(e['wall_time'])}" if "wall_time" in e else ""
+        typer.echo(f"{e['study']}: {counts or 'no trials'}{best}{left}")
 
 
 @app.command("dashboard")

@@ -1,8 +1,10 @@
-"""``hpo status``: every study in a storage, its architecture, trials by state, best value and parameters."""
+"""``hpo status``: every study in a storage, its architecture, trials by state, best value and parameters, and
+for work still queued, how long it is likely to take from the trials already timed."""
 
 from __future__ import annotations
 
 import math
+import statistics
 from typing import Any
 
 import optuna
@@ -34,6 +36,9 @@ def storage_status(storage_url: str | None = None) -> list[dict[str, Any]]:
             "trials": counts,
             "surplus": sum(1 for t in trials if keys.plain(t.user_attrs).get(keys.SURPLUS)),
         }
+        timing = wall_time_left(trials)
+        if timing is not None:
+            entry["wall_time"] = timing
         attrs = keys.plain(study.user_attrs)
         if (
             keys.TICKETS_TARGET in attrs or keys.STOP_REASON in attrs
@@ -61,3 +66,29 @@ def storage_status(storage_url: str | None = None) -> list[dict[str, Any]]:
             entry["pareto_front"] = [{"number": t.number, "values": t.values} for t in study.best_trials]
         out.append(entry)
     return out
+
+
+def wall_time_left(trials: list[optuna.trial.FrozenTrial]) -> dict[str, Any] | None:
+    """Training seconds of the complete trials, and the seconds the queued ones are likely to take: the waiting
+    and running trials times the median of the timed ones, for one worker (running trials counted whole, so the
+    estimate errs long). A retrain's chunks are alike, so their median predicts well; a tuning study's trials
+    differ by configuration, so there it is a rough guide. ``None`` when nothing is timed or nothing is queued."""
+    timed = [
+        float(w)
+        for t in trials
+        if t.state == optuna.trial.TrialState.COMPLETE
+        and isinstance(w := keys.plain(t.user_attrs).get(keys.WALL_TIME), int | float)
+    ]
+    queued = sum(
+        t.state in (optuna.trial.TrialState.WAITING, optuna.trial.TrialState.RUNNING) for t in trials
+    )
+    if not timed or not queued:
+        return None
+    median = statistics.median(timed)
+    return {
+        "timed": len(timed),
+        "total_s": sum(timed),
+        "median_s": median,
+        "queued": queued,
+        "left_s": queued * median,
+    }

@@ -1,0 +1,50 @@
+"""``hpo status``: the time queued work is likely to take, from the trials already timed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+
+from hpo.cli import main
+from hpo.search.status import storage_status
+from hpo.storage import keys
+
+
+def _timed_study(url: str, name: str, seconds: list[float], waiting: int, running: int) -> None:
+    study = optuna.create_study(study_name=name, storage=url, direction="maximize")
+    for i, s in enumerate(seconds):
+        trial = optuna.trial.create_trial(value=0.5 + i / 100, user_attrs={keys.key(keys.WALL_TIME): s})
+        study.add_trial(trial)
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))  # failed: not timed
+    for _ in range(waiting):
+        study.enqueue_trial({})
+    for _ in range(running):
+        study.ask()  # takes a waiting trial first, so these are counted once
+
+
+def test_queued_work_is_estimated_from_the_median_of_the_timed_trials(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    _timed_study(url, "retrain", [100.0, 400.0, 250.0, 3000.0], waiting=5, running=1)  # median 325
+    _timed_study(url, "finished", [10.0, 20.0], waiting=0, running=0)
+    _timed_study(url, "untimed", [], waiting=3, running=0)
+    by_name = {e["study"]: e for e in storage_status(url)}
+    # the one running trial was taken from the five waiting ones: five queued in all, each counted whole
+    assert by_name["retrain"]["wall_time"] == {
+        "timed": 4,
+        "total_s": 3750.0,
+        "median_s": 325.0,
+        "queued": 5,
+        "left_s": 1625.0,
+    }
+    assert "wall_time" not in by_name["finished"] and "wall_time" not in by_name["untimed"]
+    assert main(["status", "--storage", url]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("retrain:"))
+    assert line.endswith("median 5.4 min a trial over 4; 5 queued: about 27.1 min of one worker"), line
+    assert main(["status", "--storage", url, "--json"]) == 0
+    entries = json.loads(capsys.readouterr().out)
+    assert next(e for e in entries if e["study"] == "retrain")["wall_time"]["left_s"] == 1625.0
