@@ -18,6 +18,7 @@ import typer
 
 from hpo.errors import HpoError, Interrupted, mask_secrets
 from hpo.limits import MAX_SEEDS, MAX_TRIALS, MAX_WORKERS
+from hpo.logs import duration
 from hpo.search import interrupts
 
 
@@ -367,17 +368,9 @@ def _best(entry: dict[str, Any]) -> str:
 def _left(w: dict[str, Any]) -> str:
     """``median 6.1 min a trial over 14; 16 queued: about 1.6 h of one worker``."""
     return (
-        f"median {_duration(w['median_s'])} a trial over {w['timed']}; {w['queued']} queued: "
-        f"about {_duration(w['left_s'])} of one worker"
+        f"median {duration(w['median_s'])} a trial over {w['timed']}; {w['queued']} queued: "
+        f"about {duration(w['left_s'])} of one worker"
     )
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def _storage_hint(storage: str | None) -> str:

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from typing import Any
 
 import pandas as pd
 
 from hpo.config.naming import DATA_SEED_OFFSET
+from hpo.logs import duration
 from hpo.report.across import pareto_figure, rank_figure, rank_html
 from hpo.report.collect import MIN_FANOVA_TRIALS, ReportData
 from hpo.report.escape import esc
@@ -103,6 +105,17 @@ def retraining_left(data: ReportData) -> dict[str, tuple[int, int]]:
     return left
 
 
+def retraining_seconds_left(data: ReportData, left: dict[str, tuple[int, int]]) -> float | None:
+    """Training seconds the seeds still to come are likely to take, for one worker: each architecture's missing
+    seeds at the mean time of its seeds so far (a later tuning replicate's configuration may be faster or slower).
+    ``None`` while an architecture with seeds to come has none timed yet."""
+    sr = data.seed_results
+    per_seed = (sr.wall_time / sr.replicas_in_run).groupby(sr.architecture).mean()
+    if any(a not in per_seed.index or not math.isfinite(per_seed[a]) for a in left):
+        return None
+    return float(sum((m - n) * per_seed[a] for a, (n, m) in left.items()))
+
+
 def _verdict(ctx: Context, tables: Tables, draw: Draw) -> str:
     values, found = _verdict_found(ctx)
     settled, data = tables["settled"], ctx.data
@@ -115,6 +128,11 @@ def _verdict(ctx: Context, tables: Tables, draw: Draw) -> str:
             f"No verdict yet: the retraining is in progress (seeds trained of those planned: {trained}). The "
             "tables below are provisional: they hold the seeds trained so far."
         )
+        if (seconds := retraining_seconds_left(data, left)) is not None:
+            pending += (
+                f" At the mean training time of each architecture's seeds so far, the rest need about "
+                f"{duration(seconds)} of one worker."
+            )
     return (
         "\n"
         + verdict_html(found, notes, "two-sided Mann-Whitney U", len(ctx.pairs), pending=pending)

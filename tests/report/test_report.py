@@ -16,6 +16,7 @@ import torch
 
 from hpo.cli import main
 from hpo.config.study import load_study
+from hpo.logs import duration
 from hpo.report.stats import holm
 from hpo.search.objective import code_revision
 from hpo.search.retrain import retrain_study_name
@@ -115,6 +116,14 @@ def test_a_report_during_the_retraining_withholds_the_verdict(tmp_path: Path) ->
     assert main(["report", str(path), "--storage", url, "--out", str(out)]) == 0
     page = out.read_text()
     assert "No verdict yet: the retraining is in progress (seeds trained of those planned: mmoe 2/4)" in page
+    # the two missing seeds at the mean of mmoe's two trained ones, read back from the same database
+    with sa.create_engine(url).begin() as conn:
+        per_seed = conn.execute(
+            sa.text(
+                "SELECT AVG(wall_time / replicas_in_run) FROM hpo_seed_results WHERE architecture = 'mmoe'"
+            )
+        ).scalar_one()
+    assert f"the rest need about {duration(2 * per_seed)} of one worker." in page
     assert "<b>Best: " not in page and "the retraining is in progress, a progress report" in page
     assert not (tmp_path / "part" / "r_verdict.csv").exists()  # withheld beside the page too
     assert pd.read_csv(tmp_path / "part" / "r_comparison.csv").groupby(
