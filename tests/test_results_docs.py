@@ -531,3 +531,33 @@ def test_capacity_figure4_verdicts_changes_and_interaction_match_their_csvs() ->
         pv = sps.wilcoxon(x).pvalue
         digits = len(re.sub(r"\D", "", re.sub(r"e.*", "", p_value)).lstrip("0")) or 1
         assert float(p_value) == float(f"{pv:.{digits}g}"), (p, p_value, pv)
+
+
+def test_front_page_census_claim_matches_the_quick_runs() -> None:
+    """The project README's "Results so far" quotes the quick census runs; a rerun that changes them fails here."""
+    text = " ".join((RESULTS.parents[1] / "README.md").read_text().split())
+    m = re.search(rf"on group 1 MMoE reaches test income AUC ({NUMBER}) and marital ({NUMBER})", text)
+    assert m, "the README's census sentence is gone or reworded"
+    comp = pd.read_csv(RESULTS / "paper_census_group1_quick_comparison.csv").set_index(
+        ["architecture", "task"]
+    )
+    close(m.group(1), comp.loc[("mmoe", "income"), "mean"])
+    close(m.group(2), comp.loc[("mmoe", "marital"), "mean"])
+    m = re.search(
+        rf"beats Single-Task only on group 1's income \(by ({NUMBER}) AUC, Holm p = ({NUMBER})\)", text
+    )
+    assert m, "the README's MMoE-against-Single-Task sentence is gone or reworded"
+    for group, main in ((1, "income"), (2, "education")):
+        pairs = pd.read_csv(RESULTS / f"paper_census_group{group}_quick_pairs.csv")
+        pairs = pairs[pairs.task == main].set_index(["a", "b"]).holm_p
+        against = {
+            b: pairs.get(("mmoe", b), pairs.get((b, "mmoe"))) for b in ("shared_bottom", "single_task")
+        }
+        assert against["shared_bottom"] >= 0.05  # "on neither group's main task does it beat Shared-Bottom"
+        assert (against["single_task"] < 0.05) == (group == 1)  # "beats Single-Task only on group 1's income"
+        if group == 1:
+            close(m.group(2), against["single_task"])
+            means = pd.read_csv(RESULTS / "paper_census_group1_quick_comparison.csv").set_index(
+                ["architecture", "task"]
+            )
+            close(m.group(1), means.loc[("mmoe", main), "mean"] - means.loc[("single_task", main), "mean"])
