@@ -561,3 +561,16 @@ def test_front_page_census_claim_matches_the_quick_runs() -> None:
                 ["architecture", "task"]
             )
             close(m.group(1), means.loc[("mmoe", main), "mean"] - means.loc[("single_task", main), "mean"])
+
+
+def test_front_page_settled_count_matches_the_snapshot() -> None:
+    """The README's count of settled group-1 tuning runs is the committed snapshot's `#settled` table."""
+    text = " ".join((RESULTS.parents[1] / "README.md").read_text().split())
+    m = re.search(
+        r"finished tuning group 1 \((\d+) of its (\d+) architecture-replicates settled, the other (\d+)", text
+    )
+    assert m, "the README's group-1 tuning sentence is gone or reworded"
+    settled = pd.read_csv(RESULTS / "runs" / "census_group1_leakage_free_full_progress_settled.csv")
+    assert int(m.group(2)) == len(settled)
+    assert int(m.group(1)) == (settled.stop_reason == "settled").sum()
+    assert int(m.group(3)) == (settled.stop_reason == "max").sum()
