@@ -12,7 +12,7 @@ import plotly.offline
 
 from hpo.report.escape import esc
 
-__all__ = ["CSS", "FigureNumbers", "figures_html", "render_page", "table_html"]
+__all__ = ["CSS", "FigureNumbers", "figures_html", "number", "render_page", "table_html"]
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;color:#222;
@@ -24,9 +24,25 @@ code{background:#f3f3f3;padding:0 .2rem}.fig{margin:1rem 0}td{max-width:24rem;ov
 """
 
 
+def number(v: float, *, signed: bool = False) -> str:
+    """A float as a reader compares it: four decimals from 0.01 up (AUCs, losses, seconds); below that as many
+    decimals as three significant digits need, so that a gain of 0.0000806 stands beside a tolerance of 0.000274
+    (four decimals would print 0.0001 and 0.0003, and hide which is larger); below 1e-6 in scientific notation
+    (p-values, which four decimals print as 0.0000)."""
+    if math.isnan(v):
+        return ""
+    sign = "+" if signed else ""
+    size = abs(v)
+    if size == 0 or size >= 0.01 or math.isinf(v):
+        return f"{v:{sign}.4f}"
+    if size >= 1e-6:
+        return f"{v:{sign}.{2 - math.floor(math.log10(size))}f}"
+    return f"{v:{sign}.3g}"
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
-        return "" if math.isnan(v) else f"{v:.4f}"
+        return number(v)
     if v is None:
         return ""
     return str(v)

@@ -21,6 +21,7 @@ import pandas as pd
 from hpo.config.study import TrialBudget
 from hpo.estimators import doubling_gain, doubling_gain_interval
 from hpo.report.data import ReportData
+from hpo.report.render import number
 from hpo.storage import keys
 
 __all__ = ["settled_frame", "settled_html", "tuning_progress", "unsettled_caveat"]
@@ -117,9 +118,13 @@ def _sentence(
     tolerance: float | None,
     on_bound: str,
 ) -> str:
-    g = f"{gain:+.4g}" if math.isfinite(gain) else "not measurable"
-    band = f" [{ci[0]:+.4g}, {ci[1]:+.4g}]" if all(map(math.isfinite, ci)) else ""
-    tol = f"the tolerance {tolerance:.3g}" if tolerance is not None else "no tolerance (a fixed budget)"
+    g = number(gain, signed=True) if math.isfinite(gain) else "not measurable"
+    band = (
+        f" [{number(ci[0], signed=True)}, {number(ci[1], signed=True)}]"
+        if all(map(math.isfinite, ci))
+        else ""
+    )
+    tol = f"the tolerance {number(tolerance)}" if tolerance is not None else "no tolerance (a fixed budget)"
     if settled:
         return (
             f"Settled after {n} trials: the last doubling gained {g}{band}, under {tol}, with the best "
@@ -224,7 +229,7 @@ def unsettled_caveat(frame: pd.DataFrame) -> list[str]:
     if frame.empty or frame.settled.all():
         return []
     names = ", ".join(
-        f"{_label(r)} ({r.stop_reason}, last doubling {r.last_doubling_gain:+.3g})"
+        f"{_label(r)} ({r.stop_reason}, last doubling {number(r.last_doubling_gain, signed=True)})"
         for r in frame.itertuples()
         if not r.settled
     )
