@@ -8,8 +8,10 @@ widened. tests/test_results_docs.py checks the README's copy against the same fi
     python scripts/settle_table.py --update docs/results/README.md
 
 ``--update`` rewrites, in place, the table after every line ``Snapshot of `STUDY.repN` (...)`` of that README from
-the export beside it (``docs/results/runs/STUDY``), so a session's snapshot needs no hand-copied table; the text
-around the tables (times, narrative) stays the writer's.
+the export beside it (``docs/results/runs/STUDY``), and the table after every line ``Retraining of `STUDY` (...)``:
+per tuning replicate (and the default configurations) and architecture, the seeds trained of those planned and
+each seed's wall time (minimum, median, maximum of ``hpo.wall_time``). So a session's snapshot needs no hand-copied
+table or count; the text around the tables (times, narrative) stays the writer's.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from hpo.config.study import load_study
+
+STUDIES = Path(__file__).resolve().parents[1] / "studies"
 
 LABELS = {
     "single_task": "Single-Task",
@@ -64,21 +70,60 @@ def rows(export: Path, name: str) -> list[str]:
     return out
 
 
+def _seconds(values: pd.Series) -> str:
+    if values.empty:
+        return "-"
+    return " / ".join(f"{v:,.0f}" for v in (values.min(), values.median(), values.max()))
+
+
+def retrain_rows(export: Path, study: str) -> list[str]:
+    """Seeds trained so far, of those the study plans, per tuning run and architecture, with their wall times."""
+    spec = load_study(STUDIES / f"{study}.yaml")
+    planned = spec.retrain.seeds
+    out = [
+        "| tuning run | architecture | seeds trained | wall time a seed, s (min / median / max) |",
+        "| --- | --- | --- | --- |",
+    ]
+    runs = [(f"replicate {r}", f"{study}.rep{r}", r) for r in range(1, spec.replicates + 1)]
+    if spec.retrain.default:
+        runs.append(("default configuration", f"{study}.default", None))
+    for label, name, replicate in runs:
+        path = export / f"{name}_seed_results.csv"
+        seeds = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=["architecture", "wall_time"])
+        for arch in spec.architectures:
+            if replicate is not None and replicate > (arch.replicates or spec.replicates):
+                continue
+            mine = seeds[seeds.architecture == arch.name]
+            out.append(
+                f"| {label} | {LABELS.get(arch.name, arch.name)} | {len(mine)} of {planned} "
+                f"| {_seconds(mine.wall_time.dropna())} |"
+            )
+    return out
+
+
 def update(readme: Path) -> list[str]:
-    """Rewrite every snapshot table of ``readme`` from its export; the names of the tables rewritten."""
+    """Rewrite every snapshot and retraining table of ``readme`` from its export; the names of those rewritten."""
     lines = readme.read_text().splitlines()
     done: list[str] = []
     i = 0
     while i < len(lines):
-        m = re.match(r"Snapshot of `([\w.]+)`", lines[i])
-        if m:
-            start = next(j for j in range(i + 1, len(lines)) if lines[j].startswith("|"))
-            end = next((j for j in range(start, len(lines)) if not lines[j].startswith("|")), len(lines))
-            name = m.group(1)
-            lines[start:end] = rows(readme.parent / "runs" / name.split(".")[0], name)
-            done.append(name)
-            i = start
+        snapshot = re.match(r"Snapshot of `([\w.]+)`", lines[i])
+        retraining = re.match(r"Retraining of `([\w.]+)`", lines[i])
         i += 1
+        if not (snapshot or retraining):
+            continue
+        start = next(j for j in range(i, len(lines)) if lines[j].startswith("|"))
+        end = next((j for j in range(start, len(lines)) if not lines[j].startswith("|")), len(lines))
+        if snapshot:
+            name = snapshot.group(1)
+            table = rows(readme.parent / "runs" / name.split(".")[0], name)
+            done.append(name)
+        else:
+            name = retraining.group(1)  # type: ignore[union-attr]
+            table = retrain_rows(readme.parent / "runs" / name, name)
+            done.append(f"{name} (retraining)")
+        lines[start:end] = table
+        i = start + len(table)
     readme.write_text("\n".join(lines) + "\n")
     return done
 

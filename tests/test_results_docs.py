@@ -574,3 +574,45 @@ def test_front_page_settled_count_matches_the_snapshot() -> None:
     assert int(m.group(2)) == len(settled)
     assert int(m.group(1)) == (settled.stop_reason == "settled").sum()
     assert int(m.group(3)) == (settled.stop_reason == "max").sum()
+
+
+def test_retraining_progress_tables_match_the_seed_results() -> None:
+    """Each ``Retraining of `STUDY``` table (seeds trained of those planned, wall time a seed) against the seed
+    results exported beside it: every tuning run and architecture listed, none counted from another's file."""
+    lines = (RESULTS / "README.md").read_text().splitlines()
+    found = [
+        (i, m.group(1)) for i, line in enumerate(lines) if (m := re.match(r"Retraining of `([\w.]+)`", line))
+    ]
+    assert [name for _, name in found] == ["census_group1_leakage_free_full"]
+    for i, study in found:
+        start = next(j for j in range(i, len(lines)) if lines[j].startswith("|"))
+        ((_, rows),) = parse_tables(
+            lines[start : next(j for j in range(start, len(lines)) if not lines[j].startswith("|"))]
+        )
+        export = RESULTS / "runs" / study
+        planned = 6 * 5  # retrain.cross of the study file: 6 initialisation x 5 data-order seeds
+        runs = {f"replicate {r}": f"{study}.rep{r}" for r in (1, 2, 3)} | {
+            "default configuration": f"{study}.default"
+        }
+        expected_rows = [
+            (run, arch)
+            for run in ("replicate 1",)
+            for arch in ("single_task", "shared_bottom", "mmoe", "ple", "adatt")
+        ]
+        expected_rows += [(f"replicate {r}", a) for r in (2, 3) for a in ("shared_bottom", "mmoe")]
+        expected_rows += [
+            ("default configuration", a) for a in ("single_task", "shared_bottom", "mmoe", "ple", "adatt")
+        ]
+        assert [(run, NAMES[label]) for run, label, _, _ in rows] == expected_rows
+        for run, label, trained, times in rows:
+            path = export / f"{runs[run]}_seed_results.csv"
+            seeds = (
+                pd.read_csv(path) if path.exists() else pd.DataFrame({"architecture": [], "wall_time": []})
+            )
+            mine = seeds[seeds.architecture == NAMES[label]].wall_time
+            assert trained == f"{len(mine)} of {planned}", (run, label)
+            if mine.empty:
+                assert times == "-"
+                continue
+            shown = [float(t.replace(",", "")) for t in times.split(" / ")]
+            assert shown == pytest.approx([mine.min(), mine.median(), mine.max()], abs=0.5), (run, label)
