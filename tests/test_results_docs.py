@@ -616,3 +616,26 @@ def test_retraining_progress_tables_match_the_seed_results() -> None:
                 continue
             shown = [float(t.replace(",", "")) for t in times.split(" / ")]
             assert shown == pytest.approx([mine.min(), mine.median(), mine.max()], abs=0.5), (run, label)
+
+
+def test_front_page_recsys_claim_matches_the_funnel_run() -> None:
+    """ "AdaTT, PLE, Shared-Bottom and AITM cannot be separated on purchases ..., ESMM and MMoE are below them"."""
+    text = " ".join((RESULTS.parents[1] / "README.md").read_text().split())
+    assert "AdaTT, PLE, Shared-Bottom and AITM cannot be separated on purchases" in text
+    means = pd.read_csv(RESULTS / "recsys_funnel_comparison.csv").query("task == 'purchase'")
+    assert means.set_index("architecture")["mean"].idxmax() == "adatt"
+    pairs = pd.read_csv(RESULTS / "recsys_funnel_pairs.csv").query("task == 'purchase'")
+    against = {
+        (r.b if r.a == "adatt" else r.a): r.holm_p for r in pairs.itertuples() if "adatt" in (r.a, r.b)
+    }
+    assert all(against[a] >= 0.05 for a in ("ple", "shared_bottom", "aitm")), against
+    assert all(against[a] < 0.05 for a in ("esmm", "mmoe")), against
+    # "reading the user and item IDs through embedding tables ... did not help any architecture on that log"
+    assert "through embedding tables instead of one-hot columns did not help any architecture" in text
+    sparse = pd.read_csv(RESULTS / "recsys_funnel_sparse_comparison.csv").query("task == 'purchase'")
+    both = (
+        sparse.set_index("architecture")["mean"]
+        .to_frame("embedded")
+        .join(means.set_index("architecture")["mean"])
+    )
+    assert len(both) == 6 and (both.embedded < both["mean"]).all(), both
