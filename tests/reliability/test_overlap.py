@@ -112,7 +112,9 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def test_overlapping_runs_give_exactly_n_distinct_trials(
     tmp_path: Path, url: str, processes: int, stagger: float
 ) -> None:
-    path = study_file(tmp_path)
+    # trials long enough (100 epochs: several seconds of work in all) that a process started 1.5 s after the first
+    # still finds tickets left on a fast machine; with 2 epochs the first process once did all 12 alone
+    path = study_file(tmp_path, training={**TRAINING, "epochs": 100})
     cmd = hpo("run", str(path), "--storage", url, "--devices", "cpu", "--quiet")
     finish(start([cmd] * processes, stagger))
     trials = check_exact(url, path)
