@@ -10,7 +10,7 @@ widened. tests/test_results_docs.py checks the README's copy against the same fi
 ``--update`` rewrites, in place, the table after every line ``Snapshot of `STUDY.repN` (...)`` of that README from
 the export beside it (``docs/results/runs/STUDY``), and the table after every line ``Retraining of `STUDY` (...)``:
 per tuning replicate (and the default configurations) and architecture, the seeds trained of those planned and
-each seed's wall time (minimum, median, maximum of ``hpo.wall_time``). So a session's snapshot needs no hand-copied
+each seed's wall time (minimum, median, maximum of ``hpo.wall_time`` over the seeds of its chunk). So a session's snapshot needs no hand-copied
 table or count; the text around the tables (times, narrative) stays the writer's.
 """
 
@@ -89,14 +89,19 @@ def retrain_rows(export: Path, study: str) -> list[str]:
         runs.append(("default configuration", f"{study}.default", None))
     for label, name, replicate in runs:
         path = export / f"{name}_seed_results.csv"
-        seeds = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=["architecture", "wall_time"])
+        seeds = (
+            pd.read_csv(path)
+            if path.exists()
+            else pd.DataFrame(columns=["architecture", "wall_time", "replicas_in_run"])
+        )
+        # a chunk of k seeds trains them as one model: each seed row carries the chunk's time, a seed's is 1/k
         for arch in spec.architectures:
             if replicate is not None and replicate > (arch.replicates or spec.replicates):
                 continue
             mine = seeds[seeds.architecture == arch.name]
             out.append(
                 f"| {label} | {LABELS.get(arch.name, arch.name)} | {len(mine)} of {planned} "
-                f"| {_seconds(mine.wall_time.dropna())} |"
+                f"| {_seconds((mine.wall_time / mine.replicas_in_run).dropna())} |"
             )
     return out
 
