@@ -365,6 +365,17 @@ def _best(entry: dict[str, Any]) -> str:
     return f"{name} {entry['best']['value']:.4f} ({direction} is better; trial {entry['best']['number']})"
 
 
+def _seeds(entry: dict[str, Any]) -> str:
+    """``mean test income AUC over 30 seeds 0.9455 (higher is better)``: a retraining's seeds, never its best."""
+    name = (entry.get("objectives") or [None])[0] or "objective"
+    name = name.split(" (mean over")[
+        0
+    ]  # each chunk's value is a mean over its seeds; this is over all of them
+    direction = "higher" if (entry.get("directions") or ["maximize"])[0] == "maximize" else "lower"
+    seeds = entry["seeds"]
+    return f"mean {name} over {seeds['trained']} seeds {seeds['mean']:.4f} ({direction} is better)"
+
+
 def _left(w: dict[str, Any]) -> str:
     """``median 6.1 min a trial over 14; 16 queued: about 1.6 h of one worker``."""
     return (
@@ -442,8 +453,9 @@ def status_cmd(
     storage: StorageOpt = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Studies in the storage: architecture, trials by state, best value and parameters, and the time queued
-    trials (a retrain's waiting chunks) are likely to take, at the median of the timed ones, for one worker."""
+    """Studies in the storage: architecture, trials by state, best value and parameters (for a retraining, the
+    mean over its seeds so far instead: its best seed means nothing), and the time queued trials (a retrain's
+    waiting chunks) are likely to take, at the median of the timed ones, for one worker."""
     from hpo.search.status import storage_status
 
     entries = storage_status(storage)
@@ -455,6 +467,8 @@ def status_cmd(
     for e in entries:
         counts = ", ".join(f"{k} {v}" for k, v in e["trials"].items() if v)
         best = f"; best {_best(e)}" if "best" in e else ""
+        if e.get("seeds", {}).get("trained"):
+            best = f"; {_seeds(e)}"
         left = f"; {_left(e['wall_time'])}" if "wall_time" in e else ""
         typer.echo(f"{e['study']}: {counts or 'no trials'}{best}{left}")
 

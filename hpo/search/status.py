@@ -13,7 +13,7 @@ from hpo.storage import keys
 from hpo.storage.claims import is_bookkeeping
 from hpo.storage.engine import open_storage
 
-__all__ = ["storage_status"]
+__all__ = ["seed_mean", "storage_status"]
 
 
 def storage_status(storage_url: str | None = None) -> list[dict[str, Any]]:
@@ -54,7 +54,9 @@ def storage_status(storage_url: str | None = None) -> list[dict[str, Any]]:
             and t.values is not None
             and all(map(math.isfinite, t.values))
         ]
-        if complete and len(study.directions) == 1:
+        if keys.TUNING_TRIAL in attrs:  # a retraining: its seeds' mean, never a "best" seed
+            entry["seeds"] = seed_mean(complete)
+        elif complete and len(study.directions) == 1:
             best = study.best_trial
             entry["best"] = {
                 "number": best.number,
@@ -92,3 +94,13 @@ def wall_time_left(trials: list[optuna.trial.FrozenTrial]) -> dict[str, Any] | N
         "queued": queued,
         "left_s": queued * median,
     }
+
+
+def seed_mean(chunks: list[optuna.trial.FrozenTrial]) -> dict[str, Any]:
+    """A retrain study's seeds so far and their mean objective. Each chunk's value is the mean over its seeds, so
+    the chunks are weighted by their seeds. Picking the best chunk, as for a tuning study, would report the
+    luckiest seed of a configuration whose point is its spread over seeds."""
+    sizes = [len(keys.plain(t.user_attrs).get(keys.SEEDS) or [0]) for t in chunks]
+    n = sum(sizes)
+    mean = sum(k * t.values[0] for k, t in zip(sizes, chunks, strict=True)) / n if n else None
+    return {"trained": n, "mean": mean}

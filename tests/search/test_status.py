@@ -48,3 +48,26 @@ def test_queued_work_is_estimated_from_the_median_of_the_timed_trials(
     assert main(["status", "--storage", url, "--json"]) == 0
     entries = json.loads(capsys.readouterr().out)
     assert next(e for e in entries if e["study"] == "retrain")["wall_time"]["left_s"] == 1625.0
+
+
+def test_a_retraining_shows_the_mean_of_its_seeds_not_a_best_seed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A retrain study's chunks are seeds of one configuration: status gives their mean (chunks weighted by their
+    seeds), and neither `hpo status` nor `--json` offers the luckiest chunk as a "best"."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(study_name="demo/mmoe/retrain", storage=url, direction="maximize")
+    study.set_user_attr(keys.key(keys.TUNING_TRIAL), 3)
+    study.set_metric_names(["test income AUC (mean over the chunk's seeds)"])
+    for value, seeds in ((0.90, [0, 1, 2]), (0.96, [3])):  # per seed: 0.90 x 3 and 0.96 -> mean 0.915
+        study.add_trial(optuna.trial.create_trial(value=value, user_attrs={keys.key(keys.SEEDS): seeds}))
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
+    (entry,) = storage_status(url)
+    assert "best" not in entry
+    assert entry["seeds"]["trained"] == 4 and entry["seeds"]["mean"] == pytest.approx(0.915)
+    assert main(["status", "--storage", url]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    assert (
+        line
+        == "demo/mmoe/retrain: complete 2, fail 1; mean test income AUC over 4 seeds 0.9150 (higher is better)"
+    )
