@@ -358,20 +358,23 @@ def _run_specs(
     return specs
 
 
+def _objective(entry: dict[str, Any]) -> tuple[str, str]:
+    """A status entry's objective name and which way is better (``higher`` or ``lower``)."""
+    name = (entry.get("objectives") or [None])[0] or "objective"
+    return name, "higher" if (entry.get("directions") or ["maximize"])[0] == "maximize" else "lower"
+
+
 def _best(entry: dict[str, Any]) -> str:
     """``valid y1 MSE 1.6439 (lower is better; trial 2)``: the value with its metric and direction."""
-    name = (entry.get("objectives") or [None])[0] or "objective"
-    direction = "higher" if (entry.get("directions") or ["maximize"])[0] == "maximize" else "lower"
+    name, direction = _objective(entry)
     return f"{name} {entry['best']['value']:.4f} ({direction} is better; trial {entry['best']['number']})"
 
 
 def _seeds(entry: dict[str, Any]) -> str:
     """``mean test income AUC over 30 seeds 0.9455 (higher is better)``: a retraining's seeds, never its best."""
-    name = (entry.get("objectives") or [None])[0] or "objective"
-    name = name.split(" (mean over")[
-        0
-    ]  # each chunk's value is a mean over its seeds; this is over all of them
-    direction = "higher" if (entry.get("directions") or ["maximize"])[0] == "maximize" else "lower"
+    name, direction = _objective(entry)
+    # a chunk's value is the mean over its seeds ("... (mean over the chunk's seeds)"); this mean is over them all
+    name = name.split(" (mean over")[0]
     seeds = entry["seeds"]
     return f"mean {name} over {seeds['trained']} seeds {seeds['mean']:.4f} ({direction} is better)"
 
