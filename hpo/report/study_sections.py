@@ -22,7 +22,7 @@ from hpo.report.render import table_html
 from hpo.report.section import Context, Draw, Section, Tables, no_tables
 from hpo.report.settled import settled_frame, settled_html, tuning_progress, unsettled_caveat
 from hpo.report.stats import RankSummary
-from hpo.report.verdict import caveats, gaps_frame, gate_caveats, verdict_html, verdicts
+from hpo.report.verdict import caveats, gaps_frame, gate_caveats, span, verdict_html, verdicts
 from hpo.schema import HIGHER_IS_BETTER
 from hpo.storage import keys
 
@@ -43,11 +43,10 @@ __all__ = [
 
 def _header(ctx: Context, tables: Tables, draw: Draw) -> str:
     data, spec = ctx.data, ctx.spec
-    n_seeds = int(data.seed_results.groupby("architecture").size().min()) if len(data.seed_results) else 0
-    seeds = f"{n_seeds} seed{'' if n_seeds == 1 else 's'} per architecture"
-    pooled = (
-        f"{seeds} ({data.replicates} tuning replicates' retrains pooled)" if data.replicates > 1 else seeds
-    )
+    counts = data.seed_results.groupby("architecture").size() if len(data.seed_results) else pd.Series()
+    n_seeds = int(counts.min()) if len(counts) else 0
+    pooled = f"{span(counts) if n_seeds else 0} seed{'' if counts.max() == 1 else 's'} per architecture"
+    pooled += _replicates_pooled(spec)
     how = """Each architecture was tuned on the validation split; its best configuration was then retrained from
 random initialisation with every seed below and evaluated once on the test split. Intervals are bootstrap 95%
 intervals of the mean over seeds (BCa, or percentile where BCa is undefined); the best value of each column is in
@@ -66,6 +65,21 @@ once on the test split, and the verdict comes from those seeds."""
 <p class="muted">dataset {esc(_dataset_name(data))} · objective {esc(obj)} · sampler {esc(spec.sampler.name)} ·
 pruner {esc(spec.pruner.name)} · budget {spec.budget} hidden units per layer{ceiling} · {esc(pooled)}</p>
 <div class="note">{how}</div>"""
+
+
+def _replicates_pooled(spec: Any) -> str:
+    """`` (3 tuning replicates' retrains pooled)``, naming the architectures when only some were replicated, so
+    that a reader of "30 to 90 seeds" knows which have 90."""
+    reps = {a.name: a.replicates or spec.replicates for a in spec.architectures}
+    if max(reps.values()) == 1:
+        return ""
+    if len(set(reps.values())) == 1:
+        return f" ({spec.replicates} tuning replicates' retrains pooled)"
+    named = "; ".join(
+        f"{', '.join(a for a, r in reps.items() if r == k)}: {k}"
+        for k in sorted(set(reps.values()), reverse=True)
+    )
+    return f" (tuning replicates' retrains pooled; replicates per architecture: {named})"
 
 
 HEADER = Section("header", no_tables, _header)

@@ -37,6 +37,7 @@ __all__ = [
     "gate_caveats",
     "resolvable_difference",
     "smallest_corrected_p",
+    "span",
     "task_verdict",
     "verdict_html",
     "verdicts",
@@ -129,7 +130,7 @@ def task_verdict(
     return out
 
 
-def _span(counts: pd.Series) -> str:
+def span(counts: pd.Series) -> str:
     """``"20"`` when every architecture has the same count, else ``"12 to 20"``: a reader checks these against the
     tables, and "20 to 20" reads like a typo."""
     lo, hi = int(counts.min()), int(counts.max())
@@ -144,7 +145,7 @@ def _sample_caveats(seed_results: pd.DataFrame, searched: pd.DataFrame) -> list[
     out: list[str] = []
     if len(seed_results):
         seeds = seed_results.groupby("architecture").size()
-        out.append(f"seeds per architecture: {_span(seeds)}")
+        out.append(f"seeds per architecture: {span(seeds)}")
         if seeds.min() < FEW_SEEDS:
             out.append(
                 f"few seeds: {int(seeds.min())} (under {FEW_SEEDS}); intervals are wide and tests weak"
@@ -161,7 +162,7 @@ def _sample_caveats(seed_results: pd.DataFrame, searched: pd.DataFrame) -> list[
             if "replicate" in searched
             else "per architecture"
         )
-        out.append(f"complete tuning trials {per}: {_span(trials)}")
+        out.append(f"complete tuning trials {per}: {span(trials)}")
         if trials.min() < FEW_TRIALS:
             out.append(
                 f"few tuning trials: {int(trials.min())} (under {FEW_TRIALS}); a better configuration may exist"

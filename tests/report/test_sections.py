@@ -81,3 +81,23 @@ def test_only_the_writers_write_files() -> None:
                 if name in calls:
                     found.append(f"{path.name}:{node.lineno} {name}")
     assert not found, found
+
+
+def test_the_header_names_which_architectures_pool_several_tuning_replicates() -> None:
+    """ "30 to 90 seeds per architecture" must say which have 90: those whose tuning was replicated."""
+    from types import SimpleNamespace as NS
+
+    from hpo.report.study_sections import _replicates_pooled
+
+    def spec(replicates: int, per: dict[str, int | None]) -> NS:
+        return NS(replicates=replicates, architectures=[NS(name=a, replicates=r) for a, r in per.items()])
+
+    assert _replicates_pooled(spec(1, {"mmoe": None, "ple": None})) == ""
+    assert (
+        _replicates_pooled(spec(2, {"mmoe": None, "ple": None})) == " (2 tuning replicates' retrains pooled)"
+    )
+    mixed = spec(3, {"single_task": 1, "shared_bottom": None, "mmoe": None, "ple": 1})
+    assert _replicates_pooled(mixed) == (
+        " (tuning replicates' retrains pooled; replicates per architecture: shared_bottom, mmoe: 3;"
+        " single_task, ple: 1)"
+    )
