@@ -22,6 +22,7 @@ __all__ = [
     "distribution_figure",
     "gate_figure",
     "importance_figure",
+    "pairs_frame",
     "pairs_table",
     "size_figures",
     "test_metric",
@@ -131,9 +132,16 @@ def pair_row(r: PairComparison, **keys: Any) -> dict[str, Any]:
 def pairs_table(data: ReportData) -> pd.DataFrame:
     """Every pair on every task, Holm-corrected as one family: all the pairs and tasks of the report (a claim
     about any one pair on any one task stays at the stated level however many tasks the report shows)."""
+    metrics = test_metric(data)
+    return pairs_frame({task: seed_values(data, task, metric) for task, metric in metrics.items()}, metrics)
+
+
+def pairs_frame(values_by_task: dict[str, dict[str, np.ndarray]], metrics: dict[str, str]) -> pd.DataFrame:
+    """:func:`pairs_table` from given seed values per task and architecture: the verdict's sensitivity to
+    collapsed seeds reruns the same family on the seeds that trained."""
     found: list[tuple[str, str, PairComparison]] = []
-    for task, metric in test_metric(data).items():
-        for r in compare_pairs(seed_values(data, task, metric), higher_is_better=HIGHER_IS_BETTER[metric]):
+    for task, metric in metrics.items():
+        for r in compare_pairs(values_by_task[task], higher_is_better=HIGHER_IS_BETTER[metric]):
             found.append((task, metric, r))
     corrected = holm_over([r for _, _, r in found])
     return pd.DataFrame(

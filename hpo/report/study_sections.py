@@ -17,12 +17,21 @@ from hpo.logs import duration
 from hpo.report.across import pareto_figure, rank_figure, rank_html
 from hpo.report.collect import MIN_FANOVA_TRIALS, ReportData
 from hpo.report.escape import esc
-from hpo.report.figures import figure_list, seed_values
+from hpo.report.figures import figure_list, pairs_frame, seed_values
 from hpo.report.render import table_html
 from hpo.report.section import Context, Draw, Section, Tables, no_tables
 from hpo.report.settled import settled_frame, settled_html, tuning_progress, unsettled_caveat
 from hpo.report.stats import RankSummary
-from hpo.report.verdict import caveats, gaps_frame, gate_caveats, span, verdict_html, verdicts
+from hpo.report.verdict import (
+    caveats,
+    collapse_caveats,
+    gaps_frame,
+    gate_caveats,
+    span,
+    verdict_html,
+    verdicts,
+    without_collapsed,
+)
 from hpo.schema import HIGHER_IS_BETTER
 from hpo.storage import keys
 
@@ -99,11 +108,30 @@ def _verdict_found(ctx: Context) -> tuple[dict[str, Any], list[Any]]:
     return ctx.once("verdicts", compute)
 
 
+def _without_collapsed(ctx: Context) -> tuple[dict[str, dict[str, tuple[int, int]]], list[Any]]:
+    """The seeds each task's collapse rule left out, and the verdicts drawn again without them (none when no seed
+    collapsed, or while there is no verdict)."""
+
+    def compute() -> tuple[dict[str, dict[str, tuple[int, int]]], list[Any]]:
+        values, found = _verdict_found(ctx)
+        kept, dropped = without_collapsed(values, ctx.metrics)
+        if not (found and dropped):
+            return {}, []
+        return dropped, verdicts(kept, ctx.metrics, pairs_frame(kept, ctx.metrics))
+
+    return ctx.once("without_collapsed", compute)
+
+
 def _verdict_tables(ctx: Context) -> Tables:
-    """The verdict's gaps, and how settled the tuning behind it is: from the same seed values, pairwise table and
-    trials as the rest."""
+    """The verdict's gaps, the same with collapsed seeds left out, and how settled the tuning behind it is: from
+    the same seed values, pairwise table and trials as the rest."""
     _, found = _verdict_found(ctx)
-    return {"verdict": gaps_frame(found), "settled": settled_frame(ctx.data)}
+    _, again = _without_collapsed(ctx)
+    return {
+        "verdict": gaps_frame(found),
+        "verdict_without_collapsed": gaps_frame(again),
+        "settled": settled_frame(ctx.data),
+    }
 
 
 def retraining_left(data: ReportData) -> dict[str, tuple[int, int]]:
@@ -134,6 +162,8 @@ def _verdict(ctx: Context, tables: Tables, draw: Draw) -> str:
     values, found = _verdict_found(ctx)
     settled, data = tables["settled"], ctx.data
     notes = caveats(found, values, data.seed_results, data.searched) + unsettled_caveat(settled)
+    dropped, again = _without_collapsed(ctx)
+    notes += collapse_caveats(found, again, dropped)
     notes += gate_caveats(data.gate_use)
     pending = tuning_progress(settled)
     if len(data.seed_results) and (left := retraining_left(data)):

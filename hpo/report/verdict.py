@@ -27,11 +27,14 @@ from scipy import stats as sps
 
 from hpo.estimators import smallest_corrected_p
 from hpo.report.escape import esc
+from hpo.report.render import number
 
 __all__ = [
     "COLLAPSE_AUC",
     "TaskVerdict",
     "caveats",
+    "collapse_caveats",
+    "collapse_mask",
     "collapsed",
     "gap_interval",
     "gate_caveats",
@@ -41,6 +44,7 @@ __all__ = [
     "task_verdict",
     "verdict_html",
     "verdicts",
+    "without_collapsed",
 ]
 
 COLLAPSE_AUC = 0.55  # a seed whose test AUC is at or below this learnt (almost) nothing: chance is 0.5
@@ -182,17 +186,68 @@ def _bound_caveats(searched: pd.DataFrame) -> list[str]:
     ]
 
 
-def collapsed(x: np.ndarray, metric: str) -> tuple[int, str]:
-    """How many seeds collapsed, and the rule: a test AUC at or below ``COLLAPSE_AUC`` (chance is 0.5); for a loss,
+def collapse_mask(x: np.ndarray, metric: str) -> tuple[np.ndarray, str]:
+    """Which seeds collapsed, and the rule: a test AUC at or below ``COLLAPSE_AUC`` (chance is 0.5); for a loss,
     at least ``COLLAPSE_FACTOR`` times the architecture's median seed."""
     if metric == "auc":
-        return int((x <= COLLAPSE_AUC).sum()), f"test AUC <= {COLLAPSE_AUC}; chance is 0.5"
+        return x <= COLLAPSE_AUC, f"test AUC <= {COLLAPSE_AUC}; chance is 0.5"
     if metric in ("mse", "logloss") and len(x) >= 3:
         limit = COLLAPSE_FACTOR * float(np.median(x))
-        return int(
-            (x >= limit).sum()
-        ), f"test {metric.upper()} >= {COLLAPSE_FACTOR} x its median ({limit:.4g})"
-    return 0, ""
+        return x >= limit, f"test {metric.upper()} >= {COLLAPSE_FACTOR} x its median ({limit:.4g})"
+    return np.zeros(len(x), dtype=bool), ""
+
+
+def collapsed(x: np.ndarray, metric: str) -> tuple[int, str]:
+    """How many seeds collapsed (:func:`collapse_mask`), and the rule."""
+    mask, rule = collapse_mask(x, metric)
+    return int(mask.sum()), rule
+
+
+def without_collapsed(
+    values_by_task: dict[str, dict[str, np.ndarray]], metrics: dict[str, str]
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, dict[str, tuple[int, int]]]]:
+    """The seed values with every collapsed seed left out, task by task (a seed that collapsed on one task and
+    learnt another stays in the other), and per task the architectures that lost seeds: (left out, of)."""
+    kept: dict[str, dict[str, np.ndarray]] = {}
+    dropped: dict[str, dict[str, tuple[int, int]]] = {}
+    for task, by_arch in values_by_task.items():
+        kept[task] = {}
+        for arch, x in by_arch.items():
+            mask, _ = collapse_mask(np.asarray(x, float), metrics[task])
+            kept[task][arch] = np.asarray(x, float)[~mask]
+            if mask.any():
+                dropped.setdefault(task, {})[arch] = (int(mask.sum()), len(x))
+    return kept, dropped
+
+
+def collapse_caveats(
+    found: list[TaskVerdict], again: list[TaskVerdict], dropped: dict[str, dict[str, tuple[int, int]]]
+) -> list[str]:
+    """Whether each verdict rests on its collapsed seeds: the verdict drawn again with them left out (``again``,
+    the same rule over the same Holm family on the seeds that trained). The verdict keeps them, because how often
+    a configuration fails is part of what it delivers; a reader who would rerun a failed seed wants the other."""
+    out = []
+    before = {v.task: v for v in found}
+    for v in again:
+        if v.task not in dropped or v.task not in before:
+            continue
+        was = before[v.task]
+        lost = ", ".join(f"{a} {n} of {m}" for a, (n, m) in dropped[v.task].items())
+        head = f"{v.task} with its collapsed seeds left out ({lost})"
+        tied = ", ".join(v.tied) or "none"
+        if v.best == was.best and sorted(v.tied) == sorted(was.tied):
+            out.append(f"{head}: the verdict stands (best {v.best}; not distinguishable from it: {tied})")
+            continue
+        gaps = "; ".join(
+            f"{g['architecture']} {number(float(g['gap']), signed=True)} (Holm p {float(g['holm_p']):.3g})"
+            for g in v.gaps
+        )
+        out.append(
+            f"{head}: the verdict changes, to best {v.best} (was {was.best}); not distinguishable from it: "
+            f"{tied}; gaps to it: {gaps}. The collapses decide this verdict: weigh how often each architecture "
+            "fails against how well it does when it trains (the CSV verdict_without_collapsed)"
+        )
+    return out
 
 
 def _task_caveats(v: TaskVerdict, values: dict[str, np.ndarray]) -> list[str]:

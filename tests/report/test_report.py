@@ -165,6 +165,11 @@ def test_report_renders_offline_in_chromium(tmp_path: Path) -> None:
     verdict = dom[dom.index('<section id="verdict">') :]
     verdict = verdict[: verdict.index("</section>")]
     assert "mmoe: 1 collapsed seed on y1" in verdict
+    # and the verdict drawn again without it, beside the page as a CSV of its own
+    assert "y1 with its collapsed seeds left out (mmoe 1 of 5): the verdict " in verdict
+    again = pd.read_csv(tmp_path / "report_verdict_without_collapsed.csv")
+    first = pd.read_csv(tmp_path / "report_verdict.csv")
+    assert set(again.task) == set(first.task) and len(again) == len(first)  # drawn again over the same family
     assert "shared_bottom's best configuration sits on a search-space bound (n_layers=" in verdict
     assert dom.index('id="verdict"') < dom.index('id="searched"')  # the verdict leads
     assert "outside the axis: mmoe 1 seed" in dom  # counted on the shared axis, not stretching it

@@ -8,14 +8,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from hpo.report.figures import pairs_frame
 from hpo.report.verdict import (
     caveats,
+    collapse_caveats,
     collapsed,
     gate_caveats,
     resolvable_difference,
     smallest_corrected_p,
     task_verdict,
     verdict_html,
+    verdicts,
+    without_collapsed,
 )
 
 
@@ -144,3 +148,46 @@ def test_gates_that_do_not_mix_are_named_and_mixing_gates_are_not() -> None:
     assert notes[1].startswith("mmoe (tuning replicate 2): every gate puts at least 95% of its weight")
     assert "gate:income: expert0, gate:marital: expert0" in notes[1] and "same expert" in notes[1]
     assert gate_caveats({"mmoe": mix.drop(columns="replicate")}) == []  # one gate mixes: nothing to say
+
+
+def test_collapsed_seeds_are_left_out_task_by_task() -> None:
+    values = {
+        "income": {"a": np.array([0.94, 0.5, 0.95]), "b": np.array([0.93, 0.94, 0.92])},
+        "marital": {"a": np.array([0.99, 0.98, 0.97]), "b": np.array([0.98, 0.99, 0.97])},
+    }
+    kept, dropped = without_collapsed(values, {"income": "auc", "marital": "auc"})
+    assert dropped == {"income": {"a": (1, 3)}}
+    assert kept["income"]["a"].tolist() == [0.94, 0.95]  # seed 1 collapsed on income
+    assert kept["marital"]["a"].tolist() == [0.99, 0.98, 0.97]  # and stays where it learnt
+
+
+def _verdicts_with_and_without(values: dict[str, np.ndarray]) -> list[str]:
+    by_task, metrics = {"income": values}, {"income": "auc"}
+    found = verdicts(by_task, metrics, pairs_frame(by_task, metrics))
+    kept, dropped = without_collapsed(by_task, metrics)
+    return collapse_caveats(found, verdicts(kept, metrics, pairs_frame(kept, metrics)), dropped)
+
+
+def test_a_verdict_decided_by_collapses_says_so() -> None:
+    rng = np.random.default_rng(0)
+    # b beats a on every seed that trained, but 6 of its 30 seeds collapsed: a is best by mean with them in
+    a = 0.940 + 0.001 * rng.standard_normal(30)
+    b = 0.945 + 0.001 * rng.standard_normal(30)
+    b[:6] = 0.5
+    (note,) = _verdicts_with_and_without({"a": a, "b": b})
+    assert note.startswith(
+        "income with its collapsed seeds left out (b 6 of 30): the verdict changes, to best b"
+    )
+    assert "(was a); not distinguishable from it: none; gaps to it: a -0.00" in note
+
+
+def test_a_verdict_that_survives_its_collapses_says_so() -> None:
+    rng = np.random.default_rng(1)
+    a = 0.950 + 0.001 * rng.standard_normal(30)
+    b = 0.940 + 0.001 * rng.standard_normal(30)
+    b[:2] = 0.5  # b loses with or without its two collapsed seeds
+    assert _verdicts_with_and_without({"a": a, "b": b}) == [
+        "income with its collapsed seeds left out (b 2 of 30): the verdict stands (best a; not distinguishable "
+        "from it: none)"
+    ]
+    assert _verdicts_with_and_without({"a": a, "b": b[2:]}) == []  # nothing collapsed: nothing to say
