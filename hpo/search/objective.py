@@ -41,9 +41,11 @@ from hpo.training.memory import activation_bytes_per_replica, cpu_chunk_cap
 from hpo.training.metrics import HIGHER_IS_BETTER, chance_metric
 
 __all__ = [
+    "LIVE_SECONDS",
     "DuplicateConfiguration",
     "Objective",
     "code_revision",
+    "epoch_log",
     "objective_directions",
     "objective_names",
     "package_versions",
@@ -252,9 +254,9 @@ def _reuse(trial: optuna.Trial, earlier: optuna.trial.FrozenTrial) -> float | li
     return earlier.values if len(earlier.values) > 1 else earlier.values[0]
 
 
-def _probe_progress(name: str, epochs: int, every: float = 60.0) -> Callable[[EpochReport], None]:
-    """A log line at most once a minute while the seed probe trains (it can take most of an hour at full size, with
-    nothing else to show for it in the live view)."""
+def epoch_log(name: str, epochs: int, every: float = 60.0) -> Callable[[EpochReport], None]:
+    """A log line at most once a minute while seeds train outside a tuning trial (the seed probe, a retraining
+    chunk): at full size one can take most of an hour, with nothing else to show for it in a log."""
     last = [0.0]
 
     def report(r: EpochReport) -> None:
@@ -353,7 +355,7 @@ class Objective:
                 cfg,
                 init_seeds=part,
                 data_seeds=part,
-                callback=_probe_progress(f"{self.arch} probe", cfg.epochs),
+                callback=epoch_log(f"{self.arch} probe", cfg.epochs),
                 evaluate_splits=("valid",),  # the only split it reads
             )
             values += [

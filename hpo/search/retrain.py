@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +32,9 @@ from hpo.errors import ConfigError
 from hpo.models import create_model, gate_utilisation, get_entry, kernel_provenance, probe_model
 from hpo.search import interrupts
 from hpo.search.objective import (
+    LIVE_SECONDS,
     code_revision,
+    epoch_log,
     objective_directions,
     objective_targets,
     package_versions,
@@ -46,7 +49,7 @@ from hpo.storage.engine import normalise_url, open_storage
 from hpo.storage.heartbeat import fail_dead_workers
 from hpo.storage.locks import claim_lock
 from hpo.storage.results import curve_rows, seed_rows, store_seed_results
-from hpo.training import TrainConfig, resolve_device, threads, train
+from hpo.training import EpochReport, TrainConfig, resolve_device, threads, train
 from hpo.training.memory import activation_bytes_per_replica, bytes_per_replica, replicas_that_fit
 
 log = logging.getLogger(__name__)
@@ -279,9 +282,54 @@ def _queue_chunks(study: optuna.Study, chunks: list[list[int]]) -> None:
 
 
 class RetrainObjective:
-    def __init__(self, spec: StudySpec, arch: str, ds: TabularDataset, url: str, device: str) -> None:
+    def __init__(
+        self,
+        spec: StudySpec,
+        arch: str,
+        ds: TabularDataset,
+        url: str,
+        device: str,
+        *,
+        worker: int = 0,
+        on_epoch: Callable[[optuna.Trial, EpochReport], None] | None = None,
+    ) -> None:
         self.spec, self.arch, self.ds, self.url, self.device = spec, arch, ds, url, device
         self.task, self.metric = objective_targets(spec, ds)[0]
+        self.worker, self.on_epoch = worker, on_epoch
+
+    def _provenance(self, cfg: TrainConfig) -> dict[str, Any]:
+        """A sweep's chunks may run across sessions and revisions: each says which it ran on, and which
+        architecture it trains (for the live view and the dashboard)."""
+        provenance = {
+            keys.ARCHITECTURE: self.arch,
+            keys.THREADS: threads.for_trial(cfg.threads),
+            keys.CODE_REVISION: code_revision(),
+            keys.VERSIONS: package_versions(),
+            keys.KERNEL: kernel_provenance(self.device),
+        }
+        return {keys.key(name): value for name, value in provenance.items()}
+
+    def _progress(self, trial: optuna.Trial, seeds: list[int], epochs: int) -> Callable[[EpochReport], None]:
+        """What a chunk shows while it trains (one of a 2048-unit configuration takes half an hour on a CPU core):
+        a log line once a minute, the live view's epoch, and the trial's live attribute (epoch, seeds still
+        training, their mean validation metric) that ``hpo status`` and the dashboard read, written at most every
+        ``LIVE_SECONDS``. Interrupts are honoured between epochs."""
+        log_line = epoch_log(f"{self.arch} retrain chunk {trial.number} (seeds {seeds})", epochs)
+        last = [time.monotonic()]
+
+        def callback(rep: EpochReport) -> None:
+            interrupts.check()
+            log_line(rep)
+            if self.on_epoch is not None:
+                self.on_epoch(trial, rep)
+            if time.monotonic() - last[0] >= LIVE_SECONDS:
+                finite = [v for v in rep.valid_metric if math.isfinite(v)]
+                live = {"worker": self.worker, "epoch": rep.epoch, "metric": rep.metric_name}
+                live |= {"value": float(np.mean(finite)) if finite else None, "training": len(rep.replicas)}
+                set_trial_attrs(trial, {keys.key(keys.LIVE): live})
+                last[0] = time.monotonic()
+
+        return callback
 
     def __call__(self, trial: optuna.Trial) -> float:
         study_attrs = keys.plain(trial.study.user_attrs)
@@ -311,15 +359,14 @@ class RetrainObjective:
             budget=self.spec.budget,
             **hyper,
         )
-        provenance = {  # a sweep's chunks may run across sessions and revisions: each says which it ran on
-            keys.THREADS: threads.for_trial(cfg.threads),
-            keys.CODE_REVISION: code_revision(),
-            keys.VERSIONS: package_versions(),
-            keys.KERNEL: kernel_provenance(self.device),
-        }
-        set_trial_attrs(trial, {keys.key(name): value for name, value in provenance.items()})  # one write
+        set_trial_attrs(trial, self._provenance(cfg))  # one write
         results = train(
-            model, ds, cfg, init_seeds=init, data_seeds=data, callback=lambda _: interrupts.check()
+            model,
+            ds,
+            cfg,
+            init_seeds=init,
+            data_seeds=data,
+            callback=self._progress(trial, seeds, cfg.epochs),
         )
         test = ds.splits["test"]
         n = min(len(test), 4096)
@@ -389,7 +436,7 @@ def _with_children(
         drain(
             url,
             storage,
-            {a: (st, RetrainObjective(spec, a, ds, url, str(device))) for a, st in studies.items()},
+            {a: (st, RetrainObjective(spec, a, ds, url, str(device), worker=0)) for a, st in studies.items()},
         )
 
     return with_children(args, url, workers, own)
@@ -441,11 +488,27 @@ def run_retrain(
         )
         check_workers_done(studies, exits)  # a killed child whose chunks others finished left no work
         return studies
+    _drain_here(spec, url, storage, studies, ds, str(device), worker_index, quiet)
+    return studies
+
+
+def _drain_here(
+    spec: StudySpec,
+    url: str,
+    storage: optuna.storages.BaseStorage,
+    studies: dict[str, optuna.Study],
+    ds: TabularDataset,
+    device: str,
+    worker: int,
+    quiet: bool,
+) -> None:
+    """This process's chunks, with the live view (counts, and each chunk's epoch) on a terminal."""
     from hpo.search.progress import StudyProgress
 
-    queues = {a: (study, RetrainObjective(spec, a, ds, url, str(device))) for a, study in studies.items()}
-    with StudyProgress(
-        spec, studies, None, quiet=quiet, title=f"retraining {spec.name}: seed chunks"
-    ) as progress:
+    title = f"retraining {spec.name}: seed chunks"
+    with StudyProgress(spec, studies, None, quiet=quiet, title=title) as progress:
+        queues = {
+            a: (study, RetrainObjective(spec, a, ds, url, device, worker=worker, on_epoch=progress.on_epoch))
+            for a, study in studies.items()
+        }
         with_signals(lambda: drain(url, storage, queues, progress=progress))
-    return studies

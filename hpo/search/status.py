@@ -13,7 +13,7 @@ from hpo.storage import keys
 from hpo.storage.claims import is_bookkeeping
 from hpo.storage.engine import open_storage
 
-__all__ = ["seed_mean", "storage_status"]
+__all__ = ["running_trials", "seed_mean", "storage_status"]
 
 
 def storage_status(storage_url: str | None = None) -> list[dict[str, Any]]:
@@ -36,6 +36,8 @@ def storage_status(storage_url: str | None = None) -> list[dict[str, Any]]:
             "trials": counts,
             "surplus": sum(1 for t in trials if keys.plain(t.user_attrs).get(keys.SURPLUS)),
         }
+        if running := running_trials(trials):
+            entry["running"] = running
         timing = wall_time_left(trials)
         if timing is not None:
             entry["wall_time"] = timing
@@ -104,3 +106,14 @@ def seed_mean(chunks: list[optuna.trial.FrozenTrial]) -> dict[str, Any]:
     n = sum(sizes)
     mean = sum(k * t.values[0] for k, t in zip(sizes, chunks, strict=True)) / n if n else None
     return {"trained": n, "mean": mean}
+
+
+def running_trials(trials: list[optuna.trial.FrozenTrial]) -> list[dict[str, Any]]:
+    """Each running trial's live attribute (its epoch, validation metric and, for a retraining chunk, the seeds
+    still training), as its worker last wrote it: a chunk or trial of a wide configuration runs for half an hour,
+    and its state alone says nothing of how far it has come."""
+    return [
+        {"number": t.number, **(keys.plain(t.user_attrs).get(keys.LIVE) or {})}
+        for t in trials
+        if t.state == optuna.trial.TrialState.RUNNING
+    ]

@@ -6,13 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
+import pytest
 
 from hpo.cli import main
 from hpo.config.study import load_study
 from hpo.config.training import TrainConfig
 from hpo.models import create_model
-from hpo.search.retrain import Chosen
+from hpo.search import objective, retrain
+from hpo.search.retrain import Chosen, retrain_study_name
 from hpo.search.studies import load_study_dataset
+from hpo.storage import keys
 from hpo.training.trainer import train
 from tests.search.conftest import make_study
 
@@ -39,3 +42,41 @@ def test_a_best_trial_retrained_on_its_own_seed_scores_its_tuning_value(tmp_path
         model = create_model(arch.name, ds.spec, ds.tasks, seeds=[seed], budget=spec.budget, **hyper)
         (result,) = train(model, ds, cfg, init_seeds=[seed], data_seeds=[seed])
         assert result.metric("valid", task, "mse") == best.value, arch.name
+
+
+def test_a_retraining_chunk_writes_how_far_it_has_come(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A chunk of a wide configuration trains for half an hour: between epochs it writes its live attribute (the
+    epoch, the seeds still training, their mean validation metric) for `hpo status` and the dashboard, and logs a
+    line. Written every epoch here (the interval set to 0); each chunk's last write is its last epoch."""
+    monkeypatch.setattr(retrain, "LIVE_SECONDS", 0.0)
+    monkeypatch.setattr(
+        retrain, "epoch_log", lambda name, epochs: objective.epoch_log(name, epochs, every=0.0)
+    )
+    epochs = 3
+    path = make_study(
+        tmp_path,
+        trials=1,
+        retrain={"seeds": 2},
+        training={"epochs": epochs, "patience": None, "batch_size": 256, "device": "cpu"},
+    )
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    assert main(["run", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
+    capfd.readouterr()
+    monkeypatch.setenv("HPO_LOG_LEVEL", "info")  # as the census runs log (`hpo --log-level info`)
+    assert main(["retrain", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
+    logged = "".join(capfd.readouterr())  # the JSON log lines, on stderr
+    spec = load_study(path)
+    for arch in spec.architectures:
+        study = optuna.load_study(study_name=retrain_study_name(spec, arch.name), storage=url)
+        for t in study.get_trials(states=[optuna.trial.TrialState.COMPLETE]):
+            live = keys.plain(t.user_attrs)[keys.LIVE]
+            seeds = keys.plain(t.user_attrs)[keys.SEEDS]
+            assert keys.plain(t.user_attrs)[keys.ARCHITECTURE] == arch.name  # the live view finds its row
+            assert live["epoch"] == epochs and live["training"] == len(seeds) and live["worker"] == 0
+            assert live["value"] > 0.0 and live["metric"] == "y1.mse"  # the tuning objective's task
+            assert (
+                f"{arch.name} retrain chunk {t.number} (seeds {seeds}): epoch {epochs} of at most {epochs}"
+                in logged
+            )

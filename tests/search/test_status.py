@@ -71,3 +71,18 @@ def test_a_retraining_shows_the_mean_of_its_seeds_not_a_best_seed(
         line
         == "demo/mmoe/retrain: complete 2, fail 1; mean test income AUC over 4 seeds 0.9150 (higher is better)"
     )
+
+
+def test_running_trials_show_the_epoch_their_worker_last_wrote(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(study_name="demo/shared_bottom/retrain", storage=url, direction="maximize")
+    live = {"worker": 1, "epoch": 5, "metric": "income AUC", "value": 0.94013, "training": 1}
+    study.ask().set_user_attr(keys.key(keys.LIVE), live)
+    study.ask()  # claimed, no epoch written yet
+    (entry,) = storage_status(url)
+    assert entry["running"] == [{"number": 0, **live}, {"number": 1}]
+    assert main(["status", "--storage", url]) == 0
+    out = capsys.readouterr().out
+    assert "running 2; trial 0 at epoch 5 (valid income AUC 0.9401), trial 1 starting" in out, out
