@@ -391,10 +391,10 @@ def _running(running: list[dict[str, Any]]) -> str:
 
 
 def _left(w: dict[str, Any]) -> str:
-    """``median 6.1 min a trial over 14; 16 queued: about 1.6 h of one worker``."""
+    """``mean 6.1 min a trial over 14 (2.0 min to 9.5 min); 16 queued: about 1.6 h of one worker``."""
     return (
-        f"median {duration(w['median_s'])} a trial over {w['timed']}; {w['queued']} queued: "
-        f"about {duration(w['left_s'])} of one worker"
+        f"mean {duration(w['mean_s'])} a trial over {w['timed']} ({duration(w['min_s'])} to "
+        f"{duration(w['max_s'])}); {w['queued']} queued: about {duration(w['left_s'])} of one worker"
     )
 
 
@@ -469,8 +469,8 @@ def status_cmd(
 ) -> None:
     """Studies in the storage: architecture, trials by state, best value and parameters (for a retraining, the
     mean over its seeds so far instead: its best seed means nothing), the epoch each running trial has reached,
-    and the time queued trials (a retrain's waiting chunks) are likely to take, at the median of the timed ones,
-    for one worker."""
+    and the time queued trials (a retrain's waiting chunks) are likely to take, at the mean of the timed ones, for
+    one worker."""
     from hpo.search.status import storage_status
 
     entries = storage_status(storage)

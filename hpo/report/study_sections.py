@@ -148,14 +148,28 @@ def retraining_left(data: ReportData) -> dict[str, tuple[int, int]]:
 
 
 def retraining_seconds_left(data: ReportData, left: dict[str, tuple[int, int]]) -> float | None:
-    """Training seconds the seeds still to come are likely to take, for one worker: each architecture's missing
-    seeds at the mean time of its seeds so far (a later tuning replicate's configuration may be faster or slower).
-    ``None`` while an architecture with seeds to come has none timed yet."""
-    sr = data.seed_results
-    per_seed = (sr.wall_time / sr.replicas_in_run).groupby(sr.architecture).mean()
-    if any(a not in per_seed.index or not math.isfinite(per_seed[a]) for a in left):
-        return None
-    return float(sum((m - n) * per_seed[a] for a, (n, m) in left.items()))
+    """Training seconds the seeds still to come are likely to take, for one worker: each tuning run's missing
+    seeds at the mean time of that run's seeds so far, since replicates tuned different configurations (on census
+    one Shared-Bottom replicate's seed takes 5 minutes, another's 33); a run with none yet at its architecture's
+    mean over the other runs. The mean, not the median, because a sum is wanted and seed times are skewed (a seed
+    that collapses stops early). ``None`` while an architecture with seeds to come has none timed yet."""
+    spec, sr = data.spec, data.seed_results
+    sr = sr if "replicate" in sr else sr.assign(replicate=1)
+    per_seed = sr.wall_time / sr.replicas_in_run
+    by_arch = per_seed.groupby(sr.architecture).mean()
+    by_run = per_seed.groupby([sr.architecture, sr.replicate]).agg(["mean", "size"])
+    total = 0.0
+    for arch in spec.architectures:
+        if arch.name not in left:
+            continue
+        if arch.name not in by_arch.index or not math.isfinite(by_arch[arch.name]):
+            return None
+        for r in range(1, (arch.replicates or spec.replicates) + 1):
+            mean, done = (
+                by_run.loc[(arch.name, r)] if (arch.name, r) in by_run.index else (by_arch[arch.name], 0)
+            )
+            total += max(0, spec.retrain.seeds - int(done)) * float(mean)
+    return total
 
 
 def _verdict(ctx: Context, tables: Tables, draw: Draw) -> str:
@@ -174,7 +188,7 @@ def _verdict(ctx: Context, tables: Tables, draw: Draw) -> str:
         )
         if (seconds := retraining_seconds_left(data, left)) is not None:
             pending += (
-                f" At the mean training time of each architecture's seeds so far, the rest need about "
+                f" At the mean training time of each tuning run's seeds so far, the rest need about "
                 f"{duration(seconds)} of one worker."
             )
     return (

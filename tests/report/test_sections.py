@@ -101,3 +101,27 @@ def test_the_header_names_which_architectures_pool_several_tuning_replicates() -
         " (tuning replicates' retrains pooled; replicates per architecture: shared_bottom, mmoe: 3;"
         " single_task, ple: 1)"
     )
+
+
+def test_the_time_left_prices_each_tuning_run_at_its_own_seeds() -> None:
+    """Replicates tuned different configurations: replicate 2's seeds take 2,000 s where replicate 1's took 300,
+    so its missing seeds are priced at its own mean (collapsed fast seeds included: a sum needs the mean), and a
+    replicate with no seed yet at the architecture's mean over the others."""
+    from types import SimpleNamespace
+
+    from hpo.report.study_sections import retraining_left, retraining_seconds_left
+
+    spec = SimpleNamespace(
+        architectures=[SimpleNamespace(name="sb", replicates=3), SimpleNamespace(name="st", replicates=1)],
+        replicates=1,
+        retrain=SimpleNamespace(seeds=4),
+    )
+    rows = [("sb", 1, t, 1) for t in (300.0, 300.0, 300.0, 300.0)]
+    rows += [("sb", 2, 400.0, 1), ("sb", 2, 3200.0, 2)]  # a chunk of two seeds: 1,600 s a seed
+    rows += [("st", 1, 100.0, 1)] * 4
+    sr = pd.DataFrame(rows, columns=["architecture", "replicate", "wall_time", "replicas_in_run"])
+    data = SimpleNamespace(spec=spec, seed_results=sr)
+    left = retraining_left(data)  # type: ignore[arg-type]
+    assert left == {"sb": (6, 12)}
+    # replicate 2: 2 more at (400 + 1600) / 2 = 1000; replicate 3: 4 at sb's mean, (4*300 + 400 + 1600) / 6
+    assert retraining_seconds_left(data, left) == pytest.approx(2 * 1000 + 4 * 3200 / 6)  # type: ignore[arg-type]
