@@ -29,6 +29,7 @@ import numpy as np
 from scipy.special import gammaln
 
 __all__ = [
+    "COLLAPSE_SCALES",
     "SeedSpread",
     "doubling_gain",
     "doubling_gain_interval",

@@ -78,6 +78,24 @@ def test_a_loss_collapses_relative_to_its_median() -> None:
     assert collapsed(np.array([1.0, 1.1, 0.9]), "mse")[0] == 0
 
 
+def test_a_partial_collapse_is_caught_as_the_seed_probe_catches_it() -> None:
+    """On census an MMoE seed reached income AUC 0.843 among seeds at 0.944 +/- 0.0003: above any chance rule,
+    yet 300 sds from the rest. The probe's rule (8 Qn scales on the worse side) names it; a healthy spread of 30
+    normal seeds, or a seed on the better side, is not named."""
+    rng = np.random.default_rng(0)
+    healthy = 0.944 + 0.0003 * rng.standard_normal(30)
+    n, rule = collapsed(np.append(healthy, 0.843), "auc")
+    assert (
+        n == 1
+        and rule == "test AUC <= 0.55, chance is 0.5, or more than 8 Qn scales below the median of the rest"
+    )
+    assert collapsed(healthy, "auc")[0] == 0
+    assert collapsed(np.append(healthy, 0.99), "auc")[0] == 0  # far off, but on the better side
+    assert (
+        collapsed(np.append(1 + 0.01 * rng.standard_normal(30), 1.5), "mse")[0] == 1
+    )  # under 3x, yet far worse
+
+
 def test_one_robust_axis_counts_collapsed_seeds_instead_of_stretching() -> None:
     from hpo.report.figures import robust_range
 
