@@ -227,9 +227,10 @@ def without_collapsed(
     dropped: dict[str, dict[str, tuple[int, int]]] = {}
     for task, by_arch in values_by_task.items():
         kept[task] = {}
-        for arch, x in by_arch.items():
-            mask, _ = collapse_mask(np.asarray(x, float), metrics[task])
-            kept[task][arch] = np.asarray(x, float)[~mask]
+        for arch, values in by_arch.items():
+            x = np.asarray(values, float)
+            mask, _ = collapse_mask(x, metrics[task])
+            kept[task][arch] = x[~mask]
             if mask.any():
                 dropped.setdefault(task, {})[arch] = (int(mask.sum()), len(x))
     return kept, dropped
