@@ -385,7 +385,9 @@ def _running(running: list[dict[str, Any]]) -> str:
     for r in running:
         at = f"trial {r['number']} at epoch {r['epoch']}" if "epoch" in r else f"trial {r['number']} starting"
         if isinstance(r.get("value"), float):
-            at += f" (valid {r.get('metric')} {r['value']:.4f})"
+            # the trainer's name for the metric (``income.auc``, ``loss``) as the objective's reads: income AUC
+            task, _, metric = str(r.get("metric")).rpartition(".")
+            at += f" (valid {f'{task} {metric.upper()}' if task else metric} {r['value']:.4f})"
         parts.append(at)
     return ", ".join(parts)
 

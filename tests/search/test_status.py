@@ -85,7 +85,13 @@ def test_running_trials_show_the_epoch_their_worker_last_wrote(
 ) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
     study = optuna.create_study(study_name="demo/shared_bottom/retrain", storage=url, direction="maximize")
-    live = {"worker": 1, "epoch": 5, "metric": "income AUC", "value": 0.94013, "training": 1}
+    live = {
+        "worker": 1,
+        "epoch": 5,
+        "metric": "income.auc",
+        "value": 0.94013,
+        "training": 1,
+    }  # as the trainer names it
     study.ask().set_user_attr(keys.key(keys.LIVE), live)
     study.ask()  # claimed, no epoch written yet
     (entry,) = storage_status(url)
