@@ -53,6 +53,7 @@ bench: install
 	$(BIN)/python bench/plugins.py
 	$(BIN)/python bench/chunk.py
 	$(BIN)/python bench/sampler_collapse.py
+	$(BIN)/python bench/amp.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hpo-cache

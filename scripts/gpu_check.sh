@@ -18,6 +18,8 @@ step "bench/train.py on cuda"
 timeout 200 python3 bench/train.py --device cuda --rounds 3 --no-peers --json | tail -12 | tee "$OUT/bench_train_cuda.txt"
 step "bench/recsys.py on cuda (sparse fields' embedding tables; ours only, the peers are not installed there)"
 timeout 90 python3 bench/recsys.py --device cuda --rounds 1 --rows 100000 --json | tail -6 | tee "$OUT/bench_recsys_cuda.txt"
+step "bench/amp.py on cuda (bf16 autocast against float32, per size)"
+timeout 60 python3 bench/amp.py --device cuda --rounds 2 --steps 40 --json | tail -7 | tee "$OUT/bench_amp_cuda.txt"
 step "a small study on cuda"
 db="$OUT/smoke.db"; rm -f "$db"
 for phase in run retrain; do

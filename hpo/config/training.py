@@ -34,6 +34,8 @@ class TrainConfig(BaseModel):
     gradnorm_alpha: float = Field(1.5, ge=0)
     grad_clip: float | None = Field(None, gt=0)
     device: str = "auto"
+    # bf16 autocast of the training steps, on CUDA and on the CPU (hpo.training.trainer.bf16_autocast_ok); the first
+    # layer and every evaluation stay float32. Off by default: results differ from float32 ones.
     amp: bool = False
     # torch.compile the model for training steps (Inductor), with the partitioner recomputing views in the backward
     # (hpo.training.trainer._compiled). On the CPU it does not pay since the eager step runs hpo's compiled kernels,

@@ -237,7 +237,22 @@ class InputLayer(nn.Module):
 
     def project(self, x: Features) -> Tensor:
         """All parts side by side, ``(R, B, T)`` in the order of ``parts``: for a consumer of every part at once
-        (the compiled experts' mix), whose gradient then arrives whole, without the split's concatenation."""
+        (the compiled experts' mix), whose gradient then arrives whole, without the split's concatenation.
+
+        Always in the weights' own dtype, bf16 autocast (``training.amp``) or not: the layer's work is a gather
+        and sum of rows plus a product with a handful of continuous columns, which bf16 does not speed, while a
+        bf16 output would take the experts' mix off its compiled kernel (float32/64 only) and onto the slower
+        PyTorch form, and the backward's sum of rows off its kernel too (bench/amp.py: MMoE 8 x 256 at half the
+        float32 speed that way). The wide products of later layers are where bf16 pays, and they stay under it.
+        """
+        t = x.cont if x.cont is not None else x.cat
+        device = t.device.type if t is not None else "cpu"
+        if device in ("cpu", "cuda") and torch.is_autocast_enabled(device):
+            with torch.autocast(device, enabled=False):
+                return self._project(x)
+        return self._project(x)
+
+    def _project(self, x: Features) -> Tensor:
         r = self.replicas
         out: Tensor | None = None
         if self.weight_cont is not None:

@@ -61,7 +61,7 @@ def test_learns_binary_tasks_and_reports_sklearn_metrics() -> None:
     assert (
         res.status == "ok" and res.metric("test", "a", "auc") > 0.8 and res.metric("test", "b", "auc") > 0.8
     )
-    out = _outputs(model, ds.splits["test"], 1000, amp=False)[0].numpy()
+    out = _outputs(model, ds.splits["test"], 1000)[0].numpy()
     y = ds.splits["test"].y.numpy()
     assert res.metric("test", "a", "auc") == roc_auc_score(
         y[:, 0], 1 / (1 + np.exp(-out[:, 0].astype(np.float64)))
@@ -166,15 +166,15 @@ def test_many_replicas_evaluate_in_cache_sized_chunks_with_the_same_outputs(
         [make_synthetic(SyntheticConfig(d=8, n_train=50, n_valid=300, n_test=50, seed=s)) for s in range(6)]
     )
     model = create_model("mmoe", ds.spec, ds.tasks, replicas=6, seeds=list(range(6)), n_experts=3)
-    whole = _outputs(model, ds.splits["valid"], 10_000, amp=False)
+    whole = _outputs(model, ds.splits["valid"], 10_000)
     monkeypatch.setattr(trainer, "CPU_EVAL_PAIRS", 6 * 70)  # chunks of 70 rows: 5 chunks, the last one short
     assert trainer._eval_chunk(10_000, 6, torch.device("cpu")) == 70
     assert trainer._eval_chunk(10_000, 1, torch.device("cpu")) == 10_000
     assert trainer._eval_chunk(10_000, 6, torch.device("meta")) == 10_000
-    chunked = _outputs(model, ds.splits["valid"], 10_000, amp=False)
+    chunked = _outputs(model, ds.splits["valid"], 10_000)
     torch.testing.assert_close(chunked, whole, rtol=1e-6, atol=1e-6)
     monkeypatch.setattr(trainer, "CPU_EVAL_PAIRS", 6 * 300)  # one chunk covers the split: exactly the same
-    assert torch.equal(_outputs(model, ds.splits["valid"], 10_000, amp=False), whole)
+    assert torch.equal(_outputs(model, ds.splits["valid"], 10_000), whole)
 
 
 def test_early_stopping_per_replica_and_compaction() -> None:
