@@ -15,7 +15,7 @@ import pandas as pd
 from hpo.config.naming import DATA_SEED_OFFSET
 from hpo.logs import duration
 from hpo.report.across import pareto_figure, rank_figure, rank_html
-from hpo.report.collect import MIN_FANOVA_TRIALS, ReportData
+from hpo.report.collect import MIN_FANOVA_TRIALS, ReportData, seed_frame
 from hpo.report.escape import esc
 from hpo.report.figures import figure_list, pairs_frame, seed_values
 from hpo.report.render import table_html
@@ -25,6 +25,7 @@ from hpo.report.stats import RankSummary
 from hpo.report.verdict import (
     caveats,
     collapse_caveats,
+    collapse_patterns,
     gaps_frame,
     gate_caveats,
     span,
@@ -178,6 +179,10 @@ def _verdict(ctx: Context, tables: Tables, draw: Draw) -> str:
     notes = caveats(found, values, data.seed_results, data.searched) + unsettled_caveat(settled)
     dropped, again = _without_collapsed(ctx)
     notes += collapse_caveats(found, again, dropped)
+    for task, metric in ctx.metrics.items():
+        notes += collapse_patterns(
+            seed_frame(data.seed_results, data.seed_metrics, task, metric), task, metric
+        )
     notes += gate_caveats(data.gate_use)
     pending = tuning_progress(settled)
     if len(data.seed_results) and (left := retraining_left(data)):

@@ -12,6 +12,7 @@ from hpo.report.figures import pairs_frame
 from hpo.report.verdict import (
     caveats,
     collapse_caveats,
+    collapse_patterns,
     collapsed,
     gate_caveats,
     resolvable_difference,
@@ -209,3 +210,57 @@ def test_a_verdict_that_survives_its_collapses_says_so() -> None:
         "from it: none)"
     ]
     assert _verdicts_with_and_without({"a": a, "b": b[2:]}) == []  # nothing collapsed: nothing to say
+
+
+def crossed(
+    collapsed_at: set[tuple[int, int]], inits: int = 3, orders: int = 4, seed: int = 0
+) -> pd.DataFrame:
+    """A crossed retraining's seed frame: healthy seeds near 0.944, those at (init, data order) in
+    ``collapsed_at`` at 0.5 (a constant output)."""
+    rng = np.random.default_rng(seed)
+    rows = [
+        {"architecture": "sb", "init_seed": i, "data_seed": 7919 + d,
+         "value": 0.5 if (i, d) in collapsed_at else 0.944 + 0.0003 * rng.standard_normal()}
+        for i in range(inits) for d in range(orders)
+    ]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_collapses_that_follow_the_initialisation_are_told_apart_from_the_data_order() -> None:
+    """On census, replicate 2's Shared-Bottom collapsed for every data order of 4 of its 6 initialisations: the
+    configuration trains only from some starting weights. The report says which factor a collapse follows."""
+    (init,) = collapse_patterns(crossed({(1, d) for d in range(4)}), "income", "auc")
+    assert init.startswith(
+        "sb on income: the collapses follow the initialisation: 1 of 3 initialisations (seed 1)"
+    )
+    assert "collapsed under every data order trained so far, the others under none" in init
+    assert "trains from some starting weights" in init
+    (order,) = collapse_patterns(crossed({(i, 2) for i in range(3)}), "income", "auc")
+    assert "follow the data order: 1 of 4 data orders (seed 7921)" in order
+    assert "starting weights" not in order
+    (spread,) = collapse_patterns(crossed({(0, 0), (1, 1)}), "income", "auc")
+    assert spread == (
+        "sb on income: the 2 collapses are spread over 2 initialisations and 2 data orders, following neither"
+    )
+    # one collapsed seed shows no pattern; nor does a design that is not crossed, nor a run without collapses
+    assert collapse_patterns(crossed({(0, 0)}), "income", "auc") == []
+    assert collapse_patterns(crossed({(0, 0), (0, 1)}, inits=1), "income", "auc") == []
+    assert collapse_patterns(crossed(set()), "income", "auc") == []
+
+
+def test_collapse_patterns_are_told_per_tuning_replicate() -> None:
+    """Replicates tuned different configurations: one's collapse pattern is its own, and says which it is."""
+    frame = pd.concat(
+        [crossed(set()).assign(replicate=1), crossed({(2, d) for d in range(4)}, seed=1).assign(replicate=2)]
+    )
+    (text,) = collapse_patterns(frame, "income", "auc")
+    assert text.startswith("sb (replicate 2) on income: the collapses follow the initialisation: 1 of 3")
+
+
+def test_a_progress_report_shows_the_caveats_so_far() -> None:
+    pending = verdict_html(
+        [], ["sb on income: the collapses follow the initialisation"], "t", 1, pending="wait"
+    )
+    assert "wait" in pending and "Caveats so far (provisional)" in pending
+    assert "the collapses follow the initialisation" in pending
+    assert "Caveats so far" not in verdict_html([], [], "t", 1, pending="wait")
