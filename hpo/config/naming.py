@@ -1,6 +1,7 @@
 """How hpo names what it stores, in one place that search writes by and the report reads by.
 
-* tuning study of an architecture: ``SPEC/ARCH``; its retraining: ``SPEC/ARCH/retrain``;
+* tuning study of an architecture: ``SPEC/ARCH``; its retraining: ``SPEC/ARCH/retrain``; the probe of its best
+  configurations that chooses which one is retrained (``retrain.select``): ``SPEC/ARCH/select``;
 * retrain seed ``s`` initialises with seed ``s`` and orders the data with seed ``s + DATA_SEED_OFFSET`` (two
   distinct random streams), which the report states in its provenance; in a crossed retrain (``retrain.cross``
   with ``init``, ``data`` and ``splits`` levels) seed ``s`` is cell :func:`cross_cell`: held-out split
@@ -10,7 +11,14 @@
 
 from __future__ import annotations
 
-__all__ = ["DATA_SEED_OFFSET", "cross_cell", "retrain_study_name", "seeds_of", "tuning_study_name"]
+__all__ = [
+    "DATA_SEED_OFFSET",
+    "cross_cell",
+    "retrain_study_name",
+    "seeds_of",
+    "select_study_name",
+    "tuning_study_name",
+]
 
 DATA_SEED_OFFSET = 7919  # data order is its own random stream, distinct from initialisation
 
@@ -21,6 +29,10 @@ def tuning_study_name(spec: str, arch: str) -> str:
 
 def retrain_study_name(spec: str, arch: str) -> str:
     return f"{tuning_study_name(spec, arch)}/retrain"
+
+
+def select_study_name(spec: str, arch: str) -> str:
+    return f"{tuning_study_name(spec, arch)}/select"
 
 
 def seeds_of(seed: int, cross_data: int | None = None) -> tuple[int, int]:

@@ -22,7 +22,8 @@ files are resolved relative to the study file (default ``../search_spaces/<archi
     training: {epochs: 5, patience: 2, batch_size: 256, device: auto}
     retrain: {seeds: 30, replicas_per_run: null, fresh_data: false, default: false}
                                                                  # or {cross: {init: 5, data: 5, splits: 1},
-                                                                 #     default: true}
+                                                                 #     default: true,
+                                                                 #     select: {candidates: 3, seeds: 4}}
     replicates: 1                                                # independent tuning studies per architecture
                                                                  # ({name: mmoe, replicates: 3} per architecture,
                                                                  #  at most the study's)
@@ -164,6 +165,20 @@ class TrialBudget(_Strict):
         return self
 
 
+class SelectSpec(_Strict):
+    """``retrain.select``: which configuration is retrained is decided by more than one seed. The best
+    ``candidates`` configurations of the tuning (by their tuning value, each trained once, from one seed) are each
+    trained again on ``seeds`` fresh initialisation and data-order seeds (apart from every tuning and retrain seed,
+    scored on the validation split, so the test split stays unseen), and the one with the best mean validation
+    objective over those seeds is retrained (a seed that diverged counts at the objective's chance level). A
+    configuration that trains from some starting weights and not from others scores its expected value here, not
+    its luckiest: on census, tuning once handed the retraining a configuration that collapsed from 4 of 6
+    initialisations."""
+
+    candidates: int = Field(3, ge=2, le=20)
+    seeds: int = Field(4, ge=2, le=64)
+
+
 class RetrainSpec(_Strict):
     """``fresh_data``: every seed also draws its own dataset (synthetic data only), as the MMoE paper's synthetic
     experiments do ("fresh data and initialisation" per run); otherwise every seed trains on the same data.
@@ -177,6 +192,7 @@ class RetrainSpec(_Strict):
     fresh_data: bool = False
     cross: CrossSpec | None = None
     default: bool = False
+    select: SelectSpec | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -343,6 +359,22 @@ class StudySpec(_Strict):
             )
         if self.retrain.fresh_data and self.dataset.kind != "synthetic":
             raise ValueError("retrain.fresh_data draws a new dataset per seed: only for synthetic data")
+        return self
+
+    @model_validator(mode="after")
+    def _select_fits(self) -> StudySpec:
+        """``retrain.select`` ranks candidates by one validation objective, and is the only chooser."""
+        if self.retrain.select is None:
+            return self
+        if self.sweep is not None and self.sweep.choose == "pooled":
+            raise ValueError(
+                "retrain.select and sweep.choose: pooled both decide which configuration is retrained; use one"
+            )
+        if self.objective.kind == "multi":
+            raise ValueError(
+                "retrain.select ranks configurations by one validation objective; objective.kind multi has "
+                "several (use main or mean, or remove retrain.select)"
+            )
         return self
 
     def expand(self) -> list[StudySpec]:

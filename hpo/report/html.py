@@ -17,6 +17,7 @@ from hpo.report.output import write_table
 from hpo.report.render import FigureNumbers, render_page
 from hpo.report.robustness import DEFAULT_VS_TUNED, EXPECTED_MAX, REPLICATES, VARIANCE
 from hpo.report.section import Context, Section
+from hpo.report.selection import SELECTION
 from hpo.report.study_sections import (
     COMPARISON,
     COST,
@@ -45,6 +46,7 @@ SECTIONS: list[Section] = [
     LOSS_CURVES,
     EXPECTED_MAX,
     REPLICATES,
+    SELECTION,
     VARIANCE,
     DEFAULT_VS_TUNED,
     PROVENANCE,

@@ -181,7 +181,10 @@ def _verdict(ctx: Context, tables: Tables, draw: Draw) -> str:
     notes += collapse_caveats(found, again, dropped)
     for task, metric in ctx.metrics.items():
         notes += collapse_patterns(
-            seed_frame(data.seed_results, data.seed_metrics, task, metric), task, metric
+            seed_frame(data.seed_results, data.seed_metrics, task, metric),
+            task,
+            metric,
+            selected=data.spec.retrain.select is not None,
         )
     notes += gate_caveats(data.gate_use)
     pending = tuning_progress(settled)

@@ -219,7 +219,7 @@ def collapsed(x: np.ndarray, metric: str) -> tuple[int, str]:
     return int(mask.sum()), rule
 
 
-def collapse_patterns(frame: pd.DataFrame, task: str, metric: str) -> list[str]:
+def collapse_patterns(frame: pd.DataFrame, task: str, metric: str, *, selected: bool = False) -> list[str]:
     """Where a crossed retraining's collapsed seeds lie (one ``seed_frame``: architecture, [replicate,] init_seed,
     data_seed, value): per architecture and tuning replicate with a collapse, whether it follows the
     initialisation (every seed of some initialisations collapsed, whatever the data order, and none of the
@@ -227,18 +227,20 @@ def collapse_patterns(frame: pd.DataFrame, task: str, metric: str) -> list[str]:
     weights: tuning trained each configuration from one, so it can select such a configuration when that one
     trained (on census, a Shared-Bottom with a 2-unit tower trained in tuning and collapsed for 4 of 6
     initialisations in retraining). The mask is :func:`collapse_mask` over the architecture's pooled seeds, as in
-    the counts; a run without at least two initialisations and two data orders says nothing."""
+    the counts; a run without at least two initialisations and two data orders says nothing. ``selected``: the
+    configurations were chosen by ``retrain.select`` (a mean over several seeds); otherwise the sentence says that
+    it would have seen this."""
     out = []
     for arch, g in frame.groupby("architecture", sort=False):
         g = g.assign(collapsed=collapse_mask(g.value.to_numpy(float), metric)[0])
         runs = g.groupby("replicate") if "replicate" in g and g.replicate.nunique() > 1 else [(None, g)]
         for rep, h in runs:
-            if h.collapsed.any() and (text := _collapse_pattern(h)):
+            if h.collapsed.any() and (text := _collapse_pattern(h, selected)):
                 out.append(f"{arch}{'' if rep is None else f' (replicate {rep})'} on {task}: {text}")
     return out
 
 
-def _collapse_pattern(h: pd.DataFrame) -> str | None:
+def _collapse_pattern(h: pd.DataFrame, selected: bool = False) -> str | None:
     """The sentence for one tuning run's seeds (see :func:`collapse_patterns`)."""
     if h.init_seed.nunique() < 2 or h.data_seed.nunique() < 2 or h.collapsed.sum() < 2:
         return None  # not crossed, or one seed: the counts say it, and one seed shows no pattern
@@ -255,7 +257,12 @@ def _collapse_pattern(h: pd.DataFrame) -> str | None:
                 f"under every {other} trained so far, the others under none"
                 + (
                     "; the configuration trains from some starting weights and not from others (a tuning trial "
-                    "trains it from one)"
+                    "trains it from one"
+                    + (
+                        ", and the probe of retrain.select trained it from too few to see it)"
+                        if selected
+                        else "; retrain.select chooses the configuration by its mean over several seeds)"
+                    )
                     if factor == "init_seed"
                     else ""
                 )

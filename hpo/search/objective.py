@@ -51,6 +51,7 @@ __all__ = [
     "package_versions",
     "same_configuration",
     "training_config",
+    "valid_on_seeds",
 ]
 
 log = logging.getLogger(__name__)
@@ -270,6 +271,50 @@ def epoch_log(name: str, epochs: int, every: float = 60.0) -> Callable[[EpochRep
     return report
 
 
+def valid_on_seeds(
+    spec: StudySpec,
+    arch: str,
+    ds: TabularDataset,
+    hyper: dict[str, Any],
+    cfg: TrainConfig,
+    seeds: list[int],
+    targets: list[tuple[str, str]],
+    label: str,
+) -> list[float]:
+    """The validation objective (the mean of ``targets``' metrics) of configuration ``hyper`` trained with
+    ``cfg`` from each of ``seeds`` (initialisation and data order alike), as vectorised models; NaN where a seed
+    diverged. Only the validation split is evaluated: the probes that call it choose among configurations, and
+    the test split stays unseen. On a CPU the seeds go in chunks of :func:`hpo.training.memory.cpu_chunk_cap`,
+    as a retrain's do: a wide configuration trains faster one seed at a time there."""
+    n, chunk = len(seeds), len(seeds)
+    if resolve_device(cfg.device).type != "cuda":
+        probe = probe_model(arch, ds.spec, ds.tasks, budget=spec.budget, **hyper)
+        units = [u.units for u in probe.layer_units()]
+        chunk = min(n, cpu_chunk_cap(activation_bytes_per_replica(units, cfg.batch_size)))
+    values: list[float] = []
+    for part in (seeds[i : i + chunk] for i in range(0, n, chunk)):
+        model = create_model(
+            arch, ds.spec, ds.tasks, replicas=len(part), seeds=part, budget=spec.budget, **hyper
+        )
+        threads.for_trial(cfg.threads)
+        results = train(
+            model,
+            ds,
+            cfg,
+            init_seeds=part,
+            data_seeds=part,
+            callback=epoch_log(f"{arch} {label}", cfg.epochs),
+            evaluate_splits=("valid",),  # the only split it reads
+        )
+        values += [
+            float(np.mean([r.metric("valid", task, metric) for task, metric in targets]))
+            if r.status == "ok"
+            else float("nan")
+            for r in results
+        ]
+    return values
+
+
 class Objective:
     """Callable objective for one architecture of a study; ``on_epoch`` feeds live progress."""
 
@@ -321,50 +366,18 @@ class Objective:
 
     def probe_seeds(self, best: optuna.trial.FrozenTrial, n: int, start: int = 0) -> list[float]:
         """The objective of ``best``'s configuration on each of ``n`` seeds (trained as vectorised models on the
-        validation split, seeds apart from any tuning trial's; NaN where a seed failed): what the settled rule's
-        ``tolerance: auto`` measures the seed noise from (:func:`hpo.estimators.seed_spread`,
-        :mod:`hpo.search.settle`). On a CPU the seeds go in chunks of :func:`hpo.training.memory.cpu_chunk_cap`,
-        as a retrain's do: a wide configuration trains faster one seed at a time there."""
+        validation split, seeds apart from any tuning trial's; NaN where a seed failed; :func:`valid_on_seeds`):
+        what the settled rule's ``tolerance: auto`` measures the seed noise from
+        (:func:`hpo.estimators.seed_spread`, :mod:`hpo.search.settle`)."""
         model_params = {k: best.params[k] for k in self.space.params if k in best.params}
         inputs, opt_params = split_sampled(
             {k: best.params[k] for k in self.opt_space.params if k in best.params}
         )
         hyper = self.space.derive(model_params, len(self.ds.tasks)) | inputs
-        cfg = self._train_config(opt_params)
         seeds = [PROBE_SEED + start + i for i in range(n)]
-        chunk = n
-        if resolve_device(self.device).type != "cuda":
-            probe = probe_model(self.arch, self.ds.spec, self.ds.tasks, budget=self.spec.budget, **hyper)
-            units = [u.units for u in probe.layer_units()]
-            chunk = min(n, cpu_chunk_cap(activation_bytes_per_replica(units, cfg.batch_size)))
-        values: list[float] = []
-        for part in (seeds[i : i + chunk] for i in range(0, n, chunk)):
-            model = create_model(
-                self.arch,
-                self.ds.spec,
-                self.ds.tasks,
-                replicas=len(part),
-                seeds=part,
-                budget=self.spec.budget,
-                **hyper,
-            )
-            threads.for_trial(cfg.threads)
-            results = train(
-                model,
-                self.ds,
-                cfg,
-                init_seeds=part,
-                data_seeds=part,
-                callback=epoch_log(f"{self.arch} probe", cfg.epochs),
-                evaluate_splits=("valid",),  # the only split it reads
-            )
-            values += [
-                float(np.mean([r.metric("valid", task, metric) for task, metric in self.targets]))
-                if r.status == "ok"
-                else float("nan")
-                for r in results
-            ]
-        return values
+        return valid_on_seeds(
+            self.spec, self.arch, self.ds, hyper, self._train_config(opt_params), seeds, self.targets, "probe"
+        )
 
     def fits_budget(self, space: SearchSpace) -> bool:
         """Whether every configuration of ``space`` (this architecture's, perhaps widened) keeps within the

@@ -24,7 +24,7 @@ import optuna
 import torch
 
 from hpo.config import naming
-from hpo.config.naming import cross_cell, seeds_of
+from hpo.config.naming import cross_cell, seeds_of, select_study_name
 from hpo.config.study import StudySpec, sweep_value
 from hpo.data._tabular import TabularDataset
 from hpo.data.synthetic import SyntheticConfig
@@ -41,7 +41,9 @@ from hpo.search.objective import (
     training_config,
 )
 from hpo.search.processes import check_workers_done, with_children, with_signals
+from hpo.search.select import SelectObjective, prepare_select, selection
 from hpo.search.studies import load_study_dataset
+from hpo.search.tickets import ensure_tickets
 from hpo.search.worker import drain
 from hpo.storage import keys
 from hpo.storage.attrs import set_trial_attrs
@@ -181,23 +183,21 @@ def prepare_retrain(
     url: str | None = None,
 ) -> dict[str, optuna.Study]:
     """Create the retrain studies and queue the chunks of seeds ``0 .. n_seeds - 1`` (under the study's lock on
-    ``url``, the storage's URL unless given)."""
+    ``url``, the storage's URL unless given). A new retrain study is told what it retrains once: the default
+    configuration, the configuration ``retrain.select``'s probe chose (:mod:`hpo.search.select`; its probe must
+    have finished), the sweep's pooled choice, or the best tuning trial."""
     url = url or normalise_url(getattr(storage, "url", None))
     out = {}
     existing = {s.study_name for s in storage.get_all_studies()}
     for arch in (a.name for a in spec.architectures):
         if spec.is_default:
-            chosen = default_choice(spec, arch, ds, device)
             main_dir = optuna.study.StudyDirection[objective_directions(spec, ds)[0].upper()]
         else:
             if spec.study_name(arch) not in existing:
                 raise ConfigError(
                     f"no tuning study {spec.study_name(arch)!r} in the storage; run `hpo run {spec.source}` first"
                 )
-            tuning = optuna.load_study(study_name=spec.study_name(arch), storage=storage)
-            pooled = (spec.sweep_point or {}).get("choose") == "pooled"
-            chosen = Chosen.of_trial(pooled_trial(spec, arch, storage) if pooled else best_trial(tuning))
-            main_dir = tuning.directions[0]
+            main_dir = optuna.load_study(study_name=spec.study_name(arch), storage=storage).directions[0]
         study = optuna.create_study(
             storage=storage,
             study_name=retrain_study_name(spec, arch),
@@ -205,7 +205,8 @@ def prepare_retrain(
             load_if_exists=True,
         )
         if keys.TUNING_TRIAL not in keys.plain(study.user_attrs):
-            _describe_retrain(study, spec, arch, chosen, ds, device, n_seeds)
+            chosen, record = _choose(spec, arch, storage, ds, device)
+            _describe_retrain(study, spec, arch, chosen, ds, device, n_seeds, record)
         attrs = keys.plain(study.user_attrs)
         cross = attrs.get(keys.CROSS)
         block = cross["init"] * cross["data"] if cross and cross.get("splits", 1) > 1 else None
@@ -213,9 +214,42 @@ def prepare_retrain(
         with claim_lock(url, study.study_name):  # overlapping `hpo retrain` processes queue each chunk once
             # a killed process's chunk still reads RUNNING: fail it, then queue it
             fail_dead_workers(url, study)
-            _queue_chunks(study, chunks)
+            ensure_tickets(study, len(chunks), attrs=[{keys.SEEDS: seeds} for seeds in chunks])
         out[arch] = study
     return out
+
+
+def _choose(
+    spec: StudySpec,
+    arch: str,
+    storage: optuna.storages.BaseStorage,
+    ds: TabularDataset,
+    device: torch.device,
+) -> tuple[Chosen, dict[str, Any] | None]:
+    """What ``arch``'s retraining trains, and the probe's record where ``retrain.select`` chose it."""
+    if spec.is_default:
+        return default_choice(spec, arch, ds, device), None
+    tuning = optuna.load_study(study_name=spec.study_name(arch), storage=storage)
+    if spec.retrain.select is not None:
+        number, record = selection(spec, arch, storage)
+        return Chosen.of_trial(tuning.get_trials(deepcopy=False)[number]), record
+    if (spec.sweep_point or {}).get("choose") == "pooled":
+        return Chosen.of_trial(pooled_trial(spec, arch, storage)), None
+    return Chosen.of_trial(best_trial(tuning)), None
+
+
+def described(spec: StudySpec, storage: optuna.storages.BaseStorage) -> set[str]:
+    """The architectures whose retrain study already holds what it retrains (a resumed retraining keeps it)."""
+    names = {s.study_name for s in storage.get_all_studies()}
+    return {
+        a.name
+        for a in spec.architectures
+        if retrain_study_name(spec, a.name) in names
+        and keys.TUNING_TRIAL
+        in keys.plain(
+            optuna.load_study(study_name=retrain_study_name(spec, a.name), storage=storage).user_attrs
+        )
+    }
 
 
 def _describe_retrain(
@@ -226,10 +260,12 @@ def _describe_retrain(
     ds: TabularDataset,
     device: torch.device,
     n_seeds: int,
+    record: dict[str, Any] | None = None,
 ) -> None:
-    """Store on a new retrain study what it retrains (the best trial's configuration, or the default one), its
-    seed design and its chunk size, chosen once from the device's free memory unless the spec fixes it, so every
-    worker cuts the same chunks and maps seeds to the same (initialisation, data-order) cells."""
+    """Store on a new retrain study what it retrains (the chosen configuration, or the default one; ``record``:
+    how ``retrain.select`` chose it), its seed design and its chunk size, chosen once from the device's free
+    memory unless the spec fixes it, so every worker cuts the same chunks and maps seeds to the same
+    (initialisation, data-order) cells."""
     hyper = chosen.model_config
     cfg = TrainConfig(**{**chosen.train_config, "device": str(device)})
     shaped = {k: tuple(v) if isinstance(v, list) else v for k, v in hyper.items()}
@@ -252,6 +288,7 @@ def _describe_retrain(
         keys.CROSS: spec.retrain.cross.model_dump() if spec.retrain.cross else None,
         keys.DEFAULT: spec.is_default,
         keys.REPLICATE: spec.replicate_point,
+        keys.SELECTION: record,
     }
     for key, value in attrs.items():
         study.set_user_attr(keys.key(key), value)
@@ -268,17 +305,6 @@ def chunk_seeds(n_seeds: int, chunk: int, block: int | None = None) -> list[list
         for start in range(0, n_seeds, step)
         for c in range(start, min(start + step, n_seeds), chunk)
     ]
-
-
-def _queue_chunks(study: optuna.Study, chunks: list[list[int]]) -> None:
-    live = {
-        keys.plain(t.user_attrs).get(keys.TICKET)
-        for t in study.get_trials(deepcopy=False)
-        if t.state != optuna.trial.TrialState.FAIL
-    }
-    for c, seeds in enumerate(chunks):
-        if c not in live:
-            study.enqueue_trial({}, user_attrs=keys.tag({keys.TICKET: c, keys.SEEDS: seeds}))
 
 
 class RetrainObjective:
@@ -406,12 +432,17 @@ def _seed_count(spec: StudySpec, seeds: int | None) -> int:
     return n_seeds
 
 
+ObjectiveOf = Callable[
+    [str, int, Callable[[optuna.Trial, EpochReport], None] | None], Callable[[optuna.Trial], Any]
+]
+
+
 def _with_children(
     spec: StudySpec,
     url: str,
     storage: optuna.storages.BaseStorage,
     studies: dict[str, optuna.Study],
-    ds: Any,
+    objective_of: ObjectiveOf,
     device: Any,
     devices: Sequence[str],
     workers: int,
@@ -433,11 +464,7 @@ def _with_children(
 
     def own() -> None:
         threads.install_for(device)  # re-planned: this process is now one of the workers
-        drain(
-            url,
-            storage,
-            {a: (st, RetrainObjective(spec, a, ds, url, str(device), worker=0)) for a, st in studies.items()},
-        )
+        drain(url, storage, {a: (st, objective_of(a, 0, None)) for a, st in studies.items()})
 
     return with_children(args, url, workers, own)
 
@@ -453,10 +480,12 @@ def run_retrain(
     join_only: bool = False,
     quiet: bool = True,
 ) -> dict[str, Any]:
-    """Queue (unless ``join_only``) and run the retraining of every architecture's best configuration.
+    """Queue (unless ``join_only``) and run the retraining of every architecture's best configuration: first,
+    with ``retrain.select``, the probe that chooses it (:mod:`hpo.search.select`), then the seeds.
 
-    Several workers are child processes (:mod:`hpo.search.launch`) that take the storage from their environment.
-    Chunks are tickets like tuning trials: queued once under the study's lock, claimed once, each seed's result
+    Several workers are child processes (:mod:`hpo.search.launch`) that take the storage from their environment;
+    a joining worker takes whatever probe tickets are open, then the seed chunks queued so far. Probe tickets and
+    chunks are tickets like tuning trials: queued once under the study's lock, claimed once, each seed's result
     stored once."""
     url = normalise_url(storage_url)
     n_seeds = _seed_count(spec, seeds)
@@ -471,25 +500,50 @@ def run_retrain(
         kernel_provenance(device),
     )
     ds = load_study_dataset(spec).to(device)  # once per worker: every chunk trains on device-resident data
+
+    def run(studies: dict[str, optuna.Study], objective_of: ObjectiveOf, title: str) -> None:
+        if workers > 1:
+            exits = with_signals(
+                lambda: _with_children(spec, url, storage, studies, objective_of, device, devices, workers)
+            )
+            check_workers_done(studies, exits)  # a killed child whose tickets others finished left no work
+        else:
+            _drain_here(spec, url, storage, studies, objective_of, worker_index, quiet, title)
+
+    def probe_of(arch: str, worker: int, on_epoch: Any) -> SelectObjective:
+        return SelectObjective(spec, arch, ds, storage, str(device))
+
+    def chunks_of(arch: str, worker: int, on_epoch: Any) -> RetrainObjective:
+        return RetrainObjective(spec, arch, ds, url, str(device), worker=worker, on_epoch=on_epoch)
+
     if join_only:
-        queued = {s.study_name for s in storage.get_all_studies()}
-        studies = {
-            a.name: optuna.load_study(study_name=retrain_study_name(spec, a.name), storage=storage)
-            for a in spec.architectures
-            if retrain_study_name(spec, a.name) in queued  # a sweep's later sub-studies may not be queued yet
-        }
-        if not studies:
-            return {}
-    else:
-        studies = prepare_retrain(spec, storage, ds, n_seeds, device, url)
-    if workers > 1:
-        exits = with_signals(
-            lambda: _with_children(spec, url, storage, studies, ds, device, devices, workers)
-        )
-        check_workers_done(studies, exits)  # a killed child whose chunks others finished left no work
-        return studies
-    _drain_here(spec, url, storage, studies, ds, str(device), worker_index, quiet)
+        queued = _queued(spec, storage)
+        for kind, objective_of, title in ((SELECT, probe_of, "probe"), (RETRAIN, chunks_of, "chunks")):
+            if queued[kind]:
+                _drain_here(spec, url, storage, queued[kind], objective_of, worker_index, quiet, title)
+        return queued[RETRAIN] or queued[SELECT]  # a worker that joined the probe alone did work too
+    if probes := prepare_select(spec, storage, ds, url, described(spec, storage)):
+        run(probes, probe_of, f"choosing {spec.name}'s configurations to retrain: probe seeds")
+    studies = prepare_retrain(spec, storage, ds, n_seeds, device, url)
+    run(studies, chunks_of, f"retraining {spec.name}: seed chunks")
     return studies
+
+
+SELECT, RETRAIN = "select", "retrain"
+
+
+def _queued(spec: StudySpec, storage: optuna.storages.BaseStorage) -> dict[str, dict[str, optuna.Study]]:
+    """The probe and retrain studies of ``spec`` that exist so far (a sweep's later sub-studies may not)."""
+    names = {s.study_name for s in storage.get_all_studies()}
+    out: dict[str, dict[str, optuna.Study]] = {SELECT: {}, RETRAIN: {}}
+    for arch in (a.name for a in spec.architectures):
+        for kind, name in (
+            (SELECT, select_study_name(spec.name, arch)),
+            (RETRAIN, retrain_study_name(spec, arch)),
+        ):
+            if name in names:
+                out[kind][arch] = optuna.load_study(study_name=name, storage=storage)
+    return out
 
 
 def _drain_here(
@@ -497,18 +551,14 @@ def _drain_here(
     url: str,
     storage: optuna.storages.BaseStorage,
     studies: dict[str, optuna.Study],
-    ds: TabularDataset,
-    device: str,
+    objective_of: ObjectiveOf,
     worker: int,
     quiet: bool,
+    title: str,
 ) -> None:
-    """This process's chunks, with the live view (counts, and each chunk's epoch) on a terminal."""
+    """This process's tickets, with the live view (counts, and each ticket's epoch) on a terminal."""
     from hpo.search.progress import StudyProgress
 
-    title = f"retraining {spec.name}: seed chunks"
     with StudyProgress(spec, studies, None, quiet=quiet, title=title) as progress:
-        queues = {
-            a: (study, RetrainObjective(spec, a, ds, url, device, worker=worker, on_epoch=progress.on_epoch))
-            for a, study in studies.items()
-        }
+        queues = {a: (study, objective_of(a, worker, progress.on_epoch)) for a, study in studies.items()}
         with_signals(lambda: drain(url, storage, queues, progress=progress))

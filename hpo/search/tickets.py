@@ -29,16 +29,23 @@ LIVE = (
 DONE = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
-def ensure_tickets(study: optuna.Study, n: int, params: Sequence[dict[str, Any]] | None = None) -> int:
+def ensure_tickets(
+    study: optuna.Study,
+    n: int,
+    params: Sequence[dict[str, Any]] | None = None,
+    attrs: Sequence[dict[str, Any]] | None = None,
+) -> int:
     """Queue tickets ``0 .. n-1`` that have no live trial (none yet, or only failed ones); return how many.
 
-    ``params[i]``, when given, fixes ticket ``i``'s parameters (a grid point)."""
+    ``params[i]``, when given, fixes ticket ``i``'s parameters (a grid point); ``attrs[i]`` are its own
+    attributes besides its index (a retrain chunk's seeds, a probed candidate)."""
     trials = study.get_trials(deepcopy=False)
     live = {keys.plain(t.user_attrs).get(keys.TICKET) for t in trials if t.state in LIVE}
     missing = [i for i in range(n) if i not in live]
     for i in missing:
         fixed = dict(params[i]) if params is not None else {}
-        study.enqueue_trial(fixed, user_attrs=keys.tag({keys.TICKET: i}), skip_if_exists=False)
+        own = dict(attrs[i]) if attrs is not None else {}
+        study.enqueue_trial(fixed, user_attrs=keys.tag({keys.TICKET: i, **own}), skip_if_exists=False)
     return len(missing)
 
 

@@ -84,6 +84,12 @@ HELDOUT_SPLIT = "heldout_split"  # the held-out split a crossed chunk redrew
 DATASET_SEEDS = "dataset_seeds"  # each seed's dataset seed (fresh data)
 GATE_UTILISATION = "gate_utilisation"  # gate readings on the test split
 REPLICAS = "replicas"  # replicas in the chunk's run
+SELECTION = "selection"  # retrain.select: every candidate's probe, and which was chosen
+
+# a select study's attributes (retrain.select), and its tickets'
+CANDIDATES = "candidates"  # the tuning trials probed, best tuning value first, fixed when the probe is queued
+CANDIDATE = "candidate"  # the tuning trial a ticket probes
+PROBE_VALUES = "probe_values"  # its validation objective on each probe seed (NaN: diverged)
 
 # ticket claims (hpo/storage/claims.py, on storages without SQL)
 TRIAL = "trial"  # the claiming trial's number

@@ -1,0 +1,221 @@
+"""Choose the configuration to retrain by more than one seed (``retrain.select``).
+
+A tuning trial trains its configuration once, from one initialisation and one data order, and the retraining
+takes the best of them. Where a configuration trains from some starting weights and not from others, that one
+trial is its luckiest draw: on the census, tuning handed the retraining a Shared-Bottom configuration (three
+2048-unit layers, a tower of 2 units per task) that scored validation income AUC 0.9476 in tuning and collapsed
+to 0.5 from 4 of the 6 initialisations it was retrained from. A single trial cannot see that; a handful of seeds
+can.
+
+So, per architecture (and tuning replicate), the ``candidates`` best configurations by tuning value are each
+trained again on ``seeds`` fresh seeds and scored on the validation split (the test split stays unseen, so the
+retraining's test scores carry no selection), and the one with the best mean is retrained; a seed that diverged
+counts at the objective's chance level. The mean, not the median: the retraining estimates the configuration's
+mean over seeds, and a median would not see a configuration that collapses from a third of its seeds.
+
+The probe is a study ``SPEC/ARCH/select`` with one ticket per candidate, which any worker claims once, as tuning
+trials and retrain chunks are; its candidates are fixed when it is queued (more tuning later does not change
+them). Every probe seed is apart from the tuning trials' (``seed x 100003 + n``), the settled rule's probe
+(``PROBE_SEED + i``) and the retrain seeds. The choice and every candidate's probe are stored on the retrain
+study (``selection``), which the report shows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import optuna
+
+from hpo.config.naming import select_study_name
+from hpo.config.study import StudySpec
+from hpo.data._tabular import TabularDataset
+from hpo.errors import ConfigError
+from hpo.search.objective import (
+    PROBE_SEED,
+    objective_chance,
+    objective_directions,
+    objective_names,
+    objective_targets,
+    valid_on_seeds,
+)
+from hpo.search.tickets import ensure_tickets
+from hpo.storage import keys
+from hpo.storage.attrs import set_trial_attrs
+from hpo.storage.heartbeat import fail_dead_workers
+from hpo.storage.locks import claim_lock
+from hpo.training import TrainConfig
+
+__all__ = [
+    "SELECT_SEED",
+    "SelectObjective",
+    "candidates",
+    "prepare_select",
+    "probe_score",
+    "selection",
+]
+
+SELECT_SEED = (
+    PROBE_SEED + 500_000
+)  # the first probe seed: apart from every tuning, settled-probe and retrain seed
+
+
+def candidates(tuning: optuna.Study, n: int) -> list[optuna.trial.FrozenTrial]:
+    """The ``n`` best complete trials of ``tuning`` by their (first) value, one per configuration, best first;
+    ties keep the earlier trial first."""
+    sign = -1.0 if tuning.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    seen: set[str] = set()
+    out = []
+    finished = [
+        t
+        for t in tuning.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if t.values is not None and all(map(math.isfinite, t.values))
+    ]
+    for t in sorted(finished, key=lambda t: (sign * t.values[0], t.number)):
+        config = repr(sorted(t.params.items()))
+        if config not in seen:
+            seen.add(config)
+            out.append(t)
+    return out[:n]
+
+
+def probe_score(values: Sequence[float], chance: float | None, *, higher_is_better: bool) -> float:
+    """A candidate's mean validation objective over its probe seeds, a diverged seed (NaN) counting at the
+    chance level; without a chance level, a candidate with a diverged seed scores the worst possible value."""
+    arr = np.asarray(values, dtype=float)
+    if np.isnan(arr).any():
+        if chance is None:
+            return -math.inf if higher_is_better else math.inf
+        arr = np.where(np.isnan(arr), chance, arr)
+    return float(arr.mean())
+
+
+def prepare_select(
+    spec: StudySpec,
+    storage: optuna.storages.BaseStorage,
+    ds: TabularDataset,
+    url: str,
+    described: set[str],
+) -> dict[str, optuna.Study]:
+    """Create the probe study of every architecture whose retraining is not yet described (``described``: the
+    retrain studies that already hold their choice) and queue one ticket per candidate, under the study's lock
+    (overlapping ``hpo retrain`` processes queue each once). Architectures with fewer than two complete
+    configurations have nothing to choose between and get no probe."""
+    select = spec.retrain.select
+    if select is None or spec.is_default:
+        return {}
+    out = {}
+    for arch in (a.name for a in spec.architectures):
+        if arch in described:
+            continue
+        tuning = optuna.load_study(study_name=spec.study_name(arch), storage=storage)
+        study = optuna.create_study(
+            storage=storage,
+            study_name=select_study_name(spec.name, arch),
+            direction=tuning.directions[0],
+            load_if_exists=True,
+        )
+        with claim_lock(url, study.study_name):
+            attrs = keys.plain(study.user_attrs)
+            if keys.CANDIDATES not in attrs:
+                numbers = [t.number for t in candidates(tuning, select.candidates)]
+                study.set_user_attr(keys.key(keys.CANDIDATES), numbers)
+                study.set_user_attr(keys.key(keys.ARCHITECTURE), arch)
+                study.set_user_attr(keys.key(keys.SPEC_NAME), spec.name)
+                study.set_user_attr(keys.key(keys.REPLICATE), spec.replicate_point)
+                study.set_metric_names(
+                    [f"{objective_names(spec, ds)[0]} (mean over {select.seeds} probe seeds)"]
+                )
+                attrs = keys.plain(study.user_attrs)
+            fail_dead_workers(url, study)  # a killed worker's ticket still reads RUNNING
+            if len(attrs[keys.CANDIDATES]) >= 2:
+                numbers = attrs[keys.CANDIDATES]  # one ticket per candidate not probed or being probed
+                ensure_tickets(study, len(numbers), attrs=[{keys.CANDIDATE: n} for n in numbers])
+        out[arch] = study
+    return out
+
+
+class SelectObjective:
+    """One probe ticket: the candidate's stored configuration (what the retraining would train) on the probe
+    seeds; its value is :func:`probe_score`, each seed's value is kept on the trial."""
+
+    def __init__(
+        self,
+        spec: StudySpec,
+        arch: str,
+        ds: TabularDataset,
+        storage: optuna.storages.BaseStorage,
+        device: str,
+    ) -> None:
+        self.spec, self.arch, self.ds, self.device = spec, arch, ds, device
+        self.tuning = optuna.load_study(study_name=spec.study_name(arch), storage=storage)
+        self.targets = objective_targets(spec, ds)
+        self.chance = objective_chance(spec, ds)
+        self.higher_is_better = objective_directions(spec, ds)[0] == "maximize"
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        assert self.spec.retrain.select is not None
+        number = int(keys.plain(trial.user_attrs)[keys.CANDIDATE])
+        attrs = keys.plain(self.tuning.get_trials(deepcopy=False)[number].user_attrs)
+        hyper = {k: tuple(v) if isinstance(v, list) else v for k, v in attrs[keys.MODEL_CONFIG].items()}
+        cfg = TrainConfig(**{**attrs[keys.TRAIN_CONFIG], "device": self.device})
+        seeds = [SELECT_SEED + i for i in range(self.spec.retrain.select.seeds)]
+        values = valid_on_seeds(
+            self.spec, self.arch, self.ds, hyper, cfg, seeds, self.targets, f"select trial {number}"
+        )
+        set_trial_attrs(
+            trial,
+            {
+                keys.key(keys.PROBE_VALUES): values,
+                keys.key(keys.SEEDS): seeds,
+                keys.key(keys.ARCHITECTURE): self.arch,
+            },
+        )
+        return probe_score(values, self.chance, higher_is_better=self.higher_is_better)
+
+
+def selection(spec: StudySpec, arch: str, storage: optuna.storages.BaseStorage) -> tuple[int, dict[str, Any]]:
+    """The tuning trial to retrain, chosen by the probe, and the record the retrain study keeps: the rule, the
+    probe seeds and every candidate (its tuning value, each probe seed's value, its score, whether chosen)."""
+    assert spec.retrain.select is not None
+    study = optuna.load_study(study_name=select_study_name(spec.name, arch), storage=storage)
+    numbers: list[int] = list(keys.plain(study.user_attrs).get(keys.CANDIDATES) or [])
+    if not numbers:
+        raise ConfigError(
+            f"{spec.source}: retrain.select: {spec.study_name(arch)} has no complete trial to choose from; "
+            f"run `hpo run {spec.source}` first"
+        )
+    tuning = optuna.load_study(study_name=spec.study_name(arch), storage=storage)
+    by_number = {t.number: t for t in tuning.get_trials(deepcopy=False)}
+    probes = {
+        int(keys.plain(t.user_attrs)[keys.CANDIDATE]): t
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    }
+    if len(numbers) >= 2 and (missing := [n for n in numbers if n not in probes]):
+        raise ConfigError(
+            f"retrain.select: the probe of {arch}'s tuning trials {missing} has not finished; "
+            f"run `hpo retrain {spec.source}` again"
+        )
+    sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
+    rows = [
+        {
+            "trial": n,
+            "tuning_value": by_number[n].values[0],
+            "probe_values": keys.plain(probes[n].user_attrs)[keys.PROBE_VALUES] if n in probes else None,
+            "probe_mean": probes[n].value if n in probes else None,
+        }
+        for n in numbers
+    ]
+    # best mean first; a tie keeps the better tuning value (the candidates are in that order)
+    chosen = numbers[0] if len(rows) < 2 else max(rows, key=lambda r: sign * r["probe_mean"])["trial"]
+    for r in rows:
+        r["chosen"] = r["trial"] == chosen
+    record = {
+        "rule": "best mean validation objective over the probe seeds (a diverged seed at the chance level)",
+        "seeds": [SELECT_SEED + i for i in range(spec.retrain.select.seeds)],
+        "candidates": rows,
+        "best_tuning_trial": numbers[0],
+    }
+    return chosen, record
