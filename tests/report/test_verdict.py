@@ -235,6 +235,11 @@ def test_collapses_that_follow_the_initialisation_are_told_apart_from_the_data_o
     )
     assert "collapsed under every data order trained so far, the others under none" in init
     assert "trains from some starting weights" in init
+    assert init.endswith("; retrain.select chooses the configuration by its mean over several seeds)")
+    (chosen,) = collapse_patterns(crossed({(1, d) for d in range(4)}), "income", "auc", selected=True)
+    assert chosen.endswith(
+        "and the probe of retrain.select trained it from too few to see it)"
+    )  # it was used
     (order,) = collapse_patterns(crossed({(i, 2) for i in range(3)}), "income", "auc")
     assert "follow the data order: 1 of 4 data orders (seed 7921)" in order
     assert "starting weights" not in order
