@@ -13,7 +13,8 @@
 #                                           (issue 36; its files are named capacity_figure3)
 #   scripts/census_full.sh snapshot [RUNS]  copy each database, consistently while it runs (SQLite's backup API),
 #                                           gzipped into docs/results/runs/ to be committed, with its tables and
-#                                           its progress report (`hpo report --partial`: NAME_progress.html)
+#                                           its progress report (`hpo report --partial`: NAME_progress.html); a
+#                                           finished study (docs/results/NAME.html exists) is left as it is
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 read -ra STUDIES <<< "${CENSUS_STUDIES:-census_group1_leakage_free_full census_group2_full}"  # or one of them
@@ -24,6 +25,8 @@ if [ "${1:-}" = snapshot ]; then
   for study in "${STUDIES[@]}"; do
     name="${study//\//_}"
     [ -f "$RUNS/$name.db" ] || continue
+    # a finished study's final report is docs/results/NAME.html, written from its last snapshot: nothing to redo
+    [ -f "$ROOT/docs/results/$name.html" ] && { echo "snapshot: $name is finished (docs/results/$name.html)"; continue; }
     "$ROOT/.venv/bin/python" -c "import sqlite3, sys; d = sqlite3.connect(sys.argv[2]); sqlite3.connect(sys.argv[1]).backup(d); d.close()" \
       "$RUNS/$name.db" "$RUNS/$name.snapshot.db"
     gzip -9 -c "$RUNS/$name.snapshot.db" > "$SNAP/$name.db.gz"

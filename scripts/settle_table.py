@@ -7,7 +7,7 @@ widened. tests/test_results_docs.py checks the README's copy against the same fi
     python scripts/settle_table.py docs/results/runs/census_group1_leakage_free_full census_group1_leakage_free_full.rep1
     python scripts/settle_table.py --update docs/results/README.md
 
-``--update`` rewrites, in place, the table after every line ``Snapshot of `STUDY.repN` (...)`` of that README from
+``--update`` rewrites, in place, the table after every line ``Snapshot of `STUDY.repN` (...)`` (or ``Final state of``, once the study finished) of that README from
 the export beside it (``docs/results/runs/STUDY``), and the table after every line ``Retraining of `STUDY` (...)``:
 per tuning replicate (and the default configurations) and architecture, the seeds trained of those planned and
 each seed's wall time (minimum, median, maximum of ``hpo.wall_time`` over the seeds of its chunk). So a session's snapshot needs no hand-copied
@@ -112,7 +112,7 @@ def update(readme: Path) -> list[str]:
     done: list[str] = []
     i = 0
     while i < len(lines):
-        snapshot = re.match(r"Snapshot of `([\w.]+)`", lines[i])
+        snapshot = re.match(r"(?:Snapshot|Final state) of `([\w.]+)`", lines[i])
         retraining = re.match(r"Retraining of `([\w.]+)`", lines[i])
         i += 1
         if not (snapshot or retraining):

@@ -334,7 +334,7 @@ def snapshot_tables() -> dict[str, list[list[str]]]:
     lines = (RESULTS / "README.md").read_text().splitlines()
     out: dict[str, list[list[str]]] = {}
     for i, line in enumerate(lines):
-        m = re.match(r"Snapshot of `([\w.]+)`", line)
+        m = re.match(r"(?:Snapshot|Final state) of `([\w.]+)`", line)
         if m:
             start = next(j for j in range(i, len(lines)) if lines[j].startswith("|"))
             ((_, rows),) = parse_tables(
@@ -564,13 +564,13 @@ def test_front_page_census_claim_matches_the_quick_runs() -> None:
 
 
 def test_front_page_settled_count_matches_the_snapshot() -> None:
-    """The README's count of settled group-1 tuning runs is the committed snapshot's `#settled` table."""
+    """The README's count of settled group-1 tuning runs is the final report's `#settled` table."""
     text = " ".join((RESULTS.parents[1] / "README.md").read_text().split())
     m = re.search(
         r"finished tuning group 1 \((\d+) of its (\d+) architecture-replicates settled, the other (\d+)", text
     )
     assert m, "the README's group-1 tuning sentence is gone or reworded"
-    settled = pd.read_csv(RESULTS / "runs" / "census_group1_leakage_free_full_progress_settled.csv")
+    settled = pd.read_csv(RESULTS / "census_group1_leakage_free_full_settled.csv")
     assert int(m.group(2)) == len(settled)
     assert int(m.group(1)) == (settled.stop_reason == "settled").sum()
     assert int(m.group(3)) == (settled.stop_reason == "max").sum()
@@ -639,3 +639,83 @@ def test_front_page_recsys_claim_matches_the_funnel_run() -> None:
         .join(means.set_index("architecture")["mean"])
     )
     assert len(both) == 6 and (both.embedded < both["mean"]).all(), both
+
+
+def test_group1_full_verdict_tables_match_the_report() -> None:
+    """The headline's two verdict tables (income, then never married) against the final report's CSVs: means and
+    intervals, gaps, Holm p with and without the collapsed seeds, and the collapsed seeds counted by the report's
+    own rule over the exported seed metrics."""
+    from hpo.report.verdict import collapse_mask
+
+    stem = RESULTS / "census_group1_leakage_free_full"
+    lines = (RESULTS / "README.md").read_text().splitlines()
+    at = next(
+        i for i, line in enumerate(lines) if line.startswith("Verdict of `census_group1_leakage_free_full`")
+    )
+    income, marital = parse_tables(lines[at : at + 30])[:2]
+    comp = pd.read_csv(f"{stem}_comparison.csv").set_index(["architecture", "task"])
+    verdict = pd.read_csv(f"{stem}_verdict.csv").set_index(["task", "architecture"])
+    without = pd.read_csv(f"{stem}_verdict_without_collapsed.csv").set_index(["task", "architecture"])
+    metrics = pd.concat(
+        pd.read_csv(f) for f in (RESULTS / "runs" / stem.name).glob("*.rep*_seed_metrics.csv")
+    ).query("split == 'test' and metric == 'auc'")
+    for task, (_, rows) in (("income", income), ("marital", marital)):
+        assert [NAMES[r[0]] for r in rows] == ["single_task", "shared_bottom", "mmoe", "ple", "adatt"]
+        for label, seeds, collapsed, mean, gap, p, gap_without, p_without in rows:
+            arch = NAMES[label]
+            c = comp.loc[(arch, task)]
+            assert int(seeds) == c.seeds
+            values = metrics[(metrics.architecture == arch) & (metrics.task == task)].value.to_numpy(float)
+            assert len(values) == c.seeds and int(collapsed) == collapse_mask(values, "auc")[0].sum()
+            for shown, value in zip(interval(mean), (c["mean"], c.ci95_low, c.ci95_high), strict=True):
+                close(shown, value)
+            if gap == "best":
+                assert verdict.loc[task].best.iloc[0] == arch and gap_without == "best"
+                continue
+            v, w = verdict.loc[(task, arch)], without.loc[(task, arch)]
+            for shown, value in zip(
+                interval(gap.replace("+", "")), (v.gap, v.ci_low, v.ci_high), strict=True
+            ):
+                close(shown, value)
+            close(gap_without, w.gap)
+            assert float(p) == pytest.approx(v.holm_p, rel=0.05) and float(p_without) == pytest.approx(
+                w.holm_p, rel=0.05
+            )
+
+
+def test_group1_full_headline_sentences_match_the_report() -> None:
+    """The headline's numbers outside the tables: Shared-Bottom against MMoE per tuning run, tuning's gain over
+    the defaults, the tuning runs at their maximum."""
+    text = " ".join((RESULTS / "README.md").read_text().split())
+    stem = RESULTS / "census_group1_leakage_free_full"
+    reps = pd.read_csv(f"{stem}_replicates.csv").set_index(["architecture", "replicate"]).retrained_test_mean
+    for run in (1, 3):
+        m = re.search(rf"run {run}: ({NUMBER}) against ({NUMBER})", text)
+        assert m, run
+        close(m.group(1), reps[("shared_bottom", run)])
+        close(m.group(2), reps[("mmoe", run)])
+        assert reps[("shared_bottom", run)] > reps[("mmoe", run)]
+    gains = (
+        pd.read_csv(f"{stem}_default_vs_tuned.csv").query("task == 'income'").set_index("architecture").gain
+    )
+    m = re.search(rf"reach ({NUMBER}), ({NUMBER}) and ({NUMBER}) income AUC above their default", text)
+    assert m
+    for shown, arch in zip(m.groups(), ("single_task", "ple", "adatt"), strict=True):
+        close(shown, gains[arch])
+    assert (gains[["shared_bottom", "mmoe"]] < 0).all()
+    settled = pd.read_csv(f"{stem}_settled.csv")
+    m = re.search(r"(\d+) of the (\d+) tuning runs stopped at their 32-trial maximum", text)
+    assert m and int(m.group(1)) == (settled.stop_reason == "max").sum() and int(m.group(2)) == len(settled)
+
+
+def test_front_page_group1_full_verdict_matches_the_report() -> None:
+    """The front page's and the headline's Shared-Bottom-against-MMoE figures are the final report's pair row."""
+    pairs = pd.read_csv(RESULTS / "census_group1_leakage_free_full_pairs.csv").query("task == 'income'")
+    row = pairs[(pairs.a == "shared_bottom") & (pairs.b == "mmoe")].iloc[0]
+    assert not row["significant_at_0.05"]
+    for path in (RESULTS.parents[1] / "README.md", RESULTS / "README.md"):
+        text = " ".join(path.read_text().split())
+        m = re.search(rf"P\(Shared-Bottom beats MMoE\) = ({NUMBER}).*?Holm p = ({NUMBER})", text)
+        assert m, path
+        close(m.group(1), row.p_a_beats_b)
+        close(m.group(2), row.holm_p)
