@@ -719,3 +719,23 @@ def test_front_page_group1_full_verdict_matches_the_report() -> None:
         assert m, path
         close(m.group(1), row.p_a_beats_b)
         close(m.group(2), row.holm_p)
+
+
+def test_select_ablation_table_matches_its_csv() -> None:
+    """The table of what `retrain.select` would have chosen on group 1 against the ablation's CSV: every
+    candidate's tuning value, probe seeds, probe mean and the choice, and each retrained candidate's test mean."""
+    frame = pd.read_csv(RESULTS / "ablations" / "select_census_group1.csv")
+    rows = table("tuning run", "candidate (tuning rank)")
+    assert len(rows) == len(frame)
+    for cells, (_, r) in zip(rows, frame.iterrows(), strict=True):
+        run, cand, tuned, probes, mean, chosen, retrained = cells
+        assert run == f"{r.run}, {next(k for k, v in NAMES.items() if v == r.architecture)}"
+        assert cand == f"trial {r.tuning_trial} ({r.tuning_rank})"
+        close(tuned, r.tuning_value)
+        assert probes == ", ".join(r.probe_values.split())
+        close(mean, r.probe_mean)
+        assert (chosen == "yes") == bool(r.probe_chooses)
+        if r.retrained_seeds:
+            close(retrained.split(" ")[0], r.retrained_test_mean)
+        else:
+            assert retrained == "not retrained"
