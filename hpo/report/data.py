@@ -47,5 +47,10 @@ class ReportData:
     not_started: list[tuple[int | None, str]] = field(default_factory=list)
 
     @property
+    def retrains_by_replicate(self) -> dict[tuple[int, str], dict[str, Any]]:
+        """Each retraining's attributes keyed by (replicate, architecture); a study tuned once is replicate 1."""
+        return self.replicate_attrs or {(1, a): v for a, v in self.retrain_attrs.items()}
+
+    @property
     def replicates(self) -> int:
         return int(self.trials["replicate"].nunique()) if "replicate" in self.trials else 1

@@ -238,7 +238,7 @@ def replicate_frame(data: ReportData) -> pd.DataFrame:
         return pd.DataFrame()
     valid = _per_seed_objective(data.seed_results, data.seed_metrics, tasks, metric, "valid")
     test = _per_seed_objective(data.seed_results, data.seed_metrics, tasks, metric, "test")
-    attrs = data.replicate_attrs or {(1, a): v for a, v in data.retrain_attrs.items()}
+    attrs = data.retrains_by_replicate
     rows = []
     for (rep, arch), a in sorted(attrs.items(), key=lambda kv: (_archs(data).index(kv[0][1]), kv[0][0])):
         sel = (valid.architecture == arch) & ((valid.replicate == rep) if "replicate" in valid else True)

@@ -26,7 +26,7 @@ __all__ = ["SELECTION", "selection_frame"]
 
 def _attrs(data: ReportData) -> dict[tuple[int, str], dict[str, Any]]:
     """Each (replicate, architecture)'s retrain study attributes, in the study's architecture order."""
-    attrs = data.replicate_attrs or {(1, a): v for a, v in data.retrain_attrs.items()}
+    attrs = data.retrains_by_replicate
     order = [a.name for a in data.spec.architectures]
     return dict(sorted(attrs.items(), key=lambda kv: (order.index(kv[0][1]), kv[0][0])))
 
@@ -49,9 +49,7 @@ def selection_frame(data: ReportData) -> pd.DataFrame:
                     "tuning_rank": rank,
                     "tuning_trial": c["trial"],
                     "tuning_value": c["tuning_value"],
-                    "probe_mean": c.get("probe_mean", math.nan)
-                    if c.get("probe_mean") is not None
-                    else math.nan,
+                    "probe_mean": math.nan if c.get("probe_mean") is None else c["probe_mean"],
                     "probe_lowest": float(finite.min()) if len(finite) else math.nan,
                     "probe_highest": float(finite.max()) if len(finite) else math.nan,
                     "probe_seeds": len(values),
