@@ -40,6 +40,7 @@ __all__ = [
     "release_workers",
     "spawn_workers",
     "stop_workers",
+    "stopped_line",
     "wait_for_go",
     "watch_workers",
     "worker_args",
@@ -203,11 +204,7 @@ def watch_workers(workers: Sequence[Worker], tick: Callable[[], None] | None = N
                 ticked = time.monotonic()
             time.sleep(0.1)  # notice the last child's exit at once; the live view is read once a second
     except KeyboardInterrupt:
-        stop_workers(workers)
-        raise Interrupted(
-            f"interrupted: {len(procs)} workers stopped, each re-queued its trial; run the same command again "
-            "to resume"
-        ) from None
+        raise Interrupted(stopped_line(len(procs), stop_workers(workers), "trial")) from None
     if tick is not None:
         tick()
     out = []
@@ -219,12 +216,15 @@ def watch_workers(workers: Sequence[Worker], tick: Callable[[], None] | None = N
     return out
 
 
-def stop_workers(workers: Sequence[Worker]) -> None:
+def stop_workers(workers: Sequence[Worker]) -> list[str]:
     """SIGTERM every child still running (each re-queues its own trial), wait up to 30 s, then kill what is
-    left: nothing outlives its parent."""
+    left: nothing outlives its parent. Return a line for each child that did not stop cleanly (ended otherwise
+    than by that signal, or said it could not re-queue), so that the parent's one line never claims a re-queue
+    that a child's error, seen only in its stderr file, contradicts."""
     procs = [w.proc for w in workers]
-    for p in procs:
-        if p.poll() is None:
+    running = [p.poll() is None for p in procs]
+    for p, alive in zip(procs, running, strict=True):
+        if alive:
             p.send_signal(signal.SIGTERM)
     for p in procs:
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -233,3 +233,22 @@ def stop_workers(workers: Sequence[Worker]) -> None:
         if p.poll() is None:
             p.kill()
             p.wait()
+    unclean = []
+    for w, alive in zip(workers, running, strict=True):
+        said = w.last_line()
+        if alive and (w.proc.returncode != -signal.SIGTERM or "could not be re-queued" in said):
+            unclean.append(WorkerExit(w.index, int(w.proc.returncode), said).describe())
+    return unclean
+
+
+def stopped_line(workers: int, unclean: Sequence[str], what: str) -> str:
+    """The one line an interrupted launcher ends with (:func:`stop_workers`'s findings in it)."""
+    if not unclean:
+        return (
+            f"interrupted: {workers} workers stopped, each re-queued its {what}; run the same command again "
+            "to resume"
+        )
+    return (
+        f"interrupted: {workers} workers stopped, not all cleanly ({'; '.join(unclean)}); run the same command "
+        f"again to resume (a {what} left running is failed by its stale heartbeat and run again)"
+    )

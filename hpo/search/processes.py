@@ -26,6 +26,7 @@ from hpo.search.launch import (
     release_workers,
     spawn_workers,
     stop_workers,
+    stopped_line,
     watch_workers,
 )
 from hpo.search.tickets import DONE
@@ -118,11 +119,7 @@ def with_children(
     try:
         own()
     except KeyboardInterrupt:
-        stop_workers(children)
-        raise Interrupted(
-            f"interrupted: {workers} workers stopped, each re-queued its work; run the same command again "
-            "to resume"
-        ) from None
+        raise Interrupted(stopped_line(workers, stop_workers(children), "work")) from None
     except BaseException:
         stop_workers(children)
         raise

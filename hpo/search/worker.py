@@ -25,7 +25,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import optuna
 
@@ -255,13 +255,12 @@ class _Drain:
                     exc,
                 )
                 _requeue_dropped(self.url, study, current["number"])
-            except KeyboardInterrupt:
-                number = current.get("number", _claimed_since(study, running_before))
-                _requeue_interrupted(study, number)
-                where = (
-                    f"trial {number} of {study.study_name}" if number is not None else "nothing was running"
-                )
-                raise Interrupted(f"interrupted: {where} re-queued; run again to resume") from None
+            except BaseException as exc:
+                # Optuna's clean-up can turn an interrupt into another error (an UnboundLocalError from the
+                # `finally` of its tell when the signal lands there): a pending stop request says what it was
+                if not (isinstance(exc, KeyboardInterrupt) or interrupts.requested()):
+                    raise
+                _interrupted(study, current.get("number", _claimed_since(study, running_before)))
         self._finished(key, study, objective, current, finished)
         return True
 
@@ -397,19 +396,39 @@ def _requeue_dropped(url: str, study: optuna.Study, number: int) -> None:
             optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None)(study, trials[number])
 
 
-def _requeue_interrupted(study: optuna.Study, number: int | None) -> None:
+def _interrupted(study: optuna.Study, number: int | None) -> NoReturn:
+    """Re-queue the trial an interrupt stopped (:func:`_requeue_interrupted`) and say so."""
+    if not _requeue_interrupted(study, number):
+        raise Interrupted(
+            f"interrupted: trial {number} of {study.study_name} could not be re-queued (the database did not "
+            "answer); the next run fails it by its stale heartbeat and runs it again"
+        ) from None
+    where = f"trial {number} of {study.study_name}" if number is not None else "nothing was running"
+    raise Interrupted(f"interrupted: {where} re-queued; run again to resume") from None
+
+
+def _requeue_interrupted(study: optuna.Study, number: int | None, attempts: int = 3) -> bool:
     """Fail the trial an interrupt (Ctrl-C, SIGTERM) stopped, if Optuna did not get to, and queue it again with the
     same parameters and ticket, as the heartbeat's retry would for a dead worker: an interrupted worker never leaves
-    a trial RUNNING and never drops a ticket."""
+    a trial RUNNING and never drops a ticket. A busy database (another worker writing as every worker stops) is
+    tried again; ``False`` if it never answered (the next run fails the trial by its stale heartbeat instead)."""
     if number is None:
-        return
-    with contextlib.suppress(Exception):  # best effort while shutting down; `hpo run` re-queues it otherwise
-        trial = study.get_trials(deepcopy=False)[number]
-        if trial.state == optuna.trial.TrialState.RUNNING:
-            study.tell(number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+        return True
+    for attempt in range(attempts):
+        try:
             trial = study.get_trials(deepcopy=False)[number]
-        if trial.state == optuna.trial.TrialState.FAIL and keys.TICKET in keys.plain(trial.user_attrs):
-            optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None)(study, trial)
+            if trial.state == optuna.trial.TrialState.RUNNING:
+                study.tell(number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+                trial = study.get_trials(deepcopy=False)[number]
+            if trial.state == optuna.trial.TrialState.FAIL and keys.TICKET in keys.plain(trial.user_attrs):
+                optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None)(study, trial)
+            return True
+        except Exception as exc:  # shutting down: say what failed, never mask the interrupt
+            log.warning(
+                "re-queuing trial %d of %s (attempt %d): %s", number, study.study_name, attempt + 1, exc
+            )
+            time.sleep(0.5 * (attempt + 1))
+    return False
 
 
 def prepare_worker(device: str) -> None:

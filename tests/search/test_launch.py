@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from hpo.search.launch import Worker, release_workers, wait_for_go
+from hpo.search.launch import Worker, release_workers, stop_workers, stopped_line, wait_for_go
 from tests.reliability.test_overlap import hpo
 from tests.search.conftest import make_study
 from tests.test_layering import modules_after
@@ -71,3 +72,42 @@ def test_held_children_leave_untouched_when_the_launcher_refuses_its_input(tmp_p
             not Path(f"/proc/{pid}").exists()
             or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[-1][:3]
         )
+
+
+def _child(script: str, tmp_path: Path, index: int) -> Worker:
+    """A child that writes ``ready`` once its SIGTERM handler is in place, as a worker's stderr file would hold."""
+    err = (tmp_path / f"err{index}").open("w+")
+    ready = tmp_path / f"ready{index}"
+    code = (
+        f"import signal, sys, time, pathlib\n{script}\npathlib.Path({str(ready)!r}).touch()\ntime.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=err, text=True)
+    deadline = time.time() + 30
+    while not ready.exists():
+        assert time.time() < deadline
+        time.sleep(0.05)
+    return Worker(proc, err, index)
+
+
+def test_stopping_workers_reports_a_child_that_did_not_stop_cleanly(tmp_path: Path) -> None:
+    """The parent's one line says every child re-queued its work only when each ended by the SIGTERM it was sent;
+    a child that crashed while stopping (its error only in its stderr file) is named with its last line."""
+    clean = """
+def stop(signum, frame):
+    print("interrupted: trial 3 of s/a re-queued; run again to resume", file=sys.stderr, flush=True)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.raise_signal(signal.SIGTERM)
+signal.signal(signal.SIGTERM, stop)"""
+    crash = """
+def stop(signum, frame):
+    raise UnboundLocalError("cannot access local variable 'updated_state'")
+signal.signal(signal.SIGTERM, stop)"""
+    both = [_child(clean, tmp_path, 1), _child(crash, tmp_path, 2)]
+    unclean = stop_workers(both)
+    assert [w.proc.returncode for w in both] == [-signal.SIGTERM, 1]
+    assert len(unclean) == 1 and unclean[0].startswith("worker 2 exited with code 1: UnboundLocalError")
+    line = stopped_line(2, unclean, "trial")
+    assert line.startswith("interrupted: 2 workers stopped, not all cleanly (worker 2 exited with code 1")
+    assert "\n" not in line and "stale heartbeat" in line
+    assert stop_workers([_child(clean, tmp_path, 3)]) == []
+    assert stopped_line(1, [], "work").startswith("interrupted: 1 workers stopped, each re-queued its work")

@@ -329,6 +329,40 @@ def test_interrupt_between_claim_and_objective_leaves_nothing_running(tmp_path: 
     assert len(requeued) == 1
 
 
+def test_interrupt_while_optuna_tells_a_finished_trial_leaves_nothing_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM can land while Optuna records a trial the objective finished: Optuna's clean-up then raises
+    UnboundLocalError from its ``finally`` (the interrupt is only its context), which is no KeyboardInterrupt.
+    The worker still fails and re-queues the trial and says it was interrupted (a race CI hit once, in a child
+    worker whose error only its own stderr file saw)."""
+    import optuna.study._optimize as optimize_module
+
+    from hpo.search import interrupts
+
+    real_tell = optimize_module._tell_with_warning
+
+    def interrupted_tell(**kw: object) -> object:
+        interrupts.request(signal.SIGTERM)  # what the handler records before it raises
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(optimize_module, "_tell_with_warning", interrupted_tell)
+    url = f"sqlite:///{tmp_path / 't.db'}"
+    storage = open_storage(url)
+    study = optuna.create_study(storage=storage, study_name="t", sampler=optuna.samplers.RandomSampler())
+    ensure_tickets(study, 2)
+    try:
+        with pytest.raises(KeyboardInterrupt, match="trial 0 of t re-queued; run again to resume"):
+            drain(url, storage, {"a": (study, lambda trial: 1.0)}, heartbeat=1)
+    finally:
+        interrupts.clear(forget=True)
+    monkeypatch.setattr(optimize_module, "_tell_with_warning", real_tell)
+    trials = study.get_trials()
+    assert not [t for t in trials if t.state == S.RUNNING]
+    requeued = [t for t in trials if t.state == S.WAITING and keys.plain(t.user_attrs).get("ticket") == 0]
+    assert len(requeued) == 1
+
+
 def test_workers_run_the_spec_stored_on_the_study_not_the_yaml(tmp_path: Path) -> None:
     """`hpo worker NAME --stored` (what hpo's own launcher starts) needs no YAML: the coordinator's spec, search
     spaces included, is read back from the studies."""
