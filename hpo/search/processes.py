@@ -118,8 +118,9 @@ def with_children(
     os.environ[WORKERS_ENV] = str(machine_workers(workers))  # planned like each child's share
     try:
         own()
-    except KeyboardInterrupt:
-        raise Interrupted(stopped_line(workers, stop_workers(children), "work")) from None
+    except KeyboardInterrupt as exc:
+        own_failed = [f"worker 0: {exc}"] if "could not be re-queued" in str(exc) else []
+        raise Interrupted(stopped_line(workers, own_failed + stop_workers(children), "work")) from None
     except BaseException:
         stop_workers(children)
         raise
