@@ -241,14 +241,18 @@ def stop_workers(workers: Sequence[Worker]) -> list[str]:
     return unclean
 
 
+def _workers(n: int) -> str:
+    return "worker" if n == 1 else "workers"
+
+
 def stopped_line(workers: int, unclean: Sequence[str], what: str) -> str:
     """The one line an interrupted launcher ends with (:func:`stop_workers`'s findings in it)."""
     if not unclean:
         return (
-            f"interrupted: {workers} workers stopped, each re-queued its {what}; run the same command again "
-            "to resume"
+            f"interrupted: {workers} {_workers(workers)} stopped, each re-queued its {what}; run the same "
+            "command again to resume"
         )
     return (
-        f"interrupted: {workers} workers stopped, not all cleanly ({'; '.join(unclean)}); run the same command "
+        f"interrupted: {workers} {_workers(workers)} stopped, not all cleanly ({'; '.join(unclean)}); run the same command "
         f"again to resume (a {what} left running is failed by its stale heartbeat and run again)"
     )

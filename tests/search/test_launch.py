@@ -110,4 +110,4 @@ signal.signal(signal.SIGTERM, stop)"""
     assert line.startswith("interrupted: 2 workers stopped, not all cleanly (worker 2 exited with code 1")
     assert "\n" not in line and "stale heartbeat" in line
     assert stop_workers([_child(clean, tmp_path, 3)]) == []
-    assert stopped_line(1, [], "work").startswith("interrupted: 1 workers stopped, each re-queued its work")
+    assert stopped_line(1, [], "work").startswith("interrupted: 1 worker stopped, each re-queued its work")
