@@ -24,7 +24,7 @@ from hpo.report.data import ReportData
 from hpo.report.render import number
 from hpo.storage import keys
 
-__all__ = ["settled_frame", "settled_html", "tuning_progress", "unsettled_caveat"]
+__all__ = ["judged_bounds", "settled_frame", "settled_html", "tuning_progress", "unsettled_caveat"]
 
 
 def _row(
@@ -143,27 +143,44 @@ def settled_frame(data: ReportData) -> pd.DataFrame:
     """One row per architecture, or per architecture and tuning replicate where tuning was replicated (each
     replicate is a tuning run of its own, stopped by the rule on its own trials)."""
     higher = (data.directions or ["maximize"])[0] == "maximize"
-    bounds = (
-        dict(zip(data.searched.architecture, data.searched.best_on_bound, strict=False))
-        if {"architecture", "best_on_bound"} <= set(data.searched.columns)
-        else {}
-    )
+    bounds = _searched_bounds(data.searched)
     if not len(data.trials):
         return pd.DataFrame()
     if "replicate" in data.trials:
         keys_ = sorted(data.replicate_study_attrs, key=lambda k: (_order(data, k[1]), k[0]))
         rows = [
-            _row(a, data.trials, data.replicate_study_attrs[(r, a)], higher, str(bounds.get(a) or ""), r)
+            _row(
+                a,
+                data.trials,
+                data.replicate_study_attrs[(r, a)],
+                higher,
+                bounds.get((a, r), bounds.get((a, None), "")),
+                r,
+            )
             for r, a in keys_
         ]
     else:
         rows = [
-            _row(a.name, data.trials, data.study_attrs.get(a.name, {}), higher, str(bounds.get(a.name) or ""))
+            _row(
+                a.name, data.trials, data.study_attrs.get(a.name, {}), higher, bounds.get((a.name, None), "")
+            )
             for a in data.spec.architectures
             if (None, a.name) not in data.not_started
         ]
     rows += [_not_started_row(arch, rep, data) for rep, arch in data.not_started]
     return pd.DataFrame(rows)
+
+
+def _searched_bounds(searched: pd.DataFrame) -> dict[tuple[str, int | None], str]:
+    """The best trial's bound hits from the "what was searched" table, per architecture and tuning replicate
+    where it has replicates (``None`` where it has not): what a row shows before the rule has judged."""
+    if not {"architecture", "best_on_bound"} <= set(searched.columns):
+        return {}
+    reps = searched["replicate"] if "replicate" in searched else [None] * len(searched)
+    return {
+        (str(a), int(r) if r is not None and r == r else None): str(b or "")
+        for a, r, b in zip(searched.architecture, reps, searched.best_on_bound, strict=True)
+    }
 
 
 def _not_started_row(arch: str, replicate: int | None, data: ReportData) -> dict[str, Any]:
@@ -236,6 +253,30 @@ def unsettled_caveat(frame: pd.DataFrame) -> list[str]:
     return [
         f"tuning is not settled for: {names}; the verdict may change with more tuning (see 'Is the tuning settled?')"
     ]
+
+
+def judged_bounds(searched: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    """``searched`` with each best configuration's bound hits as the convergence rule judged them, where the
+    settled frame has them: against the ranges as widened (a best trial drawn before a widening is on no bound
+    of the wider range) and with the budget's unit ceiling no bound. The verdict's bound caveats then say what
+    `#settled` says, not what the best trial's own, older, distributions say."""
+    if frame.empty or not {"architecture", "best_on_bound"} <= set(searched.columns) & set(frame.columns):
+        return searched
+    by = ["architecture", "replicate"] if {"replicate"} <= set(searched.columns) & set(frame.columns) else []
+    by = by or ["architecture"]
+    judged = {
+        tuple(str(v) if k == "architecture" else int(v) for k, v in zip(by, key, strict=True)): bound
+        for *key, bound in frame[[*by, "best_on_bound"]].itertuples(index=False)
+        if all(v == v for v in key)  # a NaN replicate: not started
+    }
+    out = searched.copy()
+    out["best_on_bound"] = [
+        judged.get(
+            tuple(str(v) if k == "architecture" else int(v) for k, v in zip(by, key, strict=True)), bound
+        )
+        for *key, bound in searched[[*by, "best_on_bound"]].itertuples(index=False)
+    ]
+    return out
 
 
 def _label(r: Any) -> str:

@@ -20,7 +20,7 @@ from hpo.report.escape import esc
 from hpo.report.figures import figure_list, pairs_frame, seed_values
 from hpo.report.render import table_html
 from hpo.report.section import Context, Draw, Section, Tables, no_tables
-from hpo.report.settled import settled_frame, settled_html, tuning_progress, unsettled_caveat
+from hpo.report.settled import judged_bounds, settled_frame, settled_html, tuning_progress, unsettled_caveat
 from hpo.report.stats import RankSummary
 from hpo.report.verdict import (
     caveats,
@@ -176,7 +176,8 @@ def retraining_seconds_left(data: ReportData, left: dict[str, tuple[int, int]]) 
 def _verdict(ctx: Context, tables: Tables, draw: Draw) -> str:
     values, found = _verdict_found(ctx)
     settled, data = tables["settled"], ctx.data
-    notes = caveats(found, values, data.seed_results, data.searched) + unsettled_caveat(settled)
+    searched = judged_bounds(data.searched, settled)  # the bounds `#settled` names, not the raw trial's
+    notes = caveats(found, values, data.seed_results, searched) + unsettled_caveat(settled)
     dropped, again = _without_collapsed(ctx)
     notes += collapse_caveats(found, again, dropped)
     for task, metric in ctx.metrics.items():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from hpo.report.settled import _row
+from hpo.report.settled import _row, judged_bounds
 from hpo.storage import keys
 
 
@@ -60,3 +60,39 @@ def test_a_reopened_study_says_why_in_its_sentence() -> None:
         row["tolerance"] == 1.1e-4
         and f"Judged again at 12 trials (reopened: extend to 18): {why}." in row["sentence"]
     )
+
+
+def test_the_verdict_names_the_bounds_the_rule_judged_not_the_best_trials_own_ranges() -> None:
+    """A best trial drawn before its range widened, or at the budget's unit ceiling, reads as on a bound of its
+    own distributions; the rule judged it against the widened range without the ceiling. The verdict's caveats
+    follow the rule (what `#settled` shows), per tuning replicate; a row the rule has not judged keeps its own."""
+    from hpo.report.verdict import caveats
+
+    searched = pd.DataFrame(
+        [
+            {"architecture": "ple", "replicate": 1, "complete_trials": 32, "best_on_bound": "n_shared=4 (high)"},
+            {"architecture": "mmoe", "replicate": 1, "complete_trials": 32,
+             "best_on_bound": "tower_units=2048 (high), n_experts=23 (high)"},
+            {"architecture": "mmoe", "replicate": 2, "complete_trials": 32, "best_on_bound": "lr=0.0001 (low)"},
+        ]
+    )  # fmt: skip
+    frame = pd.DataFrame(
+        [
+            {"architecture": "ple", "replicate": 1, "best_on_bound": ""},
+            {"architecture": "mmoe", "replicate": 1, "best_on_bound": "n_experts=23 (high bound)"},
+            {"architecture": "mmoe", "replicate": 3, "best_on_bound": ""},  # not in searched: ignored
+            {"architecture": "mmoe", "replicate": float("nan"), "best_on_bound": ""},  # not started
+        ]
+    )
+    judged = judged_bounds(searched, frame)
+    assert list(judged.best_on_bound) == ["", "n_experts=23 (high bound)", "lr=0.0001 (low)"]
+    assert searched.best_on_bound[0] == "n_shared=4 (high)"  # a copy: the searched table itself is untouched
+    seeds = pd.DataFrame({"architecture": ["ple"] * 30, "seed": range(30), "status": ["ok"] * 30})
+    text = " | ".join(caveats([], {}, seeds, judged))
+    assert "ple's best" not in text and "tower_units" not in text
+    assert "mmoe's best configuration (tuning replicate 1) sits on a search-space bound (n_experts=23" in text
+    assert (
+        "mmoe's best configuration (tuning replicate 2) sits on a search-space bound (lr=0.0001 (low))"
+        in text
+    )
+    assert judged_bounds(searched, pd.DataFrame()) is searched
