@@ -264,18 +264,17 @@ def judged_bounds(searched: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
         return searched
     by = ["architecture", "replicate"] if {"replicate"} <= set(searched.columns) & set(frame.columns) else []
     by = by or ["architecture"]
-    judged = {
-        tuple(str(v) if k == "architecture" else int(v) for k, v in zip(by, key, strict=True)): bound
-        for *key, bound in frame[[*by, "best_on_bound"]].itertuples(index=False)
-        if all(v == v for v in key)  # a NaN replicate: not started
-    }
+
+    def rows(table: pd.DataFrame) -> list[tuple[tuple[Any, ...], str]]:
+        """(architecture[, replicate as int]), bound; a NaN replicate (not started) keeps NaN, matching nothing."""
+        return [
+            ((str(key[0]), *(int(r) if r == r else r for r in key[1:])), bound)
+            for *key, bound in table[[*by, "best_on_bound"]].itertuples(index=False)
+        ]
+
+    judged = dict(rows(frame))
     out = searched.copy()
-    out["best_on_bound"] = [
-        judged.get(
-            tuple(str(v) if k == "architecture" else int(v) for k, v in zip(by, key, strict=True)), bound
-        )
-        for *key, bound in searched[[*by, "best_on_bound"]].itertuples(index=False)
-    ]
+    out["best_on_bound"] = [judged.get(key, bound) for key, bound in rows(searched)]
     return out
 
 
