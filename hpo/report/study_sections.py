@@ -131,8 +131,13 @@ def _verdict_tables(ctx: Context) -> Tables:
     return {
         "verdict": gaps_frame(found),
         "verdict_without_collapsed": gaps_frame(again),
-        "settled": settled_frame(ctx.data),
+        "settled": _settled(ctx),
     }
+
+
+def _settled(ctx: Context) -> pd.DataFrame:
+    """The `#settled` frame, computed once: the verdict shows it and every table of bound hits follows it."""
+    return ctx.once("settled", lambda: settled_frame(ctx.data))
 
 
 def retraining_left(data: ReportData) -> dict[str, tuple[int, int]]:
@@ -216,12 +221,15 @@ def _searched(ctx: Context, tables: Tables, draw: Draw) -> str:
 <p>Per architecture: complete tuning trials, the most epochs a trial ran, the largest hidden units per layer any
 trial used against its search space's ceiling and the budget, and the best configuration's parameters that sit on a bound of their search range
 (a best value on a bound means the range, not the tuner, chose it: widen the range or read the result with that
-caveat). For scale, the MMoE paper's tuner ran "thousands of experiments" per method and tuned the number of
+caveat). The bounds are those 'Is the tuning settled?' judged: a range's latest bounds after any widening, and
+never the budget's unit ceiling, which the units columns show. For scale, the MMoE paper's tuner ran "thousands of experiments" per method and tuned the number of
 training steps.</p>{table_html(tables["searched"])}</section>"""
 
 
 SEARCHED = Section(
-    "searched", lambda ctx: {"searched": ctx.data.searched, "trials": ctx.data.trials}, _searched
+    "searched",
+    lambda ctx: {"searched": judged_bounds(ctx.data.searched, _settled(ctx)), "trials": ctx.data.trials},
+    _searched,
 )
 
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
+from hpo.cli import main
 from hpo.report.settled import _row, judged_bounds
 from hpo.storage import keys
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _trials() -> pd.DataFrame:
@@ -96,3 +101,28 @@ def test_the_verdict_names_the_bounds_the_rule_judged_not_the_best_trials_own_ra
         in text
     )
     assert judged_bounds(searched, pd.DataFrame()) is searched
+
+
+def test_what_was_searched_names_the_bounds_settled_names(tmp_path: Path) -> None:
+    """`#searched` and `_searched.csv` show the bound hits the rule judged, as `#settled` and the verdict do: the
+    group-1 full-space export's raw tables put its best trials on the 2048-unit ceiling and on ranges widened
+    since; the report rendered from them names, per tuning replicate, exactly the `#settled` table's bounds."""
+    stem = "census_group1_leakage_free_full"
+    export = ROOT / "docs" / "results" / "runs" / stem
+    raw = pd.concat(pd.read_csv(p) for p in sorted(export.glob("*_searched.csv")))
+    assert raw.best_on_bound.str.contains("layer_units=2048", na=False).any()  # what the old table showed
+    out = tmp_path / f"{stem}.html"
+    argv = ["report", str(ROOT / "studies" / f"{stem}.yaml"), "--from-tables", str(export), "--out", str(out)]
+    assert main(argv) == 0
+
+    def bounds(table: str) -> dict[tuple[str, int], str]:
+        frame = pd.read_csv(tmp_path / f"{stem}_{table}.csv").fillna({"best_on_bound": ""})
+        return {
+            (a, int(r)): b
+            for a, r, b in frame[["architecture", "replicate", "best_on_bound"]].itertuples(False)
+        }
+
+    searched = bounds("searched")
+    assert searched == bounds("settled") and len(searched) == 9
+    assert not any("layer_units" in b for b in searched.values())
+    assert searched[("single_task", 1)] == "epochs=30 (high bound)"
