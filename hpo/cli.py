@@ -393,10 +393,11 @@ def _running(running: list[dict[str, Any]]) -> str:
 
 
 def _left(w: dict[str, Any]) -> str:
-    """``mean 6.1 min a trial over 14 (2.0 min to 9.5 min); 16 queued: about 1.6 h of one worker``."""
+    """``mean 6.1 min a trial over 14 (2.0 min to 9.5 min); 16 left (running or queued): about 1.6 h of one
+    worker``: a running trial is counted whole, so the estimate errs long."""
     return (
         f"mean {duration(w['mean_s'])} a trial over {w['timed']} ({duration(w['min_s'])} to "
-        f"{duration(w['max_s'])}); {w['queued']} queued: about {duration(w['left_s'])} of one worker"
+        f"{duration(w['max_s'])}); {w['queued']} left (running or queued): about {duration(w['left_s'])} of one worker"
     )
 
 

@@ -50,7 +50,7 @@ def test_queued_work_is_estimated_from_the_mean_of_the_timed_trials(
     assert main(["status", "--storage", url]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("retrain:"))
     assert line.endswith(
-        "mean 15.6 min a trial over 4 (100 s to 50.0 min); 5 queued: about 78.1 min of one worker"
+        "mean 15.6 min a trial over 4 (100 s to 50.0 min); 5 left (running or queued): about 78.1 min of one worker"
     ), line
     assert main(["status", "--storage", url, "--json"]) == 0
     entries = json.loads(capsys.readouterr().out)
