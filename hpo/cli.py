@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from hpo.errors import HpoError, Interrupted, mask_secrets
+from hpo.errors import ConfigError, HpoError, Interrupted, mask_secrets
 from hpo.limits import MAX_SEEDS, MAX_TRIALS, MAX_WORKERS
 from hpo.logs import duration
 from hpo.search import interrupts
@@ -71,8 +71,6 @@ def _check_bind(host: str, port: int, option: str) -> None:
     address that is not this machine's), naming the address and what to change."""
     import socket
 
-    from hpo.errors import ConfigError
-
     try:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         with socket.socket(family, socket.SOCK_STREAM) as sock:
@@ -116,7 +114,6 @@ def _root(
     ] = None,
 ) -> None:
     """hpo: Optuna studies, multi-seed retraining and HTML comparison reports for multi-task models."""
-    from hpo.errors import ConfigError
     from hpo.logs import LEVELS, configure
 
     if log_level is not None and log_level.lower() not in LEVELS:
@@ -237,6 +234,14 @@ def data_fetch_cmd(
         typer.echo(f"{stem}: {path} (checksum verified)")
 
 
+UnfinishedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--unfinished",
+        help="retrain the best configurations so far although tuning has trials queued or running, or a "
+        "convergence budget not yet judged (refused without it)",
+    ),
+]
 StorageOpt = Annotated[
     str | None, typer.Option("--storage", help="storage URL (default: $HPO_STORAGE or sqlite:///hpo.db)")
 ]
@@ -561,14 +566,16 @@ def retrain_cmd(
     ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet")] = False,
     threads: ThreadsOpt = None,
+    unfinished: UnfinishedOpt = False,
 ) -> None:
-    """Retrain each architecture's best configuration from scratch over many seeds; rerun to resume."""
+    """Retrain each best configuration from scratch over many seeds once tuning has finished; rerun to resume."""
     _fix_threads(threads)
     from hpo.config.study import load_study
-    from hpo.search.retrain import retrain_specs, run_retrain
+    from hpo.search.retrain import require_finished_tuning, retrain_specs, run_retrain
     from hpo.search.studies import stored_spec
 
     specs = [stored_spec(storage, study)] if stored else retrain_specs(load_study(study))
+    require_finished_tuning([] if join or unfinished else specs, storage)  # every spec before any trains
     with _resumable():
         joined = [
             run_retrain(
@@ -579,11 +586,11 @@ def retrain_cmd(
                 devices=devices.split(","),
                 worker_index=worker_index,
                 join_only=join,
+                check_tuning=False,  # every spec checked above, or --unfinished
             )
             for spec in specs
         ]
     if join and not any(joined):
-        from hpo.errors import ConfigError
         from hpo.storage.engine import mask_url, normalise_url
 
         raise ConfigError(
@@ -620,7 +627,6 @@ def report_cmd(
     """Write the self-contained HTML comparison report, and its tables as CSV beside it. Before the retraining it
     is a progress report: how settled each architecture's tuning is, and no verdict."""
     from hpo.config.study import load_study
-    from hpo.errors import ConfigError
     from hpo.report.html import write_report
     from hpo.report.output import staged_folder
 

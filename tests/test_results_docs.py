@@ -739,3 +739,14 @@ def test_select_ablation_table_matches_its_csv() -> None:
             close(retrained.split(" ")[0], r.retrained_test_mean)
         else:
             assert retrained == "not retrained"
+
+
+@pytest.mark.parametrize("stem", ["census_group1_leakage_free_full"])
+def test_full_space_reports_name_the_same_bounds_in_searched_and_settled(stem: str) -> None:
+    """A committed full-space report's `_searched.csv` names, per tuning replicate, the bound hits its
+    `_settled.csv` names (the rule's judgement: widened ranges, the unit ceiling no bound)."""
+    from tests.report.test_settled import bounds_by_replicate
+
+    searched = bounds_by_replicate(RESULTS / f"{stem}_searched.csv")
+    assert searched == bounds_by_replicate(RESULTS / f"{stem}_settled.csv") and searched
+    assert not any("_units=2048" in b for b in searched.values())

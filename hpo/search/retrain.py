@@ -42,7 +42,7 @@ from hpo.search.objective import (
 )
 from hpo.search.processes import check_workers_done, with_children, with_signals
 from hpo.search.select import SelectObjective, prepare_select, selection
-from hpo.search.studies import load_study_dataset
+from hpo.search.studies import load_study_dataset, tuning_left
 from hpo.search.tickets import ensure_tickets
 from hpo.search.worker import drain
 from hpo.storage import keys
@@ -479,6 +479,7 @@ def run_retrain(
     worker_index: int = 0,
     join_only: bool = False,
     quiet: bool = True,
+    check_tuning: bool = True,
 ) -> dict[str, Any]:
     """Queue (unless ``join_only``) and run the retraining of every architecture's best configuration: first,
     with ``retrain.select``, the probe that chooses it (:mod:`hpo.search.select`), then the seeds.
@@ -486,10 +487,11 @@ def run_retrain(
     Several workers are child processes (:mod:`hpo.search.launch`) that take the storage from their environment;
     a joining worker takes whatever probe tickets are open, then the seed chunks queued so far. Probe tickets and
     chunks are tickets like tuning trials: queued once under the study's lock, claimed once, each seed's result
-    stored once."""
+    stored once. An unfinished tuning is refused (:func:`require_finished_tuning`) unless ``check_tuning`` is off."""
     url = normalise_url(storage_url)
     n_seeds = _seed_count(spec, seeds)
     storage = open_storage(url, create=False)  # retraining needs the tuning studies: never a new database
+    require_finished_tuning([spec] if check_tuning and not join_only else [], storage)
     device = resolve_device(devices[worker_index % len(devices)])
     threads.install_for(device)  # this worker's share of the machine's cores
     log.info(  # a sweep retrains each value in turn: the line names which
@@ -527,6 +529,23 @@ def run_retrain(
     studies = prepare_retrain(spec, storage, ds, n_seeds, device, url)
     run(studies, chunks_of, f"retraining {spec.name}: seed chunks")
     return studies
+
+
+def require_finished_tuning(
+    specs: Sequence[StudySpec], storage: optuna.storages.BaseStorage | str | None
+) -> None:
+    """Refuse, in one line, to retrain a tuning that has not finished (:func:`hpo.search.studies.tuning_left`):
+    the retraining would freeze its best configurations so far. Every spec is checked before any trains (not
+    hours into the first replicate); a default spec has no tuning. ``storage``: a storage or its URL."""
+    if not isinstance(storage, optuna.storages.BaseStorage):
+        storage = open_storage(normalise_url(storage), create=False)
+    for spec in specs:
+        if not spec.is_default and (left := tuning_left(spec, storage)):
+            raise ConfigError(
+                f"{spec.source}: the tuning of {spec.name} has not finished: {'; '.join(left)}; finish it with "
+                f"`hpo run {spec.source}` (it re-queues a stopped process's trials), or retrain the best "
+                "configurations so far with --unfinished"
+            )
 
 
 SELECT, RETRAIN = "select", "retrain"

@@ -24,7 +24,14 @@ from hpo.storage.engine import mask_url, normalise_url, open_storage
 
 log = logging.getLogger(__name__)
 
-__all__ = ["check_inputs", "create_studies", "load_study_dataset", "require_studies", "stored_spec"]
+__all__ = [
+    "check_inputs",
+    "create_studies",
+    "load_study_dataset",
+    "require_studies",
+    "stored_spec",
+    "tuning_left",
+]
 
 
 def load_study_dataset(spec: StudySpec) -> TabularDataset:
@@ -149,6 +156,32 @@ def require_studies(spec: StudySpec, storage: optuna.storages.BaseStorage, url: 
             f"{mask_url(url)}: a worker joins a study that exists; queue it first with "
             f"`hpo run {spec.source} --workers 0 --storage {mask_url(url)}`"
         )
+
+
+def tuning_left(spec: StudySpec, storage: optuna.storages.BaseStorage) -> list[str]:
+    """``arch (1 trial running, 5 queued)`` for every tuning study of ``spec`` that has not finished: trials still
+    queued or running (a killed process's trial reads running until `hpo run` re-queues it), or, under a
+    convergence budget, no judgement that stopped it yet. A retrain study records the configuration it retrains
+    once, so retraining an unfinished tuning would freeze its best so far into the comparison. A convergence
+    budget cut by ``timeout_minutes`` has finished for now (its report marks it unsettled); a fixed budget cut
+    by it still has queued trials."""
+    names = {s.study_name for s in storage.get_all_studies()}
+    out = []
+    for arch in (a.name for a in spec.architectures):
+        if spec.study_name(arch) not in names:
+            continue  # no tuning study at all: the retraining names it
+        study = optuna.load_study(study_name=spec.study_name(arch), storage=storage)
+        states = [t.state for t in study.get_trials(deepcopy=False)]
+        reason = keys.plain(study.user_attrs).get(keys.STOP_REASON)
+        running = states.count(optuna.trial.TrialState.RUNNING)
+        waiting = 0 if reason == "timeout" else states.count(optuna.trial.TrialState.WAITING)
+        parts = [f"{running} trial{'s' if running > 1 else ''} running"] if running else []
+        parts += [f"{waiting} queued"] if waiting else []
+        if not parts and spec.budget_rule is not None and reason is None:
+            parts = ["not yet judged by the convergence rule"]
+        if parts:
+            out.append(f"{arch} ({', '.join(parts)})")
+    return out
 
 
 def stored_spec(storage_url: str | None, name: str) -> StudySpec:

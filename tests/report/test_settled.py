@@ -13,6 +13,14 @@ from hpo.storage import keys
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def bounds_by_replicate(csv: Path) -> dict[tuple[str, int], str]:
+    """A report table's ``best_on_bound`` per (architecture, tuning replicate)."""
+    frame = pd.read_csv(csv).fillna({"best_on_bound": ""})
+    return {
+        (a, int(r)): b for a, r, b in frame[["architecture", "replicate", "best_on_bound"]].itertuples(False)
+    }
+
+
 def _trials() -> pd.DataFrame:
     return pd.DataFrame(
         {
@@ -114,15 +122,7 @@ def test_what_was_searched_names_the_bounds_settled_names(tmp_path: Path) -> Non
     out = tmp_path / f"{stem}.html"
     argv = ["report", str(ROOT / "studies" / f"{stem}.yaml"), "--from-tables", str(export), "--out", str(out)]
     assert main(argv) == 0
-
-    def bounds(table: str) -> dict[tuple[str, int], str]:
-        frame = pd.read_csv(tmp_path / f"{stem}_{table}.csv").fillna({"best_on_bound": ""})
-        return {
-            (a, int(r)): b
-            for a, r, b in frame[["architecture", "replicate", "best_on_bound"]].itertuples(False)
-        }
-
-    searched = bounds("searched")
-    assert searched == bounds("settled") and len(searched) == 9
+    searched = bounds_by_replicate(tmp_path / f"{stem}_searched.csv")
+    assert searched == bounds_by_replicate(tmp_path / f"{stem}_settled.csv") and len(searched) == 9
     assert not any("layer_units" in b for b in searched.values())
     assert searched[("single_task", 1)] == "epochs=30 (high bound)"

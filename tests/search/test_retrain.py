@@ -80,3 +80,46 @@ def test_a_retraining_chunk_writes_how_far_it_has_come(
                 f"{arch.name} retrain chunk {t.number} (seeds {seeds}): epoch {epochs} of at most {epochs}"
                 in logged
             )
+
+
+def test_retraining_an_unfinished_tuning_is_refused_before_anything_trains(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A retrain study records once what it retrains, so retraining a tuning with trials still queued or running
+    (or a convergence budget not yet judged) would freeze its best so far into the comparison: `hpo retrain`
+    refuses, in one line naming the study file and each unfinished architecture, before any retrain study
+    exists; --unfinished retrains the best so far. A convergence budget cut by its timeout has finished for now."""
+    training = {"epochs": 1, "patience": None, "batch_size": 256, "device": "cpu"}
+    path = make_study(
+        tmp_path, trials={"min": 2, "max": 2, "until": "settled", "tolerance": 1.0}, training=training
+    )
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    assert main(["run", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
+    spec = load_study(path)
+    first, second = (a.name for a in spec.architectures[:2])
+    one = optuna.load_study(study_name=spec.study_name(first), storage=url)
+    one.enqueue_trial(one.best_trial.params)  # queued, as a run stopped before its last tickets leaves them
+    one.ask()  # and claimed: running, as a killed worker's trial reads until `hpo run` re-queues it
+    one.enqueue_trial(one.best_trial.params)
+    two = optuna.load_study(study_name=spec.study_name(second), storage=url)
+    two.set_user_attr(
+        keys.key(keys.STOP_REASON), None
+    )  # killed between its last trial and the rule's judgement
+    capsys.readouterr()
+    retrain_args = ["retrain", str(path), "--storage", url, "--devices", "cpu", "--quiet"]
+    assert main(retrain_args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"{path}: the tuning of {spec.name} has not finished" in err, err
+    assert f"{first} (1 trial running, 1 queued); {second} (not yet judged by the convergence rule)" in err
+    assert f"hpo run {path}" in err and "--unfinished" in err
+    names = {s.study_name for s in optuna.get_all_study_summaries(url)}
+    assert not any(n.endswith("/retrain") for n in names)  # refused before anything was queued
+    # a budget cut by its timeout has finished for now; a running trial has not
+    one.set_user_attr(keys.key(keys.STOP_REASON), "timeout")
+    two.set_user_attr(keys.key(keys.STOP_REASON), "timeout")
+    assert main(retrain_args) == 2
+    assert f"{first} (1 trial running)" in capsys.readouterr().err
+    assert main([*retrain_args, "--unfinished"]) == 0
+    for arch in spec.architectures:
+        done = optuna.load_study(study_name=retrain_study_name(spec, arch.name), storage=url)
+        assert done.get_trials(states=[optuna.trial.TrialState.COMPLETE])
