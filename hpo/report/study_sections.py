@@ -221,8 +221,8 @@ def _searched(ctx: Context, tables: Tables, draw: Draw) -> str:
 <p>Per architecture: complete tuning trials, the most epochs a trial ran, the largest hidden units per layer any
 trial used against its search space's ceiling and the budget, and the best configuration's parameters that sit on a bound of their search range
 (a best value on a bound means the range, not the tuner, chose it: widen the range or read the result with that
-caveat). The bounds are those 'Is the tuning settled?' judged: a range's latest bounds after any widening, and
-never the budget's unit ceiling, which the units columns show. For scale, the MMoE paper's tuner ran "thousands of experiments" per method and tuned the number of
+caveat). Where the convergence rule judged a tuning run, these are the bounds 'Is the tuning settled?' names: a
+range's latest bounds after any widening, and never the budget's unit ceiling, which the units columns show. For scale, the MMoE paper's tuner ran "thousands of experiments" per method and tuned the number of
 training steps.</p>{table_html(tables["searched"])}</section>"""
 
 
