@@ -46,6 +46,7 @@ __all__ = [
     "Objective",
     "code_revision",
     "epoch_log",
+    "live_writer",
     "objective_directions",
     "objective_names",
     "package_versions",
@@ -271,6 +272,23 @@ def epoch_log(name: str, epochs: int, every: float = 60.0) -> Callable[[EpochRep
     return report
 
 
+def live_writer(trial: optuna.Trial, worker: int) -> Callable[[EpochReport], None]:
+    """Per epoch, the trial's live attribute (worker, epoch, the seeds still training and their mean validation
+    metric), written at most every ``LIVE_SECONDS``: what ``hpo status`` and the dashboard show of a retraining
+    chunk or a probe ticket, whose seeds train for up to an hour with nothing else stored until they finish."""
+    last = [time.monotonic()]
+
+    def write(rep: EpochReport) -> None:
+        if time.monotonic() - last[0] >= LIVE_SECONDS:
+            finite = [v for v in rep.valid_metric if math.isfinite(v)]
+            live = {"worker": worker, "epoch": rep.epoch, "metric": rep.metric_name}
+            live |= {"value": float(np.mean(finite)) if finite else None, "training": len(rep.replicas)}
+            set_trial_attrs(trial, {keys.key(keys.LIVE): live})
+            last[0] = time.monotonic()
+
+    return write
+
+
 def valid_on_seeds(
     spec: StudySpec,
     arch: str,
@@ -280,18 +298,27 @@ def valid_on_seeds(
     seeds: list[int],
     targets: list[tuple[str, str]],
     label: str,
+    on_epoch: Callable[[EpochReport], None] | None = None,
 ) -> list[float]:
     """The validation objective (the mean of ``targets``' metrics) of configuration ``hyper`` trained with
     ``cfg`` from each of ``seeds`` (initialisation and data order alike), as vectorised models; NaN where a seed
     diverged. Only the validation split is evaluated: the probes that call it choose among configurations, and
     the test split stays unseen. On a CPU the seeds go in chunks of :func:`hpo.training.memory.cpu_chunk_cap`,
-    as a retrain's do: a wide configuration trains faster one seed at a time there."""
+    as a retrain's do: a wide configuration trains faster one seed at a time there. ``on_epoch`` sees every
+    epoch besides the log line (a probe ticket's live attribute)."""
     n, chunk = len(seeds), len(seeds)
     if resolve_device(cfg.device).type != "cuda":
         probe = probe_model(arch, ds.spec, ds.tasks, budget=spec.budget, **hyper)
         units = [u.units for u in probe.layer_units()]
         chunk = min(n, cpu_chunk_cap(activation_bytes_per_replica(units, cfg.batch_size)))
     values: list[float] = []
+    log_line = epoch_log(f"{arch} {label}", cfg.epochs)
+
+    def callback(rep: EpochReport) -> None:
+        log_line(rep)
+        if on_epoch is not None:
+            on_epoch(rep)
+
     for part in (seeds[i : i + chunk] for i in range(0, n, chunk)):
         model = create_model(
             arch, ds.spec, ds.tasks, replicas=len(part), seeds=part, budget=spec.budget, **hyper
@@ -303,7 +330,7 @@ def valid_on_seeds(
             cfg,
             init_seeds=part,
             data_seeds=part,
-            callback=epoch_log(f"{arch} {label}", cfg.epochs),
+            callback=callback,
             evaluate_splits=("valid",),  # the only split it reads
         )
         values += [

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,9 +31,9 @@ from hpo.errors import ConfigError
 from hpo.models import create_model, gate_utilisation, get_entry, kernel_provenance, probe_model
 from hpo.search import interrupts
 from hpo.search.objective import (
-    LIVE_SECONDS,
     code_revision,
     epoch_log,
+    live_writer,
     objective_directions,
     objective_targets,
     package_versions,
@@ -341,19 +340,14 @@ class RetrainObjective:
         training, their mean validation metric) that ``hpo status`` and the dashboard read, written at most every
         ``LIVE_SECONDS``. Interrupts are honoured between epochs."""
         log_line = epoch_log(f"{self.arch} retrain chunk {trial.number} (seeds {seeds})", epochs)
-        last = [time.monotonic()]
+        live = live_writer(trial, self.worker)
 
         def callback(rep: EpochReport) -> None:
             interrupts.check()
             log_line(rep)
             if self.on_epoch is not None:
                 self.on_epoch(trial, rep)
-            if time.monotonic() - last[0] >= LIVE_SECONDS:
-                finite = [v for v in rep.valid_metric if math.isfinite(v)]
-                live = {"worker": self.worker, "epoch": rep.epoch, "metric": rep.metric_name}
-                live |= {"value": float(np.mean(finite)) if finite else None, "training": len(rep.replicas)}
-                set_trial_attrs(trial, {keys.key(keys.LIVE): live})
-                last[0] = time.monotonic()
+            live(rep)
 
         return callback
 
@@ -513,7 +507,7 @@ def run_retrain(
             _drain_here(spec, url, storage, studies, objective_of, worker_index, quiet, title)
 
     def probe_of(arch: str, worker: int, on_epoch: Any) -> SelectObjective:
-        return SelectObjective(spec, arch, ds, storage, str(device))
+        return SelectObjective(spec, arch, ds, storage, str(device), worker=worker)
 
     def chunks_of(arch: str, worker: int, on_epoch: Any) -> RetrainObjective:
         return RetrainObjective(spec, arch, ds, url, str(device), worker=worker, on_epoch=on_epoch)

@@ -35,6 +35,7 @@ from hpo.data._tabular import TabularDataset
 from hpo.errors import ConfigError
 from hpo.search.objective import (
     PROBE_SEED,
+    live_writer,
     objective_chance,
     objective_directions,
     objective_names,
@@ -148,8 +149,9 @@ class SelectObjective:
         ds: TabularDataset,
         storage: optuna.storages.BaseStorage,
         device: str,
+        worker: int = 0,
     ) -> None:
-        self.spec, self.arch, self.ds, self.device = spec, arch, ds, device
+        self.spec, self.arch, self.ds, self.device, self.worker = spec, arch, ds, device, worker
         self.tuning = optuna.load_study(study_name=spec.study_name(arch), storage=storage)
         self.targets = objective_targets(spec, ds)
         self.chance = objective_chance(spec, ds)
@@ -163,7 +165,15 @@ class SelectObjective:
         cfg = TrainConfig(**{**attrs[keys.TRAIN_CONFIG], "device": self.device})
         seeds = [SELECT_SEED + i for i in range(self.spec.retrain.select.seeds)]
         values = valid_on_seeds(
-            self.spec, self.arch, self.ds, hyper, cfg, seeds, self.targets, f"select trial {number}"
+            self.spec,
+            self.arch,
+            self.ds,
+            hyper,
+            cfg,
+            seeds,
+            self.targets,
+            f"select trial {number}",
+            on_epoch=live_writer(trial, self.worker),  # `hpo status`: its epoch, not "starting", for an hour
         )
         set_trial_attrs(
             trial,

@@ -50,7 +50,7 @@ def test_a_retraining_chunk_writes_how_far_it_has_come(
     """A chunk of a wide configuration trains for half an hour: between epochs it writes its live attribute (the
     epoch, the seeds still training, their mean validation metric) for `hpo status` and the dashboard, and logs a
     line. Written every epoch here (the interval set to 0); each chunk's last write is its last epoch."""
-    monkeypatch.setattr(retrain, "LIVE_SECONDS", 0.0)
+    monkeypatch.setattr(objective, "LIVE_SECONDS", 0.0)
     monkeypatch.setattr(
         retrain, "epoch_log", lambda name, epochs: objective.epoch_log(name, epochs, every=0.0)
     )

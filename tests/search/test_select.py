@@ -15,6 +15,7 @@ from hpo.config.naming import select_study_name
 from hpo.config.study import StudySpec, load_study
 from hpo.config.training import TrainConfig
 from hpo.errors import ConfigError
+from hpo.search import objective
 from hpo.search.objective import objective_targets, valid_on_seeds
 from hpo.search.retrain import retrain_study_name
 from hpo.search.select import SELECT_SEED, candidates, probe_score, selection
@@ -209,3 +210,19 @@ def test_the_report_lays_out_every_candidates_probe(tmp_path: Path) -> None:
         )
         assert int(g[g.retrained].tuning_trial.iloc[0]) == attrs[keys.TUNING_TRIAL]
     pd.testing.assert_frame_equal(frame, pd.read_csv(tmp_path / "x_selection.csv"))
+
+
+def test_a_probe_ticket_writes_how_far_it_has_come(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe ticket of a wide configuration trains its seeds for most of an hour: between epochs it writes its
+    live attribute (worker, epoch, seeds still training, their mean validation metric), as a retraining chunk does,
+    so `hpo status` and the dashboard show its epoch, not "starting". Written every epoch here (interval 0)."""
+    monkeypatch.setattr(objective, "LIVE_SECONDS", 0.0)
+    path, url = _tuned(tmp_path, trials=3, epochs=2)
+    assert main(["retrain", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
+    spec = load_study(path)
+    for arch in (a.name for a in spec.architectures):
+        probe = optuna.load_study(study_name=select_study_name(spec.name, arch), storage=url)
+        for t in probe.get_trials(states=[S.COMPLETE]):
+            live = keys.plain(t.user_attrs)[keys.LIVE]
+            assert live["worker"] == 0 and live["epoch"] == 2 and 1 <= live["training"] <= 2, (arch, live)
+            assert live["metric"] == "y1.mse" and np.isfinite(live["value"])  # the smoke objective's task
