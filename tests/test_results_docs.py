@@ -741,7 +741,7 @@ def test_select_ablation_table_matches_its_csv() -> None:
             assert retrained == "not retrained"
 
 
-@pytest.mark.parametrize("stem", ["census_group1_leakage_free_full"])
+@pytest.mark.parametrize("stem", ["census_group1_leakage_free_full", "runs/census_group2_full_progress"])
 def test_full_space_reports_name_the_same_bounds_in_searched_and_settled(stem: str) -> None:
     """A committed full-space report's `_searched.csv` names, per tuning replicate, the bound hits its
     `_settled.csv` names (the rule's judgement: widened ranges, the unit ceiling no bound)."""
