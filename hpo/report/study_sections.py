@@ -140,6 +140,12 @@ def _settled(ctx: Context) -> pd.DataFrame:
     return ctx.once("settled", lambda: settled_frame(ctx.data))
 
 
+def _searched_judged(ctx: Context) -> pd.DataFrame:
+    """The "what was searched" table with the bound hits `#settled` names (not the raw trial's), computed once for
+    the verdict's caveats and `#searched`."""
+    return ctx.once("searched", lambda: judged_bounds(ctx.data.searched, _settled(ctx)))
+
+
 def retraining_left(data: ReportData) -> dict[str, tuple[int, int]]:
     """Per architecture whose retraining has not finished: (seeds trained, failed ones included; seeds the
     study asks for, over its tuning replicates). Empty when every architecture has all its seeds."""
@@ -181,8 +187,7 @@ def retraining_seconds_left(data: ReportData, left: dict[str, tuple[int, int]]) 
 def _verdict(ctx: Context, tables: Tables, draw: Draw) -> str:
     values, found = _verdict_found(ctx)
     settled, data = tables["settled"], ctx.data
-    searched = judged_bounds(data.searched, settled)  # the bounds `#settled` names, not the raw trial's
-    notes = caveats(found, values, data.seed_results, searched) + unsettled_caveat(settled)
+    notes = caveats(found, values, data.seed_results, _searched_judged(ctx)) + unsettled_caveat(settled)
     dropped, again = _without_collapsed(ctx)
     notes += collapse_caveats(found, again, dropped)
     for task, metric in ctx.metrics.items():
@@ -228,7 +233,7 @@ training steps.</p>{table_html(tables["searched"])}</section>"""
 
 SEARCHED = Section(
     "searched",
-    lambda ctx: {"searched": judged_bounds(ctx.data.searched, _settled(ctx)), "trials": ctx.data.trials},
+    lambda ctx: {"searched": _searched_judged(ctx), "trials": ctx.data.trials},
     _searched,
 )
 
