@@ -312,12 +312,14 @@ def valid_on_seeds(
         units = [u.units for u in probe.layer_units()]
         chunk = min(n, cpu_chunk_cap(activation_bytes_per_replica(units, cfg.batch_size)))
     values: list[float] = []
-    log_line = epoch_log(f"{arch} {label}", cfg.epochs)
 
-    def callback(rep: EpochReport) -> None:
-        log_line(rep)
-        if on_epoch is not None:
-            on_epoch(rep)
+    def callback(log_line: Callable[[EpochReport], None]) -> Callable[[EpochReport], None]:
+        def both(rep: EpochReport) -> None:
+            log_line(rep)
+            if on_epoch is not None:
+                on_epoch(rep)
+
+        return both
 
     for part in (seeds[i : i + chunk] for i in range(0, n, chunk)):
         model = create_model(
@@ -330,7 +332,7 @@ def valid_on_seeds(
             cfg,
             init_seeds=part,
             data_seeds=part,
-            callback=callback,
+            callback=callback(epoch_log(f"{arch} {label}", cfg.epochs)),  # per part: its clock starts at 0
             evaluate_splits=("valid",),  # the only split it reads
         )
         values += [
