@@ -299,13 +299,16 @@ def valid_on_seeds(
     targets: list[tuple[str, str]],
     label: str,
     on_epoch: Callable[[EpochReport], None] | None = None,
+    on_part: Callable[[dict[int, float]], None] | None = None,
 ) -> list[float]:
     """The validation objective (the mean of ``targets``' metrics) of configuration ``hyper`` trained with
     ``cfg`` from each of ``seeds`` (initialisation and data order alike), as vectorised models; NaN where a seed
     diverged. Only the validation split is evaluated: the probes that call it choose among configurations, and
     the test split stays unseen. On a CPU the seeds go in chunks of :func:`hpo.training.memory.cpu_chunk_cap`,
     as a retrain's do: a wide configuration trains faster one seed at a time there. ``on_epoch`` sees every
-    epoch besides the log line (a probe ticket's live attribute)."""
+    epoch besides the log line (a probe ticket's live attribute); ``on_part`` each part's seeds and values as
+    soon as they are known (a probe ticket records them, so that a killed ticket's retry need not train them
+    again)."""
     n, chunk = len(seeds), len(seeds)
     if resolve_device(cfg.device).type != "cuda":
         probe = probe_model(arch, ds.spec, ds.tasks, budget=spec.budget, **hyper)
@@ -335,12 +338,15 @@ def valid_on_seeds(
             callback=callback(epoch_log(f"{arch} {label}", cfg.epochs)),  # per part: its clock starts at 0
             evaluate_splits=("valid",),  # the only split it reads
         )
-        values += [
+        done = [
             float(np.mean([r.metric("valid", task, metric) for task, metric in targets]))
             if r.status == "ok"
             else float("nan")
             for r in results
         ]
+        if on_part is not None:
+            on_part(dict(zip(part, done, strict=True)))
+        values += done
     return values
 
 

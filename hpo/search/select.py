@@ -15,13 +15,15 @@ mean over seeds, and a median would not see a configuration that collapses from 
 
 The probe is a study ``SPEC/ARCH/select`` with one ticket per candidate, which any worker claims once, as tuning
 trials and retrain chunks are; its candidates are fixed when it is queued (more tuning later does not change
-them). Every probe seed is apart from the tuning trials' (``seed x 100003 + n``), the settled rule's probe
-(``PROBE_SEED + i``) and the retrain seeds. The choice and every candidate's probe are stored on the retrain
+them). A ticket records each seed's value as it finishes, and the retry of a killed one trains only the rest
+(:func:`finished_probe_seeds`). Every probe seed is apart from the tuning trials' (``seed x 100003 + n``), the
+settled rule's probe (``PROBE_SEED + i``) and the retrain seeds. The choice and every candidate's probe are stored on the retrain
 study (``selection``), which the report shows.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -49,10 +51,13 @@ from hpo.storage.heartbeat import fail_dead_workers
 from hpo.storage.locks import claim_lock
 from hpo.training import TrainConfig
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "SELECT_SEED",
     "SelectObjective",
     "candidates",
+    "finished_probe_seeds",
     "prepare_select",
     "probe_score",
     "selection",
@@ -164,17 +169,35 @@ class SelectObjective:
         hyper = {k: tuple(v) if isinstance(v, list) else v for k, v in attrs[keys.MODEL_CONFIG].items()}
         cfg = TrainConfig(**{**attrs[keys.TRAIN_CONFIG], "device": self.device})
         seeds = [SELECT_SEED + i for i in range(self.spec.retrain.select.seeds)]
-        values = valid_on_seeds(
-            self.spec,
-            self.arch,
-            self.ds,
-            hyper,
-            cfg,
-            seeds,
-            self.targets,
-            f"select trial {number}",
-            on_epoch=live_writer(trial, self.worker),  # `hpo status`: its epoch, not "starting", for an hour
-        )
+        done = finished_probe_seeds(trial.study, number, seeds)
+        if done:
+            log.info(
+                "%s select trial %d: seeds %s reused from a killed ticket", self.arch, number, sorted(done)
+            )
+            set_trial_attrs(
+                trial, {keys.key(keys.PROBE_DONE): _stored(done), keys.key(keys.PROBE_REUSED): sorted(done)}
+            )
+
+        def record(part: dict[int, float]) -> None:
+            done.update(part)
+            set_trial_attrs(trial, {keys.key(keys.PROBE_DONE): _stored(done)})
+
+        if todo := [s for s in seeds if s not in done]:
+            valid_on_seeds(
+                self.spec,
+                self.arch,
+                self.ds,
+                hyper,
+                cfg,
+                todo,
+                self.targets,
+                f"select trial {number}",
+                on_epoch=live_writer(
+                    trial, self.worker
+                ),  # `hpo status`: its epoch, not "starting", for an hour
+                on_part=record,
+            )
+        values = [done[s] for s in seeds]
         set_trial_attrs(
             trial,
             {
@@ -184,6 +207,26 @@ class SelectObjective:
             },
         )
         return probe_score(values, self.chance, higher_is_better=self.higher_is_better)
+
+
+def _stored(done: dict[int, float]) -> dict[str, float]:
+    return {str(seed): value for seed, value in sorted(done.items())}  # JSON's keys are strings
+
+
+def finished_probe_seeds(study: optuna.Study, candidate: int, seeds: Sequence[int]) -> dict[int, float]:
+    """The probe seeds of tuning trial ``candidate`` that earlier tickets finished before they died (a killed
+    worker's ticket is failed and queued again), with their values. A wide configuration's three seeds train one
+    at a time on a CPU for up to an hour, and a session that stops its workers would otherwise lose every
+    finished seed of every ticket in flight; a seed's value depends only on the configuration and the seed, so
+    the retry trains just the rest. The latest failed ticket that holds a seed gives its value."""
+    out: dict[int, float] = {}
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)):
+        attrs = keys.plain(t.user_attrs)
+        if attrs.get(keys.CANDIDATE) is not None and int(attrs[keys.CANDIDATE]) == candidate:
+            out.update(
+                {int(s): float(v) for s, v in (attrs.get(keys.PROBE_DONE) or {}).items() if int(s) in seeds}
+            )
+    return out
 
 
 def selection(spec: StudySpec, arch: str, storage: optuna.storages.BaseStorage) -> tuple[int, dict[str, Any]]:

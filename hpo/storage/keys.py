@@ -90,6 +90,10 @@ SELECTION = "selection"  # retrain.select: every candidate's probe, and which wa
 CANDIDATES = "candidates"  # the tuning trials probed, best tuning value first, fixed when the probe is queued
 CANDIDATE = "candidate"  # the tuning trial a ticket probes
 PROBE_VALUES = "probe_values"  # its validation objective on each probe seed (NaN: diverged)
+PROBE_DONE = (
+    "probe_done"  # probe seed -> its value, written as each finishes (a killed ticket's retry reuses them)
+)
+PROBE_REUSED = "probe_reused"  # the probe seeds a ticket took from a killed ticket of the same candidate
 
 # ticket claims (hpo/storage/claims.py, on storages without SQL)
 TRIAL = "trial"  # the claiming trial's number

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
@@ -226,3 +227,67 @@ def test_a_probe_ticket_writes_how_far_it_has_come(tmp_path: Path, monkeypatch: 
             live = keys.plain(t.user_attrs)[keys.LIVE]
             assert live["worker"] == 0 and live["epoch"] == 2 and 1 <= live["training"] <= 2, (arch, live)
             assert live["metric"] == "y1.mse" and np.isfinite(live["value"])  # the smoke objective's task
+
+
+def test_a_killed_probe_ticket_keeps_the_seeds_it_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wide configuration's probe seeds train one at a time on a CPU, for up to an hour in all: a worker stopped
+    after a ticket's first seed must not lose it. The ticket records each seed as it finishes; its retry (the
+    next `hpo retrain`) trains only the others and reaches the values a ticket run whole gives, to the bit."""
+    import signal
+
+    from hpo.search import interrupts, select
+
+    monkeypatch.setattr(objective, "cpu_chunk_cap", lambda _bytes: 1)  # one seed a part, as a wide one's
+    path, url = _tuned(tmp_path, trials=3, epochs=1)
+    real = select.valid_on_seeds
+    trained: list[list[int]] = []
+
+    def stopped_after_one_seed(*args: object, **kw: Any) -> list[float]:
+        trained.append(list(args[5]))  # type: ignore[arg-type]
+        record = kw["on_part"]
+
+        def then_stop(part: dict[int, float]) -> None:
+            record(part)
+            interrupts.request(signal.SIGTERM)  # what the handler records before it raises
+            raise KeyboardInterrupt
+
+        return real(*args, **{**kw, "on_part": then_stop})
+
+    args = ["retrain", str(path), "--storage", url, "--devices", "cpu", "--quiet"]
+    monkeypatch.setattr(select, "valid_on_seeds", stopped_after_one_seed)
+    try:
+        assert main(args) == 128 + signal.SIGTERM
+    finally:
+        interrupts.clear(forget=True)
+    assert trained == [[SELECT_SEED, SELECT_SEED + 1]]  # the first ticket, stopped after its first seed
+
+    def counting(*args: object, **kw: Any) -> list[float]:
+        trained.append(list(args[5]))  # type: ignore[arg-type]
+        return real(*args, **kw)
+
+    monkeypatch.setattr(select, "valid_on_seeds", counting)
+    assert main(args) == 0
+    # the retry trained the seed left, not the finished one; every other ticket both (4 candidates, 2 each)
+    assert sorted(trained[1:]) == [[SELECT_SEED, SELECT_SEED + 1]] * 3 + [[SELECT_SEED + 1]]
+    spec = load_study(path)
+    ds = load_study_dataset(spec)
+    arch = spec.architectures[0].name
+    probe = optuna.load_study(study_name=select_study_name(spec.name, arch), storage=url)
+    failed = [t for t in probe.get_trials() if t.state == S.FAIL]
+    assert len(failed) == 1
+    number = keys.plain(failed[0].user_attrs)[keys.CANDIDATE]
+    retry = [
+        t for t in probe.get_trials(states=[S.COMPLETE]) if keys.plain(t.user_attrs)[keys.CANDIDATE] == number
+    ]
+    assert len(retry) == 1
+    attrs = keys.plain(retry[0].user_attrs)
+    assert attrs[keys.PROBE_REUSED] == [SELECT_SEED]
+    stored = keys.plain(
+        optuna.load_study(study_name=spec.study_name(arch), storage=url).trials[number].user_attrs
+    )
+    hyper = {k: tuple(v) if isinstance(v, list) else v for k, v in stored[keys.MODEL_CONFIG].items()}
+    cfg = TrainConfig(**{**stored[keys.TRAIN_CONFIG], "device": "cpu"})
+    whole = valid_on_seeds(spec, arch, ds, hyper, cfg, attrs[keys.SEEDS], objective_targets(spec, ds), "t")
+    assert attrs[keys.PROBE_VALUES] == whole
