@@ -399,11 +399,18 @@ class Objective:
         level collapsed (:func:`hpo.estimators.seed_spread`)."""
         return objective_chance(self.spec, self.ds)
 
-    def probe_seeds(self, best: optuna.trial.FrozenTrial, n: int, start: int = 0) -> list[float]:
+    def probe_seeds(
+        self,
+        best: optuna.trial.FrozenTrial,
+        n: int,
+        start: int = 0,
+        on_part: Callable[[list[float]], None] | None = None,
+    ) -> list[float]:
         """The objective of ``best``'s configuration on each of ``n`` seeds (trained as vectorised models on the
         validation split, seeds apart from any tuning trial's; NaN where a seed failed; :func:`valid_on_seeds`):
         what the settled rule's ``tolerance: auto`` measures the seed noise from
-        (:func:`hpo.estimators.seed_spread`, :mod:`hpo.search.settle`)."""
+        (:func:`hpo.estimators.seed_spread`, :mod:`hpo.search.settle`). ``on_part`` sees each part's values, in
+        seed order, as they finish (the rule records them, so that a stopped probe resumes)."""
         model_params = {k: best.params[k] for k in self.space.params if k in best.params}
         inputs, opt_params = split_sampled(
             {k: best.params[k] for k in self.opt_space.params if k in best.params}
@@ -411,7 +418,15 @@ class Objective:
         hyper = self.space.derive(model_params, len(self.ds.tasks)) | inputs
         seeds = [PROBE_SEED + start + i for i in range(n)]
         return valid_on_seeds(
-            self.spec, self.arch, self.ds, hyper, self._train_config(opt_params), seeds, self.targets, "probe"
+            self.spec,
+            self.arch,
+            self.ds,
+            hyper,
+            self._train_config(opt_params),
+            seeds,
+            self.targets,
+            "probe",
+            on_part=None if on_part is None else lambda part: on_part(list(part.values())),
         )
 
     def fits_budget(self, space: SearchSpace) -> bool:

@@ -239,18 +239,43 @@ def _measured_spread(
 
 
 def _run_probe(study: optuna.Study, trial: int, probe: Any, n: int, start: int) -> list[float]:
-    """Train trial ``trial``'s configuration on probe seeds ``start..start+n`` (outside any lock: it trains)."""
+    """Train trial ``trial``'s configuration on probe seeds ``start..start+n`` (outside any lock: it trains).
+
+    Each part's values are written to ``seed_sd_partial`` as they finish, and a probe of the same trial and
+    seeds that a stopped worker left part-way is taken up where it stopped: a wide configuration's seeds train
+    one at a time on a CPU, for hours in all (a seed's value depends only on the configuration and the seed)."""
+    done = _partial_probe(study, trial, start)[:n]
     log.info(
         "%s: measuring the spread between seeds for the settled rule's tolerance: trial %d's configuration "
         "trained again on %d seeds (once per study, and once more if too few are healthy; no trial runs "
-        "meanwhile in this worker)",
-        study.study_name, trial, n,
+        "meanwhile in this worker)%s",
+        study.study_name, trial, n, f"; {len(done)} finished before a stop, reused" if done else "",
     )  # fmt: skip
     started = time.monotonic()
     frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial)
-    values = [float(v) for v in probe(frozen, n, start)]
+
+    finished = list(done)
+
+    def record(part: list[float]) -> None:
+        finished.extend(float(v) for v in part)
+        stored = [v if math.isfinite(v) else None for v in finished]
+        study.set_user_attr(
+            keys.key(keys.SEED_SD_PARTIAL), {"trial": trial, "start": start, "values": stored}
+        )
+
+    if len(done) < n:
+        done += [float(v) for v in probe(frozen, n - len(done), start + len(done), on_part=record)]
     log.info("%s: %d probe seeds trained in %.0f s", study.study_name, n, time.monotonic() - started)
-    return values
+    return done
+
+
+def _partial_probe(study: optuna.Study, trial: int, start: int) -> list[float]:
+    """The values a stopped probe of ``trial``'s configuration finished from seed ``start`` on (none when the
+    partial record is of another trial or seed range)."""
+    held = _attrs(study).get(keys.SEED_SD_PARTIAL) or {}
+    if held.get("trial") != trial or held.get("start") != start:
+        return []
+    return [float("nan") if v is None else float(v) for v in held.get("values") or []]
 
 
 def _record_spread(url: str, study: optuna.Study, trial: int, spread: SeedSpread) -> None:

@@ -35,6 +35,7 @@ BOUND_HITS = "bound_hits"  # the best configuration's parameters on a bound
 SEED_SD = "seed_sd"  # the seed-to-seed sd the settled rule's tolerance comes from
 SEED_SD_PROBE = "seed_sd_probe"  # the probe that measured it: trial, seeds, every value, seeds left out
 SEED_SD_SUPERSEDED = "seed_sd_superseded"  # an earlier probe without per-seed values, measured again
+SEED_SD_PARTIAL = "seed_sd_partial"  # a probe in progress: trial, first seed, the values finished so far
 SPACE_EXPANSIONS = "space_expansions"  # the search ranges the settled rule widened (expand: true)
 
 # a tuning trial's attributes

@@ -206,6 +206,8 @@ def test_a_cpu_probe_trains_its_seeds_in_chunks_of_the_activation_cap(
     monkeypatch.setattr(memory, "CPU_CHUNK_ACTIVATION_BYTES", 1 << 40)  # whatever configuration was sampled
     together = objective.probe_seeds(study.best_trial, 3)
     monkeypatch.setattr(memory, "CPU_CHUNK_ACTIVATION_BYTES", 1)
-    alone = objective.probe_seeds(study.best_trial, 3)
+    parts: list[list[float]] = []
+    alone = objective.probe_seeds(study.best_trial, 3, on_part=parts.append)
     assert sizes == [3, 1, 1, 1]
     assert alone == pytest.approx(together, rel=1e-4) and len(set(together)) == 3
+    assert parts == [[v] for v in alone]  # each seed's value as it finishes (the settled rule records them)

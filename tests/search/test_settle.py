@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
@@ -215,7 +216,7 @@ def test_the_auto_tolerance_leaves_a_collapsed_probe_seed_out_and_reprobes_an_ol
     study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=0.94))
     calls: list[int] = []
 
-    def probe(best: optuna.trial.FrozenTrial, n: int, start: int = 0) -> list[float]:
+    def probe(best: optuna.trial.FrozenTrial, n: int, start: int = 0, on_part: object = None) -> list[float]:
         calls.append(n)
         return [0.9471, 0.9468, 0.5512, 0.9475][:n]
 
@@ -240,6 +241,36 @@ def test_the_auto_tolerance_leaves_a_collapsed_probe_seed_out_and_reprobes_an_ol
     assert attrs["seed_sd"] == pytest.approx(healthy)
     tolerance_of(url, old, spec, probe)
     assert calls == [4, 4]
+
+
+def test_a_probe_stopped_part_way_takes_up_the_seeds_it_finished(tmp_path: Path) -> None:
+    """A wide configuration's probe seeds train one at a time on a CPU, for hours in all: a worker stopped after
+    two of four keeps them (``seed_sd_partial``), and the next judgement trains the other two only."""
+    spec = load_study(
+        make_study(tmp_path, trials={"min": 3, "max": 6, "until": "settled", "tolerance": "auto"})
+    )
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    study = optuna.create_study(study_name="p", storage=url, direction="maximize")
+    study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=0.94))
+    values = [0.9471, 0.9468, float("nan"), 0.9475]  # a diverged seed is kept as such
+    calls: list[tuple[int, int]] = []
+
+    def stopped(best: optuna.trial.FrozenTrial, n: int, start: int = 0, on_part: Any = None) -> list[float]:
+        calls.append((n, start))
+        on_part(values[start : start + 1])
+        on_part(values[start + 1 : start + 3])
+        raise KeyboardInterrupt  # the worker stopped in the last seed
+
+    def whole(best: optuna.trial.FrozenTrial, n: int, start: int = 0, on_part: Any = None) -> list[float]:
+        calls.append((n, start))
+        return values[start : start + n]
+
+    with pytest.raises(KeyboardInterrupt):
+        tolerance_of(url, study, spec, stopped)
+    tolerance_of(url, study, spec, whole)
+    assert calls == [(4, 0), (1, 3)]
+    recorded = keys.plain(study.user_attrs)["seed_sd_probe"]["values"]
+    assert recorded[:2] == values[:2] and recorded[2] is None and recorded[3] == values[3]
 
 
 # the probe that showed two bad seeds of four (census group 1, replicate 2, MMoE trial 7): the recorded values
@@ -272,7 +303,7 @@ def test_two_bad_seeds_of_four_are_found_and_the_probe_topped_up(tmp_path: Path)
     calls: list[tuple[int, int]] = []
     more = [0.9468, 0.9473, 0.9466, 0.9471]
 
-    def probe(best: optuna.trial.FrozenTrial, n: int, start: int = 0) -> list[float]:
+    def probe(best: optuna.trial.FrozenTrial, n: int, start: int = 0, on_part: object = None) -> list[float]:
         calls.append((n, start))
         return more[:n]
 
@@ -294,7 +325,7 @@ def test_a_probe_with_too_few_healthy_seeds_after_its_top_up_gives_no_tolerance(
     url, study, spec = _probed_study(tmp_path, CENSUS_PROBE)
     calls: list[int] = []
 
-    def probe(best: optuna.trial.FrozenTrial, n: int, start: int = 0) -> list[float]:
+    def probe(best: optuna.trial.FrozenTrial, n: int, start: int = 0, on_part: object = None) -> list[float]:
         calls.append(start)
         return [0.5, 0.5, float("nan"), 0.5][:n]
 
@@ -318,7 +349,7 @@ def test_a_settled_stop_on_a_since_revised_tolerance_is_reopened_once(tmp_path: 
     study.set_user_attr(keys.key(keys.STOPPED_AT), 4)
     queued: list[int] = []
 
-    def probe(best: optuna.trial.FrozenTrial, n: int, start: int = 0) -> list[float]:
+    def probe(best: optuna.trial.FrozenTrial, n: int, start: int = 0, on_part: object = None) -> list[float]:
         return [0.9468, 0.9473, 0.9466, 0.9471][:n]
 
     def judge() -> bool:
