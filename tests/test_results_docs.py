@@ -683,6 +683,27 @@ def test_group1_full_verdict_tables_match_the_report() -> None:
             )
 
 
+def test_the_verdict_table_script_prints_the_headline_tables() -> None:
+    """scripts/verdict_table.py, which prints a finished census report's verdict tables for the README, prints
+    group 1's headline tables as they stand (the test above checks their numbers against the same CSVs)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "verdict_table", RESULTS.parents[1] / "scripts" / "verdict_table.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    lines = (RESULTS / "README.md").read_text().splitlines()
+    at = next(
+        i for i, line in enumerate(lines) if line.startswith("Verdict of `census_group1_leakage_free_full`")
+    )
+    shown = [line for line in lines[at : at + 30] if line.startswith("|")]
+    stem = RESULTS / "census_group1_leakage_free_full"
+    printed = [line for t in ("income", "marital") for line in module.table(stem, t).splitlines()]
+    assert printed == shown
+
+
 def test_group1_full_headline_sentences_match_the_report() -> None:
     """The headline's numbers outside the tables: Shared-Bottom against MMoE per tuning run, tuning's gain over
     the defaults, the tuning runs at their maximum."""
