@@ -69,6 +69,14 @@ class TrainConfig(BaseModel):
             raise ValueError("loss_weighting 'fixed' needs loss_weights (one per task)")
         if self.loss_weights is not None and any(w < 0 for w in self.loss_weights):
             raise ValueError(f"loss_weights must be >= 0, got {self.loss_weights}")
+        from hpo.weighting import reuses_graph
+
+        if self.compile and reuses_graph(self.loss_weighting):
+            raise ValueError(
+                f"loss_weighting {self.loss_weighting!r} back-propagates through the model once per task before "
+                "each step, which a torch.compile'd model does not support (it fails or trains nothing): it needs "
+                "compile false"
+            )
         if self.embedding_updates == "rows" and (
             self.optimizer != "adam" or self.weight_decay or self.compile
         ):

@@ -34,6 +34,7 @@ from hpo.models._base import select_replicas
 from hpo.models._embeddings import FieldEmbeddings
 from hpo.models._native import native_ops
 from hpo.schema import CURVE_SPLITS, METRICS_BY_KIND, Features, default_metric
+from hpo.training.checkpoint import Checkpoint
 from hpo.training.metrics import HIGHER_IS_BETTER, task_metric, task_metrics
 from hpo.weighting import LossWeighting, create_weighting
 
@@ -475,6 +476,47 @@ class _Run:
         self.active = [self.active[row] for row in keep]
         self.ds_active = self.ds.select_replicas(self.active)
 
+    def state(self) -> dict[str, Any]:
+        """Everything the next epoch depends on, for a checkpoint (:mod:`hpo.training.checkpoint`)."""
+        return {
+            "model": self.model.state_dict(),
+            "best_model": self.best_model.state_dict(),
+            "weighting": self.weighting.state_dict(),
+            "optimizers": [opt.state_dict() for opt in self.opts],
+            "replicas": [
+                {k: v for k, v in rep.__dict__.items() if k != "generator"}
+                | {"generator": rep.generator.get_state()}
+                for rep in self.replicas
+            ],
+            "active": list(self.active),
+            "step": self.step,
+            "task_train_loss": self.task_train_loss,
+            "elapsed": time.perf_counter() - self.t0,
+            "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Put the run back as :meth:`state` found it: the stopped replicas cut out first, so that every tensor
+        has the shape it was saved with."""
+        if state["active"] != self.active:
+            self.compact(list(state["active"]))  # every replica is active before: rows are original indices
+        self.model.load_state_dict(state["model"])
+        self.best_model.load_state_dict(state["best_model"])
+        self.weighting.load_state_dict(state["weighting"])
+        for opt, saved in zip(self.opts, state["optimizers"], strict=True):
+            opt.load_state_dict(saved)
+        for rep, saved in zip(self.replicas, state["replicas"], strict=True):
+            rep.generator.set_state(saved["generator"])
+            for k, v in saved.items():
+                if k != "generator":
+                    setattr(rep, k, v)
+        self.step, self.task_train_loss = int(state["step"]), state["task_train_loss"]
+        self.t0 = time.perf_counter() - float(state["elapsed"])  # wall time counts the training, not the gap
+        torch.set_rng_state(state["rng"])
+        if state["cuda_rng"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+
     def results(self, splits: Sequence[str]) -> list[TrainResult]:
         """Every replica's best weights evaluated on ``splits``; the model ends holding them."""
         wall = time.perf_counter() - self.t0
@@ -515,30 +557,41 @@ def train(
     data_seeds: Sequence[int] | None = None,
     callback: Callable[[EpochReport], None] | None = None,
     evaluate_splits: Sequence[str] = SPLITS,
+    checkpoint: Checkpoint | None = None,
 ) -> list[TrainResult]:
     """Train every replica of ``model`` on ``dataset``; return one :class:`TrainResult` per replica.
 
     ``init_seeds`` are only recorded (the model was initialised from them by ``create_model``); ``data_seeds``
     draw each replica's data order (default: the init seeds). The model ends holding each replica's best-epoch
-    weights.
+    weights. With a ``checkpoint`` the run's state is written at the end of epochs (before the callback, which
+    may stop the run), and a state already there for the same work is taken up instead of the first epochs.
     """
     init = list(init_seeds) if init_seeds is not None else list(range(model.replicas))
     data = list(data_seeds) if data_seeds is not None else list(init)
     _check_shapes(model, dataset, init, data)
     run = _Run(model, dataset, config, init, data)
+    first = 1
+    if checkpoint is not None and (state := checkpoint.load()) is not None:
+        run.restore(state)
+        first = int(state["epoch"]) + 1
+        log.info("resumed from a checkpoint after epoch %d (%s)", state["epoch"], checkpoint.path)
     model.train()
-    for epoch in range(1, config.epochs + 1):
+    for epoch in range(first, config.epochs + 1):
         train_loss = run.train_epoch(epoch)
         keep = run.judge(epoch, train_loss)
-        if callback is not None:
-            callback(run.report(epoch, train_loss))
+        report = run.report(epoch, train_loss)
         log.debug("epoch %d: %d of %d replicas go on", epoch, len(keep), len(run.active))
         if len(keep) < len(run.active):
-            if not keep:
+            if keep:
+                run.compact(keep)
+            else:
                 run.active = []
-                break
-            run.compact(keep)
-        if run.step >= run.max_steps:
+        done = not run.active or run.step >= run.max_steps or epoch == config.epochs
+        if checkpoint is not None and not done:
+            checkpoint.save(epoch, run.state)
+        if callback is not None:
+            callback(report)
+        if done:
             break
     return run.results(evaluate_splits)
 

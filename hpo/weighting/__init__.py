@@ -7,6 +7,12 @@ A part of its own between the models (it reads a model's shared parameters) and 
 from __future__ import annotations
 
 from hpo.weighting import gradnorm, simple, uncertainty  # noqa: F401  (registration)
-from hpo.weighting._base import LossWeighting, create_weighting, register_weighting, weighting_names
+from hpo.weighting._base import (
+    LossWeighting,
+    create_weighting,
+    register_weighting,
+    reuses_graph,
+    weighting_names,
+)
 
-__all__ = ["LossWeighting", "create_weighting", "register_weighting", "weighting_names"]
+__all__ = ["LossWeighting", "create_weighting", "register_weighting", "reuses_graph", "weighting_names"]

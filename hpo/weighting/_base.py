@@ -23,6 +23,9 @@ _WEIGHTINGS: dict[str, type[LossWeighting]] = {}
 
 class LossWeighting(nn.Module, metaclass=abc.ABCMeta):
     name: ClassVar[str] = ""
+    # True where combine() back-propagates through the model itself before the step's backward (GradNorm's
+    # gradient norms), which a torch.compile'd model does not support (TrainConfig refuses the pair)
+    reuses_graph: ClassVar[bool] = False
 
     def __init__(self, n_tasks: int, replicas: int, **options: Any) -> None:
         super().__init__()
@@ -47,6 +50,11 @@ def register_weighting(name: str) -> Callable[[type[LossWeighting]], type[LossWe
         return cls
 
     return deco
+
+
+def reuses_graph(name: str) -> bool:
+    """Whether strategy ``name`` back-propagates through the model more than once a step."""
+    return _WEIGHTINGS[name].reuses_graph
 
 
 def weighting_names() -> list[str]:

@@ -19,6 +19,7 @@ from hpo.weighting._base import LossWeighting, register_weighting
 @register_weighting("gradnorm")
 class GradNorm(LossWeighting):
     replica_buffers = ("initial",)
+    reuses_graph = True  # a backward per task's gradient norm, then the step's
     initial: Tensor
     started: Tensor
 

@@ -45,6 +45,17 @@ def test_compiled_training_survives_replicas_stopping_early() -> None:
     assert all(r.metric("test", "a", "auc") > 0.8 for r in res)
 
 
+def test_compile_with_gradnorm_is_refused_in_one_line() -> None:
+    """GradNorm back-propagates each task's loss through the shared layers before the step's backward; compiled,
+    that failed inside torch ("requires create_graph=False and retain_graph=False") or, with donated buffers off,
+    trained nothing (the validation metric never moved): the pair is refused with the reason."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="'gradnorm' back-propagates .* it needs compile false"):
+        TrainConfig(compile=True, loss_weighting="gradnorm")
+    assert TrainConfig(compile=True, loss_weighting="uncertainty").compile
+
+
 def test_compile_is_a_validated_training_option() -> None:
     assert TrainConfig().compile is False
     assert TrainConfig.model_validate({"compile": True}).compile is True
