@@ -35,8 +35,10 @@ from hpo.search.validate import check_space
 from hpo.search.widen import current_spaces, expandable
 from hpo.storage import keys
 from hpo.storage.attrs import deferred_params, report_epoch, set_trial_attrs, write_proposal
+from hpo.storage.checkpoints import checkpoint_path
 from hpo.storage.claims import worker_seed
 from hpo.training import EpochReport, TrainConfig, TrainResult, resolve_device, threads, train
+from hpo.training.checkpoint import Checkpoint, fingerprint
 from hpo.training.memory import activation_bytes_per_replica, cpu_chunk_cap
 from hpo.training.metrics import HIGHER_IS_BETTER, chance_metric
 
@@ -44,6 +46,7 @@ __all__ = [
     "LIVE_SECONDS",
     "DuplicateConfiguration",
     "Objective",
+    "chunk_checkpoint",
     "code_revision",
     "epoch_log",
     "live_writer",
@@ -289,6 +292,24 @@ def live_writer(trial: optuna.Trial, worker: int) -> Callable[[EpochReport], Non
     return write
 
 
+def chunk_checkpoint(url: str | None, study: str, name: str, **what: Any) -> Checkpoint | None:
+    """The checkpoint of one chunk of work (``name`` in study ``study``; ``what`` it trains: a file written for
+    anything else is ignored), where the storage keeps them (:mod:`hpo.storage.checkpoints`); None without."""
+    path = None if url is None else checkpoint_path(url, study, name)
+    return None if path is None else Checkpoint(path, fingerprint(**what))
+
+
+def _part_size(
+    spec: StudySpec, arch: str, ds: TabularDataset, hyper: dict[str, Any], cfg: TrainConfig, n: int
+) -> int:
+    """How many of ``n`` seeds train together: all on a GPU, :func:`hpo.training.memory.cpu_chunk_cap` on a CPU."""
+    if resolve_device(cfg.device).type == "cuda":
+        return n
+    probe = probe_model(arch, ds.spec, ds.tasks, budget=spec.budget, **hyper)
+    units = [u.units for u in probe.layer_units()]
+    return min(n, cpu_chunk_cap(activation_bytes_per_replica(units, cfg.batch_size)))
+
+
 def valid_on_seeds(
     spec: StudySpec,
     arch: str,
@@ -300,6 +321,7 @@ def valid_on_seeds(
     label: str,
     on_epoch: Callable[[EpochReport], None] | None = None,
     on_part: Callable[[dict[int, float]], None] | None = None,
+    checkpoint: Callable[[list[int]], Checkpoint | None] | None = None,
 ) -> list[float]:
     """The validation objective (the mean of ``targets``' metrics) of configuration ``hyper`` trained with
     ``cfg`` from each of ``seeds`` (initialisation and data order alike), as vectorised models; NaN where a seed
@@ -308,12 +330,9 @@ def valid_on_seeds(
     as a retrain's do: a wide configuration trains faster one seed at a time there. ``on_epoch`` sees every
     epoch besides the log line (a probe ticket's live attribute); ``on_part`` each part's seeds and values as
     soon as they are known (a probe ticket records them, so that a killed ticket's retry need not train them
-    again)."""
-    n, chunk = len(seeds), len(seeds)
-    if resolve_device(cfg.device).type != "cuda":
-        probe = probe_model(arch, ds.spec, ds.tasks, budget=spec.budget, **hyper)
-        units = [u.units for u in probe.layer_units()]
-        chunk = min(n, cpu_chunk_cap(activation_bytes_per_replica(units, cfg.batch_size)))
+    again); ``checkpoint`` gives each part's checkpoint (a stopped part resumes at its last epoch written)."""
+    n = len(seeds)
+    chunk = _part_size(spec, arch, ds, hyper, cfg, n)
     values: list[float] = []
 
     def callback(log_line: Callable[[EpochReport], None]) -> Callable[[EpochReport], None]:
@@ -337,7 +356,10 @@ def valid_on_seeds(
             data_seeds=part,
             callback=callback(epoch_log(f"{arch} {label}", cfg.epochs)),  # per part: its clock starts at 0
             evaluate_splits=("valid",),  # the only split it reads
+            checkpoint=(ckpt := None if checkpoint is None else checkpoint(part)),
         )
+        if ckpt is not None:
+            ckpt.clear()
         done = [
             float(np.mean([r.metric("valid", task, metric) for task, metric in targets]))
             if r.status == "ok"

@@ -31,6 +31,7 @@ from hpo.errors import ConfigError
 from hpo.models import create_model, gate_utilisation, get_entry, kernel_provenance, probe_model
 from hpo.search import interrupts
 from hpo.search.objective import (
+    chunk_checkpoint,
     code_revision,
     epoch_log,
     live_writer,
@@ -351,13 +352,12 @@ class RetrainObjective:
 
         return callback
 
-    def __call__(self, trial: optuna.Trial) -> float:
-        study_attrs = keys.plain(trial.study.user_attrs)
-        seeds: list[int] = list(keys.plain(trial.user_attrs)[keys.SEEDS])
-        hyper: dict[str, Any] = {
-            k: tuple(v) if isinstance(v, list) else v for k, v in study_attrs[keys.MODEL_CONFIG].items()
-        }
-        cfg = TrainConfig(**{**study_attrs[keys.TRAIN_CONFIG], "device": self.device})
+    def _data(
+        self, trial: optuna.Trial, study_attrs: dict[str, Any], seeds: list[int]
+    ) -> tuple[TabularDataset, list[int], list[int], dict[str, Any]]:
+        """The chunk's data (a crossed design's held-out split redrawn, fresh data where the spec asks for it),
+        each seed's initialisation and data-order seeds, and what of the data a checkpoint must match."""
+        drawn: dict[str, Any] = {"dataset": self.ds.name}  # what of the data a checkpoint must match
         ds = self.ds
         if cross := study_attrs.get(keys.CROSS):
             cells = [cross_cell(s, cross) for s in seeds]
@@ -365,21 +365,32 @@ class RetrainObjective:
             init, data = [c[1] for c in cells], [c[2] for c in cells]
             ds = ds.redraw_heldout(split)
             trial.set_user_attr(keys.key(keys.HELDOUT_SPLIT), split)
+            drawn["split"] = split
         else:
             init, data = [seeds_of(s)[0] for s in seeds], [seeds_of(s)[1] for s in seeds]
         if self.spec.retrain.fresh_data:
             ds = fresh_datasets(self.spec, seeds).to(self.ds.device)
-            trial.set_user_attr(keys.key(keys.DATASET_SEEDS), [dataset_seed_of(self.spec, s) for s in seeds])
+            drawn["dataset_seeds"] = [dataset_seed_of(self.spec, s) for s in seeds]
+            trial.set_user_attr(keys.key(keys.DATASET_SEEDS), drawn["dataset_seeds"])
+        return ds, init, data, drawn
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        study_attrs = keys.plain(trial.study.user_attrs)
+        seeds: list[int] = list(keys.plain(trial.user_attrs)[keys.SEEDS])
+        hyper: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in study_attrs[keys.MODEL_CONFIG].items()
+        }
+        cfg = TrainConfig(**{**study_attrs[keys.TRAIN_CONFIG], "device": self.device})
+        ds, init, data, drawn = self._data(trial, study_attrs, seeds)
         model = create_model(
-            self.arch,
-            ds.spec,
-            ds.tasks,
-            replicas=len(seeds),
-            seeds=init,
-            budget=self.spec.budget,
-            **hyper,
+            self.arch, ds.spec, ds.tasks, replicas=len(seeds), seeds=init, budget=self.spec.budget, **hyper
         )
         set_trial_attrs(trial, self._provenance(cfg))  # one write
+        ticket = keys.plain(trial.user_attrs).get(keys.TICKET, trial.number)
+        ckpt = chunk_checkpoint(
+            self.url, trial.study.study_name, f"ticket-{ticket}",
+            arch=self.arch, hyper=hyper, train=cfg.model_dump(), init=init, data=data, **drawn,
+        )  # fmt: skip
         results = train(
             model,
             ds,
@@ -387,7 +398,26 @@ class RetrainObjective:
             init_seeds=init,
             data_seeds=data,
             callback=self._progress(trial, seeds, cfg.epochs),
+            checkpoint=ckpt,  # a chunk stopped mid-way (a killed worker) resumes at its last epoch written
         )
+        if ckpt is not None and ckpt.resumed_epoch:
+            trial.set_user_attr(keys.key(keys.RESUMED_AFTER), ckpt.resumed_epoch)
+        try:
+            return self._finish(trial, model, ds, seeds, results, int(study_attrs[keys.TUNING_TRIAL]))
+        finally:
+            if ckpt is not None:
+                ckpt.clear()
+
+    def _finish(
+        self,
+        trial: optuna.Trial,
+        model: Any,
+        ds: TabularDataset,
+        seeds: list[int],
+        results: list[Any],
+        tuning_trial: int,
+    ) -> float:
+        """Store the chunk's seeds (results, metrics, curves, gate use); its value is their mean test metric."""
         test = ds.splits["test"]
         n = min(len(test), 4096)
         rows = torch.arange(n, device=test.y.device).unsqueeze(0)
@@ -396,9 +426,7 @@ class RetrainObjective:
         trial.set_user_attr(keys.key(keys.REPLICAS), len(seeds))
         trial.set_user_attr(keys.key(keys.WALL_TIME), results[0].wall_time)
         by_seed = list(zip(seeds, results, strict=True))
-        results_rows, metric_rows = seed_rows(
-            self.spec.name, self.arch, int(study_attrs[keys.TUNING_TRIAL]), by_seed, len(seeds)
-        )
+        results_rows, metric_rows = seed_rows(self.spec.name, self.arch, tuning_trial, by_seed, len(seeds))
         curves = curve_rows(self.spec.name, self.arch, by_seed)
         store_seed_results(self.url, trial, results_rows, metric_rows, curves)
         values = [r.metric("test", self.task, self.metric) for r in results if r.status == "ok"]
@@ -507,7 +535,7 @@ def run_retrain(
             _drain_here(spec, url, storage, studies, objective_of, worker_index, quiet, title)
 
     def probe_of(arch: str, worker: int, on_epoch: Any) -> SelectObjective:
-        return SelectObjective(spec, arch, ds, storage, str(device), worker=worker)
+        return SelectObjective(spec, arch, ds, storage, str(device), worker=worker, url=url)
 
     def chunks_of(arch: str, worker: int, on_epoch: Any) -> RetrainObjective:
         return RetrainObjective(spec, arch, ds, url, str(device), worker=worker, on_epoch=on_epoch)

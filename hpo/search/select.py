@@ -37,6 +37,7 @@ from hpo.data._tabular import TabularDataset
 from hpo.errors import ConfigError
 from hpo.search.objective import (
     PROBE_SEED,
+    chunk_checkpoint,
     live_writer,
     objective_chance,
     objective_directions,
@@ -155,8 +156,16 @@ class SelectObjective:
         storage: optuna.storages.BaseStorage,
         device: str,
         worker: int = 0,
+        url: str | None = None,
     ) -> None:
-        self.spec, self.arch, self.ds, self.device, self.worker = spec, arch, ds, device, worker
+        self.spec, self.arch, self.ds, self.device, self.worker, self.url = (
+            spec,
+            arch,
+            ds,
+            device,
+            worker,
+            url,
+        )
         self.tuning = optuna.load_study(study_name=spec.study_name(arch), storage=storage)
         self.targets = objective_targets(spec, ds)
         self.chance = objective_chance(spec, ds)
@@ -196,6 +205,15 @@ class SelectObjective:
                     trial, self.worker
                 ),  # `hpo status`: its epoch, not "starting", for an hour
                 on_part=record,
+                checkpoint=lambda part: chunk_checkpoint(
+                    self.url,
+                    trial.study.study_name,
+                    f"candidate-{number}-seeds-{part[0]}-{part[-1]}",
+                    hyper=hyper,
+                    train=cfg.model_dump(),
+                    seeds=part,
+                    dataset=self.ds.name,
+                ),  # a wide configuration's seed trains for up to an hour on a CPU: a stopped one resumes
             )
         values = [done[s] for s in seeds]
         set_trial_attrs(

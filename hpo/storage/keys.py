@@ -68,6 +68,7 @@ METRICS = "metrics"  # split -> task -> metric of the best epoch
 EPOCHS_RUN = "epochs_run"  # epochs trained
 BEST_EPOCH = "best_epoch"  # the epoch selected
 WALL_TIME = "wall_time"  # seconds of training
+RESUMED_AFTER = "resumed_after"  # the epoch a stopped chunk's checkpoint took it up after
 DEVICE = "device"  # where it trained
 CURVE = "curve"  # the loss curve, one point per epoch
 PRUNED_REASON = "pruned_reason"  # why it was pruned

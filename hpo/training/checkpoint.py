@@ -11,7 +11,7 @@ A checkpoint belongs to one chunk of work: ``key`` fingerprints what it trains (
 seeds, data), and a file written for another key is ignored. Writes go to a temporary file renamed into place, so
 a process killed while writing leaves the previous checkpoint whole; a file that cannot be read is ignored with a
 warning (training starts again from the first epoch, as without checkpoints). A state is written at most every
-``every`` seconds, at the end of an epoch.
+``every`` seconds (:data:`EVERY`), at the end of an epoch but the last.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ __all__ = ["Checkpoint", "fingerprint"]
 
 log = logging.getLogger(__name__)
 
+EVERY = 60.0  # seconds between writes: a wide model's epoch on a CPU takes minutes, a small one's a fraction
+
 
 def fingerprint(**what: Any) -> str:
     """A short stable hash of ``what`` (JSON-able values): the key of a chunk's checkpoint."""
@@ -41,8 +43,8 @@ def fingerprint(**what: Any) -> str:
 class Checkpoint:
     """The checkpoint file of one chunk of work (see the module docstring)."""
 
-    def __init__(self, path: Path, key: str, every: float = 60.0) -> None:
-        self.path, self.key, self.every = Path(path), key, every
+    def __init__(self, path: Path, key: str, every: float | None = None) -> None:
+        self.path, self.key, self.every = Path(path), key, EVERY if every is None else every
         self.resumed_epoch = 0  # the epoch :meth:`load` resumed after (0: none)
         self._saved = time.monotonic()
 

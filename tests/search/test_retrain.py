@@ -123,3 +123,68 @@ def test_retraining_an_unfinished_tuning_is_refused_before_anything_trains(
     for arch in spec.architectures:
         done = optuna.load_study(study_name=retrain_study_name(spec, arch.name), storage=url)
         assert done.get_trials(states=[optuna.trial.TrialState.COMPLETE])
+
+
+def test_a_chunk_stopped_mid_way_resumes_from_its_checkpoint_and_ends_as_if_never_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wide configuration's chunk trains for up to an hour on a CPU: a worker stopped after its second epoch
+    leaves a checkpoint beside the database; the next `hpo retrain` takes the chunk up after epoch 2 (recorded on
+    it as `resumed_after`), removes the checkpoint, and every seed's metrics are those of a retraining never
+    stopped, to the bit."""
+    import shutil
+    import signal
+
+    import pandas as pd
+
+    from hpo.search import interrupts
+    from hpo.training import checkpoint
+
+    path = make_study(
+        tmp_path,
+        trials=1,
+        architectures=["shared_bottom"],
+        retrain={"seeds": 2},
+        training={"epochs": 4, "patience": None, "batch_size": 256, "device": "cpu"},
+    )
+    db = tmp_path / "r.db"
+    url, twin = f"sqlite:///{db}", f"sqlite:///{tmp_path / 'twin.db'}"
+    assert main(["run", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
+    shutil.copy(db, tmp_path / "twin.db")
+    args = ["retrain", str(path), "--devices", "cpu", "--quiet", "--storage"]
+    assert main([*args, twin]) == 0  # the same retraining, never stopped
+
+    monkeypatch.setattr(checkpoint, "EVERY", 0.0)  # a state at every epoch
+    real = retrain.train
+
+    def stopped_after_epoch_2(*a: object, callback: object, **kw: object) -> object:
+        def then_stop(rep: object) -> None:
+            callback(rep)  # type: ignore[operator]
+            if rep.epoch == 2:  # type: ignore[attr-defined]
+                interrupts.request(signal.SIGTERM)  # what the handler records before it raises
+                raise KeyboardInterrupt
+
+        return real(*a, callback=then_stop, **kw)
+
+    monkeypatch.setattr(retrain, "train", stopped_after_epoch_2)
+    try:
+        assert main([*args, url]) == 128 + signal.SIGTERM
+    finally:
+        interrupts.clear(forget=True)
+    folder = tmp_path / "r.db.checkpoints"
+    assert len(list(folder.rglob("*.pt"))) == 1
+    monkeypatch.setattr(retrain, "train", real)
+    assert main([*args, url]) == 0
+    assert not list(folder.rglob("*.pt"))  # the finished chunk's checkpoint is gone
+    spec = load_study(path)
+    study = optuna.load_study(study_name=retrain_study_name(spec, "shared_bottom"), storage=url)
+    resumed = [keys.plain(t.user_attrs).get(keys.RESUMED_AFTER) for t in study.get_trials()]
+    assert resumed.count(2) == 1, resumed
+    tables = []
+    for name, storage in (("a", url), ("b", twin)):
+        assert main(["export", str(path), "--storage", storage, "--out", str(tmp_path / name)]) == 0
+        (csv,) = (tmp_path / name).glob("*_seed_metrics.csv")
+        frame = pd.read_csv(csv)
+        tables.append(frame.sort_values(list(frame.columns.drop("value"))).reset_index(drop=True))
+    assert len(tables[0]) > 0
+    pd.testing.assert_frame_equal(tables[0], tables[1], check_exact=True)

@@ -291,3 +291,4 @@ def test_a_killed_probe_ticket_keeps_the_seeds_it_finished(
     cfg = TrainConfig(**{**stored[keys.TRAIN_CONFIG], "device": "cpu"})
     whole = valid_on_seeds(spec, arch, ds, hyper, cfg, attrs[keys.SEEDS], objective_targets(spec, ds), "t")
     assert attrs[keys.PROBE_VALUES] == whole
+    assert not list((tmp_path / "s.db.checkpoints").rglob("*.pt"))  # each finished seed's checkpoint removed
