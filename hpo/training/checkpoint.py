@@ -16,6 +16,7 @@ warning (training starts again from the first epoch, as without checkpoints). A 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -46,6 +47,7 @@ class Checkpoint:
     def __init__(self, path: Path, key: str, every: float | None = None) -> None:
         self.path, self.key, self.every = Path(path), key, EVERY if every is None else every
         self.resumed_epoch = 0  # the epoch :meth:`load` resumed after (0: none)
+        self.failed = False  # a write failed: no more are tried
         self._saved = time.monotonic()
 
     def load(self) -> dict[str, Any] | None:
@@ -66,12 +68,21 @@ class Checkpoint:
     def save(self, epoch: int, state: Callable[[], dict[str, Any]], *, force: bool = False) -> bool:
         """Write ``state()`` as of ``epoch`` if ``every`` seconds have passed since the last write (or ``force``);
         True when written."""
-        if not force and time.monotonic() - self._saved < self.every:
+        if self.failed or (not force and time.monotonic() - self._saved < self.every):
             return False
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-        torch.save({**state(), "key": self.key, "epoch": epoch}, tmp)
-        os.replace(tmp, self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({**state(), "key": self.key, "epoch": epoch}, tmp)
+            os.replace(tmp, self.path)
+        except OSError as exc:  # a full or read-only disk costs the resumption, never the training
+            log.warning(
+                "checkpoint %s not written (%s): this run goes on without checkpoints", self.path, exc
+            )
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            self.failed = True
+            return False
         self._saved = time.monotonic()
         return True
 

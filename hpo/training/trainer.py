@@ -498,7 +498,13 @@ class _Run:
 
     def restore(self, state: dict[str, Any]) -> None:
         """Put the run back as :meth:`state` found it: the stopped replicas cut out first, so that every tensor
-        has the shape it was saved with."""
+        has the shape it was saved with. A state of another model (the code changed since it was written) is
+        refused with ValueError before anything changes."""
+        best, saved = self.best_model.state_dict(), state["best_model"]  # all replicas: never compacted
+        if {k: v.shape for k, v in best.items()} != {k: v.shape for k, v in saved.items()} or len(
+            self.opts
+        ) != len(state["optimizers"]):
+            raise ValueError("the checkpoint holds another model's state")
         if state["active"] != self.active:
             self.compact(list(state["active"]))  # every replica is active before: rows are original indices
         self.model.load_state_dict(state["model"])
@@ -572,9 +578,13 @@ def train(
     run = _Run(model, dataset, config, init, data)
     first = 1
     if checkpoint is not None and (state := checkpoint.load()) is not None:
-        run.restore(state)
-        first = int(state["epoch"]) + 1
-        log.info("resumed from a checkpoint after epoch %d (%s)", state["epoch"], checkpoint.path)
+        try:
+            run.restore(state)
+            first = int(state["epoch"]) + 1
+            log.info("resumed from a checkpoint after epoch %d (%s)", state["epoch"], checkpoint.path)
+        except ValueError as exc:
+            checkpoint.resumed_epoch = 0
+            log.warning("checkpoint %s not used (%s): training from the first epoch", checkpoint.path, exc)
     model.train()
     for epoch in range(first, config.epochs + 1):
         train_loss = run.train_epoch(epoch)

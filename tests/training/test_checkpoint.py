@@ -126,3 +126,39 @@ def test_a_state_is_written_at_most_every_interval(tmp_path: Path) -> None:
     assert not ckpt.save(1, lambda: {})  # just made: the interval has not passed
     assert ckpt.save(1, lambda: {}, force=True) and ckpt.load() == {"key": "k", "epoch": 1}
     assert fingerprint(a=1, b=[2]) == fingerprint(b=[2], a=1) != fingerprint(a=2, b=[2])
+
+
+def test_a_checkpoint_that_cannot_be_written_never_stops_training(tmp_path: Path) -> None:
+    """A full or read-only disk (here: a file where the folder should be) costs the resumption, not the run."""
+    (tmp_path / "blocked").write_text("a file, not a folder")
+    ds, model = _model("shared_bottom")
+    cfg = CFG.model_copy(update={"epochs": 3, "patience": None})
+    ckpt = Checkpoint(tmp_path / "blocked" / "c.pt", "k", every=0)
+    results = train(model, ds, cfg, init_seeds=SEEDS, checkpoint=ckpt)
+    assert ckpt.failed and all(r.status == "ok" and r.epochs_run == 3 for r in results)
+
+
+def test_a_checkpoint_of_another_model_is_refused_before_anything_changes(tmp_path: Path) -> None:
+    """The same key but another model's state (the code changed between the write and the retry): ignored with a
+    warning, the run trains from its first epoch and ends as a run without a checkpoint."""
+    ds, model = _model("shared_bottom")
+    cfg = CFG.model_copy(update={"epochs": 3, "patience": None})
+    path = tmp_path / "c.pt"
+    _, mmoe = _model("mmoe")
+    with pytest.raises(Stop):
+        train(
+            mmoe, ds, cfg, init_seeds=SEEDS, callback=_stop_at(2), checkpoint=Checkpoint(path, "k", every=0)
+        )
+    ckpt = Checkpoint(path, "k", every=0)
+    resumed = train(model, ds, cfg, init_seeds=SEEDS, checkpoint=ckpt)
+    _, fresh = _model("shared_bottom")
+    assert ckpt.resumed_epoch == 0
+    assert [r.metrics for r in resumed] == [r.metrics for r in train(fresh, ds, cfg, init_seeds=SEEDS)]
+
+
+def _stop_at(epoch: int):  # type: ignore[no-untyped-def]
+    def stop(rep) -> None:  # type: ignore[no-untyped-def]
+        if rep.epoch == epoch:
+            raise Stop
+
+    return stop
