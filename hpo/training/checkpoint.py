@@ -87,5 +87,9 @@ class Checkpoint:
         return True
 
     def clear(self) -> None:
-        """Remove the file (the chunk finished: its results are stored)."""
+        """Remove the file (the chunk finished: its results are stored), and its study's folder and the storage's
+        once empty."""
         self.path.unlink(missing_ok=True)
+        for folder in (self.path.parent, self.path.parent.parent):
+            with contextlib.suppress(OSError):  # not empty (other chunks in flight), or gone
+                folder.rmdir()
