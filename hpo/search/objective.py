@@ -384,8 +384,13 @@ class Objective:
         on_epoch: Callable[[optuna.Trial, EpochReport], None] | None = None,
         worker: int = 0,
         worker_id: int | None = None,
+        url: str | None = None,
     ) -> None:
-        self.worker, self.worker_id = worker, worker_id
+        self.worker, self.worker_id, self.url = (
+            worker,
+            worker_id,
+            url,
+        )  # url: where the probe's checkpoints go
         self._unwritten: dict[int, float] = {}  # epoch values not yet written (see _epoch_callback)
         self.spec, self.arch, self.ds, self.device = spec, arch, dataset, device
         self.space = spec.spaces()[arch]
@@ -439,16 +444,26 @@ class Objective:
         )
         hyper = self.space.derive(model_params, len(self.ds.tasks)) | inputs
         seeds = [PROBE_SEED + start + i for i in range(n)]
+        cfg = self._train_config(opt_params)
         return valid_on_seeds(
             self.spec,
             self.arch,
             self.ds,
             hyper,
-            self._train_config(opt_params),
+            cfg,
             seeds,
             self.targets,
             "probe",
             on_part=None if on_part is None else lambda part: on_part(list(part.values())),
+            checkpoint=lambda part: chunk_checkpoint(
+                self.url,
+                self.spec.study_name(self.arch),
+                f"probe-trial-{best.number}-seeds-{part[0]}-{part[-1]}",
+                hyper=hyper,
+                train=cfg.model_dump(),
+                seeds=part,
+                dataset=self.ds.name,
+            ),  # a wide configuration's probe seed trains for up to an hour on a CPU: a stopped one resumes
         )
 
     def fits_budget(self, space: SearchSpace) -> bool:

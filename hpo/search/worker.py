@@ -469,7 +469,9 @@ def run_worker(
     queues = {
         a: (
             study,
-            Objective(spec, a, ds, str(dev), on_epoch=on_epoch, worker=worker_index, worker_id=worker_id),
+            Objective(
+                spec, a, ds, str(dev), on_epoch=on_epoch, worker=worker_index, worker_id=worker_id, url=url
+            ),
         )
         for a, study in studies.items()
     }

@@ -211,3 +211,55 @@ def test_a_cpu_probe_trains_its_seeds_in_chunks_of_the_activation_cap(
     assert sizes == [3, 1, 1, 1]
     assert alone == pytest.approx(together, rel=1e-4) and len(set(together)) == 3
     assert parts == [[v] for v in alone]  # each seed's value as it finishes (the settled rule records them)
+
+
+def test_a_probe_seed_stopped_mid_way_resumes_from_its_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The settled rule's probe trains a wide configuration's seeds for up to an hour each on a CPU: one stopped
+    after its first epoch resumes from the checkpoint beside the database, with the values of a probe never
+    stopped, to the bit, and leaves no checkpoint behind."""
+    import hpo.search.objective as objective_module
+    from hpo.training import checkpoint
+
+    spec = load_study(
+        make_study(
+            tmp_path,
+            architectures=["shared_bottom"],
+            sampler={"name": "random", "seed": 0},
+            training={"epochs": 3, "patience": None, "device": "cpu"},
+        )
+    )
+    ds = load_study_dataset(spec)
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    objective = Objective(spec, "shared_bottom", ds, "cpu", url=url)
+    study = optuna.create_study(direction="minimize")
+    trial = study.ask()
+    study.tell(trial, objective(trial))
+    whole = Objective(spec, "shared_bottom", ds, "cpu").probe_seeds(study.best_trial, 2)  # no checkpoints
+
+    monkeypatch.setattr(checkpoint, "EVERY", 0.0)
+    real = objective_module.train
+    resumed: list[int] = []
+
+    def stopped_after_epoch_1(*a: Any, callback: Any, checkpoint: Any, **kw: Any) -> Any:
+        def then_stop(rep: Any) -> None:
+            callback(rep)
+            if rep.epoch == 1:
+                raise KeyboardInterrupt
+
+        return real(*a, callback=then_stop, checkpoint=checkpoint, **kw)
+
+    monkeypatch.setattr(objective_module, "train", stopped_after_epoch_1)
+    with pytest.raises(KeyboardInterrupt):
+        objective.probe_seeds(study.best_trial, 2)
+    assert len(list((tmp_path / "p.db.checkpoints").rglob("*.pt"))) == 1
+
+    def recording(*a: Any, checkpoint: Any, **kw: Any) -> Any:
+        out = real(*a, checkpoint=checkpoint, **kw)
+        resumed.append(checkpoint.resumed_epoch)
+        return out
+
+    monkeypatch.setattr(objective_module, "train", recording)
+    assert objective.probe_seeds(study.best_trial, 2) == whole
+    assert resumed[0] == 1 and not (tmp_path / "p.db.checkpoints").exists()
