@@ -53,6 +53,7 @@ __all__ = [
     "objective_directions",
     "objective_names",
     "package_versions",
+    "part_checkpoints",
     "same_configuration",
     "training_config",
     "valid_on_seeds",
@@ -310,6 +311,17 @@ def _part_size(
     return min(n, cpu_chunk_cap(activation_bytes_per_replica(units, cfg.batch_size)))
 
 
+def part_checkpoints(
+    url: str | None, study: str, prefix: str, hyper: dict[str, Any], cfg: TrainConfig, ds: TabularDataset
+) -> Callable[[list[int]], Checkpoint | None]:
+    """Each part's checkpoint for :func:`valid_on_seeds` (``PREFIX-seeds-FIRST-LAST`` in ``study``): a wide
+    configuration's probe seed trains for up to an hour on a CPU, and a stopped one resumes."""
+    return lambda part: chunk_checkpoint(
+        url, study, f"{prefix}-seeds-{part[0]}-{part[-1]}",
+        hyper=hyper, train=cfg.model_dump(), seeds=part, dataset=ds.name,
+    )  # fmt: skip
+
+
 def valid_on_seeds(
     spec: StudySpec,
     arch: str,
@@ -358,8 +370,6 @@ def valid_on_seeds(
             evaluate_splits=("valid",),  # the only split it reads
             checkpoint=(ckpt := None if checkpoint is None else checkpoint(part)),
         )
-        if ckpt is not None:
-            ckpt.clear()
         done = [
             float(np.mean([r.metric("valid", task, metric) for task, metric in targets]))
             if r.status == "ok"
@@ -368,6 +378,8 @@ def valid_on_seeds(
         ]
         if on_part is not None:
             on_part(dict(zip(part, done, strict=True)))
+        if ckpt is not None:
+            ckpt.clear()  # after on_part has recorded the values: a stop in between loses nothing
         values += done
     return values
 
@@ -455,15 +467,9 @@ class Objective:
             self.targets,
             "probe",
             on_part=None if on_part is None else lambda part: on_part(list(part.values())),
-            checkpoint=lambda part: chunk_checkpoint(
-                self.url,
-                self.spec.study_name(self.arch),
-                f"probe-trial-{best.number}-seeds-{part[0]}-{part[-1]}",
-                hyper=hyper,
-                train=cfg.model_dump(),
-                seeds=part,
-                dataset=self.ds.name,
-            ),  # a wide configuration's probe seed trains for up to an hour on a CPU: a stopped one resumes
+            checkpoint=part_checkpoints(
+                self.url, self.spec.study_name(self.arch), f"probe-trial-{best.number}", hyper, cfg, self.ds
+            ),
         )
 
     def fits_budget(self, space: SearchSpace) -> bool:

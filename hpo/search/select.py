@@ -16,9 +16,9 @@ mean over seeds, and a median would not see a configuration that collapses from 
 The probe is a study ``SPEC/ARCH/select`` with one ticket per candidate, which any worker claims once, as tuning
 trials and retrain chunks are; its candidates are fixed when it is queued (more tuning later does not change
 them). A ticket records each seed's value as it finishes, and the retry of a killed one trains only the rest
-(:func:`finished_probe_seeds`). Every probe seed is apart from the tuning trials' (``seed x 100003 + n``), the
-settled rule's probe (``PROBE_SEED + i``) and the retrain seeds. The choice and every candidate's probe are stored on the retrain
-study (``selection``), which the report shows.
+(:func:`finished_probe_seeds`), the one in flight from its checkpoint. Every probe seed is apart from the tuning
+trials' (``seed x 100003 + n``), the settled rule's probe (``PROBE_SEED + i``) and the retrain seeds. The choice
+and every candidate's probe are stored on the retrain study (``selection``), which the report shows.
 """
 
 from __future__ import annotations
@@ -37,12 +37,12 @@ from hpo.data._tabular import TabularDataset
 from hpo.errors import ConfigError
 from hpo.search.objective import (
     PROBE_SEED,
-    chunk_checkpoint,
     live_writer,
     objective_chance,
     objective_directions,
     objective_names,
     objective_targets,
+    part_checkpoints,
     valid_on_seeds,
 )
 from hpo.search.tickets import ensure_tickets
@@ -158,14 +158,8 @@ class SelectObjective:
         worker: int = 0,
         url: str | None = None,
     ) -> None:
-        self.spec, self.arch, self.ds, self.device, self.worker, self.url = (
-            spec,
-            arch,
-            ds,
-            device,
-            worker,
-            url,
-        )
+        self.spec, self.arch, self.ds, self.device = spec, arch, ds, device
+        self.worker, self.url = worker, url  # url: where its seeds' checkpoints go
         self.tuning = optuna.load_study(study_name=spec.study_name(arch), storage=storage)
         self.targets = objective_targets(spec, ds)
         self.chance = objective_chance(spec, ds)
@@ -201,19 +195,11 @@ class SelectObjective:
                 todo,
                 self.targets,
                 f"select trial {number}",
-                on_epoch=live_writer(
-                    trial, self.worker
-                ),  # `hpo status`: its epoch, not "starting", for an hour
+                on_epoch=live_writer(trial, self.worker),  # `hpo status`: its epoch, not "starting"
                 on_part=record,
-                checkpoint=lambda part: chunk_checkpoint(
-                    self.url,
-                    trial.study.study_name,
-                    f"candidate-{number}-seeds-{part[0]}-{part[-1]}",
-                    hyper=hyper,
-                    train=cfg.model_dump(),
-                    seeds=part,
-                    dataset=self.ds.name,
-                ),  # a wide configuration's seed trains for up to an hour on a CPU: a stopped one resumes
+                checkpoint=part_checkpoints(
+                    self.url, trial.study.study_name, f"candidate-{number}", hyper, cfg, self.ds
+                ),
             )
         values = [done[s] for s in seeds]
         set_trial_attrs(
