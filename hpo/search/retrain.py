@@ -28,7 +28,7 @@ from hpo.config.study import StudySpec, sweep_value
 from hpo.data._tabular import TabularDataset
 from hpo.data.synthetic import SyntheticConfig
 from hpo.errors import ConfigError
-from hpo.models import create_model, gate_utilisation, get_entry, kernel_provenance, probe_model
+from hpo.models import MTLModel, create_model, gate_utilisation, get_entry, kernel_provenance, probe_model
 from hpo.search import interrupts
 from hpo.search.objective import (
     chunk_checkpoint,
@@ -51,7 +51,8 @@ from hpo.storage.engine import normalise_url, open_storage
 from hpo.storage.heartbeat import fail_dead_workers
 from hpo.storage.locks import claim_lock
 from hpo.storage.results import curve_rows, seed_rows, store_seed_results
-from hpo.training import EpochReport, TrainConfig, resolve_device, threads, train
+from hpo.training import EpochReport, TrainConfig, TrainResult, resolve_device, threads, train
+from hpo.training.checkpoint import Checkpoint
 from hpo.training.memory import activation_bytes_per_replica, bytes_per_replica, replicas_that_fit
 
 log = logging.getLogger(__name__)
@@ -402,22 +403,20 @@ class RetrainObjective:
         )
         if ckpt is not None and ckpt.resumed_epoch:
             trial.set_user_attr(keys.key(keys.RESUMED_AFTER), ckpt.resumed_epoch)
-        try:
-            return self._finish(trial, model, ds, seeds, results, int(study_attrs[keys.TUNING_TRIAL]))
-        finally:
-            if ckpt is not None:
-                ckpt.clear()
+        return self._finish(trial, model, ds, seeds, results, int(study_attrs[keys.TUNING_TRIAL]), ckpt)
 
     def _finish(
         self,
         trial: optuna.Trial,
-        model: Any,
+        model: MTLModel,
         ds: TabularDataset,
         seeds: list[int],
-        results: list[Any],
+        results: list[TrainResult],
         tuning_trial: int,
+        ckpt: Checkpoint | None,
     ) -> float:
-        """Store the chunk's seeds (results, metrics, curves, gate use); its value is their mean test metric."""
+        """Store the chunk's seeds (results, metrics, curves, gate use), then remove its checkpoint (a stop in
+        between loses nothing); its value is their mean test metric."""
         test = ds.splits["test"]
         n = min(len(test), 4096)
         rows = torch.arange(n, device=test.y.device).unsqueeze(0)
@@ -429,6 +428,8 @@ class RetrainObjective:
         results_rows, metric_rows = seed_rows(self.spec.name, self.arch, tuning_trial, by_seed, len(seeds))
         curves = curve_rows(self.spec.name, self.arch, by_seed)
         store_seed_results(self.url, trial, results_rows, metric_rows, curves)
+        if ckpt is not None:
+            ckpt.clear()
         values = [r.metric("test", self.task, self.metric) for r in results if r.status == "ok"]
         if not values:
             trial.set_user_attr(keys.key(keys.PRUNED_REASON), "every seed of the chunk diverged")
