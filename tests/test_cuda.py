@@ -104,3 +104,38 @@ def test_cuda_row_updates_match_cpu() -> None:
         models[device] = m
     for (n, p), q in zip(models["cpu"].named_parameters(), models["cuda"].parameters(), strict=True):
         torch.testing.assert_close(q.detach().cpu(), p.detach(), rtol=1e-7, atol=1e-9, msg=n)
+
+
+def test_cuda_run_resumes_from_its_checkpoint(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A CUDA run stopped after epoch 2 and resumed from its checkpoint (the CUDA generator's state included) ends
+    as the run never stopped, up to the GPU's own run-to-run rounding."""
+    from hpo.training.checkpoint import Checkpoint
+
+    ds = binary_data()
+    cfg = TrainConfig(lr=5e-3, batch_size=64, epochs=4, patience=None, device="cuda")
+
+    def model():  # type: ignore[no-untyped-def]
+        return create_model(
+            "mmoe", ds.spec, ds.tasks, replicas=2, seeds=[0, 1], n_experts=3, expert_units=(16,)
+        )
+
+    straight = train(model(), ds, cfg, init_seeds=[0, 1])
+
+    def stop(rep) -> None:  # type: ignore[no-untyped-def]
+        if rep.epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            model(),
+            ds,
+            cfg,
+            init_seeds=[0, 1],
+            callback=stop,
+            checkpoint=Checkpoint(tmp_path / "c.pt", "k", every=0),
+        )
+    ckpt = Checkpoint(tmp_path / "c.pt", "k", every=0)
+    resumed = train(model(), ds, cfg, init_seeds=[0, 1], checkpoint=ckpt)
+    assert ckpt.resumed_epoch == 2
+    for a, b in zip(straight, resumed, strict=True):
+        assert b.metric("test", "a", "auc") == pytest.approx(a.metric("test", "a", "auc"), abs=1e-4)
