@@ -32,7 +32,9 @@ __all__ = ["Checkpoint", "fingerprint"]
 
 log = logging.getLogger(__name__)
 
-EVERY = 60.0  # seconds between writes: a wide model's epoch on a CPU takes minutes, a small one's a fraction
+# seconds between writes (HPO_CHECKPOINT_SECONDS): a wide model's epoch on a CPU takes minutes, a small one's a
+# fraction of a second, which a write each would slow
+EVERY = float(os.environ.get("HPO_CHECKPOINT_SECONDS", "60"))
 
 
 def fingerprint(**what: Any) -> str:

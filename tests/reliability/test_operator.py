@@ -353,3 +353,35 @@ def test_a_port_in_use_or_a_foreign_address_is_one_line(tmp_path: Path, command:
     one_line_error(
         hpo(command, "--storage", url, "--host", "192.0.2.1", "--port", "8080"), "192.0.2.1:8080", "--host"
     )
+
+
+def test_a_chunk_whose_worker_was_killed_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    """SIGKILL to a real `hpo retrain` once its chunk has written a checkpoint: the chunk stays RUNNING until its
+    heartbeat goes stale; the next `hpo retrain` re-queues it, takes it up after the epoch written (recorded as
+    `resumed_after`), stores every seed and removes the checkpoint."""
+    slow = {"epochs": 30, "patience": None, "batch_size": 16, "device": "cpu"}
+    path = study_file(
+        tmp_path, trials=1, architectures=["shared_bottom"], retrain={"seeds": 2}, training=slow
+    )
+    db = tmp_path / "k.db"
+    url, env = f"sqlite:///{db}", {**ENV, "HPO_CHECKPOINT_SECONDS": "0"}
+    subprocess.run(
+        hpo("run", str(path), "--storage", url, "--devices", "cpu", "--quiet"), env=env, check=True
+    )
+    cmd = hpo("retrain", str(path), "--storage", url, "--devices", "cpu", "--quiet")
+    worker = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    folder = tmp_path / "k.db.checkpoints"
+    deadline = time.monotonic() + 300
+    while not list(folder.rglob("*.pt")) and worker.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert worker.poll() is None, "the chunk ended before a checkpoint was seen: make it slower"
+    worker.kill()
+    worker.wait()
+    time.sleep(3)  # past the 1 s heartbeat: the chunk is a dead worker's
+    subprocess.run(cmd, env=env, check=True, timeout=600)
+    spec = load_study(path)
+    study = optuna.load_study(study_name=retrain_study_name(spec, "shared_bottom"), storage=url)
+    resumed = [keys.plain(t.user_attrs).get(keys.RESUMED_AFTER) for t in study.get_trials()]
+    assert sum(1 for r in resumed if r) == 1, resumed
+    assert sorted(read_seed_results(url, spec.name).seed) == [0, 1]
+    assert not folder.exists()
