@@ -583,7 +583,7 @@ def test_retraining_progress_tables_match_the_seed_results() -> None:
     found = [
         (i, m.group(1)) for i, line in enumerate(lines) if (m := re.match(r"Retraining of `([\w.]+)`", line))
     ]
-    assert [name for _, name in found] == ["census_group1_leakage_free_full"]
+    assert [name for _, name in found] == ["census_group1_leakage_free_full", "census_group2_full"]
     for i, study in found:
         start = next(j for j in range(i, len(lines)) if lines[j].startswith("|"))
         ((_, rows),) = parse_tables(
