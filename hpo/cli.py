@@ -571,25 +571,16 @@ def retrain_cmd(
     """Retrain each best configuration from scratch over many seeds once tuning has finished; rerun to resume."""
     _fix_threads(threads)
     from hpo.config.study import load_study
-    from hpo.search.retrain import require_finished_tuning, retrain_specs, run_retrain
+    from hpo.search.retrain import require_finished_tuning, retrain_specs, run_retrain_specs
     from hpo.search.studies import stored_spec
 
     specs = [stored_spec(storage, study)] if stored else retrain_specs(load_study(study))
     require_finished_tuning([] if join or unfinished else specs, storage)  # every spec before any trains
     with _resumable():
-        joined = [
-            run_retrain(
-                spec,
-                storage,
-                seeds=seeds,
-                workers=workers,
-                devices=devices.split(","),
-                worker_index=worker_index,
-                join_only=join,
-                check_tuning=False,  # every spec checked above, or --unfinished
-            )
-            for spec in specs
-        ]
+        joined = run_retrain_specs(
+            specs, storage, seeds=seeds, workers=workers, devices=devices.split(","), worker_index=worker_index,
+            join_only=join,
+        )  # fmt: skip
     if join and not any(joined):
         from hpo.storage.engine import mask_url, normalise_url
 

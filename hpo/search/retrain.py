@@ -554,6 +554,102 @@ def run_retrain(
     return studies
 
 
+def run_retrain_specs(
+    specs: Sequence[StudySpec],
+    storage_url: str | None,
+    *,
+    seeds: int | None = None,
+    workers: int = 1,
+    devices: Sequence[str] = ("auto",),
+    worker_index: int = 0,
+    join_only: bool = False,
+) -> list[Any]:
+    """`hpo retrain`: every spec's retraining (tuning replicates, a sweep's values, the defaults). One worker
+    that queues takes them as one queue first (:func:`retrain_every_spec_at_once`); then :func:`run_retrain` per
+    spec (children for several workers, or what a joining worker finds queued). Tuning is checked by the caller."""
+    if workers == 1 and not join_only and len(specs) > 1:
+        device = devices[worker_index % len(devices)]
+        retrain_every_spec_at_once(specs, storage_url, seeds=seeds, device=device, worker_index=worker_index)
+    return [
+        run_retrain(
+            spec,
+            storage_url,
+            seeds=seeds,
+            workers=workers,
+            devices=devices,
+            worker_index=worker_index,
+            join_only=join_only,
+            check_tuning=False,
+        )
+        for spec in specs
+    ]
+
+
+def retrain_every_spec_at_once(
+    specs: Sequence[StudySpec],
+    storage_url: str | None,
+    *,
+    seeds: int | None = None,
+    device: str = "auto",
+    worker_index: int = 0,
+    quiet: bool = True,
+) -> None:
+    """One worker's pass over the probes of every spec (tuning replicates, a sweep's values), queued as one
+    queue, then over the seed chunks of every spec, as one queue: a worker never waits on another process's last
+    ticket of one replicate while the next replicate's are waiting (measured on the census: 9.5 minutes of one of
+    two workers at the end of one replicate's probe). :func:`run_retrain` per spec afterwards finds the work done
+    (or finishes what a stop left)."""
+    url = normalise_url(storage_url)
+    storage = open_storage(url, create=False)
+    dev = resolve_device(device)
+    threads.install_for(dev)
+    data: dict[str, TabularDataset] = {}
+
+    def ds_of(spec: StudySpec) -> TabularDataset:  # the replicates share one dataset: prepared once
+        key = f"{spec.dataset!r} {spec.base_dir}"
+        if key not in data:
+            data[key] = load_study_dataset(spec).to(dev)
+        return data[key]
+
+    probes: dict[str, optuna.Study] = {}
+    objectives: dict[str, Callable[[Any], Any]] = {}
+    for spec in specs:
+        for arch, study in prepare_select(spec, storage, ds_of(spec), url, described(spec, storage)).items():
+            probes[study.study_name] = study
+            objectives[study.study_name] = SelectObjective(
+                spec, arch, ds_of(spec), storage, str(dev), worker=worker_index, url=url
+            )
+    if probes:
+        _drain_all(specs[0], url, storage, probes, objectives, quiet, "probe seeds of every replicate")
+    chunks: dict[str, optuna.Study] = {}
+    for spec in specs:
+        for arch, study in prepare_retrain(
+            spec, storage, ds_of(spec), _seed_count(spec, seeds), dev, url
+        ).items():
+            chunks[study.study_name] = study
+            objectives[study.study_name] = RetrainObjective(
+                spec, arch, ds_of(spec), url, str(dev), worker=worker_index
+            )
+    _drain_all(specs[0], url, storage, chunks, objectives, quiet, "seed chunks of every replicate")
+
+
+def _drain_all(
+    spec: StudySpec,
+    url: str,
+    storage: optuna.storages.BaseStorage,
+    studies: dict[str, optuna.Study],
+    objectives: dict[str, Callable[[Any], Any]],
+    quiet: bool,
+    title: str,
+) -> None:
+    """Tickets of several specs' studies (keyed by study name), with the live view on a terminal."""
+    from hpo.search.progress import StudyProgress
+
+    with StudyProgress(spec, studies, None, quiet=quiet, title=title) as progress:
+        queues = {name: (study, objectives[name]) for name, study in studies.items()}
+        with_signals(lambda: drain(url, storage, queues, progress=progress))
+
+
 def require_finished_tuning(
     specs: Sequence[StudySpec], storage: optuna.storages.BaseStorage | str | None
 ) -> None:
