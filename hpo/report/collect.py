@@ -313,7 +313,9 @@ def _collect_one(spec: StudySpec, storage_url: str | None = None, *, partial: bo
         data.directions = [d.name.lower() for d in study.directions]
         data.metric_names = study.metric_names or []
         frames.append(trials_frame(study, arch))
-        searched.append(searched_row(arch, study, spec.budget))
+        retrain = _load(storage, retrain_study_name(spec.name, arch))
+        retrain_attrs = dict(keys.plain(retrain.user_attrs)) if retrain is not None else {}
+        searched.append(searched_row(arch, study, spec.budget, retrain_attrs.get(keys.TUNING_TRIAL)))
         for t in study.get_trials(deepcopy=False):
             data.versions.update(keys.plain(t.user_attrs).get(keys.VERSIONS) or {})
             if origin := keys.plain(t.user_attrs).get(keys.MODEL_ORIGIN):
@@ -325,10 +327,9 @@ def _collect_one(spec: StudySpec, storage_url: str | None = None, *, partial: bo
         data.study_attrs[arch] = dict(keys.plain(study.user_attrs))
         if (importance := _importance(study)) is not None:
             data.importances[arch] = importance
-        retrain = _load(storage, retrain_study_name(spec.name, arch))
         if retrain is None:
             continue
-        data.retrain_attrs[arch] = dict(keys.plain(retrain.user_attrs))
+        data.retrain_attrs[arch] = retrain_attrs
         if (use := _gate_use(retrain)) is not None:
             data.gate_use[arch] = use
     data.trials = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

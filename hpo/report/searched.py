@@ -16,7 +16,7 @@ from optuna.distributions import FloatDistribution, IntDistribution
 
 from hpo.storage import keys
 
-__all__ = ["bounds_hit", "searched_row", "space_units_ceiling"]
+__all__ = ["bounds_hit", "final_bounds_hit", "searched_row", "space_units_ceiling"]
 
 
 def _on_bound(value: Any, dist: optuna.distributions.BaseDistribution) -> str | None:
@@ -41,6 +41,26 @@ def bounds_hit(trial: optuna.trial.FrozenTrial) -> list[str]:
     return out
 
 
+def final_bounds_hit(trials: list[optuna.trial.FrozenTrial], number: int, budget: int) -> list[str]:
+    """:func:`bounds_hit` for trial ``number`` against the study's final ranges (each parameter's distribution in
+    the last trial that drew it, so after any widening) rather than those it was drawn from, and with a units
+    count at the budget's ceiling no bound (no wider range can go there): as the convergence rule judges a best
+    trial (:func:`hpo.search.settle.bound_hits`). A configuration drawn before its range was widened is on no
+    bound of the wider range."""
+    final: dict[str, optuna.distributions.BaseDistribution] = {}
+    for t in trials:  # by number: a later draw's range replaces an earlier one's
+        final.update(t.distributions)
+    chosen = next(t for t in trials if t.number == number)
+    out = []
+    for name, value in chosen.params.items():
+        dist = final.get(name, chosen.distributions[name])
+        side = _on_bound(value, dist)
+        at_ceiling = isinstance(dist, IntDistribution) and "units" in name and dist.high >= budget
+        if side is not None and not (side == "high" and at_ceiling):
+            out.append(f"{name}={value:g} ({side})")
+    return out
+
+
 def space_units_ceiling(trials: list[optuna.trial.FrozenTrial]) -> int | None:
     """The largest upper bound of any integer ``*units*`` parameter the trials were drawn from: what the search
     space allowed per layer, which a study run on small spaces reports beside the (larger) budget."""
@@ -53,8 +73,10 @@ def space_units_ceiling(trials: list[optuna.trial.FrozenTrial]) -> int | None:
     return max(highs) if highs else None
 
 
-def searched_row(arch: str, study: optuna.Study, budget: int) -> dict[str, Any]:
-    """One row of the report's "what was searched" table."""
+def searched_row(arch: str, study: optuna.Study, budget: int, retrained: int | None = None) -> dict[str, Any]:
+    """One row of the report's "what was searched" table. ``retrained``: the tuning trial the retraining took,
+    where a seed probe (``retrain.select``) chose one other than the best: its number and bound hits are added
+    (``retrained_trial``, ``retrained_on_bound``), since the verdict compares that configuration, not the best."""
     complete = [
         t
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
@@ -65,7 +87,7 @@ def searched_row(arch: str, study: optuna.Study, budget: int) -> dict[str, Any]:
     best: optuna.trial.FrozenTrial | None = None
     if complete and len(study.directions) == 1:
         best = study.best_trial
-    return {
+    row: dict[str, Any] = {
         "architecture": arch,
         "complete_trials": len(complete),
         "max_epochs_run": max(epochs) if epochs else None,
@@ -74,3 +96,9 @@ def searched_row(arch: str, study: optuna.Study, budget: int) -> dict[str, Any]:
         "budget": budget,
         "best_on_bound": ", ".join(bounds_hit(best)) if best is not None else "",
     }
+    chosen = [t.number for t in complete if t.number == retrained]  # none for the defaults' -1
+    if chosen and best is not None and chosen[0] != best.number:
+        row["retrained_trial"] = chosen[0]
+        trials = study.get_trials(deepcopy=False)
+        row["retrained_on_bound"] = ", ".join(final_bounds_hit(trials, chosen[0], budget))
+    return row

@@ -177,15 +177,39 @@ def _sample_caveats(seed_results: pd.DataFrame, searched: pd.DataFrame) -> list[
 
 
 def _bound_caveats(searched: pd.DataFrame) -> list[str]:
+    """Best configurations on a bound of their range. Where a seed probe retrained another tuning trial (the
+    ``retrained_*`` columns), the verdict compares that one: its own bound hits are named as the range's choice,
+    and the best trial's say only that a wider range may hold a better configuration."""
     if not len(searched) or "best_on_bound" not in searched:
         return []
-    return [
-        f"{row.architecture}'s best configuration"
-        + (f" (tuning replicate {row.replicate})" if "replicate" in searched else "")
-        + f" sits on a search-space bound ({row.best_on_bound}): the range, not the tuner, chose it"
-        for row in searched.itertuples()
-        if isinstance(row.best_on_bound, str) and row.best_on_bound
-    ]
+    out = []
+    for row in searched.to_dict("records"):
+        arch, rep = row["architecture"], row.get("replicate")
+        where = f"tuning replicate {rep}" if "replicate" in searched else ""
+        bound = row["best_on_bound"] if isinstance(row["best_on_bound"], str) else ""
+        other = row.get("retrained_trial")
+        if other is None or other != other:  # none, or NaN beside another's: the best trial was retrained
+            if bound:
+                out.append(
+                    f"{arch}'s best configuration{f' ({where})' if where else ''} sits on a search-space "
+                    f"bound ({bound}): the range, not the tuner, chose it"
+                )
+            continue
+        moved = row.get("retrained_on_bound")
+        moved = moved if isinstance(moved, str) else ""
+        if moved:
+            out.append(
+                f"{arch}'s retrained configuration ({where + '; ' if where else ''}trial {int(other)}, "
+                f"chosen by the seed probe) sits on a search-space bound ({moved}): the range, not the "
+                "tuner, chose it"
+            )
+        if bound:
+            out.append(
+                f"{arch}'s best tuning trial{f' ({where})' if where else ''} sits on a search-space bound "
+                f"({bound}): a wider range may hold a better configuration; the seed probe retrained "
+                f"trial {int(other)} instead" + ("" if moved else ", on no bound")
+            )
+    return out
 
 
 def collapse_mask(x: np.ndarray, metric: str) -> tuple[np.ndarray, str]:

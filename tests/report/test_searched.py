@@ -68,3 +68,34 @@ def test_a_count_at_a_floor_of_one_is_not_a_bound_the_range_chose() -> None:
         value=0.5,
     )
     assert bounds_hit(trial) == ["n_levels=2 (low)"]
+
+
+def test_a_probe_chosen_trial_is_judged_against_the_final_ranges() -> None:
+    """Where a seed probe retrained another trial than the best, the row names it and its bound hits, judged as
+    the convergence rule judges a best trial: against the widened range (a value drawn on the old bound is on no
+    bound of the wider one), with a units count at the budget's ceiling no bound."""
+    from optuna.distributions import IntDistribution
+
+    study = optuna.create_study(direction="maximize")
+    narrow = {
+        "n_layers": IntDistribution(1, 2),
+        "units": IntDistribution(16, 2048),
+        "n_experts": IntDistribution(2, 8),
+    }
+    wide = {**narrow, "n_layers": IntDistribution(1, 3)}
+    for value, params, dists in [
+        (0.90, {"n_layers": 2, "units": 2048, "n_experts": 8}, narrow),  # trial 0: drawn before the widening
+        (0.95, {"n_layers": 2, "units": 500, "n_experts": 4}, wide),  # trial 1: the best, on no bound
+        (0.91, {"n_layers": 3, "units": 100, "n_experts": 2}, wide),  # trial 2: on two bounds
+    ]:
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=value))
+    assert "retrained_trial" not in searched_row("moe", study, 2048, retrained=1)  # the best itself
+    assert "retrained_trial" not in searched_row("moe", study, 2048, retrained=None)
+    row = searched_row("moe", study, 2048, retrained=0)
+    assert (row["best_on_bound"], row["retrained_trial"]) == ("", 0)
+    assert (
+        row["retrained_on_bound"] == "n_experts=8 (high)"
+    )  # n_layers=2 is inside 1..3; 2048 units the ceiling
+    row = searched_row("moe", study, 2048, retrained=2)
+    assert row["retrained_on_bound"] == "n_layers=3 (high), n_experts=2 (low)"
+    assert "retrained_trial" not in searched_row("moe", study, 2048, retrained=7)  # no such complete trial

@@ -269,3 +269,32 @@ def test_a_progress_report_shows_the_caveats_so_far() -> None:
     assert "wait" in pending and "Caveats so far (provisional)" in pending
     assert "the collapses follow the initialisation" in pending
     assert "Caveats so far" not in verdict_html([], [], "t", 1, pending="wait")
+
+
+def test_bound_caveats_follow_the_configuration_the_probe_retrained() -> None:
+    """A verdict compares the retrained configuration: where a seed probe chose another trial than the best, its
+    bound hits are the range's choice, and the best trial's only say that a wider range may hold better."""
+    from hpo.report.verdict import _bound_caveats
+
+    nan = float("nan")
+    searched = pd.DataFrame(
+        [{"architecture": "a", "replicate": 1, "best_on_bound": "n_experts=23 (high bound)",
+          "retrained_trial": 16.0, "retrained_on_bound": nan},
+         {"architecture": "b", "replicate": 1, "best_on_bound": nan,
+          "retrained_trial": 12.0, "retrained_on_bound": "n_layers=3 (high)"},
+         {"architecture": "c", "replicate": 2, "best_on_bound": "lr=0.01 (high)",
+          "retrained_trial": nan, "retrained_on_bound": nan},
+         {"architecture": "d", "replicate": 1, "best_on_bound": "", "retrained_trial": 3.0,
+          "retrained_on_bound": "epochs=44 (high)"}]
+    )  # fmt: skip
+    notes = _bound_caveats(searched)
+    assert notes == [
+        "a's best tuning trial (tuning replicate 1) sits on a search-space bound (n_experts=23 (high bound)): a "
+        "wider range may hold a better configuration; the seed probe retrained trial 16 instead, on no bound",
+        "b's retrained configuration (tuning replicate 1; trial 12, chosen by the seed probe) sits on a "
+        "search-space bound (n_layers=3 (high)): the range, not the tuner, chose it",
+        "c's best configuration (tuning replicate 2) sits on a search-space bound (lr=0.01 (high)): the range, not "
+        "the tuner, chose it",
+        "d's retrained configuration (tuning replicate 1; trial 3, chosen by the seed probe) sits on a "
+        "search-space bound (epochs=44 (high)): the range, not the tuner, chose it",
+    ]
