@@ -40,6 +40,12 @@ class StudyProgress:
         for arch in studies:
             self._count(arch)
 
+    def add(self, name: str, study: optuna.Study) -> None:
+        """A study that joined the run after it began (a retraining queued once its probe finished)."""
+        self.studies[name] = study
+        self.rows.setdefault(name, {"epoch": ""})
+        self._count(name)
+
     def __enter__(self) -> StudyProgress:
         if self.enabled:
             self.live = Live(self._render(), console=self.console, refresh_per_second=4, transient=False)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +41,7 @@ from hpo.search.objective import (
     training_config,
 )
 from hpo.search.processes import check_workers_done, with_children, with_signals
-from hpo.search.select import SelectObjective, prepare_select, selection
+from hpo.search.select import SelectObjective, prepare_select, probe_finished, selection
 from hpo.search.studies import load_study_dataset, tuning_left
 from hpo.search.tickets import ensure_tickets
 from hpo.search.worker import drain
@@ -67,6 +67,9 @@ __all__ = [
     "run_retrain",
     "seeds_of",
 ]
+
+
+Queue = tuple[optuna.Study, Callable[[Any], Any]]  # a study and the objective its tickets run
 
 
 def retrain_study_name(spec: StudySpec, arch: str) -> str:
@@ -182,15 +185,16 @@ def prepare_retrain(
     n_seeds: int,
     device: torch.device,
     url: str | None = None,
+    archs: Collection[str] | None = None,
 ) -> dict[str, optuna.Study]:
     """Create the retrain studies and queue the chunks of seeds ``0 .. n_seeds - 1`` (under the study's lock on
-    ``url``, the storage's URL unless given). A new retrain study is told what it retrains once: the default
-    configuration, the configuration ``retrain.select``'s probe chose (:mod:`hpo.search.select`; its probe must
-    have finished), the sweep's pooled choice, or the best tuning trial."""
+    ``url``, the storage's URL unless given), of every architecture or of ``archs``. A new retrain study is told
+    what it retrains once: the default configuration, the configuration ``retrain.select``'s probe chose
+    (:mod:`hpo.search.select`; its probe must have finished), the sweep's pooled choice, or the best tuning trial."""
     url = url or normalise_url(getattr(storage, "url", None))
     out = {}
     existing = {s.study_name for s in storage.get_all_studies()}
-    for arch in (a.name for a in spec.architectures):
+    for arch in (a.name for a in spec.architectures if archs is None or a.name in archs):
         if spec.is_default:
             main_dir = optuna.study.StudyDirection[objective_directions(spec, ds)[0].upper()]
         else:
@@ -594,11 +598,12 @@ def retrain_every_spec_at_once(
     worker_index: int = 0,
     quiet: bool = True,
 ) -> None:
-    """One worker's pass over the probes of every spec (tuning replicates, a sweep's values), queued as one
-    queue, then over the seed chunks of every spec, as one queue: a worker never waits on another process's last
-    ticket of one replicate while the next replicate's are waiting (measured on the census: 9.5 minutes of one of
-    two workers at the end of one replicate's probe). :func:`run_retrain` per spec afterwards finds the work done
-    (or finishes what a stop left)."""
+    """One worker's pass over the probes and seed chunks of every spec (tuning replicates, a sweep's values), as
+    one queue: an architecture's seed chunks join it as soon as its probe has finished (or at once, with no probe
+    to wait for), so a worker never waits on another process's last ticket while other work is ready (measured on
+    the census: one of two workers sat 9.5 minutes at the end of one replicate's probe, and 8.4 minutes at the end
+    of the last probe while replicate 1's seeds waited). :func:`run_retrain` per spec afterwards finds the work
+    done (or finishes what a stop left)."""
     url = normalise_url(storage_url)
     storage = open_storage(url, create=False)
     dev = resolve_device(device)
@@ -611,43 +616,62 @@ def retrain_every_spec_at_once(
             data[key] = load_study_dataset(spec).to(dev)
         return data[key]
 
-    probes: dict[str, optuna.Study] = {}
-    objectives: dict[str, Callable[[Any], Any]] = {}
+    queues: dict[str, Queue] = {}
+    probes: dict[tuple[str, str], optuna.Study] = {}
     for spec in specs:
         for arch, study in prepare_select(spec, storage, ds_of(spec), url, described(spec, storage)).items():
-            probes[study.study_name] = study
-            objectives[study.study_name] = SelectObjective(
-                spec, arch, ds_of(spec), storage, str(dev), worker=worker_index, url=url
+            probes[spec.name, arch] = study
+            queues[study.study_name] = (
+                study,
+                SelectObjective(spec, arch, ds_of(spec), storage, str(dev), worker=worker_index, url=url),
             )
-    if probes:
-        _drain_all(specs[0], url, storage, probes, objectives, quiet, "probe seeds of every replicate")
-    chunks: dict[str, optuna.Study] = {}
-    for spec in specs:
-        for arch, study in prepare_retrain(
-            spec, storage, ds_of(spec), _seed_count(spec, seeds), dev, url
-        ).items():
-            chunks[study.study_name] = study
-            objectives[study.study_name] = RetrainObjective(
-                spec, arch, ds_of(spec), url, str(dev), worker=worker_index
-            )
-    _drain_all(specs[0], url, storage, chunks, objectives, quiet, "seed chunks of every replicate")
+    queued: set[tuple[str, str]] = set()
+
+    def ready() -> dict[str, Queue]:
+        """The retrainings whose probe has finished since the last call (any worker's), queued."""
+        new: dict[str, Queue] = {}
+        for spec in specs:
+            waiting = [(spec.name, a.name) for a in spec.architectures if (spec.name, a.name) not in queued]
+            archs = [key[1] for key in waiting if key not in probes or probe_finished(probes[key])]
+            if archs:
+                made = prepare_retrain(spec, storage, ds_of(spec), _seed_count(spec, seeds), dev, url, archs)
+                queued.update((spec.name, arch) for arch in made)
+                new |= {
+                    study.study_name: (
+                        study,
+                        RetrainObjective(spec, a, ds_of(spec), url, str(dev), worker=worker_index),
+                    )
+                    for a, study in made.items()
+                }
+        return new
+
+    _drain_all(specs[0], url, storage, queues, ready, quiet, "probe seeds and seed chunks of every replicate")
 
 
 def _drain_all(
     spec: StudySpec,
     url: str,
     storage: optuna.storages.BaseStorage,
-    studies: dict[str, optuna.Study],
-    objectives: dict[str, Callable[[Any], Any]],
+    queues: dict[str, Queue],
+    ready: Callable[[], dict[str, Queue]],
     quiet: bool,
     title: str,
 ) -> None:
-    """Tickets of several specs' studies (keyed by study name), with the live view on a terminal."""
+    """Tickets of several specs' studies (keyed by study name), with the live view on a terminal; ``ready``
+    returns the queues that have become ready since its last call (they join the round)."""
     from hpo.search.progress import StudyProgress
 
-    with StudyProgress(spec, studies, None, quiet=quiet, title=title) as progress:
-        queues = {name: (study, objectives[name]) for name, study in studies.items()}
-        with_signals(lambda: drain(url, storage, queues, progress=progress))
+    with StudyProgress(
+        spec, {k: q[0] for k, q in queues.items()}, None, quiet=quiet, title=title
+    ) as progress:
+
+        def refresh() -> dict[str, Queue]:
+            new = ready()
+            for name, (study, _) in new.items():
+                progress.add(name, study)
+            return new
+
+        with_signals(lambda: drain(url, storage, queues, progress=progress, refresh=refresh))
 
 
 def require_finished_tuning(

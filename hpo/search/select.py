@@ -60,6 +60,7 @@ __all__ = [
     "candidates",
     "finished_probe_seeds",
     "prepare_select",
+    "probe_finished",
     "probe_score",
     "selection",
 ]
@@ -231,6 +232,19 @@ def finished_probe_seeds(study: optuna.Study, candidate: int, seeds: Sequence[in
                 {int(s): float(v) for s, v in (attrs.get(keys.PROBE_DONE) or {}).items() if int(s) in seeds}
             )
     return out
+
+
+def probe_finished(study: optuna.Study) -> bool:
+    """Whether a probe study (:func:`prepare_select`) has what :func:`selection` needs: a complete ticket for every
+    candidate, or fewer than two candidates (nothing to probe; :func:`selection` names a tuning with none)."""
+    numbers = keys.plain(study.user_attrs).get(keys.CANDIDATES) or []
+    if len(numbers) < 2:
+        return True
+    done = {
+        keys.plain(t.user_attrs).get(keys.CANDIDATE)
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    }
+    return set(numbers) <= done
 
 
 def selection(spec: StudySpec, arch: str, storage: optuna.storages.BaseStorage) -> tuple[int, dict[str, Any]]:

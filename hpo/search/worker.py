@@ -302,13 +302,17 @@ def drain(
     deadline: float | None = None,
     progress: Any = None,
     heartbeat: float = 10.0,
+    refresh: Callable[[], Mapping[str, tuple[optuna.Study, Callable[[optuna.Trial], Any]]]] | None = None,
 ) -> WorkerStats:
     """Run the WAITING trials of every study in ``queues``, round-robin, until none is left or the deadline passes.
 
     While other workers' trials are still RUNNING, keep polling, so that a trial whose worker died is retried
     (its heartbeat goes stale; failing stale trials is what re-queues it). Used for tuning and retraining alike.
+    ``refresh``, called before every pass, returns queues that have become ready since (a retraining whose seed
+    probe another worker just finished): they join the round, so no worker idles on a barrier it need not keep.
     """
     worker = _Drain(url, storage, progress)
+    queues = dict(queues)
     done: set[str] = set()
     quiet = _QuietExpectedFailures()
     # a logger's own filters do not see its children's records (Optuna logs from optuna.study._optimize): filter
@@ -318,7 +322,10 @@ def drain(
         h.addFilter(quiet)
     wait = IDLE_POLL[0]
     try:
-        while len(done) < len(queues) and (deadline is None or time.time() <= deadline):
+        while deadline is None or time.time() <= deadline:
+            queues.update(refresh() if refresh is not None else {})
+            if len(done) >= len(queues):
+                break
             ran_any = False
             for key, (study, objective) in queues.items():
                 if key in done:

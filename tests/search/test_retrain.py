@@ -9,7 +9,7 @@ import optuna
 import pytest
 
 from hpo.cli import main
-from hpo.config.study import load_study
+from hpo.config.study import StudySpec, load_study
 from hpo.config.training import TrainConfig
 from hpo.models import create_model
 from hpo.search import objective, retrain
@@ -190,16 +190,20 @@ def test_a_chunk_stopped_mid_way_resumes_from_its_checkpoint_and_ends_as_if_neve
     pd.testing.assert_frame_equal(tables[0], tables[1], check_exact=True)
 
 
-def test_one_worker_queues_every_replicates_probe_then_every_replicates_seeds(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """With tuning replicates (and the defaults), one `hpo retrain` worker takes the probe tickets of every
-    replicate as one queue, then the seed chunks of every replicate and the defaults as one: it never waits on
-    another process's last ticket of one replicate while the next one's wait (on the census one of two workers
-    sat 9.5 minutes so). Every seed is retrained once; running again adds nothing."""
+def test_one_worker_trains_ready_seeds_while_another_holds_the_last_probe_ticket(tmp_path: Path) -> None:
+    """With tuning replicates (and the defaults), one `hpo retrain` worker takes every replicate's probe tickets
+    and seed chunks as one queue, an architecture's chunks joining it as soon as its probe has finished: while
+    another worker holds replicate 2's first probe ticket, it trains replicate 1's and the defaults' seeds instead
+    of waiting (on the census one of two workers sat 9.5 and then 8.4 minutes so), then replicate 2's once the
+    other finishes. Every seed is retrained once; running again adds nothing."""
+    import threading
+    import time
+
     from hpo.config.naming import select_study_name
-    from hpo.search import retrain as retrain_module
-    from hpo.search.retrain import retrain_specs
+    from hpo.search.retrain import retrain_every_spec_at_once, retrain_specs
+    from hpo.search.select import SelectObjective, prepare_select
+    from hpo.search.worker import drain
+    from hpo.storage.engine import open_storage
 
     path = make_study(
         tmp_path,
@@ -211,24 +215,52 @@ def test_one_worker_queues_every_replicates_probe_then_every_replicates_seeds(
     )
     url = f"sqlite:///{tmp_path / 'r.db'}"
     assert main(["run", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
-    queues: list[set[str]] = []
-    real = retrain_module.drain
-
-    def recording(url_: str, storage: object, q: dict[str, object], **kw: object) -> object:
-        queues.append(set(q))
-        return real(url_, storage, q, **kw)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(retrain_module, "drain", recording)
-    assert main(["retrain", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
     specs = retrain_specs(load_study(path))
-    tuned = [s for s in specs if not s.is_default]
-    assert len(tuned) == 2 and len(specs) == 3
-    assert queues[0] == {select_study_name(s.name, "shared_bottom") for s in tuned}
-    assert queues[1] == {retrain_study_name(s, "shared_bottom") for s in specs}
+    second = [s for s in specs if not s.is_default][1]
+    others = [s for s in specs if s is not second]  # replicate 1 and the defaults
+    assert len(specs) == 3
+
+    def complete(spec: StudySpec) -> list[optuna.trial.FrozenTrial]:
+        name = retrain_study_name(spec, "shared_bottom")
+        if name not in {x.study_name for x in optuna.get_all_study_summaries(url)}:
+            return []
+        study = optuna.load_study(study_name=name, storage=url)
+        return [t for t in study.get_trials() if t.state == optuna.trial.TrialState.COMPLETE]
+
+    storage = open_storage(url)
+    ds = load_study_dataset(second)
+    (probe,) = prepare_select(second, storage, ds, url, set()).values()
+    real = SelectObjective(second, "shared_bottom", ds, storage, "cpu", worker=1, url=url)
+    held: dict[str, float] = {}
+
+    def slow(trial: optuna.Trial) -> object:  # the other worker: its first ticket outlasts the rest
+        if not held:
+            held["started"] = time.time()
+            while time.time() - held["started"] < 120 and any(
+                sum(len(keys.plain(t.user_attrs)[keys.SEEDS]) for t in complete(s)) < 2 for s in others
+            ):
+                time.sleep(0.2)
+            held["released"] = time.time()
+        return real(trial)
+
+    other = threading.Thread(target=lambda: drain(url, open_storage(url), {"p": (probe, slow)}))
+    other.start()
+    while "started" not in held:
+        time.sleep(0.05)
+    retrain_every_spec_at_once(specs, url, device="cpu", worker_index=0)
+    other.join()
+    assert held["released"] - held["started"] < 60  # released by the others' seeds, not by the timeout
+    probes = optuna.load_study(study_name=select_study_name(second.name, "shared_bottom"), storage=url)
+    probe_done = max(t.datetime_complete for t in probes.get_trials() if t.datetime_complete)
     for s in specs:
-        study = optuna.load_study(study_name=retrain_study_name(s, "shared_bottom"), storage=url)
-        done = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.COMPLETE]
+        done = complete(s)
         assert sorted(seed for t in done for seed in keys.plain(t.user_attrs)[keys.SEEDS]) == [0, 1], s.name
+        if s is second:  # its seeds wait for its probe
+            assert min(t.datetime_start for t in done if t.datetime_start) >= probe_done
+        else:  # the others' were trained while that probe ticket was held
+            assert (
+                max(t.datetime_complete.timestamp() for t in done if t.datetime_complete) <= held["released"]
+            )
     counts = {x.study_name: x.n_trials for x in optuna.get_all_study_summaries(url)}
     assert main(["retrain", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
     assert {x.study_name: x.n_trials for x in optuna.get_all_study_summaries(url)} == counts
