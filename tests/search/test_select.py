@@ -106,6 +106,20 @@ def test_an_unfinished_probe_is_refused_by_name(tmp_path: Path) -> None:
         selection(spec, arch, storage)
 
 
+def test_a_probe_is_finished_when_every_candidate_has_a_complete_ticket(tmp_path: Path) -> None:
+    """What lets an architecture's retraining join a worker's queue (:func:`hpo.search.retrain.prepare_retrain`
+    needs :func:`selection`): every candidate probed, or nothing to probe."""
+    from hpo.search.select import probe_finished
+
+    def probe(numbers: list[int], probes: dict[int, list[float]]) -> optuna.Study:
+        spec, arch, storage = _probed(tmp_path, [0.90, 0.95, 0.93], numbers, probes)
+        return optuna.load_study(study_name=select_study_name(spec.name, arch), storage=storage)
+
+    assert not probe_finished(probe([1, 2, 0], {1: [0.9, 0.9], 2: [0.9, 0.9]}))
+    assert probe_finished(probe([1, 2, 0], {1: [0.9, 0.9], 2: [0.9, 0.9], 0: [0.9, 0.5]}))
+    assert probe_finished(probe([1], {}))  # one candidate: nothing to choose between
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
