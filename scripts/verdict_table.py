@@ -79,6 +79,9 @@ def table(stem: Path, task: str, metric: str = "auc") -> str:
 
 def main(argv: list[str]) -> int:
     stem, tasks = Path(argv[0]), argv[1:]
+    if not Path(f"{stem}_verdict.csv").exists():
+        print(f"{stem}_verdict.csv: no such file (a progress report has no verdict; render the final report)")
+        return 2
     print("\n\n".join(table(stem, task) for task in tasks))
     return 0
 
