@@ -406,6 +406,20 @@ def _left(w: dict[str, Any]) -> str:
     )
 
 
+def _total(t: dict[str, Any]) -> str:
+    """``in all: 283 left (running or queued) in 13 studies, about 21.3 h of one worker (10.7 h over the 2 trials
+    running now); 30 more in 1 study with nothing timed yet``."""
+    out = f"in all: {t['queued']} left (running or queued) in {t['studies']} studies, about {duration(t['left_s'])} of one worker"
+    if t["left_s_over_running"] is not None and t["running"] > 1:
+        out += f" ({duration(t['left_s_over_running'])} over the {t['running']} trials running now)"
+    if t["untimed_studies"]:
+        n = t["untimed_studies"]
+        out += (
+            f"; {t['untimed_queued']} more in {n} {'study' if n == 1 else 'studies'} with nothing timed yet"
+        )
+    return out
+
+
 def _storage_hint(storage: str | None) -> str:
     """The ``--storage`` a hint must repeat (the user's own; none when it came from the default)."""
     from hpo.storage.engine import mask_url
@@ -478,8 +492,8 @@ def status_cmd(
     """Studies in the storage: architecture, trials by state, best value and parameters (for a retraining, the
     mean over its seeds so far instead: its best seed means nothing), the epoch each running trial has reached,
     and the time queued trials (a retrain's waiting chunks) are likely to take, at the mean of the timed ones, for
-    one worker."""
-    from hpo.search.status import storage_status
+    one worker; a last line sums it over every study (and divides it over the trials running now)."""
+    from hpo.search.status import storage_status, work_left
 
     entries = storage_status(storage)
     if as_json:
@@ -495,6 +509,8 @@ def status_cmd(
         left = f"; {_left(e['wall_time'])}" if "wall_time" in e else ""
         now = f"; {_running(e['running'])}" if e.get("running") else ""
         typer.echo(f"{e['study']}: {counts or 'no trials'}{best}{now}{left}")
+    if (total := work_left(entries)) is not None and len(entries) > 1:
+        typer.echo(_total(total))
 
 
 @app.command("dashboard")

@@ -13,7 +13,7 @@ from hpo.storage import keys
 from hpo.storage.claims import is_bookkeeping
 from hpo.storage.engine import open_storage
 
-__all__ = ["running_trials", "seed_mean", "storage_status"]
+__all__ = ["running_trials", "seed_mean", "storage_status", "work_left"]
 
 
 def storage_status(storage_url: str | None = None) -> list[dict[str, Any]]:
@@ -122,3 +122,29 @@ def running_trials(trials: list[optuna.trial.FrozenTrial]) -> list[dict[str, Any
         for t in trials
         if t.state == optuna.trial.TrialState.RUNNING
     ]
+
+
+def work_left(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The storage's queued work in all (:func:`storage_status` entries): each study's estimate summed, for one
+    worker and over the trials running now (one per worker), and the queued trials of studies with nothing timed
+    yet, which no estimate covers. A retraining of many replicates and the defaults is a dozen studies: its end is
+    this sum, not any one line. ``None`` when nothing is queued."""
+
+    def left(e: dict[str, Any]) -> int:
+        return int(e["trials"].get("waiting", 0) + e["trials"].get("running", 0))
+
+    timed = [e for e in entries if "wall_time" in e]
+    untimed = [e for e in entries if "wall_time" not in e and left(e)]
+    if not timed and not untimed:
+        return None
+    seconds = sum(e["wall_time"]["left_s"] for e in timed)
+    running = sum(int(e["trials"].get("running", 0)) for e in entries)
+    return {
+        "queued": sum(map(left, timed)),
+        "studies": len(timed),
+        "left_s": seconds,
+        "running": running,
+        "left_s_over_running": seconds / running if running else None,
+        "untimed_studies": len(untimed),
+        "untimed_queued": sum(map(left, untimed)),
+    }

@@ -57,6 +57,37 @@ def test_queued_work_is_estimated_from_the_mean_of_the_timed_trials(
     assert next(e for e in entries if e["study"] == "retrain")["wall_time"]["left_s"] == 4687.5
 
 
+def test_the_work_left_in_all_sums_every_study_and_names_what_is_untimed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A retraining over replicates and the defaults is a dozen studies: the last line sums their estimates, for
+    one worker and over the trials running now, and counts the queued trials no estimate covers."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    _timed_study(url, "a", [100.0, 300.0], waiting=4, running=1)  # 4 left x 200 s
+    _timed_study(url, "b", [60.0], waiting=3, running=1)  # 3 left x 60 s
+    _timed_study(url, "finished", [10.0, 20.0], waiting=0, running=0)
+    _timed_study(url, "untimed", [], waiting=5, running=0)
+    from hpo.search.status import work_left
+
+    total = work_left(storage_status(url))
+    assert total == {
+        "queued": 7,
+        "studies": 2,
+        "left_s": 980.0,
+        "running": 2,
+        "left_s_over_running": 490.0,
+        "untimed_studies": 1,
+        "untimed_queued": 5,
+    }
+    assert main(["status", "--storage", url]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last == (
+        "in all: 7 left (running or queued) in 2 studies, about 16.3 min of one worker (8.2 min over the 2 "
+        "trials running now); 5 more in 1 study with nothing timed yet"
+    ), last
+    assert work_left([]) is None
+
+
 def test_a_retraining_shows_the_mean_of_its_seeds_not_a_best_seed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
