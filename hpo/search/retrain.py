@@ -568,12 +568,19 @@ def run_retrain_specs(
     worker_index: int = 0,
     join_only: bool = False,
 ) -> list[Any]:
-    """`hpo retrain`: every spec's retraining (tuning replicates, a sweep's values, the defaults). One worker
-    that queues takes them as one queue first (:func:`retrain_every_spec_at_once`); then :func:`run_retrain` per
-    spec (children for several workers, or what a joining worker finds queued). Tuning is checked by the caller."""
-    if workers == 1 and not join_only and len(specs) > 1:
-        device = devices[worker_index % len(devices)]
-        retrain_every_spec_at_once(specs, storage_url, seeds=seeds, device=device, worker_index=worker_index)
+    """`hpo retrain`: every spec's retraining (tuning replicates, a sweep's values, the defaults). Workers
+    that queue take them as one queue first (:func:`retrain_every_spec_at_once`; several as children); then
+    :func:`run_retrain` per spec finishes what is left (children for a single spec's several workers, or what a
+    joining worker finds queued). Tuning is checked by the caller."""
+    if not join_only and len(specs) > 1:
+        if workers == 1:
+            device = devices[worker_index % len(devices)]
+            retrain_every_spec_at_once(
+                specs, storage_url, seeds=seeds, device=device, worker_index=worker_index
+            )
+        else:
+            _every_spec_with_children(specs, storage_url, seeds, devices, workers)
+        workers = 1  # what is left (nothing, unless a worker was stopped) this process finishes alone
     return [
         run_retrain(
             spec,
@@ -587,6 +594,40 @@ def run_retrain_specs(
         )
         for spec in specs
     ]
+
+
+def _every_spec_with_children(
+    specs: Sequence[StudySpec],
+    storage_url: str | None,
+    seeds: int | None,
+    devices: Sequence[str],
+    workers: int,
+) -> None:
+    """``hpo retrain --workers N`` over several specs: every worker (children 1.., worker 0 here) takes the one
+    queue of :func:`retrain_every_spec_at_once`, so none idles at a replicate's last ticket while another
+    replicate's work is ready (per spec, each replicate's probe and seeds were a barrier for all N workers).
+    A child is a one-worker ``hpo retrain`` of the same YAML: queueing is once under each study's lock, so
+    several processes that queue are safe, and the tuning was checked here (``--unfinished`` skips it there)."""
+    url = normalise_url(storage_url)
+    storage = open_storage(url, create=False)
+
+    def args(i: int) -> list[str]:
+        count = ["--seeds", str(seeds)] if seeds else []
+        devs = ["--devices", ",".join(devices), "--worker-index", str(i)]
+        return ["retrain", specs[0].source, *devs, *count, "--unfinished", "--quiet"]
+
+    exits = with_signals(
+        lambda: with_children(
+            args, url, workers, lambda: retrain_every_spec_at_once(specs, url, seeds=seeds, device=devices[0])
+        )
+    )
+    studies = {
+        study.study_name: study
+        for spec in specs
+        for kind in _queued(spec, storage).values()
+        for study in kind.values()
+    }
+    check_workers_done(studies, exits)  # a stopped child whose tickets others finished left no work
 
 
 def retrain_every_spec_at_once(

@@ -264,3 +264,60 @@ def test_one_worker_trains_ready_seeds_while_another_holds_the_last_probe_ticket
     counts = {x.study_name: x.n_trials for x in optuna.get_all_study_summaries(url)}
     assert main(["retrain", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
     assert {x.study_name: x.n_trials for x in optuna.get_all_study_summaries(url)} == counts
+
+
+def test_several_workers_take_every_replicate_as_one_queue(tmp_path: Path) -> None:
+    """`hpo retrain --workers 2` over tuning replicates and the defaults: both workers take one queue over every
+    replicate's probe and seeds (per replicate, each one's last ticket held every worker at a barrier), so a later
+    replicate's tickets start while an earlier one's still run. Every seed is retrained once; rerunning adds
+    nothing."""
+    import itertools
+
+    from hpo.config.naming import select_study_name
+    from hpo.search.retrain import retrain_specs
+
+    path = make_study(
+        tmp_path,
+        trials=3,
+        architectures=["shared_bottom"],
+        replicates=2,
+        retrain={"seeds": 4, "replicas_per_run": 1, "default": True, "select": {"candidates": 2, "seeds": 2}},
+        training={"epochs": 1, "patience": None, "batch_size": 256, "device": "cpu"},
+    )
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    assert main(["run", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
+    assert (
+        main(["retrain", str(path), "--storage", url, "--workers", "2", "--devices", "cpu", "--quiet"]) == 0
+    )
+    specs = retrain_specs(load_study(path))
+    names = {x.study_name for x in optuna.get_all_study_summaries(url)}
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for spec in specs:
+        for name in (
+            select_study_name(spec.name, "shared_bottom"),
+            retrain_study_name(spec, "shared_bottom"),
+        ):
+            if name not in names:
+                continue  # the defaults have no probe
+            done = [
+                t
+                for t in optuna.load_study(study_name=name, storage=url).get_trials()
+                if t.state == optuna.trial.TrialState.COMPLETE and t.datetime_start and t.datetime_complete
+            ]
+            spans.setdefault(spec.name, []).extend(
+                (t.datetime_start.timestamp(), t.datetime_complete.timestamp()) for t in done
+            )
+            if name == retrain_study_name(spec, "shared_bottom"):
+                seeds = sorted(s for t in done for s in keys.plain(t.user_attrs)[keys.SEEDS])
+                assert seeds == [0, 1, 2, 3], spec.name
+    first, second = (s.name for s in specs if not s.is_default)
+    assert min(a for a, _ in spans[second]) < max(b for _, b in spans[first])  # no barrier between replicates
+    every = sorted(span for v in spans.values() for span in v)
+    assert any(
+        b[0] < a[1] for a, b in itertools.pairwise(every)
+    )  # two tickets ran at once: both workers worked
+    counts = {x.study_name: x.n_trials for x in optuna.get_all_study_summaries(url)}
+    assert (
+        main(["retrain", str(path), "--storage", url, "--workers", "2", "--devices", "cpu", "--quiet"]) == 0
+    )
+    assert {x.study_name: x.n_trials for x in optuna.get_all_study_summaries(url)} == counts
