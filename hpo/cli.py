@@ -595,7 +595,7 @@ def retrain_cmd(
     with _resumable():
         joined = run_retrain_specs(
             specs, storage, seeds=seeds, workers=workers, devices=devices.split(","), worker_index=worker_index,
-            join_only=join,
+            join_only=join, stored=stored,
         )  # fmt: skip
     if join and not any(joined):
         from hpo.storage.engine import mask_url, normalise_url

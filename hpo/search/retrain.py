@@ -473,14 +473,16 @@ def _with_children(
     device: Any,
     devices: Sequence[str],
     workers: int,
+    stored: bool,
 ) -> list[Any]:
     """Workers 1.. as ``hpo retrain --join`` children, worker 0 in this process (its data and checks are paid
-    already)."""
+    already); with ``stored`` (``hpo retrain NAME --stored``) the children read the stored spec too, since this
+    machine need not hold its YAML."""
 
     def args(i: int) -> list[str]:
         return [
             "retrain",
-            spec.source,
+            *([spec.name, "--stored"] if stored else [spec.source]),
             "--join",
             "--worker-index",
             str(i),
@@ -507,6 +509,7 @@ def run_retrain(
     join_only: bool = False,
     quiet: bool = True,
     check_tuning: bool = True,
+    stored: bool = False,
 ) -> dict[str, Any]:
     """Queue (unless ``join_only``) and run the retraining of every architecture's best configuration: first,
     with ``retrain.select``, the probe that chooses it (:mod:`hpo.search.select`), then the seeds.
@@ -514,7 +517,8 @@ def run_retrain(
     Several workers are child processes (:mod:`hpo.search.launch`) that take the storage from their environment;
     a joining worker takes whatever probe tickets are open, then the seed chunks queued so far. Probe tickets and
     chunks are tickets like tuning trials: queued once under the study's lock, claimed once, each seed's result
-    stored once. An unfinished tuning is refused (:func:`require_finished_tuning`) unless ``check_tuning`` is off."""
+    stored once. An unfinished tuning is refused (:func:`require_finished_tuning`) unless ``check_tuning`` is off.
+    ``stored``: the spec was read from the studies (``--stored``), and the children read it so too."""
     url = normalise_url(storage_url)
     n_seeds = _seed_count(spec, seeds)
     storage = open_storage(url, create=False)  # retraining needs the tuning studies: never a new database
@@ -533,7 +537,9 @@ def run_retrain(
     def run(studies: dict[str, optuna.Study], objective_of: ObjectiveOf, title: str) -> None:
         if workers > 1:
             exits = with_signals(
-                lambda: _with_children(spec, url, storage, studies, objective_of, device, devices, workers)
+                lambda: _with_children(
+                    spec, url, storage, studies, objective_of, device, devices, workers, stored
+                )
             )
             check_workers_done(studies, exits)  # a killed child whose tickets others finished left no work
         else:
@@ -567,6 +573,7 @@ def run_retrain_specs(
     devices: Sequence[str] = ("auto",),
     worker_index: int = 0,
     join_only: bool = False,
+    stored: bool = False,
 ) -> list[Any]:
     """`hpo retrain`: every spec's retraining (tuning replicates, a sweep's values, the defaults). Workers
     that queue take them as one queue first (:func:`retrain_every_spec_at_once`; several as children); then
@@ -591,6 +598,7 @@ def run_retrain_specs(
             worker_index=worker_index,
             join_only=join_only,
             check_tuning=False,
+            stored=stored,
         )
         for spec in specs
     ]

@@ -321,3 +321,39 @@ def test_several_workers_take_every_replicate_as_one_queue(tmp_path: Path) -> No
         main(["retrain", str(path), "--storage", url, "--workers", "2", "--devices", "cpu", "--quiet"]) == 0
     )
     assert {x.study_name: x.n_trials for x in optuna.get_all_study_summaries(url)} == counts
+
+
+def test_a_stored_retraining_s_workers_need_no_yaml(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """`hpo retrain NAME --stored --workers 2` on a machine without the YAML: the child worker reads the stored
+    spec too (it was handed the YAML's path, failed with "file not found", and worker 0 trained alone)."""
+    path = make_study(
+        tmp_path,
+        trials=2,
+        architectures=["shared_bottom"],
+        retrain={"seeds": 4, "replicas_per_run": 1},
+        training={"epochs": 1, "patience": None, "batch_size": 256, "device": "cpu"},
+    )
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    assert main(["run", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
+    spec = load_study(path)
+    path.unlink()
+    capfd.readouterr()
+    args = [
+        "retrain",
+        spec.name,
+        "--stored",
+        "--storage",
+        url,
+        "--workers",
+        "2",
+        "--devices",
+        "cpu",
+        "--quiet",
+    ]
+    assert main(args) == 0
+    assert "exited" not in capfd.readouterr().err  # the child worker ran, and ended well
+    study = optuna.load_study(study_name=retrain_study_name(spec, "shared_bottom"), storage=url)
+    seeds = [s for t in study.get_trials() for s in keys.plain(t.user_attrs).get(keys.SEEDS, [])]
+    assert sorted(seeds) == [0, 1, 2, 3]
