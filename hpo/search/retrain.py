@@ -525,13 +525,8 @@ def run_retrain(
     require_finished_tuning([spec] if check_tuning and not join_only else [], storage)
     device = resolve_device(devices[worker_index % len(devices)])
     threads.install_for(device)  # this worker's share of the machine's cores
-    log.info(  # a sweep retrains each value in turn: the line names which
-        "retrain worker %d joined %s on %s, kernels: %s",
-        worker_index,
-        spec.name,
-        device,
-        kernel_provenance(device),
-    )
+    kernels = kernel_provenance(device)  # a sweep retrains each value in turn: the line names which
+    log.info("retrain worker %d joined %s on %s, kernels: %s", worker_index, spec.name, device, kernels)
     ds = load_study_dataset(spec).to(device)  # once per worker: every chunk trains on device-resident data
 
     def run(studies: dict[str, optuna.Study], objective_of: ObjectiveOf, title: str) -> None:
