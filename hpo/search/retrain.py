@@ -570,15 +570,15 @@ def run_retrain_specs(
     join_only: bool = False,
     stored: bool = False,
 ) -> list[Any]:
-    """`hpo retrain`: every spec's retraining (tuning replicates, a sweep's values, the defaults). Workers
-    that queue take them as one queue first (:func:`retrain_every_spec_at_once`; several as children); then
-    :func:`run_retrain` per spec finishes what is left (children for a single spec's several workers, or what a
-    joining worker finds queued). Tuning is checked by the caller."""
-    if not join_only and len(specs) > 1:
-        if workers == 1:
+    """`hpo retrain`: every spec's retraining (tuning replicates, a sweep's values, the defaults). Every worker
+    takes them as one queue first (:func:`retrain_every_spec_at_once`; several as children, a joining one only
+    what is queued); then :func:`run_retrain` per spec finishes what is left (children for a single spec's
+    several workers). Tuning is checked by the caller."""
+    if len(specs) > 1:
+        if workers == 1 or join_only:
             device = devices[worker_index % len(devices)]
             retrain_every_spec_at_once(
-                specs, storage_url, seeds=seeds, device=device, worker_index=worker_index
+                specs, storage_url, seeds=seeds, device=device, worker_index=worker_index, join_only=join_only
             )
         else:
             _every_spec_with_children(specs, storage_url, seeds, devices, workers)
@@ -641,55 +641,105 @@ def retrain_every_spec_at_once(
     device: str = "auto",
     worker_index: int = 0,
     quiet: bool = True,
+    join_only: bool = False,
 ) -> None:
     """One worker's pass over the probes and seed chunks of every spec (tuning replicates, a sweep's values), as
     one queue: an architecture's seed chunks join it as soon as its probe has finished (or at once, with no probe
     to wait for), so a worker never waits on another process's last ticket while other work is ready (measured on
     the census: one of two workers sat 9.5 minutes at the end of one replicate's probe, and 8.4 minutes at the end
     of the last probe while replicate 1's seeds waited). :func:`run_retrain` per spec afterwards finds the work
-    done (or finishes what a stop left)."""
+    done (or finishes what a stop left). ``join_only`` (``hpo retrain --join``): queue nothing, take what another
+    process has queued (a retraining it queues while this pass runs joins it too)."""
     url = normalise_url(storage_url)
     storage = open_storage(url, create=False)
     dev = resolve_device(device)
     threads.install_for(dev)
-    data: dict[str, TabularDataset] = {}
+    queue = _OneQueue(specs, url, storage, dev, seeds, worker_index, join_only)
+    title = "probe seeds and seed chunks of every replicate"
+    _drain_all(specs[0], url, storage, queue.probes(), queue.ready, quiet, title)
 
-    def ds_of(spec: StudySpec) -> TabularDataset:  # the replicates share one dataset: prepared once
+
+class _OneQueue:
+    """The probes and retrainings of several specs that one worker takes as one queue
+    (:func:`retrain_every_spec_at_once`): which to take now, queued by this worker unless it only joins."""
+
+    def __init__(
+        self,
+        specs: Sequence[StudySpec],
+        url: str,
+        storage: optuna.storages.BaseStorage,
+        dev: torch.device,
+        seeds: int | None,
+        worker: int,
+        join_only: bool,
+    ) -> None:
+        self.specs, self.url, self.storage, self.dev = specs, url, storage, dev
+        self.seeds, self.worker, self.join_only = seeds, worker, join_only
+        self.data: dict[str, TabularDataset] = {}
+        self.probed: dict[tuple[str, str], optuna.Study] = {}
+        self.queued: set[tuple[str, str]] = set()
+
+    def ds_of(self, spec: StudySpec) -> TabularDataset:
+        """The spec's dataset on the device: the replicates share one, prepared once."""
         key = f"{spec.dataset!r} {spec.base_dir}"
-        if key not in data:
-            data[key] = load_study_dataset(spec).to(dev)
-        return data[key]
+        if key not in self.data:
+            self.data[key] = load_study_dataset(spec).to(self.dev)
+        return self.data[key]
 
-    queues: dict[str, Queue] = {}
-    probes: dict[tuple[str, str], optuna.Study] = {}
-    for spec in specs:
-        for arch, study in prepare_select(spec, storage, ds_of(spec), url, described(spec, storage)).items():
-            probes[spec.name, arch] = study
-            queues[study.study_name] = (
-                study,
-                SelectObjective(spec, arch, ds_of(spec), storage, str(dev), worker=worker_index, url=url),
-            )
-    queued: set[tuple[str, str]] = set()
+    def probes(self) -> dict[str, Queue]:
+        """Every spec's probe tickets (queued here unless joining), the round's first queues."""
+        out: dict[str, Queue] = {}
+        for spec in self.specs:
+            if self.join_only:
+                studies = _queued(spec, self.storage)[SELECT]
+            else:
+                studies = prepare_select(
+                    spec, self.storage, self.ds_of(spec), self.url, described(spec, self.storage)
+                )
+            for arch, study in studies.items():
+                self.probed[spec.name, arch] = study
+                objective = SelectObjective(
+                    spec,
+                    arch,
+                    self.ds_of(spec),
+                    self.storage,
+                    str(self.dev),
+                    worker=self.worker,
+                    url=self.url,
+                )
+                out[study.study_name] = (study, objective)
+        return out
 
-    def ready() -> dict[str, Queue]:
-        """The retrainings whose probe has finished since the last call (any worker's), queued."""
+    def ready(self) -> dict[str, Queue]:
+        """The retrainings whose probe has finished since the last call (any worker's), queued (or, joining,
+        those another process has queued since)."""
         new: dict[str, Queue] = {}
-        for spec in specs:
-            waiting = [(spec.name, a.name) for a in spec.architectures if (spec.name, a.name) not in queued]
-            archs = [key[1] for key in waiting if key not in probes or probe_finished(probes[key])]
-            if archs:
-                made = prepare_retrain(spec, storage, ds_of(spec), _seed_count(spec, seeds), dev, url, archs)
-                queued.update((spec.name, arch) for arch in made)
-                new |= {
-                    study.study_name: (
-                        study,
-                        RetrainObjective(spec, a, ds_of(spec), url, str(dev), worker=worker_index),
-                    )
-                    for a, study in made.items()
-                }
+        for spec in self.specs:
+            waiting = [
+                (spec.name, a.name) for a in spec.architectures if (spec.name, a.name) not in self.queued
+            ]
+            archs = [k[1] for k in waiting if k not in self.probed or probe_finished(self.probed[k])]
+            if not archs:
+                continue
+            if self.join_only:
+                made = {a: st for a, st in _queued(spec, self.storage)[RETRAIN].items() if a in archs}
+            else:
+                made = prepare_retrain(
+                    spec,
+                    self.storage,
+                    self.ds_of(spec),
+                    _seed_count(spec, self.seeds),
+                    self.dev,
+                    self.url,
+                    archs,
+                )
+            self.queued.update((spec.name, arch) for arch in made)
+            for a, study in made.items():
+                objective = RetrainObjective(
+                    spec, a, self.ds_of(spec), self.url, str(self.dev), worker=self.worker
+                )
+                new[study.study_name] = (study, objective)
         return new
-
-    _drain_all(specs[0], url, storage, queues, ready, quiet, "probe seeds and seed chunks of every replicate")
 
 
 def _drain_all(

@@ -357,3 +357,56 @@ def test_a_stored_retraining_s_workers_need_no_yaml(
     study = optuna.load_study(study_name=retrain_study_name(spec, "shared_bottom"), storage=url)
     seeds = [s for t in study.get_trials() for s in keys.plain(t.user_attrs).get(keys.SEEDS, [])]
     assert sorted(seeds) == [0, 1, 2, 3]
+
+
+def test_a_joining_worker_takes_every_replicate_s_queued_probes_as_one_queue(tmp_path: Path) -> None:
+    """`hpo retrain --join` over tuning replicates: while another worker holds replicate 1's last probe ticket,
+    the joining worker probes replicate 2 instead of waiting for it (it took the replicates one after another,
+    each to its end); it queues nothing itself."""
+    import threading
+    import time
+
+    from hpo.search.retrain import retrain_specs
+    from hpo.search.select import SelectObjective, prepare_select
+    from hpo.search.worker import drain
+    from hpo.storage.engine import open_storage
+
+    path = make_study(
+        tmp_path,
+        trials=3,
+        architectures=["shared_bottom"],
+        replicates=2,
+        retrain={"seeds": 2, "select": {"candidates": 2, "seeds": 2}},
+        training={"epochs": 1, "patience": None, "batch_size": 256, "device": "cpu"},
+    )
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    assert main(["run", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
+    first, second = retrain_specs(load_study(path))
+    storage = open_storage(url)
+    ds = load_study_dataset(first)
+    probes = [next(iter(prepare_select(s, storage, ds, url, set()).values())) for s in (first, second)]
+    real = SelectObjective(first, "shared_bottom", ds, storage, "cpu", worker=1, url=url)
+    held: dict[str, float] = {}
+
+    def second_done() -> bool:
+        trials = probes[1].get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
+        return len(trials) == 2
+
+    def slow(trial: optuna.Trial) -> object:  # the other worker: its one ticket outlasts the rest
+        held["started"] = time.time()
+        while time.time() - held["started"] < 120 and not second_done():
+            time.sleep(0.2)
+        held["released"] = time.time()
+        return real(trial)
+
+    other = threading.Thread(target=lambda: drain(url, open_storage(url), {"p": (probes[0], slow)}))
+    other.start()
+    while "started" not in held:
+        time.sleep(0.05)
+    assert main(["retrain", str(path), "--storage", url, "--join", "--devices", "cpu", "--quiet"]) == 0
+    other.join()
+    assert held["released"] - held["started"] < 60  # released by replicate 2's probe, not by the timeout
+    for probe in probes:
+        assert len(probe.get_trials(states=[optuna.trial.TrialState.COMPLETE])) == 2
+    names = {x.study_name for x in optuna.get_all_study_summaries(url)}
+    assert not {retrain_study_name(s, "shared_bottom") for s in (first, second)} & names  # it queued nothing
