@@ -574,14 +574,16 @@ def run_retrain_specs(
     takes them as one queue first (:func:`retrain_every_spec_at_once`; several as children, a joining one only
     what is queued); then :func:`run_retrain` per spec finishes what is left (children for a single spec's
     several workers). Tuning is checked by the caller."""
-    if len(specs) > 1:
+    if len(specs) > 1 or any(
+        spec.retrain.select is not None for spec in specs
+    ):  # else one queue: nothing to gain
         if workers == 1 or join_only:
             device = devices[worker_index % len(devices)]
             retrain_every_spec_at_once(
                 specs, storage_url, seeds=seeds, device=device, worker_index=worker_index, join_only=join_only
             )
         else:
-            _every_spec_with_children(specs, storage_url, seeds, devices, workers)
+            _every_spec_with_children(specs, storage_url, seeds, devices, workers, stored)
         workers = 1  # what is left (nothing, unless a worker was stopped) this process finishes alone
     return [
         run_retrain(
@@ -605,10 +607,11 @@ def _every_spec_with_children(
     seeds: int | None,
     devices: Sequence[str],
     workers: int,
+    stored: bool,
 ) -> None:
-    """``hpo retrain --workers N`` over several specs: every worker (children 1.., worker 0 here) takes the one
-    queue of :func:`retrain_every_spec_at_once`, so none idles at a replicate's last ticket while another
-    replicate's work is ready (per spec, each replicate's probe and seeds were a barrier for all N workers).
+    """``hpo retrain --workers N`` over several specs (or one spec's probes): every worker (children 1.., worker 0
+    here) takes the one queue of :func:`retrain_every_spec_at_once`, so none idles at a replicate's or a probe's
+    last ticket while other work is ready (per spec, each probe and then the seeds were a barrier for all N).
     A child is a one-worker ``hpo retrain`` of the same YAML: queueing is once under each study's lock, so
     several processes that queue are safe, and the tuning was checked here (``--unfinished`` skips it there)."""
     url = normalise_url(storage_url)
@@ -617,7 +620,8 @@ def _every_spec_with_children(
     def args(i: int) -> list[str]:
         count = ["--seeds", str(seeds)] if seeds else []
         devs = ["--devices", ",".join(devices), "--worker-index", str(i)]
-        return ["retrain", specs[0].source, *devs, *count, "--unfinished", "--quiet"]
+        study = [specs[0].name, "--stored"] if stored else [specs[0].source]  # see _with_children
+        return ["retrain", *study, *devs, *count, "--unfinished", "--quiet"]
 
     exits = with_signals(
         lambda: with_children(

@@ -410,3 +410,59 @@ def test_a_joining_worker_takes_every_replicate_s_queued_probes_as_one_queue(tmp
         assert len(probe.get_trials(states=[optuna.trial.TrialState.COMPLETE])) == 2
     names = {x.study_name for x in optuna.get_all_study_summaries(url)}
     assert not {retrain_study_name(s, "shared_bottom") for s in (first, second)} & names  # it queued nothing
+
+
+def test_one_study_s_seeds_train_while_another_architecture_s_probe_is_held(tmp_path: Path) -> None:
+    """One study (no replicates) with `retrain.select`: while another worker holds MMoE's last probe ticket,
+    `hpo retrain` trains Shared-Bottom's seeds (its probe has finished) instead of waiting for every probe."""
+    import threading
+    import time
+
+    from hpo.search.select import SelectObjective, prepare_select
+    from hpo.search.worker import drain
+    from hpo.storage.engine import open_storage
+
+    path = make_study(
+        tmp_path,
+        trials=3,
+        architectures=["shared_bottom", "mmoe"],
+        retrain={"seeds": 2, "select": {"candidates": 2, "seeds": 2}},
+        training={"epochs": 1, "patience": None, "batch_size": 256, "device": "cpu"},
+    )
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    assert main(["run", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
+    spec = load_study(path)
+    storage = open_storage(url)
+    ds = load_study_dataset(spec)
+    probe = prepare_select(spec, storage, ds, url, set())["mmoe"]
+    real = SelectObjective(spec, "mmoe", ds, storage, "cpu", worker=1, url=url)
+    held: dict[str, float] = {}
+
+    def seeds_done() -> bool:
+        name = retrain_study_name(spec, "shared_bottom")
+        if name not in {x.study_name for x in optuna.get_all_study_summaries(url)}:
+            return False
+        done = optuna.load_study(study_name=name, storage=url).get_trials(
+            deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]
+        )
+        return sum(len(keys.plain(t.user_attrs)[keys.SEEDS]) for t in done) == 2
+
+    def slow(trial: optuna.Trial) -> object:  # the other worker: its first ticket outlasts the rest
+        if not held:
+            held["started"] = time.time()
+            while time.time() - held["started"] < 120 and not seeds_done():
+                time.sleep(0.2)
+            held["released"] = time.time()
+        return real(trial)
+
+    other = threading.Thread(target=lambda: drain(url, open_storage(url), {"p": (probe, slow)}))
+    other.start()
+    while "started" not in held:
+        time.sleep(0.05)
+    assert main(["retrain", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
+    other.join()
+    assert held["released"] - held["started"] < 60  # released by Shared-Bottom's seeds, not by the timeout
+    for arch in ("shared_bottom", "mmoe"):
+        study = optuna.load_study(study_name=retrain_study_name(spec, arch), storage=url)
+        seeds = [s for t in study.get_trials() for s in keys.plain(t.user_attrs).get(keys.SEEDS, [])]
+        assert sorted(seeds) == [0, 1], arch
