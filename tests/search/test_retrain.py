@@ -3,6 +3,10 @@ an approximation of it."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import optuna
@@ -15,7 +19,9 @@ from hpo.models import create_model
 from hpo.search import objective, retrain
 from hpo.search.retrain import Chosen, retrain_study_name
 from hpo.search.studies import load_study_dataset
+from hpo.search.worker import drain
 from hpo.storage import keys
+from hpo.storage.engine import open_storage
 from hpo.training.trainer import train
 from tests.search.conftest import make_study
 
@@ -190,20 +196,42 @@ def test_a_chunk_stopped_mid_way_resumes_from_its_checkpoint_and_ends_as_if_neve
     pd.testing.assert_frame_equal(tables[0], tables[1], check_exact=True)
 
 
+@contextlib.contextmanager
+def another_worker_holding(
+    url: str, study: optuna.Study, objective: Callable[[optuna.Trial], object], until: Callable[[], bool]
+) -> Iterator[dict[str, float]]:
+    """Another worker, a thread running the real drain over ``study``, whose first ticket is held until
+    ``until()`` holds (or 120 s pass) and then run by ``objective``; the test's own worker runs inside the block.
+    Yields when that ticket was taken and released (``started``, ``released``), for the test to tell which."""
+    held: dict[str, float] = {}
+
+    def slow(trial: optuna.Trial) -> object:
+        if not held:
+            held["started"] = time.time()
+            while time.time() - held["started"] < 120 and not until():
+                time.sleep(0.2)
+            held["released"] = time.time()
+        return objective(trial)
+
+    other = threading.Thread(target=lambda: drain(url, open_storage(url), {"p": (study, slow)}))
+    other.start()
+    while "started" not in held:
+        time.sleep(0.05)
+    try:
+        yield held
+    finally:
+        other.join()
+
+
 def test_one_worker_trains_ready_seeds_while_another_holds_the_last_probe_ticket(tmp_path: Path) -> None:
     """With tuning replicates (and the defaults), one `hpo retrain` worker takes every replicate's probe tickets
     and seed chunks as one queue, an architecture's chunks joining it as soon as its probe has finished: while
     another worker holds replicate 2's first probe ticket, it trains replicate 1's and the defaults' seeds instead
     of waiting (on the census one of two workers sat 9.5 and then 8.4 minutes so), then replicate 2's once the
     other finishes. Every seed is retrained once; running again adds nothing."""
-    import threading
-    import time
-
     from hpo.config.naming import select_study_name
     from hpo.search.retrain import retrain_every_spec_at_once, retrain_specs
     from hpo.search.select import SelectObjective, prepare_select
-    from hpo.search.worker import drain
-    from hpo.storage.engine import open_storage
 
     path = make_study(
         tmp_path,
@@ -231,24 +259,12 @@ def test_one_worker_trains_ready_seeds_while_another_holds_the_last_probe_ticket
     ds = load_study_dataset(second)
     (probe,) = prepare_select(second, storage, ds, url, set()).values()
     real = SelectObjective(second, "shared_bottom", ds, storage, "cpu", worker=1, url=url)
-    held: dict[str, float] = {}
 
-    def slow(trial: optuna.Trial) -> object:  # the other worker: its first ticket outlasts the rest
-        if not held:
-            held["started"] = time.time()
-            while time.time() - held["started"] < 120 and any(
-                sum(len(keys.plain(t.user_attrs)[keys.SEEDS]) for t in complete(s)) < 2 for s in others
-            ):
-                time.sleep(0.2)
-            held["released"] = time.time()
-        return real(trial)
+    def others_trained() -> bool:
+        return all(sum(len(keys.plain(t.user_attrs)[keys.SEEDS]) for t in complete(s)) >= 2 for s in others)
 
-    other = threading.Thread(target=lambda: drain(url, open_storage(url), {"p": (probe, slow)}))
-    other.start()
-    while "started" not in held:
-        time.sleep(0.05)
-    retrain_every_spec_at_once(specs, url, device="cpu", worker_index=0)
-    other.join()
+    with another_worker_holding(url, probe, real, until=others_trained) as held:
+        retrain_every_spec_at_once(specs, url, device="cpu", worker_index=0)
     assert held["released"] - held["started"] < 60  # released by the others' seeds, not by the timeout
     probes = optuna.load_study(study_name=select_study_name(second.name, "shared_bottom"), storage=url)
     probe_done = max(t.datetime_complete for t in probes.get_trials() if t.datetime_complete)
@@ -363,13 +379,8 @@ def test_a_joining_worker_takes_every_replicate_s_queued_probes_as_one_queue(tmp
     """`hpo retrain --join` over tuning replicates: while another worker holds replicate 1's last probe ticket,
     the joining worker probes replicate 2 instead of waiting for it (it took the replicates one after another,
     each to its end); it queues nothing itself."""
-    import threading
-    import time
-
     from hpo.search.retrain import retrain_specs
     from hpo.search.select import SelectObjective, prepare_select
-    from hpo.search.worker import drain
-    from hpo.storage.engine import open_storage
 
     path = make_study(
         tmp_path,
@@ -386,25 +397,13 @@ def test_a_joining_worker_takes_every_replicate_s_queued_probes_as_one_queue(tmp
     ds = load_study_dataset(first)
     probes = [next(iter(prepare_select(s, storage, ds, url, set()).values())) for s in (first, second)]
     real = SelectObjective(first, "shared_bottom", ds, storage, "cpu", worker=1, url=url)
-    held: dict[str, float] = {}
 
     def second_done() -> bool:
         trials = probes[1].get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
         return len(trials) == 2
 
-    def slow(trial: optuna.Trial) -> object:  # the other worker: its one ticket outlasts the rest
-        held["started"] = time.time()
-        while time.time() - held["started"] < 120 and not second_done():
-            time.sleep(0.2)
-        held["released"] = time.time()
-        return real(trial)
-
-    other = threading.Thread(target=lambda: drain(url, open_storage(url), {"p": (probes[0], slow)}))
-    other.start()
-    while "started" not in held:
-        time.sleep(0.05)
-    assert main(["retrain", str(path), "--storage", url, "--join", "--devices", "cpu", "--quiet"]) == 0
-    other.join()
+    with another_worker_holding(url, probes[0], real, until=second_done) as held:
+        assert main(["retrain", str(path), "--storage", url, "--join", "--devices", "cpu", "--quiet"]) == 0
     assert held["released"] - held["started"] < 60  # released by replicate 2's probe, not by the timeout
     for probe in probes:
         assert len(probe.get_trials(states=[optuna.trial.TrialState.COMPLETE])) == 2
@@ -415,12 +414,7 @@ def test_a_joining_worker_takes_every_replicate_s_queued_probes_as_one_queue(tmp
 def test_one_study_s_seeds_train_while_another_architecture_s_probe_is_held(tmp_path: Path) -> None:
     """One study (no replicates) with `retrain.select`: while another worker holds MMoE's last probe ticket,
     `hpo retrain` trains Shared-Bottom's seeds (its probe has finished) instead of waiting for every probe."""
-    import threading
-    import time
-
     from hpo.search.select import SelectObjective, prepare_select
-    from hpo.search.worker import drain
-    from hpo.storage.engine import open_storage
 
     path = make_study(
         tmp_path,
@@ -436,7 +430,6 @@ def test_one_study_s_seeds_train_while_another_architecture_s_probe_is_held(tmp_
     ds = load_study_dataset(spec)
     probe = prepare_select(spec, storage, ds, url, set())["mmoe"]
     real = SelectObjective(spec, "mmoe", ds, storage, "cpu", worker=1, url=url)
-    held: dict[str, float] = {}
 
     def seeds_done() -> bool:
         name = retrain_study_name(spec, "shared_bottom")
@@ -447,20 +440,8 @@ def test_one_study_s_seeds_train_while_another_architecture_s_probe_is_held(tmp_
         )
         return sum(len(keys.plain(t.user_attrs)[keys.SEEDS]) for t in done) == 2
 
-    def slow(trial: optuna.Trial) -> object:  # the other worker: its first ticket outlasts the rest
-        if not held:
-            held["started"] = time.time()
-            while time.time() - held["started"] < 120 and not seeds_done():
-                time.sleep(0.2)
-            held["released"] = time.time()
-        return real(trial)
-
-    other = threading.Thread(target=lambda: drain(url, open_storage(url), {"p": (probe, slow)}))
-    other.start()
-    while "started" not in held:
-        time.sleep(0.05)
-    assert main(["retrain", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
-    other.join()
+    with another_worker_holding(url, probe, real, until=seeds_done) as held:
+        assert main(["retrain", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
     assert held["released"] - held["started"] < 60  # released by Shared-Bottom's seeds, not by the timeout
     for arch in ("shared_bottom", "mmoe"):
         study = optuna.load_study(study_name=retrain_study_name(spec, arch), storage=url)
