@@ -574,9 +574,8 @@ def run_retrain_specs(
     takes them as one queue first (:func:`retrain_every_spec_at_once`; several as children, a joining one only
     what is queued); then :func:`run_retrain` per spec finishes what is left (children for a single spec's
     several workers). Tuning is checked by the caller."""
-    if len(specs) > 1 or any(
-        spec.retrain.select is not None for spec in specs
-    ):  # else one queue: nothing to gain
+    probed = any(spec.retrain.select is not None for spec in specs)  # one spec without a probe is one queue
+    if len(specs) > 1 or probed:
         if workers == 1 or join_only:
             device = devices[worker_index % len(devices)]
             retrain_every_spec_at_once(
