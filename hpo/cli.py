@@ -574,7 +574,10 @@ def retrain_cmd(
     workers: Annotated[int, typer.Option(callback=_count(1, MAX_WORKERS), help="worker processes")] = 1,
     devices: Annotated[str, typer.Option(help="cpu, auto, or cuda:0,cuda:1,...")] = "auto",
     join: Annotated[
-        bool, typer.Option("--join", help="only take queued chunks (another process queued them)")
+        bool,
+        typer.Option(
+            "--join", help="queue nothing: take the probe tickets and seed chunks another process queued"
+        ),
     ] = False,
     worker_index: Annotated[
         int,
