@@ -41,6 +41,19 @@ def _threads_restored(monkeypatch: pytest.MonkeyPatch) -> object:
     torch.set_num_threads(before)
 
 
+@pytest.fixture
+def one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every training process of the test, its children included, on one CPU thread (``HPO_THREADS=1``).
+
+    For tests that compare results to the bit across runs or processes: a float sum's order, so a value's last
+    bits, can depend on the thread count (PyTorch's CPU matrix products split sums between threads from some
+    count on, which differs between CPUs: here from 4 threads, on one CI machine from 2), and a planned count
+    follows the cores free at the moment, which differs between two runs on a busy machine."""
+    from hpo import cores
+
+    monkeypatch.setenv(cores.THREADS_ENV, "1")
+
+
 def census_row(rng: random.Random, label_rich: bool | None = None) -> list[str]:
     """One row in the real file's format (42 fields), with values drawn from the real categories' style."""
     rich = rng.random() < 0.1 if label_rich is None else label_rich

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+import torch
 
 from hpo.config.naming import select_study_name
 from hpo.config.study import StudySpec
@@ -182,9 +183,16 @@ class SelectObjective:
                 trial, {keys.key(keys.PROBE_DONE): _stored(done), keys.key(keys.PROBE_REUSED): sorted(done)}
             )
 
+        counts: dict[int, int] = {}
+
         def record(part: dict[int, float]) -> None:
             done.update(part)
-            set_trial_attrs(trial, {keys.key(keys.PROBE_DONE): _stored(done)})
+            # the count valid_on_seeds set for this part (threads.for_trial)
+            counts.update(dict.fromkeys(part, torch.get_num_threads()))
+            set_trial_attrs(
+                trial,
+                {keys.key(keys.PROBE_DONE): _stored(done), keys.key(keys.PROBE_THREADS): _stored(counts)},
+            )
 
         if todo := [s for s in seeds if s not in done]:
             valid_on_seeds(
@@ -214,8 +222,8 @@ class SelectObjective:
         return probe_score(values, self.chance, higher_is_better=self.higher_is_better)
 
 
-def _stored(done: dict[int, float]) -> dict[str, float]:
-    return {str(seed): value for seed, value in sorted(done.items())}  # JSON's keys are strings
+def _stored(by_seed: dict[int, Any]) -> dict[str, Any]:
+    return {str(seed): value for seed, value in sorted(by_seed.items())}  # JSON's keys are strings
 
 
 def finished_probe_seeds(study: optuna.Study, candidate: int, seeds: Sequence[int]) -> dict[int, float]:

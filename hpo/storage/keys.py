@@ -96,6 +96,8 @@ PROBE_DONE = (
     "probe_done"  # probe seed -> its value, written as each finishes (a killed ticket's retry reuses them)
 )
 PROBE_REUSED = "probe_reused"  # the probe seeds a ticket took from a killed ticket of the same candidate
+# each probe seed's CPU thread count: a float sum's order, so a value's last bits, can depend on it
+PROBE_THREADS = "probe_threads"
 
 # ticket claims (hpo/storage/claims.py, on storages without SQL)
 TRIAL = "trial"  # the claiming trial's number

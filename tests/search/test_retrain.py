@@ -131,6 +131,7 @@ def test_retraining_an_unfinished_tuning_is_refused_before_anything_trains(
         assert done.get_trials(states=[optuna.trial.TrialState.COMPLETE])
 
 
+@pytest.mark.usefixtures("one_thread")  # compared to the bit
 def test_a_chunk_stopped_mid_way_resumes_from_its_checkpoint_and_ends_as_if_never_stopped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -154,12 +154,13 @@ def _tuned(tmp_path: Path, *, trials: int, epochs: int) -> tuple[Path, str]:
     return path, url
 
 
+@pytest.mark.usefixtures("one_thread")  # compared to the bit
 def test_two_workers_probe_each_candidate_once_and_retrain_the_choice(
     tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """`hpo retrain --workers 2`: the probe's tickets are shared between the workers, each candidate probed once
-    on the probe seeds (values that training the stored configuration on those seeds gives again, to the bit),
-    the choice retrained; running again adds nothing."""
+    on the probe seeds (values that training the stored configuration on those seeds gives again, to the bit, at
+    the thread count each seed records), the choice retrained; running again adds nothing."""
     path, url = _tuned(tmp_path, trials=4, epochs=2)
     args = ["retrain", str(path), "--storage", url, "--devices", "cpu", "--workers", "2", "--quiet"]
     capfd.readouterr()
@@ -189,6 +190,8 @@ def test_two_workers_probe_each_candidate_once_and_retrain_the_choice(
         cfg = TrainConfig(**{**stored[keys.TRAIN_CONFIG], "device": "cpu"})
         again = valid_on_seeds(spec, arch, ds, hyper, cfg, record["seeds"], objective_targets(spec, ds), "t")
         assert again == first["probe_values"] and np.mean(again) == pytest.approx(first["probe_mean"])
+        for t in probe.get_trials(states=[S.COMPLETE]):  # each seed's thread count, for whoever reproduces it
+            assert keys.plain(t.user_attrs)[keys.PROBE_THREADS] == {str(s): 1 for s in record["seeds"]}
     counts = _trial_counts(url)
     assert main(["retrain", str(path), "--storage", url, "--devices", "cpu", "--quiet"]) == 0
     assert _trial_counts(url) == counts
@@ -243,6 +246,7 @@ def test_a_probe_ticket_writes_how_far_it_has_come(tmp_path: Path, monkeypatch: 
             assert live["metric"] == "y1.mse" and np.isfinite(live["value"])  # the smoke objective's task
 
 
+@pytest.mark.usefixtures("one_thread")  # compared to the bit
 def test_a_killed_probe_ticket_keeps_the_seeds_it_finished(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
