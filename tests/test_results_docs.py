@@ -641,25 +641,27 @@ def test_front_page_recsys_claim_matches_the_funnel_run() -> None:
     assert len(both) == 6 and (both.embedded < both["mean"]).all(), both
 
 
-def test_group1_full_verdict_tables_match_the_report() -> None:
-    """The headline's two verdict tables (income, then never married) against the final report's CSVs: means and
-    intervals, gaps, Holm p with and without the collapsed seeds, and the collapsed seeds counted by the report's
-    own rule over the exported seed metrics."""
+FULL_RUNS = [("census_group1_leakage_free_full", "income"), ("census_group2_full", "education")]
+
+
+@pytest.mark.parametrize(("name", "main_task"), FULL_RUNS)
+def test_full_verdict_tables_match_the_report(name: str, main_task: str) -> None:
+    """A headline's two verdict tables (the main task, then never married) against the final report's CSVs:
+    means and intervals, gaps, Holm p with and without the collapsed seeds, and the collapsed seeds counted by
+    the report's own rule over the exported seed metrics."""
     from hpo.report.verdict import collapse_mask
 
-    stem = RESULTS / "census_group1_leakage_free_full"
+    stem = RESULTS / name
     lines = (RESULTS / "README.md").read_text().splitlines()
-    at = next(
-        i for i, line in enumerate(lines) if line.startswith("Verdict of `census_group1_leakage_free_full`")
-    )
-    income, marital = parse_tables(lines[at : at + 30])[:2]
+    at = next(i for i, line in enumerate(lines) if line.startswith(f"Verdict of `{name}`"))
+    main, marital = parse_tables(lines[at : at + 30])[:2]
     comp = pd.read_csv(f"{stem}_comparison.csv").set_index(["architecture", "task"])
     verdict = pd.read_csv(f"{stem}_verdict.csv").set_index(["task", "architecture"])
     without = pd.read_csv(f"{stem}_verdict_without_collapsed.csv").set_index(["task", "architecture"])
     metrics = pd.concat(
         pd.read_csv(f) for f in (RESULTS / "runs" / stem.name).glob("*.rep*_seed_metrics.csv")
     ).query("split == 'test' and metric == 'auc'")
-    for task, (_, rows) in (("income", income), ("marital", marital)):
+    for task, (_, rows) in ((main_task, main), ("marital", marital)):
         assert [NAMES[r[0]] for r in rows] == ["single_task", "shared_bottom", "mmoe", "ple", "adatt"]
         for label, seeds, collapsed, mean, gap, p, gap_without, p_without in rows:
             arch = NAMES[label]
@@ -683,9 +685,10 @@ def test_group1_full_verdict_tables_match_the_report() -> None:
             )
 
 
-def test_the_verdict_table_script_prints_the_headline_tables() -> None:
+@pytest.mark.parametrize(("name", "main_task"), FULL_RUNS)
+def test_the_verdict_table_script_prints_the_headline_tables(name: str, main_task: str) -> None:
     """scripts/verdict_table.py, which prints a finished census report's verdict tables for the README, prints
-    group 1's headline tables as they stand (the test above checks their numbers against the same CSVs)."""
+    each full run's headline tables as they stand (the test above checks their numbers against the same CSVs)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
@@ -695,12 +698,9 @@ def test_the_verdict_table_script_prints_the_headline_tables() -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     lines = (RESULTS / "README.md").read_text().splitlines()
-    at = next(
-        i for i, line in enumerate(lines) if line.startswith("Verdict of `census_group1_leakage_free_full`")
-    )
+    at = next(i for i, line in enumerate(lines) if line.startswith(f"Verdict of `{name}`"))
     shown = [line for line in lines[at : at + 30] if line.startswith("|")]
-    stem = RESULTS / "census_group1_leakage_free_full"
-    printed = [line for t in ("income", "marital") for line in module.table(stem, t).splitlines()]
+    printed = [line for t in (main_task, "marital") for line in module.table(RESULTS / name, t).splitlines()]
     assert printed == shown
 
 
@@ -724,6 +724,68 @@ def test_group1_full_headline_sentences_match_the_report() -> None:
     for shown, arch in zip(m.groups(), ("single_task", "ple", "adatt"), strict=True):
         close(shown, gains[arch])
     assert (gains[["shared_bottom", "mmoe"]] < 0).all()
+    settled = pd.read_csv(f"{stem}_settled.csv")
+    m = re.search(r"(\d+) of the (\d+) tuning runs stopped at their 32-trial maximum", text)
+    assert m and int(m.group(1)) == (settled.stop_reason == "max").sum() and int(m.group(2)) == len(settled)
+
+
+def test_group2_full_headline_sentences_match_the_report() -> None:
+    """Group 2's numbers outside its tables: Shared-Bottom against MMoE (pooled and per tuning run, with and
+    without the collapsed seeds), MMoE against Single-Task, tuning's gain over the defaults, the runs at their
+    maximum, and the front page's summary of the same."""
+    text = " ".join((RESULTS / "README.md").read_text().split())
+    text = text[text.index("### Group 2 (the paper's inputs)") :]
+    stem = RESULTS / "census_group2_full"
+    pairs = pd.read_csv(f"{stem}_pairs.csv").query("task == 'education'").set_index(["a", "b"])
+    row = pairs.loc[("shared_bottom", "mmoe")]
+    m = re.search(
+        rf"P\(Shared-Bottom beats MMoE\) = ({NUMBER}) \[({NUMBER}), ({NUMBER})\], Holm p = ({NUMBER})", text
+    )
+    assert m
+    for shown, value in zip(
+        m.groups(), (row.p_a_beats_b, row.ci95_low, row.ci95_high, row.holm_p), strict=True
+    ):
+        close(shown, value)
+    front = " ".join((RESULTS.parents[1] / "README.md").read_text().split())
+    m = re.search(rf"Group 2 .*?P\(Shared-Bottom beats MMoE\) = ({NUMBER}), Holm p = ({NUMBER})", front)
+    assert m
+    close(m.group(1), row.p_a_beats_b)
+    close(m.group(2), row.holm_p)
+    reps = pd.read_csv(f"{stem}_replicates.csv").set_index(["architecture", "replicate"]).retrained_test_mean
+    m = re.search(
+        rf"average ({NUMBER}), ({NUMBER}) and ({NUMBER}) \(({NUMBER}) without its 5 collapsed seeds\) against "
+        rf"MMoE's ({NUMBER}), ({NUMBER}) and ({NUMBER})",
+        text,
+    )
+    assert m
+    shown = list(m.groups())
+    for got, arch, run in zip(
+        shown[:3] + shown[4:], ["shared_bottom"] * 3 + ["mmoe"] * 3, [1, 2, 3, 1, 2, 3], strict=True
+    ):
+        close(got, reps[(arch, run)])
+    metrics = pd.read_csv(RESULTS / "runs" / stem.name / "census_group2_full.rep3_seed_metrics.csv").query(
+        "split == 'test' and metric == 'auc' and task == 'education' and architecture == 'shared_bottom'"
+    )
+    assert (metrics.value <= 0.55).sum() == 5 and len(metrics) == 30
+    close(m.group(4), metrics.value[metrics.value > 0.55].mean())
+    st = pairs.loc[("single_task", "mmoe")]
+    m = re.search(rf"P\(Single-Task beats MMoE\) = ({NUMBER}), Holm p = ({NUMBER})", text)
+    assert m and float(m.group(2)) == pytest.approx(st.holm_p, rel=0.05)
+    close(m.group(1), st.p_a_beats_b)
+    gains = (
+        pd.read_csv(f"{stem}_default_vs_tuned.csv")
+        .query("task == 'education'")
+        .set_index("architecture")
+        .gain
+    )
+    m = re.search(
+        rf"Tuning gained ({NUMBER}) \(Single-Task\), ({NUMBER}) \(MMoE\), ({NUMBER}) \(PLE\) and ({NUMBER}) \(AdaTT\)",
+        text,
+    )
+    assert m
+    for shown_gain, arch in zip(m.groups(), ("single_task", "mmoe", "ple", "adatt"), strict=True):
+        close(shown_gain, gains[arch])
+    assert gains["shared_bottom"] < 0
     settled = pd.read_csv(f"{stem}_settled.csv")
     m = re.search(r"(\d+) of the (\d+) tuning runs stopped at their 32-trial maximum", text)
     assert m and int(m.group(1)) == (settled.stop_reason == "max").sum() and int(m.group(2)) == len(settled)
@@ -762,7 +824,7 @@ def test_select_ablation_table_matches_its_csv() -> None:
             assert retrained == "not retrained"
 
 
-@pytest.mark.parametrize("stem", ["census_group1_leakage_free_full", "runs/census_group2_full_progress"])
+@pytest.mark.parametrize("stem", ["census_group1_leakage_free_full", "census_group2_full"])
 def test_full_space_reports_name_the_same_bounds_in_searched_and_settled(stem: str) -> None:
     """A committed full-space report's `_searched.csv` names, per tuning replicate, the bound hits its
     `_settled.csv` names (the rule's judgement: widened ranges, the unit ceiling no bound)."""
